@@ -1,0 +1,150 @@
+#include "app/app.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <spdlog/spdlog.h>
+
+#include <future>
+#include <thread>
+#include <vector>
+
+#include "crypto/argon2_hasher.h"
+#include "crypto/jwt_codec.h"
+#include "crypto/sodium_otp.h"
+#include "domain/account_service.h"
+#include "domain/presence.h"
+#include "domain/user_service.h"
+#include "http/dispatcher.h"
+#include "http/handlers/routes.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "mail/log_sender.h"
+#include "mail/smtp_sender.h"
+#include "metrics/registry.h"
+#include "store/sqlite/sqlite_store.h"
+
+namespace mmchat::app {
+namespace {
+
+constexpr auto kShutdownGrace = std::chrono::seconds(10);
+
+int Cores() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+Result<std::unique_ptr<store::sqlite::SqliteStore>> OpenStore(const Config& config) {
+  store::sqlite::Options options;
+  options.dsn = config.sqlite_dsn;
+  options.synchronous = config.sqlite_synchronous;
+  return store::sqlite::SqliteStore::Open(options);
+}
+
+// JWT_SECRET, or the secret kept in the database (generated on first start).
+Result<std::string> JwtSecret(const Config& config, domain::SettingsStore* settings) {
+  if (config.jwt_secret) return *config.jwt_secret;
+  auto secret = settings->GetOrCreateSetting("jwt_secret", crypto::GenerateSecret());
+  if (secret.ok()) {
+    spdlog::warn("JWT_SECRET is not set: using the secret generated and kept in the database");
+  }
+  return secret;
+}
+
+std::unique_ptr<domain::CodeSender> MakeSender(const Config& config) {
+  if (config.otp_sender == "smtp") {
+    return std::make_unique<mail::SmtpSender>(config.smtp_url, config.smtp_from);
+  }
+  return std::make_unique<mail::LogSender>();
+}
+
+}  // namespace
+
+Status MigrateOnly(const Config& config) {
+  auto store = OpenStore(config);
+  if (!store.ok()) return store.status();
+  spdlog::info("database {} is up to date", config.sqlite_dsn);
+  return Status::Ok();
+}
+
+int Serve(const Config& config) {
+  auto store_or = OpenStore(config);
+  if (!store_or.ok()) {
+    spdlog::critical("{}", store_or.status().message());
+    return 1;
+  }
+  std::unique_ptr<store::sqlite::SqliteStore> store = std::move(store_or).value();
+  auto secret = JwtSecret(config, store.get());
+  if (!secret.ok()) {
+    spdlog::critical("cannot read the JWT secret: {}", secret.status().message());
+    return 1;
+  }
+
+  // Crypto, mail and the domain.
+  crypto::Argon2Hasher hasher;
+  crypto::SodiumOtp otp(*secret);
+  crypto::JwtCodec tokens(*secret, config.jwt_ttl_min * 60'000);
+  std::unique_ptr<domain::CodeSender> sender = MakeSender(config);
+  domain::AccountPolicy policy;
+  policy.otp_digits = config.otp_digits;
+  policy.otp_ttl_ms = config.otp_ttl_sec * 1000;
+  domain::AccountService accounts(
+      {store.get(), store.get(), &hasher, &otp, &tokens, sender.get()}, policy);
+  domain::NobodyOnline presence;  // replaced by the WebSocket hub when it lands
+  domain::UserService users(store.get(), &presence);
+
+  // HTTP.
+  const int io_threads = config.http_threads > 0 ? config.http_threads : Cores();
+  const int worker_threads = config.worker_threads > 0 ? config.worker_threads : Cores();
+  boost::asio::io_context ioc(io_threads);
+  boost::asio::thread_pool workers(static_cast<size_t>(worker_threads));
+  metrics::Registry registry;
+  http::Router router;
+  http::AddOpsRoutes(router, store.get(), &registry);
+  http::AddAccountRoutes(router, &accounts);
+  http::AddUserRoutes(router, &users);
+  http::Dispatcher dispatcher(
+      &router, [&accounts](std::string_view token) { return accounts.Authenticate(token); },
+      workers.get_executor(), &registry);
+  http::ServerOptions options;
+  options.host = config.http_host;
+  options.port = config.http_port;
+  options.read_timeout = std::chrono::seconds(config.http_read_timeout_sec);
+  http::Server server(ioc, &dispatcher, &registry, options);
+  if (Status s = server.Listen(); !s.ok()) {
+    spdlog::critical("{}", s.message());
+    return 1;
+  }
+
+  std::promise<int> stop_signal;
+  boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (!ec) stop_signal.set_value(sig);
+  });
+
+  server.Start();
+  const std::string shown_host = config.http_host.empty() ? "0.0.0.0" : config.http_host;
+  spdlog::info("mmchat listening on http://{}:{} ({} io threads, {} workers, database {})",
+               shown_host, server.port(), io_threads, worker_threads, config.sqlite_dsn);
+
+  auto guard = boost::asio::make_work_guard(ioc);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+
+  const int sig = stop_signal.get_future().get();
+  spdlog::info("received signal {}: shutting down", sig);
+  server.Stop();
+  if (!server.WaitForConnections(kShutdownGrace)) {
+    spdlog::warn("connections still open after {}s; closing anyway", kShutdownGrace.count());
+  }
+  workers.join();  // nothing new arrives once connections are gone
+  guard.reset();
+  ioc.stop();
+  for (auto& t : threads) t.join();
+  store.reset();  // checkpoints the WAL and closes the database
+  spdlog::info("stopped cleanly");
+  return 0;
+}
+
+}  // namespace mmchat::app

@@ -1,0 +1,215 @@
+#include "app/config.h"
+
+#include <charconv>
+#include <limits>
+
+namespace mmchat::app {
+namespace {
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+bool ValidKey(std::string_view k) {
+  if (k.empty() || (k[0] >= '0' && k[0] <= '9')) return false;
+  for (char c : k) {
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+          c == '_')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status Invalid(const char* var, const std::string& why, const std::string& value) {
+  return Status::InvalidRequest(std::string(var) + ": " + why + " (got \"" + value + "\")");
+}
+
+Status ParseInt(const char* var, const std::string& value, int64_t min, int64_t max,
+                int64_t* out) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (value.empty() || ec != std::errc() || end != value.data() + value.size() || v < min ||
+      v > max) {
+    return Invalid(var,
+                   "must be an integer from " + std::to_string(min) + " to " + std::to_string(max),
+                   value);
+  }
+  *out = v;
+  return Status::Ok();
+}
+
+}  // namespace
+
+const std::vector<ConfigVar>& ConfigVars() {
+  static const std::vector<ConfigVar> kVars = {
+      {"HTTP_ADDR", ":8080", "listen address, `host:port` (`:port` is every interface)"},
+      {"JWT_SECRET", "none",
+       "signing key; when unset the server generates one, keeps it in the database and warns"},
+      {"JWT_TTL_MIN", "1440", "token lifetime in minutes"},
+      {"SQLITE_DSN", "file:chat.db", "SQLite database (a path or a `file:` URI)"},
+      {"OTP_DIGITS", "6", "verification code length (4 to 10)"},
+      {"OTP_TTL_SEC", "300", "verification code lifetime in seconds"},
+      {"OTP_SENDER", "log", "`log` writes the code to the server log; `smtp` mails it"},
+      {"SMTP_URL", "-",
+       "e.g. `smtp://127.0.0.1:2525` (`smtps://` and `user:password@` for TLS/auth); required "
+       "with `OTP_SENDER=smtp`"},
+      {"SMTP_FROM", "mmchat@localhost", "sender address"},
+      {"MAX_MESSAGE_LEN", "4000", "characters per message"},
+      {"HTTP_THREADS", "cores", "io threads serving connections"},
+      {"WORKER_THREADS", "cores", "threads for password hashing and mail"},
+      {"HTTP_READ_TIMEOUT_SEC", "30",
+       "time a client has to send a whole request, and the keep-alive idle limit"},
+      {"SQLITE_SYNCHRONOUS", "NORMAL", "`NORMAL` or `FULL` (SQLite `synchronous` in WAL mode)"},
+      {"LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`"},
+  };
+  return kVars;
+}
+
+Result<std::map<std::string, std::string>> ParseDotEnv(std::string_view content) {
+  std::map<std::string, std::string> out;
+  int line_no = 0;
+  while (!content.empty()) {
+    ++line_no;
+    const size_t nl = content.find('\n');
+    std::string_view line = Trim(content.substr(0, nl));
+    content.remove_prefix(nl == std::string_view::npos ? content.size() : nl + 1);
+    if (line.empty() || line[0] == '#') continue;
+    if (line.substr(0, 7) == "export ") line = Trim(line.substr(7));
+    const size_t eq = line.find('=');
+    const std::string where = ".env line " + std::to_string(line_no);
+    if (eq == std::string_view::npos) return Status::InvalidRequest(where + ": expected KEY=VALUE");
+    const std::string_view key = Trim(line.substr(0, eq));
+    if (!ValidKey(key)) return Status::InvalidRequest(where + ": invalid variable name");
+    std::string_view value = Trim(line.substr(eq + 1));
+    if (!value.empty() && (value[0] == '"' || value[0] == '\'')) {
+      const size_t close = value.find(value[0], 1);
+      if (close == std::string_view::npos) {
+        return Status::InvalidRequest(where + ": unterminated quote");
+      }
+      const std::string_view rest = Trim(value.substr(close + 1));
+      if (!rest.empty() && rest[0] != '#') {
+        return Status::InvalidRequest(where + ": text after the closing quote");
+      }
+      value = value.substr(1, close - 1);
+    } else if (const size_t hash = value.find(" #"); hash != std::string_view::npos) {
+      value = Trim(value.substr(0, hash));  // an inline comment
+    }
+    out[std::string(key)] = std::string(value);
+  }
+  return out;
+}
+
+Status ParseListenAddress(std::string_view addr, std::string* host, uint16_t* port) {
+  const Status bad = Invalid("HTTP_ADDR", "must be host:port or :port", std::string(addr));
+  std::string_view h;
+  std::string_view p;
+  if (!addr.empty() && addr[0] == '[') {
+    const size_t close = addr.find(']');
+    if (close == std::string_view::npos || close + 1 >= addr.size() || addr[close + 1] != ':') {
+      return bad;
+    }
+    h = addr.substr(1, close - 1);
+    p = addr.substr(close + 2);
+  } else {
+    const size_t colon = addr.rfind(':');
+    if (colon == std::string_view::npos) return bad;
+    h = addr.substr(0, colon);
+    p = addr.substr(colon + 1);
+    if (h.find(':') != std::string_view::npos) return bad;  // bare IPv6 needs brackets
+  }
+  int64_t n = 0;
+  if (!ParseInt("HTTP_ADDR", std::string(p), 0, 65535, &n).ok()) return bad;
+  for (char c : h) {
+    if (c == ' ' || c == '/' || c == '@') return bad;
+  }
+  *host = std::string(h);
+  *port = static_cast<uint16_t>(n);
+  return Status::Ok();
+}
+
+Result<Config> LoadConfig(const std::function<std::optional<std::string>(const char*)>& getenv,
+                          const std::map<std::string, std::string>& dotenv) {
+  auto get = [&](const char* name) -> std::optional<std::string> {
+    if (auto v = getenv(name)) return v;
+    auto it = dotenv.find(name);
+    if (it != dotenv.end()) return it->second;
+    return std::nullopt;
+  };
+  Config c;
+  int64_t n = 0;
+  auto int_var = [&](const char* name, int64_t min, int64_t max, auto* field) -> Status {
+    auto v = get(name);
+    if (!v) return Status::Ok();
+    if (Status s = ParseInt(name, *v, min, max, &n); !s.ok()) return s;
+    *field = static_cast<std::remove_pointer_t<decltype(field)>>(n);
+    return Status::Ok();
+  };
+  auto one_of = [&](const char* name, std::initializer_list<const char*> allowed,
+                    std::string* field) -> Status {
+    auto v = get(name);
+    if (!v) return Status::Ok();
+    for (const char* a : allowed) {
+      if (*v == a) {
+        *field = *v;
+        return Status::Ok();
+      }
+    }
+    std::string list;
+    for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+    return Invalid(name, "must be one of " + list, *v);
+  };
+
+  if (auto v = get("HTTP_ADDR")) {
+    if (Status s = ParseListenAddress(*v, &c.http_host, &c.http_port); !s.ok()) return s;
+  }
+  if (auto v = get("JWT_SECRET"); v && !v->empty()) {
+    if (v->size() < 16) return Invalid("JWT_SECRET", "must be at least 16 characters", "…");
+    c.jwt_secret = *v;
+  }
+  constexpr int64_t kMaxInt = std::numeric_limits<int32_t>::max();
+  if (Status s = int_var("JWT_TTL_MIN", 1, 525600, &c.jwt_ttl_min); !s.ok()) return s;
+  if (auto v = get("SQLITE_DSN")) {
+    if (v->empty()) return Invalid("SQLITE_DSN", "must not be empty", *v);
+    c.sqlite_dsn = *v;
+  }
+  if (Status s = int_var("OTP_DIGITS", 4, 10, &c.otp_digits); !s.ok()) return s;
+  if (Status s = int_var("OTP_TTL_SEC", 1, 86400, &c.otp_ttl_sec); !s.ok()) return s;
+  if (Status s = one_of("OTP_SENDER", {"log", "smtp"}, &c.otp_sender); !s.ok()) return s;
+  if (auto v = get("SMTP_URL"); v && !v->empty()) {
+    if (v->rfind("smtp://", 0) != 0 && v->rfind("smtps://", 0) != 0) {
+      return Invalid("SMTP_URL", "must start with smtp:// or smtps://", *v);
+    }
+    c.smtp_url = *v;
+  }
+  if (c.otp_sender == "smtp" && c.smtp_url.empty()) {
+    return Status::InvalidRequest("SMTP_URL: required when OTP_SENDER=smtp");
+  }
+  if (auto v = get("SMTP_FROM")) {
+    if (v->find('@') == std::string::npos || v->find_first_of("<>\r\n ") != std::string::npos) {
+      return Invalid("SMTP_FROM", "must be a plain email address", *v);
+    }
+    c.smtp_from = *v;
+  }
+  if (Status s = int_var("MAX_MESSAGE_LEN", 1, 65536, &c.max_message_len); !s.ok()) return s;
+  if (Status s = int_var("HTTP_THREADS", 1, 256, &c.http_threads); !s.ok()) return s;
+  if (Status s = int_var("WORKER_THREADS", 1, 256, &c.worker_threads); !s.ok()) return s;
+  if (Status s = int_var("HTTP_READ_TIMEOUT_SEC", 1, kMaxInt, &c.http_read_timeout_sec); !s.ok()) {
+    return s;
+  }
+  if (Status s = one_of("SQLITE_SYNCHRONOUS", {"NORMAL", "FULL"}, &c.sqlite_synchronous); !s.ok()) {
+    return s;
+  }
+  if (Status s = one_of("LOG_LEVEL", {"debug", "info", "warn", "error"}, &c.log_level); !s.ok()) {
+    return s;
+  }
+  return c;
+}
+
+}  // namespace mmchat::app

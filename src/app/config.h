@@ -1,0 +1,60 @@
+// Server configuration: API.md's environment variables plus a few of our own, read from the
+// environment and a .env file (the real environment wins). Parsing is pure and
+// unit-tested; an invalid value is an error naming the variable.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace mmchat::app {
+
+struct Config {
+  // API.md
+  std::string http_host;  // empty: all interfaces
+  uint16_t http_port = 8080;
+  std::optional<std::string> jwt_secret;
+  int64_t jwt_ttl_min = 1440;
+  std::string sqlite_dsn = "file:chat.db";
+  int otp_digits = 6;
+  int64_t otp_ttl_sec = 300;
+  std::string otp_sender = "log";  // log | smtp
+  std::string smtp_url;
+  std::string smtp_from = "mmchat@localhost";
+  int64_t max_message_len = 4000;
+  // MmChat's own
+  int http_threads = 0;    // 0: one per core
+  int worker_threads = 0;  // 0: one per core
+  int64_t http_read_timeout_sec = 30;
+  std::string sqlite_synchronous = "NORMAL";  // NORMAL | FULL
+  std::string log_level = "info";
+};
+
+struct ConfigVar {
+  const char* name;
+  const char* default_text;
+  const char* meaning;
+};
+
+// Every variable the server reads, in the order of README's table.
+const std::vector<ConfigVar>& ConfigVars();
+
+// KEY=VALUE lines; blank lines and '#' comments are skipped; "export " is allowed; values may
+// be single- or double-quoted. A malformed line is an error naming its line number.
+Result<std::map<std::string, std::string>> ParseDotEnv(std::string_view content);
+
+// Builds the configuration. `getenv` answers for the real environment; `dotenv` holds the .env
+// values, used where the environment has none.
+Result<Config> LoadConfig(const std::function<std::optional<std::string>(const char*)>& getenv,
+                          const std::map<std::string, std::string>& dotenv);
+
+// "host:port", ":port", "[v6]:port" into host and port.
+Status ParseListenAddress(std::string_view addr, std::string* host, uint16_t* port);
+
+}  // namespace mmchat::app

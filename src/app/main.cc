@@ -1,0 +1,80 @@
+// mmchat: serve, or apply migrations and exit. Everything else lives in app/.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "app/app.h"
+#include "app/config.h"
+
+namespace {
+
+std::string ConfigHelp() {
+  std::string out = "\nConfiguration (environment, or KEY=VALUE lines in ./.env):\n";
+  for (const auto& v : mmchat::app::ConfigVars()) {
+    out += "  " + std::string(v.name) + " (default " + v.default_text + ")\n      " + v.meaning +
+           "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // API.md spells the flag "-migrate" too; CLI11 would read that as -m -i -g ..., so map it.
+  std::vector<std::string> args(argv, argv + argc);
+  for (auto& a : args) {
+    if (a == "-migrate") a = "--migrate";
+  }
+  std::vector<char*> argp;
+  for (auto& a : args) argp.push_back(a.data());
+
+  CLI::App cli{"MmChat: a self-hosted real-time chat server (REST + WebSocket)", "mmchat"};
+  bool migrate = false;
+  cli.add_flag("--migrate", migrate, "apply pending database migrations and exit");
+  cli.set_version_flag("--version", std::string("mmchat ") + MMCHAT_VERSION);
+  cli.footer(ConfigHelp());
+  try {
+    cli.parse(static_cast<int>(argp.size()), argp.data());
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e);
+  }
+
+  std::map<std::string, std::string> dotenv;
+  if (std::ifstream f(".env"); f) {
+    std::stringstream ss;
+    ss << f.rdbuf();
+    auto parsed = mmchat::app::ParseDotEnv(ss.str());
+    if (!parsed.ok()) {
+      std::cerr << "mmchat: config error: " << parsed.status().message() << "\n";
+      return 2;
+    }
+    dotenv = std::move(parsed).value();
+  }
+  auto config = mmchat::app::LoadConfig(
+      [](const char* name) -> std::optional<std::string> {
+        const char* v = std::getenv(name);
+        return v ? std::optional<std::string>(v) : std::nullopt;
+      },
+      dotenv);
+  if (!config.ok()) {
+    std::cerr << "mmchat: config error: " << config.status().message() << "\n";
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+
+  if (migrate) {
+    if (auto s = mmchat::app::MigrateOnly(*config); !s.ok()) {
+      spdlog::critical("{}", s.message());
+      return 1;
+    }
+    return 0;
+  }
+  return mmchat::app::Serve(*config);
+}

@@ -1,0 +1,18 @@
+// Wall-clock helpers. The server stores and compares times as milliseconds since the Unix
+// epoch (UTC) and formats them as RFC 3339 with milliseconds only at the edges.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace mmchat {
+
+using TimeMs = int64_t;
+
+// Current wall-clock time in milliseconds since the epoch.
+TimeMs NowMs();
+
+// "2026-11-23T10:00:00.123Z".
+std::string FormatRfc3339(TimeMs t);
+
+}  // namespace mmchat

@@ -1,0 +1,248 @@
+#include "domain/account_service.h"
+
+#include <string>
+#include <utility>
+
+#include "domain/validation.h"
+
+namespace mmchat::domain {
+namespace {
+
+bool IsDigits(std::string_view s) {
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return !s.empty();
+}
+
+// The body holds the code as its only run of digits (API.md), so no other numbers appear.
+OutgoingMail CodeMail(CodePurpose purpose, const std::string& to, const std::string& code) {
+  OutgoingMail mail;
+  mail.to = to;
+  if (purpose == CodePurpose::kSignup) {
+    mail.subject = "Your MmChat verification code";
+    mail.body = "Welcome to MmChat.\r\n\r\nYour verification code is " + code +
+                "\r\n\r\nIt expires soon and can be used once. If you did not sign up, "
+                "ignore this mail.\r\n";
+  } else {
+    mail.subject = "Your MmChat password reset code";
+    mail.body = "Your password reset code is " + code +
+                "\r\n\r\nIt expires soon and can be used once. If you did not ask to reset "
+                "your password, ignore this mail.\r\n";
+  }
+  return mail;
+}
+
+}  // namespace
+
+AccountService::AccountService(Deps deps, AccountPolicy policy)
+    : d_(std::move(deps)), policy_(policy) {}
+
+// ---------------------------------------------------------------------------------------------
+// Signup
+// ---------------------------------------------------------------------------------------------
+
+Result<int64_t> AccountService::SignupInitiate(const SignupRequest& req) {
+  if (Status s = ValidateUsername(req.username); !s.ok()) return s;
+  if (Status s = ValidateEmail(req.email); !s.ok()) return s;
+  if (Status s = ValidatePassword(req.password); !s.ok()) return s;
+
+  auto by_name = d_.users->FindUserByUsername(req.username);
+  if (!by_name.ok()) return by_name.status();
+  if (by_name->has_value()) return Status::Conflict("username already taken");
+  auto by_email = d_.users->FindUserByEmail(req.email);
+  if (!by_email.ok()) return by_email.status();
+  if (by_email->has_value()) return Status::Conflict("email already registered");
+
+  const std::string email = AsciiLower(req.email);
+  const TimeMs now = d_.now();
+  if (Status s = CheckResendWindow(CodePurpose::kSignup, email, now); !s.ok()) return s;
+
+  auto hash = d_.hasher->Hash(req.password);
+  if (!hash.ok()) return hash.status();
+
+  PendingCode code;
+  code.purpose = CodePurpose::kSignup;
+  code.email = email;
+  code.username = req.username;
+  code.password_hash = std::move(hash).value();
+  if (Status s = IssueCode(std::move(code), /*deliver=*/true); !s.ok()) return s;
+  return policy_.otp_ttl_ms / 1000;
+}
+
+Result<AuthResult> AccountService::SignupVerify(const std::string& email, const std::string& otp) {
+  auto code = UseCode(CodePurpose::kSignup, AsciiLower(email), otp);
+  if (!code.ok()) return code.status();
+  NewUser nu;
+  nu.username = code->username;
+  nu.email = code->email;
+  nu.password_hash = code->password_hash;
+  nu.created_at = d_.now();
+  auto user = d_.users->CreateUser(nu);  // kConflict when someone verified the name first
+  if (!user.ok()) return user.status();
+  return IssueToken(*user, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login
+// ---------------------------------------------------------------------------------------------
+
+Result<AuthResult> AccountService::Login(const LoginRequest& req) {
+  const Status bad = Status::InvalidCredentials("invalid username, email or password");
+  Result<std::optional<UserRecord>> found = std::optional<UserRecord>();
+  if (req.username) {
+    found = d_.users->FindUserByUsername(*req.username);
+  } else if (req.email) {
+    found = d_.users->FindUserByEmail(*req.email);
+  } else {
+    return Status::InvalidRequest("username or email is required");
+  }
+  if (!found.ok()) return found.status();
+
+  if (!found->has_value()) {
+    // Spend the same time as a real check so that response times do not reveal accounts.
+    std::call_once(dummy_once_, [this] {
+      auto h = d_.hasher->Hash("mmchat-timing-equalizer");
+      if (h.ok()) dummy_hash_ = std::move(h).value();
+    });
+    d_.hasher->Verify(dummy_hash_, req.password);
+    return bad;
+  }
+  const UserRecord& rec = **found;
+  const TimeMs now = d_.now();
+  const TimeMs window_end = rec.failed_window_start + policy_.login_window_ms;
+  if (rec.failed_logins >= policy_.max_login_failures && now < window_end) {
+    return Status::RateLimited("too many failed logins; try again later",
+                               (window_end - now + 999) / 1000);
+  }
+  if (!d_.hasher->Verify(rec.password_hash, req.password)) {
+    auto count = d_.users->AddLoginFailure(rec.user.id, now, policy_.login_window_ms);
+    if (!count.ok()) return count.status();
+    return bad;
+  }
+  if (rec.failed_logins > 0) {
+    if (Status s = d_.users->ClearLoginFailures(rec.user.id); !s.ok()) return s;
+  }
+  return IssueToken(rec.user, rec.token_version);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Password reset
+// ---------------------------------------------------------------------------------------------
+
+Status AccountService::ForgotInitiate(const std::string& email_in) {
+  if (Status s = ValidateEmail(email_in); !s.ok()) return s;
+  const std::string email = AsciiLower(email_in);
+  const TimeMs now = d_.now();
+  // The window applies to unknown emails too: a 429 only for registered ones would tell.
+  if (Status s = CheckResendWindow(CodePurpose::kReset, email, now); !s.ok()) return s;
+  auto user = d_.users->FindUserByEmail(email);
+  if (!user.ok()) return user.status();
+  PendingCode code;
+  code.purpose = CodePurpose::kReset;
+  code.email = email;
+  // For an unknown email a code is stored (so the window holds) but never sent.
+  return IssueCode(std::move(code), /*deliver=*/user->has_value());
+}
+
+Status AccountService::ForgotReset(const std::string& email_in, const std::string& otp,
+                                   const std::string& new_password) {
+  if (Status s = ValidatePassword(new_password, "new_password"); !s.ok()) return s;
+  const std::string email = AsciiLower(email_in);
+  auto user = d_.users->FindUserByEmail(email);
+  if (!user.ok()) return user.status();
+  if (!user->has_value()) {
+    auto code = d_.codes->FindCode(CodePurpose::kReset, email);
+    if (!code.ok()) return code.status();
+    if (code->has_value()) (void)d_.codes->AddCodeAttempt(CodePurpose::kReset, email);
+    return Status::OtpInvalid("invalid verification code");
+  }
+  // Hash before consuming the code, so that a hashing failure does not burn it.
+  auto hash = d_.hasher->Hash(new_password);
+  if (!hash.ok()) return hash.status();
+  auto code = UseCode(CodePurpose::kReset, email, otp);
+  if (!code.ok()) return code.status();
+  return d_.users->ReplacePassword((*user)->user.id, *hash);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------------------------
+
+Result<int64_t> AccountService::Authenticate(std::string_view token) {
+  auto claims = d_.tokens->Verify(token, d_.now());
+  if (!claims.ok()) return claims.status();
+  auto rec = d_.users->FindUserById(claims->user_id);
+  if (!rec.ok()) return rec.status();
+  if (!rec->has_value()) return Status::Unauthorized("unknown user");
+  if ((*rec)->token_version != claims->token_version) {
+    return Status::Unauthorized("token revoked");
+  }
+  return claims->user_id;
+}
+
+Result<AuthResult> AccountService::IssueToken(const User& user, int64_t token_version) {
+  auto token = d_.tokens->Issue(user.id, token_version, d_.now());
+  if (!token.ok()) return token.status();
+  return AuthResult{std::move(token).value(), user};
+}
+
+// ---------------------------------------------------------------------------------------------
+// One-time codes
+// ---------------------------------------------------------------------------------------------
+
+Status AccountService::CheckResendWindow(CodePurpose purpose, const std::string& email,
+                                         TimeMs now) {
+  auto existing = d_.codes->FindCode(purpose, email);
+  if (!existing.ok()) return existing.status();
+  if (existing->has_value()) {
+    const TimeMs until = (*existing)->sent_at + policy_.resend_window_ms;
+    if (now < until) {
+      return Status::RateLimited("a code was sent recently; wait before asking again",
+                                 (until - now + 999) / 1000);
+    }
+  }
+  return Status::Ok();
+}
+
+Status AccountService::IssueCode(PendingCode code, bool deliver) {
+  const std::string plain = d_.otp->Generate(policy_.otp_digits);
+  code.code_hash = d_.otp->Hash(code.purpose, code.email, plain);
+  code.sent_at = d_.now();
+  code.expires_at = code.sent_at + policy_.otp_ttl_ms;
+  code.attempts = 0;
+  code.used = false;
+  if (Status s = d_.codes->PutCode(code); !s.ok()) return s;
+  if (!deliver) return Status::Ok();
+  Status sent = d_.sender->Send(CodeMail(code.purpose, code.email, plain));
+  if (!sent.ok()) {
+    // Leave nothing half-made: no pending account, and no resend window to wait out.
+    d_.codes->DeleteCode(code.purpose, code.email);
+    return sent;
+  }
+  return Status::Ok();
+}
+
+Result<PendingCode> AccountService::UseCode(CodePurpose purpose, const std::string& email,
+                                            const std::string& otp) {
+  const Status invalid = Status::OtpInvalid("invalid verification code");
+  auto found = d_.codes->FindCode(purpose, email);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return invalid;
+  const PendingCode& code = **found;
+  if (code.used || code.attempts >= policy_.max_code_attempts) return invalid;
+  const bool well_formed =
+      otp.size() == static_cast<size_t>(policy_.otp_digits) && IsDigits(otp);
+  if (!well_formed || !d_.otp->Matches(code.code_hash, purpose, email, otp)) {
+    auto attempts = d_.codes->AddCodeAttempt(purpose, email);
+    if (!attempts.ok()) return attempts.status();
+    return invalid;
+  }
+  if (d_.now() >= code.expires_at) return Status::OtpExpired("verification code expired");
+  auto consumed = d_.codes->ConsumeCode(purpose, email, code.sent_at);
+  if (!consumed.ok()) return consumed.status();
+  if (!*consumed) return invalid;  // a concurrent request used or replaced it
+  return code;
+}
+
+}  // namespace mmchat::domain

@@ -1,0 +1,92 @@
+// Account use cases of API.md's Authentication section: signup and password reset verified by
+// a one-time code, login with lockout, and token authentication.
+//
+// Thread-safe (state lives in the stores). Signup, login and reset hash passwords and may send
+// mail, so callers must run them off io threads; Authenticate is cheap (one indexed read).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/status.h"
+#include "common/time.h"
+#include "domain/auth_ports.h"
+#include "domain/store.h"
+#include "domain/user.h"
+
+namespace mmchat::domain {
+
+struct AccountPolicy {
+  int otp_digits = 6;
+  TimeMs otp_ttl_ms = 300'000;
+  TimeMs resend_window_ms = 30'000;
+  int32_t max_code_attempts = 5;
+  TimeMs login_window_ms = 15 * 60'000;
+  int32_t max_login_failures = 10;
+};
+
+struct SignupRequest {
+  std::string username;
+  std::string email;
+  std::string password;
+};
+
+struct LoginRequest {
+  std::optional<std::string> username;
+  std::optional<std::string> email;
+  std::string password;
+};
+
+struct AuthResult {
+  IssuedToken token;
+  User user;
+};
+
+class AccountService {
+ public:
+  struct Deps {
+    UserStore* users;
+    CodeStore* codes;
+    PasswordHasher* hasher;
+    OtpCrypto* otp;
+    TokenCodec* tokens;
+    CodeSender* sender;
+    std::function<TimeMs()> now = NowMs;
+  };
+
+  AccountService(Deps deps, AccountPolicy policy);
+
+  // Returns the code lifetime in seconds.
+  Result<int64_t> SignupInitiate(const SignupRequest& req);
+  Result<AuthResult> SignupVerify(const std::string& email, const std::string& otp);
+  Result<AuthResult> Login(const LoginRequest& req);
+  Status ForgotInitiate(const std::string& email);
+  Status ForgotReset(const std::string& email, const std::string& otp,
+                     const std::string& new_password);
+
+  // The user id of a valid, unrevoked token of an existing user; kUnauthorized otherwise.
+  Result<int64_t> Authenticate(std::string_view token);
+
+  const AccountPolicy& policy() const { return policy_; }
+
+ private:
+  // The resend window, shared by signup and forgot (each purpose has its own row).
+  Status CheckResendWindow(CodePurpose purpose, const std::string& email, TimeMs now);
+  // Stores a fresh code and mails it; on a failed delivery nothing is left behind.
+  Status IssueCode(PendingCode code, bool deliver);
+  // Checks `otp` against the stored code and consumes it on success.
+  Result<PendingCode> UseCode(CodePurpose purpose, const std::string& email,
+                              const std::string& otp);
+  Result<AuthResult> IssueToken(const User& user, int64_t token_version);
+
+  Deps d_;
+  AccountPolicy policy_;
+  // Verified against for unknown users, so that timing does not tell which accounts exist.
+  std::once_flag dummy_once_;
+  std::string dummy_hash_;
+};
+
+}  // namespace mmchat::domain

@@ -1,0 +1,91 @@
+// Storage interfaces the domain needs. Implemented by store/<backend>; the domain never sees
+// SQL. Every implementation must be safe to call from many threads at once.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "domain/user.h"
+
+namespace mmchat::domain {
+
+class UserStore {
+ public:
+  virtual ~UserStore() = default;
+
+  // Inserts a verified user. kConflict when the username or email is taken (case-insensitive).
+  virtual Result<User> CreateUser(const NewUser& user) = 0;
+  virtual Result<std::optional<UserRecord>> FindUserById(int64_t id) = 0;
+  // Both look-ups are case-insensitive.
+  virtual Result<std::optional<UserRecord>> FindUserByEmail(std::string_view email) = 0;
+  virtual Result<std::optional<UserRecord>> FindUserByUsername(std::string_view username) = 0;
+  // Users whose username starts with `prefix` (case-insensitive), ordered by username.
+  virtual Result<std::vector<User>> SearchUsersByPrefix(std::string_view prefix, int limit) = 0;
+  // kConflict when the new username is taken by another user; kNotFound for an unknown id.
+  virtual Status UpdateProfile(int64_t id, const ProfileUpdate& update) = 0;
+  // Stores a new password hash, increments token_version and clears login failures.
+  virtual Status ReplacePassword(int64_t id, const std::string& password_hash) = 0;
+  // Counts one failed login atomically: starts a new window at `now` when the current one is
+  // older than `window_ms`. Returns the count in the (possibly new) window.
+  virtual Result<int32_t> AddLoginFailure(int64_t id, TimeMs now, TimeMs window_ms) = 0;
+  virtual Status ClearLoginFailures(int64_t id) = 0;
+};
+
+enum class CodePurpose { kSignup, kReset };
+
+// A one-time code waiting to be used. Kept after use (used = true) so that the resend window
+// still applies and a second use is refused.
+struct PendingCode {
+  CodePurpose purpose = CodePurpose::kSignup;
+  std::string email;  // normalized to lower case
+  std::string code_hash;
+  TimeMs sent_at = 0;
+  TimeMs expires_at = 0;
+  int32_t attempts = 0;  // wrong tries so far
+  bool used = false;
+  // Signup only: the account to create on verify.
+  std::string username;
+  std::string password_hash;
+};
+
+class CodeStore {
+ public:
+  virtual ~CodeStore() = default;
+
+  virtual Result<std::optional<PendingCode>> FindCode(CodePurpose purpose,
+                                                      std::string_view email) = 0;
+  // Inserts or replaces the code for (purpose, email).
+  virtual Status PutCode(const PendingCode& code) = 0;
+  virtual Status DeleteCode(CodePurpose purpose, std::string_view email) = 0;
+  // Counts a wrong try; returns the new count.
+  virtual Result<int32_t> AddCodeAttempt(CodePurpose purpose, std::string_view email) = 0;
+  // Marks the code sent at `sent_at` used. Returns false when it was already used or was
+  // replaced meanwhile, so that two concurrent uses cannot both succeed.
+  virtual Result<bool> ConsumeCode(CodePurpose purpose, std::string_view email,
+                                   TimeMs sent_at) = 0;
+};
+
+class SettingsStore {
+ public:
+  virtual ~SettingsStore() = default;
+  // Returns the stored value of `key`, storing `value_if_absent` first when there is none.
+  virtual Result<std::string> GetOrCreateSetting(std::string_view key,
+                                                 std::string_view value_if_absent) = 0;
+};
+
+}  // namespace mmchat::domain
+
+namespace mmchat::domain {
+
+// Lets /readyz ask whether the database answers.
+class StoreHealth {
+ public:
+  virtual ~StoreHealth() = default;
+  virtual Status Ping() = 0;
+};
+
+}  // namespace mmchat::domain

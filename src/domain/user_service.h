@@ -1,0 +1,40 @@
+// Profile and user look-up use cases of API.md's "Users and profile" section.
+// Thread-safe; every call is a quick indexed store read or write.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "domain/presence.h"
+#include "domain/store.h"
+#include "domain/user.h"
+
+namespace mmchat::domain {
+
+struct LastSeen {
+  int64_t user_id = 0;
+  bool online = false;
+  std::optional<TimeMs> last_seen;
+};
+
+class UserService {
+ public:
+  static constexpr int kDefaultSearchLimit = 20;
+  static constexpr int kMaxSearchLimit = 100;
+
+  UserService(UserStore* users, const PresenceView* presence);
+
+  Result<User> Get(int64_t id);
+  Result<User> UpdateProfile(int64_t id, const ProfileUpdate& update);
+  // `limit` <= 0 means the default; larger than the maximum is capped.
+  Result<std::vector<User>> Search(std::string_view prefix, int limit);
+  Result<LastSeen> GetLastSeen(int64_t id);
+
+ private:
+  UserStore* users_;
+  const PresenceView* presence_;
+};
+
+}  // namespace mmchat::domain

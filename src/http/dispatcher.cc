@@ -1,0 +1,115 @@
+#include "http/dispatcher.h"
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <exception>
+
+#include "http/errors.h"
+#include "http/json_io.h"
+
+namespace mmchat::http {
+namespace {
+
+constexpr std::string_view kBearer = "Bearer ";
+
+Response NotFound(const Request& req) {
+  return ErrorResponse(Status::NotFound("no route for " + req.method + " " + req.path));
+}
+
+// API.md has no row for this; 405 with an Allow header is what HTTP clients expect.
+Response MethodNotAllowed(const std::string& allowed) {
+  Response res = JsonResponse(
+      405, {{"error", {{"code", "method_not_allowed"}, {"message", "method not allowed"}}}});
+  res.headers.emplace_back("Allow", allowed);
+  return res;
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(const Router* router, Authenticator authenticate,
+                       boost::asio::any_io_executor workers, metrics::Registry* registry)
+    : router_(router),
+      authenticate_(std::move(authenticate)),
+      workers_(std::move(workers)),
+      registry_(registry) {
+  auto make = [&](const std::string& label) {
+    auto s = std::make_unique<RouteStats>();
+    s->label = label;
+    s->latency = registry_->GetHistogram(
+        "mmchat_http_request_duration_seconds", "HTTP request latency by route.",
+        "route=\"" + metrics::EscapeLabel(label) + "\"", metrics::LatencyBuckets());
+    return s;
+  };
+  for (const auto& r : router_->routes()) route_stats_.push_back(make(r->method + " " + r->pattern));
+  unmatched_stats_ = make("unmatched");
+}
+
+Dispatcher::RouteStats& Dispatcher::StatsFor(const Route* route) {
+  const auto& routes = router_->routes();
+  for (size_t i = 0; i < routes.size(); ++i) {
+    if (routes[i].get() == route) return *route_stats_[i];
+  }
+  return *unmatched_stats_;
+}
+
+void Dispatcher::Record(RouteStats& stats, int status, double seconds) {
+  stats.latency->Observe(seconds);
+  if (status < 0 || status >= static_cast<int>(stats.by_status.size())) status = 0;
+  metrics::Counter* c = stats.by_status[status].load(std::memory_order_acquire);
+  if (c == nullptr) {
+    c = registry_->GetCounter("mmchat_http_requests_total", "HTTP requests by route and status.",
+                              "route=\"" + metrics::EscapeLabel(stats.label) + "\",status=\"" +
+                                  std::to_string(status) + "\"");
+    stats.by_status[status].store(c, std::memory_order_release);
+  }
+  c->Inc();
+}
+
+Response Dispatcher::Run(const Route& route, Request& req) {
+  if (route.options.auth) {
+    std::string_view auth = req.authorization;
+    if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer) {
+      return ErrorResponse(Status::Unauthorized("missing bearer token"));
+    }
+    auto user = authenticate_(auth.substr(kBearer.size()));
+    if (!user.ok()) return ErrorResponse(user.status());
+    req.user_id = *user;
+  }
+  try {
+    return route.handler(req);
+  } catch (const std::exception& e) {
+    // A bug, not a client error: log the detail, show none of it.
+    spdlog::error("handler {} {} threw: {}", route.method, route.pattern, e.what());
+    return ErrorResponse(Status::Internal("internal error"));
+  }
+}
+
+void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
+  const auto start = std::chrono::steady_clock::now();
+  auto finish = [this, start, done = std::move(done)](RouteStats& stats, Response res) {
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    Record(stats, res.status, took.count());
+    done(std::move(res));
+  };
+
+  const RouteMatch m = router_->Find(req.method, req.path, &req.params);
+  if (m.route == nullptr) {
+    Response res = m.path_known ? MethodNotAllowed(m.allowed) : NotFound(req);
+    finish(*unmatched_stats_, std::move(res));
+    return;
+  }
+
+  RouteStats& stats = StatsFor(m.route);
+  if (!m.route->options.blocking) {
+    finish(stats, Run(*m.route, req));
+    return;
+  }
+  boost::asio::post(workers_, [this, route = m.route, &stats, req = std::move(req),
+                               finish = std::move(finish)]() mutable {
+    finish(stats, Run(*route, req));
+  });
+}
+
+}  // namespace mmchat::http

@@ -1,0 +1,53 @@
+// Runs a parsed request through the router: authentication for protected routes, the
+// handler (on the worker pool when the route is blocking), the error object for failures,
+// and per-route request metrics. Thread-safe once built.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "common/status.h"
+#include "http/message.h"
+#include "http/router.h"
+#include "metrics/registry.h"
+
+namespace mmchat::http {
+
+// Turns a bearer token into a user id, or kUnauthorized.
+using Authenticator = std::function<Result<int64_t>(std::string_view token)>;
+
+class Dispatcher {
+ public:
+  Dispatcher(const Router* router, Authenticator authenticate,
+             boost::asio::any_io_executor workers, metrics::Registry* registry);
+
+  // Calls `done` exactly once with the response, on this thread or on a worker thread.
+  void Dispatch(Request req, std::function<void(Response)> done);
+
+ private:
+  // Metrics of one route: counters by status are created on first use and then read
+  // lock-free through the atomic slots.
+  struct RouteStats {
+    std::string label;
+    metrics::Histogram* latency = nullptr;
+    std::array<std::atomic<metrics::Counter*>, 600> by_status{};
+  };
+
+  Response Run(const Route& route, Request& req);
+  void Record(RouteStats& stats, int status, double seconds);
+  RouteStats& StatsFor(const Route* route);
+
+  const Router* router_;
+  Authenticator authenticate_;
+  boost::asio::any_io_executor workers_;
+  metrics::Registry* registry_;
+  std::vector<std::unique_ptr<RouteStats>> route_stats_;  // parallel to router_->routes()
+  std::unique_ptr<RouteStats> unmatched_stats_;
+};
+
+}  // namespace mmchat::http

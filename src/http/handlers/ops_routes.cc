@@ -1,0 +1,29 @@
+// /healthz, /readyz and /metrics: API.md's Operations section. No authentication, so that
+// load balancers and Prometheus can reach them; bind HTTP_ADDR accordingly.
+#include "http/errors.h"
+#include "http/handlers/routes.h"
+#include "http/json_io.h"
+
+namespace mmchat::http {
+
+void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Registry* registry) {
+  router.Add("GET", "/healthz", [](Request&) -> Response {
+    return JsonResponse(200, {{"status", "ok"}});
+  });
+
+  router.Add("GET", "/readyz", [health](Request&) -> Response {
+    if (Status s = health->Ping(); !s.ok()) {
+      return ErrorResponse(Status::Unavailable("database is not answering"));
+    }
+    return JsonResponse(200, {{"status", "ok"}});
+  });
+
+  router.Add("GET", "/metrics", [registry](Request&) -> Response {
+    Response res;
+    res.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    res.body = registry->Render();
+    return res;
+  });
+}
+
+}  // namespace mmchat::http

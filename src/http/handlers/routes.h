@@ -1,0 +1,19 @@
+// Route tables of each API area. Each function adds its routes to the router; the handlers
+// translate JSON to domain calls and back, nothing more.
+#pragma once
+
+#include <functional>
+
+#include "domain/account_service.h"
+#include "domain/store.h"
+#include "domain/user_service.h"
+#include "http/router.h"
+#include "metrics/registry.h"
+
+namespace mmchat::http {
+
+void AddAccountRoutes(Router& router, domain::AccountService* accounts);
+void AddUserRoutes(Router& router, domain::UserService* users);
+void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Registry* registry);
+
+}  // namespace mmchat::http

@@ -1,0 +1,32 @@
+// JSON in and out for handlers: body parsing with field errors worded for clients, and JSON
+// responses. Field getters return kInvalidRequest naming the field, per API.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "http/message.h"
+
+namespace mmchat::http {
+
+using Json = nlohmann::json;
+
+// The request body as a JSON object (invalid JSON, invalid UTF-8 and non-objects are 400).
+Result<Json> ParseObject(const std::string& body);
+
+Result<std::string> RequiredString(const Json& obj, const char* field);
+// Absent -> nullopt; present but not a string (null included) -> 400.
+Result<std::optional<std::string>> OptionalString(const Json& obj, const char* field);
+
+// A positive integer query parameter; absent -> nullopt.
+Result<std::optional<int64_t>> QueryInt(const Request& req, const char* name);
+// The path parameter `name` as a positive id; a non-numeric id is 404 (no such resource).
+Result<int64_t> PathId(const Request& req, const char* name);
+
+Response JsonResponse(int status, const Json& body);
+
+}  // namespace mmchat::http

@@ -1,0 +1,66 @@
+#include "http/router.h"
+
+namespace mmchat::http {
+namespace {
+
+std::vector<std::string> SplitPath(const std::string& path) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < path.size()) {
+    if (path[start] == '/') {
+      ++start;
+      continue;
+    }
+    const size_t slash = path.find('/', start);
+    const size_t end = slash == std::string::npos ? path.size() : slash;
+    out.push_back(path.substr(start, end - start));
+    start = end;
+  }
+  return out;
+}
+
+bool Matches(const Route& r, const std::vector<std::string>& segs,
+             std::map<std::string, std::string>* params) {
+  if (r.segments.size() != segs.size()) return false;
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const std::string& p = r.segments[i];
+    if (!p.empty() && p[0] == ':') {
+      if (params) (*params)[p.substr(1)] = segs[i];
+    } else if (p != segs[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void Router::Add(std::string method, std::string pattern, Handler handler, RouteOptions options) {
+  auto r = std::make_unique<Route>();
+  r->method = std::move(method);
+  r->segments = SplitPath(pattern);
+  r->pattern = std::move(pattern);
+  r->handler = std::move(handler);
+  r->options = options;
+  routes_.push_back(std::move(r));
+}
+
+RouteMatch Router::Find(const std::string& method, const std::string& path,
+                        std::map<std::string, std::string>* params) const {
+  RouteMatch m;
+  const std::vector<std::string> segs = SplitPath(path);
+  for (const auto& r : routes_) {
+    if (!Matches(*r, segs, nullptr)) continue;
+    if (r->method == method) {
+      Matches(*r, segs, params);
+      m.route = r.get();
+      return m;
+    }
+    m.path_known = true;
+    if (!m.allowed.empty()) m.allowed += ", ";
+    m.allowed += r->method;
+  }
+  return m;
+}
+
+}  // namespace mmchat::http

@@ -1,0 +1,48 @@
+// Maps (method, path) to a handler. Patterns are literal segments and ":name" parameters,
+// e.g. "/api/users/:id/last-seen". Routes are added at start-up; Find is then read-only and
+// safe from any thread.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "http/message.h"
+
+namespace mmchat::http {
+
+using Handler = std::function<Response(Request&)>;
+
+struct RouteOptions {
+  bool auth = false;      // needs a valid bearer token; sets Request::user_id
+  bool blocking = false;  // slow (password hashing, SMTP): run on the worker pool
+};
+
+struct Route {
+  std::string method;
+  std::string pattern;  // also the metrics label
+  std::vector<std::string> segments;
+  Handler handler;
+  RouteOptions options;
+};
+
+struct RouteMatch {
+  const Route* route = nullptr;  // null when nothing matched
+  bool path_known = false;       // some route has this path, with another method (405)
+  std::string allowed;           // the methods that path accepts, for the Allow header
+};
+
+class Router {
+ public:
+  void Add(std::string method, std::string pattern, Handler handler, RouteOptions options = {});
+  // On a match, fills `params` with the path parameters.
+  RouteMatch Find(const std::string& method, const std::string& path,
+                  std::map<std::string, std::string>* params) const;
+  const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
+
+ private:
+  std::vector<std::unique_ptr<Route>> routes_;
+};
+
+}  // namespace mmchat::http

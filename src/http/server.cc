@@ -1,0 +1,267 @@
+#include "http/server.h"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include <optional>
+#include <vector>
+
+#include "http/errors.h"
+
+namespace mmchat::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+// ---------------------------------------------------------------------------------------------
+// Session: one connection
+// ---------------------------------------------------------------------------------------------
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket&& socket, Server* server) : stream_(std::move(socket)), server_(server) {}
+  ~Session() { server_->Unregister(this); }
+
+  void Start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); });
+  }
+
+  // Called through the strand when the server stops.
+  void Shutdown() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      self->stopping_ = true;
+      if (self->reading_) self->stream_.socket().close();  // idle or mid-read: drop it
+    });
+  }
+
+ private:
+  void ReadHeader() {
+    if (stopping_) return Close();
+    parser_.emplace();
+    parser_->body_limit(server_->options_.body_limit);
+    parser_->header_limit(static_cast<uint32_t>(server_->options_.header_limit));
+    reading_ = true;
+    stream_.expires_after(server_->options_.read_timeout);
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, size_t) {
+                               self->OnHeader(ec);
+                             });
+  }
+
+  void OnHeader(beast::error_code ec) {
+    if (ec) return OnReadError(ec);
+    auto& req = parser_->get();
+    if (beast::iequals(req[bhttp::field::expect], "100-continue") && !parser_->is_done()) {
+      auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
+                                                                       req.version());
+      bhttp::async_write(stream_, *cont,
+                         [self = shared_from_this(), cont](beast::error_code ec2, size_t) {
+                           if (ec2) return self->Close();
+                           self->ReadBody();
+                         });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    if (parser_->is_done()) return Handle();
+    stream_.expires_after(server_->options_.read_timeout);
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        if (ec) return self->OnReadError(ec);
+                        self->Handle();
+                      });
+  }
+
+  void OnReadError(beast::error_code ec) {
+    reading_ = false;
+    if (ec == bhttp::error::body_limit) {
+      return WriteError(Status::PayloadTooLarge("request body over 65536 bytes"));
+    }
+    if (ec == bhttp::error::header_limit) {
+      return WriteError(Status::InvalidRequest("request headers too large"), 431);
+    }
+    if (ec == bhttp::error::end_of_stream || ec == net::error::eof ||
+        ec == net::error::operation_aborted || ec == beast::error::timeout ||
+        ec == net::error::connection_reset || ec == net::error::bad_descriptor ||
+        ec == bhttp::error::partial_message) {
+      return Close();  // the client left, went quiet, or we are stopping: normal endings
+    }
+    // Anything else is a malformed request; say so and close, as the stream is unusable.
+    WriteError(Status::InvalidRequest("malformed HTTP request"));
+  }
+
+  void Handle() {
+    reading_ = false;
+    stream_.expires_never();  // our own handling time is not the client's fault
+    auto& msg = parser_->get();
+    keep_alive_ = msg.keep_alive();
+    version_ = msg.version();
+
+    Request req;
+    req.method = std::string(msg.method_string());
+    const std::string_view target = msg.target();
+    const size_t q = target.find('?');
+    req.path = std::string(target.substr(0, q));
+    if (q != std::string_view::npos) req.query = ParseQuery(target.substr(q + 1));
+    req.authorization = std::string(msg[bhttp::field::authorization]);
+    req.body = std::move(msg.body());
+
+    server_->dispatcher_->Dispatch(std::move(req), [self = shared_from_this()](Response res) {
+      // May run on a worker thread: hop back to this connection's strand.
+      net::post(self->stream_.get_executor(),
+                [self, res = std::move(res)]() mutable { self->Write(std::move(res), false); });
+    });
+  }
+
+  void WriteError(const Status& status, int http_status = 0) {
+    Response res = ErrorResponse(status);
+    if (http_status) res.status = http_status;
+    version_ = 11;
+    Write(std::move(res), /*force_close=*/true);
+  }
+
+  void Write(Response r, bool force_close) {
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
+        static_cast<bhttp::status>(r.status), version_);
+    res->set(bhttp::field::server, "mmchat");
+    res->set(bhttp::field::content_type, r.content_type);
+    for (auto& [name, value] : r.headers) res->set(name, value);
+    res->body() = std::move(r.body);
+    const bool close = force_close || !keep_alive_ || stopping_;
+    res->keep_alive(!close);
+    res->prepare_payload();
+    stream_.expires_after(server_->options_.read_timeout);  // a client that never reads
+    bhttp::async_write(stream_, *res,
+                       [self = shared_from_this(), res, close](beast::error_code ec, size_t) {
+                         if (ec || close) return self->Close();
+                         self->ReadHeader();
+                       });
+  }
+
+  void Close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.socket().close(ignored);
+  }
+
+  beast::tcp_stream stream_;
+  Server* server_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  bool reading_ = false;
+  bool stopping_ = false;
+  bool keep_alive_ = true;
+  unsigned version_ = 11;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------------------------
+
+Server::Server(net::io_context& ioc, Dispatcher* dispatcher, metrics::Registry* registry,
+               ServerOptions options)
+    : ioc_(ioc),
+      dispatcher_(dispatcher),
+      options_(std::move(options)),
+      acceptor_(net::make_strand(ioc)),
+      open_connections_(registry->GetGauge("mmchat_http_connections", "Open HTTP connections.")),
+      accepted_connections_(registry->GetCounter("mmchat_http_connections_accepted_total",
+                                                 "HTTP connections accepted.")) {}
+
+Server::~Server() = default;
+
+Status Server::Listen() {
+  beast::error_code ec;
+  tcp::endpoint endpoint;
+  if (options_.host.empty()) {
+    endpoint = tcp::endpoint(tcp::v4(), options_.port);
+  } else {
+    tcp::resolver resolver(ioc_);
+    auto results = resolver.resolve(options_.host, std::to_string(options_.port), ec);
+    if (ec || results.empty()) {
+      return Status::InvalidRequest("cannot resolve HTTP_ADDR host " + options_.host);
+    }
+    endpoint = results.begin()->endpoint();
+  }
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::Unavailable("cannot listen on " + endpoint.address().to_string() + ":" +
+                               std::to_string(options_.port) + ": " + ec.message());
+  }
+  port_ = acceptor_.local_endpoint().port();
+  return Status::Ok();
+}
+
+void Server::Start() {
+  net::dispatch(acceptor_.get_executor(), [this] { Accept(); });
+}
+
+void Server::Accept() {
+  acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;  // stopping
+    if (ec) {
+      spdlog::warn("accept failed: {}", ec.message());
+    } else {
+      socket.set_option(tcp::no_delay(true), ec);
+      auto session = std::make_shared<Session>(std::move(socket), this);
+      Register(session);
+      session->Start();
+    }
+    Accept();
+  });
+}
+
+void Server::Register(const std::shared_ptr<Session>& s) {
+  open_connections_->Add(1);
+  accepted_connections_->Inc();
+  bool stopping;
+  {
+    std::lock_guard lock(mu_);
+    sessions_.emplace(s.get(), s);
+    stopping = stopping_;
+  }
+  if (stopping) s->Shutdown();
+}
+
+void Server::Unregister(Session* s) {
+  open_connections_->Add(-1);
+  std::lock_guard lock(mu_);
+  sessions_.erase(s);
+  if (sessions_.empty()) all_closed_.notify_all();
+}
+
+void Server::Stop() {
+  net::dispatch(acceptor_.get_executor(), [this] {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+  });
+  // Collect under the lock, act outside it: dropping the last reference to a session runs
+  // its destructor, which takes the lock again.
+  std::vector<std::shared_ptr<Session>> live;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    for (auto& [_, weak] : sessions_) {
+      if (auto s = weak.lock()) live.push_back(std::move(s));
+    }
+  }
+  for (auto& s : live) s->Shutdown();
+}
+
+bool Server::WaitForConnections(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return all_closed_.wait_for(lock, timeout, [this] { return sessions_.empty(); });
+}
+
+}  // namespace mmchat::http

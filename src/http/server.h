@@ -1,0 +1,70 @@
+// The HTTP/1.1 server on Boost.Beast: accepts connections, reads requests with size and time
+// limits, hands them to the Dispatcher, writes responses, keeps connections alive.
+//
+// Each connection runs on its own strand of the shared io_context. Start/Stop may be called
+// from any thread. Stop closes the listener and idle connections; requests already being
+// handled finish and are answered before their connections close.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "common/status.h"
+#include "http/dispatcher.h"
+#include "metrics/registry.h"
+
+namespace mmchat::http {
+
+struct ServerOptions {
+  std::string host;  // empty: every IPv4 interface
+  uint16_t port = 8080;
+  std::chrono::seconds read_timeout{30};  // for a whole request, and for an idle keep-alive
+  size_t body_limit = 64 * 1024;
+  size_t header_limit = 16 * 1024;
+};
+
+class Session;
+
+class Server {
+ public:
+  Server(boost::asio::io_context& ioc, Dispatcher* dispatcher, metrics::Registry* registry,
+         ServerOptions options);
+  ~Server();
+
+  // Binds and listens; afterwards port() is the real port (useful with port 0).
+  Status Listen();
+  uint16_t port() const { return port_; }
+  void Start();
+  void Stop();
+  // Waits until every connection has closed or `timeout` passed; true when all closed.
+  bool WaitForConnections(std::chrono::milliseconds timeout);
+
+ private:
+  friend class Session;
+  void Accept();
+  void Register(const std::shared_ptr<Session>& s);
+  void Unregister(Session* s);
+
+  boost::asio::io_context& ioc_;
+  Dispatcher* dispatcher_;
+  const ServerOptions options_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+
+  metrics::Gauge* open_connections_;
+  metrics::Counter* accepted_connections_;
+
+  std::mutex mu_;
+  std::condition_variable all_closed_;
+  bool stopping_ = false;                                         // guarded by mu_
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // guarded by mu_
+};
+
+}  // namespace mmchat::http

@@ -1,0 +1,17 @@
+// JSON shapes of domain objects, exactly as API.md's Objects section gives them.
+#pragma once
+
+#include "domain/account_service.h"
+#include "domain/user.h"
+#include "domain/user_service.h"
+#include "http/json_io.h"
+
+namespace mmchat::http {
+
+// The User object; `with_email` only for the user itself (/api/me, login, verify).
+Json UserJson(const domain::User& user, bool with_email);
+// {"token","expires_at","user"}.
+Json AuthJson(const domain::AuthResult& auth);
+Json LastSeenJson(const domain::LastSeen& ls);
+
+}  // namespace mmchat::http

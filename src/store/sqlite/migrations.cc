@@ -1,0 +1,106 @@
+#include "store/sqlite/migrations.h"
+
+#include <spdlog/spdlog.h>
+
+#include <string>
+#include <vector>
+
+#include "common/time.h"
+
+namespace mmchat::store::sqlite {
+namespace {
+
+struct Migration {
+  int version;
+  const char* name;
+  const char* sql;
+};
+
+// Append only: never edit a migration that has shipped; add a new one instead.
+const std::vector<Migration>& Migrations() {
+  static const std::vector<Migration> kAll = {
+      {1, "accounts", R"sql(
+CREATE TABLE users (
+  id                  INTEGER PRIMARY KEY,
+  username            TEXT    NOT NULL COLLATE NOCASE UNIQUE,
+  email               TEXT    NOT NULL COLLATE NOCASE UNIQUE,
+  password_hash       TEXT    NOT NULL,
+  profile_picture     TEXT,
+  created_at          INTEGER NOT NULL,
+  last_seen           INTEGER,
+  token_version       INTEGER NOT NULL DEFAULT 0,
+  failed_logins       INTEGER NOT NULL DEFAULT 0,
+  failed_window_start INTEGER NOT NULL DEFAULT 0
+);
+
+-- One pending code per purpose and email; kept after use so the resend window holds.
+CREATE TABLE verification_codes (
+  purpose       TEXT    NOT NULL CHECK (purpose IN ('signup', 'reset')),
+  email         TEXT    NOT NULL,
+  code_hash     TEXT    NOT NULL,
+  sent_at       INTEGER NOT NULL,
+  expires_at    INTEGER NOT NULL,
+  attempts      INTEGER NOT NULL DEFAULT 0,
+  used          INTEGER NOT NULL DEFAULT 0,
+  username      TEXT,
+  password_hash TEXT,
+  PRIMARY KEY (purpose, email)
+) WITHOUT ROWID;
+
+CREATE TABLE settings (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+)sql"},
+  };
+  return kAll;
+}
+
+Result<int> CurrentVersion(Connection* conn) {
+  if (Status s = conn->Exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                            "applied_at INTEGER NOT NULL)");
+      !s.ok()) {
+    return s;
+  }
+  auto stmt = conn->Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+  if (!stmt.ok()) return stmt.status();
+  if ((*stmt)->Step() != SQLITE_ROW) return conn->Error("read schema version");
+  return static_cast<int>((*stmt)->Int(0));
+}
+
+}  // namespace
+
+int LatestSchemaVersion() { return Migrations().back().version; }
+
+Status Migrate(Connection* conn, int* applied) {
+  if (applied) *applied = 0;
+  auto current = CurrentVersion(conn);
+  if (!current.ok()) return current.status();
+  if (*current > LatestSchemaVersion()) {
+    return Status::Unavailable("database schema version " + std::to_string(*current) +
+                               " is newer than this mmchat supports (" +
+                               std::to_string(LatestSchemaVersion()) + "); upgrade mmchat");
+  }
+  for (const Migration& m : Migrations()) {
+    if (m.version <= *current) continue;
+    Transaction tx(conn);
+    if (Status s = tx.Begin(); !s.ok()) return s;
+    // Another process may have migrated between our check and our lock.
+    auto again = CurrentVersion(conn);
+    if (!again.ok()) return again.status();
+    if (m.version <= *again) continue;
+    if (Status s = conn->Exec(m.sql); !s.ok()) return s;
+    auto ins = conn->Prepare("INSERT INTO schema_migrations(version, name, applied_at) "
+                             "VALUES (?, ?, ?)");
+    if (!ins.ok()) return ins.status();
+    (*ins)->Bind(1, int64_t{m.version}).Bind(2, std::string_view(m.name)).Bind(3, NowMs());
+    if ((*ins)->Step() != SQLITE_DONE) return conn->Error("record migration");
+    if (Status s = tx.Commit(); !s.ok()) return s;
+    spdlog::info("applied migration {} ({})", m.version, m.name);
+    if (applied) ++*applied;
+  }
+  return Status::Ok();
+}
+
+}  // namespace mmchat::store::sqlite
