@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(config->log_level));
+  spdlog::flush_on(spdlog::level::info);  // codes and start-up lines must reach the log at once
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
 
   if (migrate) {

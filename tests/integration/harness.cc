@@ -1,0 +1,284 @@
+#include "harness.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace mmchat::test {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = net::ip::tcp;
+
+// ---------------------------------------------------------------------------------------------
+// HttpResult / HttpClient
+// ---------------------------------------------------------------------------------------------
+
+std::string HttpResult::ErrorCode() const {
+  if (json.is_object() && json.contains("error") && json["error"].is_object() &&
+      json["error"].contains("code") && json["error"]["code"].is_string()) {
+    return json["error"]["code"].get<std::string>();
+  }
+  return "";
+}
+
+struct HttpClient::Impl {
+  uint16_t port;
+  net::io_context ioc;
+  std::optional<beast::tcp_stream> stream;
+  beast::flat_buffer buffer;
+
+  void Connect() {
+    stream.emplace(ioc);
+    stream->connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+    buffer.clear();
+  }
+};
+
+HttpClient::HttpClient(uint16_t port) : impl_(std::make_unique<Impl>()) { impl_->port = port; }
+HttpClient::~HttpClient() = default;
+
+HttpResult HttpClient::Request(const std::string& method, const std::string& target,
+                               const std::string& body, const std::string& token,
+                               const std::map<std::string, std::string>& headers) {
+  bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
+  req.set(bhttp::field::host, "127.0.0.1");
+  if (!body.empty()) req.set(bhttp::field::content_type, "application/json");
+  if (!token.empty()) req.set(bhttp::field::authorization, "Bearer " + token);
+  for (const auto& [k, v] : headers) req.set(k, v);
+  req.body() = body;
+  req.prepare_payload();
+
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!impl_->stream || !impl_->stream->socket().is_open()) impl_->Connect();
+    beast::error_code ec;
+    bhttp::write(*impl_->stream, req, ec);
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(64 * 1024 * 1024);
+    if (!ec) bhttp::read(*impl_->stream, impl_->buffer, parser, ec);
+    if (ec) {
+      // The server closed a kept-alive connection between requests: retry once, fresh.
+      impl_->stream.reset();
+      if (attempt == 0) continue;
+      throw std::runtime_error("HTTP " + method + " " + target + " failed: " + ec.message());
+    }
+    auto res = parser.release();
+    HttpResult out;
+    out.status = static_cast<int>(res.result_int());
+    out.body = res.body();
+    for (const auto& f : res) {
+      std::string name(f.name_string());
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers[name] = std::string(f.value());
+    }
+    out.json = Json::parse(out.body, nullptr, false);
+    if (out.json.is_discarded()) out.json = nullptr;
+    if (!res.keep_alive()) impl_->stream.reset();
+    return out;
+  }
+  throw std::runtime_error("unreachable");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------------------------
+
+std::filesystem::path MakeTempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base ? base : "/tmp") + "/mmchat-test-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  return tmpl;
+}
+
+uint16_t FreePort() {
+  net::io_context ioc;
+  tcp::acceptor a(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+  return a.local_endpoint().port();
+}
+
+namespace {
+
+std::string ReadFile(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Starts the binary in `dir` with exactly `env` (plus PATH), output to dir/server.log.
+pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+            const std::filesystem::path& dir, const std::filesystem::path& log) {
+  std::vector<std::string> argv_s = {MMCHAT_BINARY};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<std::string> env_s = {"PATH=/usr/bin:/bin"};
+  for (const auto& [k, v] : env) env_s.push_back(k + "=" + v);
+  std::vector<char*> argv, envp;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (chdir(dir.c_str()) != 0) _exit(126);
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0) _exit(126);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execve(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int DecodeWaitStatus(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+}  // namespace
+
+RunResult RunBinary(const std::vector<std::string>& args,
+                    const std::map<std::string, std::string>& env,
+                    const std::filesystem::path& dir) {
+  const auto log = dir / "run.log";
+  std::filesystem::remove(log);
+  const pid_t pid = Spawn(args, env, dir, log);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return {DecodeWaitStatus(status), ReadFile(log)};
+}
+
+TestServer::TestServer(ServerOptions options) {
+  dir_ = options.dir.empty() ? MakeTempDir() : options.dir;
+  own_dir_ = options.dir.empty();
+  if (!options.dotenv.empty()) std::ofstream(dir_ / ".env") << options.dotenv;
+  std::map<std::string, std::string> env = {
+      {"HTTP_ADDR", "127.0.0.1:0"},
+      {"SQLITE_DSN", (dir_ / "chat.db").string()},
+      {"JWT_SECRET", "integration-test-secret-0123456789"},
+      {"HTTP_THREADS", "2"},
+      {"WORKER_THREADS", "2"},
+  };
+  for (const auto& [k, v] : options.env) {
+    if (v.empty()) {
+      env.erase(k);  // an empty override removes a default
+    } else {
+      env[k] = v;
+    }
+  }
+  pid_ = Spawn(options.args, env, dir_, dir_ / "server.log");
+  if (!options.wait_ready) return;
+  if (!WaitForLog("listening on http://")) {
+    const std::string log = Log();
+    Stop(SIGKILL);
+    throw std::runtime_error("server did not start:\n" + log);
+  }
+  static const std::regex kListen(R"(listening on http://[^ ]*:(\d+))");
+  std::smatch m;
+  const std::string log = Log();
+  if (!std::regex_search(log, m, kListen)) throw std::runtime_error("no port in log");
+  port_ = static_cast<uint16_t>(std::stoi(m[1]));
+}
+
+TestServer::~TestServer() {
+  if (pid_ > 0) Stop(SIGKILL);
+  if (own_dir_ && !::testing::Test::HasFailure()) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  } else if (own_dir_) {
+    std::fprintf(stderr, "kept server directory %s\n", dir_.c_str());
+  }
+}
+
+std::string TestServer::Log() const { return ReadFile(dir_ / "server.log"); }
+
+bool TestServer::WaitForLog(const std::string& needle, std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Log().find(needle) != std::string::npos) return true;
+    if (Reap(WNOHANG)) return Log().find(needle) != std::string::npos;  // exited: last look
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+std::optional<std::string> TestServer::LatestCode(const std::string& email) const {
+  const std::regex line("otp: to=" + std::regex_replace(email, std::regex(R"([.+*?^$()\[\]{}|\\])"),
+                                                        R"(\$&)") +
+                        R"( .* is (\d+))");
+  std::optional<std::string> code;
+  const std::string log = Log();
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator();
+       ++it) {
+    code = (*it)[1];
+  }
+  return code;
+}
+
+bool TestServer::Reap(int options) const {
+  if (pid_ <= 0) return true;
+  int status = 0;
+  if (waitpid(pid_, &status, options) != pid_) return false;
+  exit_code_ = DecodeWaitStatus(status);
+  pid_ = -1;
+  return true;
+}
+
+int TestServer::Stop(int sig) {
+  if (pid_ > 0) {
+    kill(pid_, sig);
+    Reap(0);
+  }
+  return exit_code_.value_or(-1);
+}
+
+int TestServer::WaitExit(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Reap(WNOHANG)) return exit_code_.value_or(-1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts
+// ---------------------------------------------------------------------------------------------
+
+Account SignUp(TestServer& server, HttpClient& client, const std::string& username,
+               const std::string& password) {
+  Account a;
+  a.username = username;
+  a.email = username + "@example.com";
+  a.password = password;
+  auto init = client.Post("/api/signup/initiate",
+                          {{"username", username}, {"email", a.email}, {"password", password}});
+  if (init.status != 202) throw std::runtime_error("signup/initiate: " + init.body);
+  auto code = server.LatestCode(a.email);
+  if (!code) throw std::runtime_error("no code logged for " + a.email);
+  auto verify = client.Post("/api/signup/verify", {{"email", a.email}, {"otp", *code}});
+  if (verify.status != 201) throw std::runtime_error("signup/verify: " + verify.body);
+  a.token = verify.json["token"].get<std::string>();
+  a.id = verify.json["user"]["id"].get<int64_t>();
+  return a;
+}
+
+}  // namespace mmchat::test

@@ -1,0 +1,122 @@
+// Test harness: starts the real mmchat binary on a free loopback port with a temporary
+// database, and talks HTTP to it over real sockets with a small Beast client.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace mmchat::test {
+
+using Json = nlohmann::json;
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+  Json json;  // null when the body is not JSON
+  std::map<std::string, std::string> headers;  // lower-case names
+
+  // The error object's code, or "" when there is none.
+  std::string ErrorCode() const;
+};
+
+// A keep-alive HTTP/1.1 client on one connection; reconnects when the server closed it.
+class HttpClient {
+ public:
+  explicit HttpClient(uint16_t port);
+  ~HttpClient();
+  HttpResult Request(const std::string& method, const std::string& target,
+                     const std::string& body = "", const std::string& token = "",
+                     const std::map<std::string, std::string>& headers = {});
+  HttpResult Get(const std::string& target, const std::string& token = "") {
+    return Request("GET", target, "", token);
+  }
+  HttpResult Post(const std::string& target, const Json& body, const std::string& token = "") {
+    return Request("POST", target, body.dump(), token);
+  }
+  HttpResult Put(const std::string& target, const Json& body, const std::string& token = "") {
+    return Request("PUT", target, body.dump(), token);
+  }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct ServerOptions {
+  std::map<std::string, std::string> env;  // added to (and overriding) the defaults
+  std::vector<std::string> args;
+  std::string dotenv;        // written to .env in the working directory when not empty
+  bool wait_ready = true;    // wait for the "listening on" line
+  std::filesystem::path dir;  // working directory; a fresh temporary one when empty
+};
+
+class TestServer {
+ public:
+  explicit TestServer(ServerOptions options = {});
+  ~TestServer();
+
+  uint16_t port() const { return port_; }
+  const std::filesystem::path& dir() const { return dir_; }
+  std::filesystem::path db_path() const { return dir_ / "chat.db"; }
+  std::string Log() const;
+
+  // Waits until the log contains `needle`; false after `timeout`.
+  bool WaitForLog(const std::string& needle,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+  // The newest verification code logged for `email` (the log sender's line).
+  std::optional<std::string> LatestCode(const std::string& email) const;
+
+  // Sends `sig` and waits for the exit; returns the exit code (or 128 + signal).
+  int Stop(int sig = 15);
+  // Waits for the process to exit by itself; returns the exit code, or -1 after `timeout`.
+  int WaitExit(std::chrono::milliseconds timeout = std::chrono::seconds(15));
+  bool running() const { return pid_ > 0; }
+
+ private:
+  std::filesystem::path dir_;
+  bool own_dir_ = false;
+  // Reaps the process if it has exited; returns true when it is gone.
+  bool Reap(int options) const;
+
+  mutable pid_t pid_ = -1;
+  mutable std::optional<int> exit_code_;
+  uint16_t port_ = 0;
+};
+
+// A verified account, made through signup/initiate + verify with the logged code.
+struct Account {
+  int64_t id = 0;
+  std::string username;
+  std::string email;
+  std::string password;
+  std::string token;
+};
+Account SignUp(TestServer& server, HttpClient& client, const std::string& username,
+               const std::string& password = "correct horse");
+
+// A fresh temporary directory under $TMPDIR.
+std::filesystem::path MakeTempDir();
+
+// Runs the binary to completion (for --help, --version, --migrate, config errors).
+struct RunResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+RunResult RunBinary(const std::vector<std::string>& args,
+                    const std::map<std::string, std::string>& env,
+                    const std::filesystem::path& dir);
+
+// A free TCP port on 127.0.0.1 at the time of the call.
+uint16_t FreePort();
+
+}  // namespace mmchat::test

@@ -1,0 +1,1 @@
+#include <gtest/gtest.h>  // filled in by the tests of this area
