@@ -172,6 +172,7 @@ Server::Server(net::io_context& ioc, Dispatcher* dispatcher, metrics::Registry* 
       dispatcher_(dispatcher),
       options_(std::move(options)),
       acceptor_(net::make_strand(ioc)),
+      accept_backoff_(acceptor_.get_executor()),
       open_connections_(registry->GetGauge("mmchat_http_connections", "Open HTTP connections.")),
       accepted_connections_(registry->GetCounter("mmchat_http_connections_accepted_total",
                                                  "HTTP connections accepted.")) {}
@@ -211,7 +212,13 @@ void Server::Accept() {
   acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;  // stopping
     if (ec) {
-      spdlog::warn("accept failed: {}", ec.message());
+      // Typically out of file descriptors: pause instead of spinning on accept.
+      spdlog::warn("accept failed: {}; pausing accepts for 100 ms", ec.message());
+      accept_backoff_.expires_after(std::chrono::milliseconds(100));
+      accept_backoff_.async_wait([this](beast::error_code wait_ec) {
+        if (!wait_ec && acceptor_.is_open()) Accept();
+      });
+      return;
     } else {
       socket.set_option(tcp::no_delay(true), ec);
       auto session = std::make_shared<Session>(std::move(socket), this);
@@ -245,6 +252,7 @@ void Server::Stop() {
   net::dispatch(acceptor_.get_executor(), [this] {
     beast::error_code ignored;
     acceptor_.close(ignored);
+    accept_backoff_.cancel();
   });
   // Collect under the lock, act outside it: dropping the last reference to a session runs
   // its destructor, which takes the lock again.

@@ -8,6 +8,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <condition_variable>
@@ -56,6 +57,7 @@ class Server {
   Dispatcher* dispatcher_;
   const ServerOptions options_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_backoff_;  // on the acceptor's strand
   uint16_t port_ = 0;
 
   metrics::Gauge* open_connections_;

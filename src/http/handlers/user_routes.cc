@@ -63,7 +63,7 @@ void AddUserRoutes(Router& router, domain::UserService* users) {
   router.Add("GET", "/api/users/:id", [users](Request& req) -> Response {
     auto id = PathId(req, "id");
     if (!id.ok()) return ErrorResponse(Status::NotFound("user not found"));
-    return UserResponse(users->Get(*id), /*with_email=*/req.user_id == *id);
+    return UserResponse(users->Get(*id), /*with_email=*/false);
   }, authed);
 
   router.Add("GET", "/api/users/:id/last-seen", [users](Request& req) -> Response {
