@@ -24,7 +24,8 @@ enum class StatusCode {
   kPayloadTooLarge,     // 413 payload_too_large
   kRateLimited,         // 429 rate_limited (+ retry_after_sec)
   kInternal,            // 500 internal
-  kUnavailable,         // 503 unavailable (a dependency such as SMTP or the database failed)
+  kUnavailable,         // 503 unavailable (a dependency such as the database failed)
+  kDeliveryFailed,      // 503 unavailable (the verification mail could not be sent)
 };
 
 class Status {

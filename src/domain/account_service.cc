@@ -141,8 +141,12 @@ Status AccountService::ForgotInitiate(const std::string& email_in) {
   PendingCode code;
   code.purpose = CodePurpose::kReset;
   code.email = email;
-  // For an unknown email a code is stored (so the window holds) but never sent.
-  return IssueCode(std::move(code), /*deliver=*/user->has_value());
+  // For an unknown email a code is stored (so the window holds) but never sent. A failed
+  // delivery is not reported either: a 503 only for registered emails would reveal them. The
+  // sender logs the failure, and IssueCode removed the code so the user may ask again at once.
+  Status s = IssueCode(std::move(code), /*deliver=*/user->has_value());
+  if (s.code() == StatusCode::kDeliveryFailed) return Status::Ok();
+  return s;
 }
 
 Status AccountService::ForgotReset(const std::string& email_in, const std::string& otp,
@@ -217,8 +221,8 @@ Status AccountService::IssueCode(PendingCode code, bool deliver) {
   Status sent = d_.sender->Send(CodeMail(code.purpose, code.email, plain));
   if (!sent.ok()) {
     // Leave nothing half-made: no pending account, and no resend window to wait out.
-    d_.codes->DeleteCode(code.purpose, code.email);
-    return sent;
+    if (Status s = d_.codes->DeleteCode(code.purpose, code.email); !s.ok()) return s;
+    return Status(StatusCode::kDeliveryFailed, sent.message());
   }
   return Status::Ok();
 }

@@ -61,7 +61,7 @@ struct OutgoingMail {
 class CodeSender {
  public:
   virtual ~CodeSender() = default;
-  // kUnavailable when delivery failed.
+  // Any non-ok Status when delivery failed; the message may be shown to the client.
   virtual Status Send(const OutgoingMail& mail) = 0;
 };
 

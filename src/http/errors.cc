@@ -18,7 +18,8 @@ int HttpStatusFor(StatusCode code) {
     case StatusCode::kPayloadTooLarge: return 413;
     case StatusCode::kRateLimited: return 429;
     case StatusCode::kInternal: return 500;
-    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kUnavailable:
+    case StatusCode::kDeliveryFailed: return 503;
   }
   return 500;
 }
@@ -37,7 +38,8 @@ const char* ErrorCodeFor(StatusCode code) {
     case StatusCode::kPayloadTooLarge: return "payload_too_large";
     case StatusCode::kRateLimited: return "rate_limited";
     case StatusCode::kInternal: return "internal";
-    case StatusCode::kUnavailable: return "unavailable";
+    case StatusCode::kUnavailable:
+    case StatusCode::kDeliveryFailed: return "unavailable";
   }
   return "internal";
 }

@@ -78,9 +78,11 @@ Status SmtpSender::Send(const domain::OutgoingMail& mail) {
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // no SIGALRM from worker threads
+  char detail[CURL_ERROR_SIZE] = "";  // e.g. "RCPT failed: 550", more telling than the code
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
   const CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) {
-    spdlog::error("smtp: sending to {} failed: {}", mail.to, curl_easy_strerror(rc));
+    spdlog::error("smtp: sending to {} failed: {} ({})", mail.to, curl_easy_strerror(rc), detail);
     return Status::Unavailable("could not send the verification code; try again later");
   }
   spdlog::info("smtp: sent {} to {}", mail.subject, mail.to);

@@ -1,1 +1,421 @@
-#include <gtest/gtest.h>  // filled in by the tests of this area
+// API.md "Configuration" and the command line: --help, --version, --migrate, invalid
+// configuration, the .env file, the generated JWT secret, and stopping on SIGINT.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+
+namespace mmchat::test {
+namespace {
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::vector<std::string> NonEmptyLines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find_first_not_of(" \t\r") != std::string::npos) out.push_back(line);
+  }
+  return out;
+}
+
+// Runs the sqlite3 CLI on `db`; returns its trimmed output (stdout and stderr).
+std::string Sqlite(const std::filesystem::path& db, const std::string& sql) {
+  const std::string cmd = "sqlite3 '" + db.string() + "' \"" + sql + "\" 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) throw std::runtime_error("popen failed");
+  std::string out;
+  char buf[512];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = pclose(p);
+  if (status != 0) ADD_FAILURE() << "sqlite3 failed: " << cmd << "\n" << out;
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+// A temporary directory removed at the end unless the test failed.
+class TempDir {
+ public:
+  TempDir() : path_(MakeTempDir()) {}
+  ~TempDir() {
+    if (::testing::Test::HasFailure()) {
+      std::fprintf(stderr, "kept directory %s\n", path_.c_str());
+      return;
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct Exited {
+  int code = -1;  // -1: still running after the timeout (then killed)
+  std::string log;
+};
+
+// Starts the binary as a server (harness defaults plus `options.env`) and waits, bounded, for
+// it to exit by itself, as it must when start-up fails. A server that wrongly starts serving
+// is killed after the timeout instead of hanging the test.
+Exited ServeExpectingExit(ServerOptions options) {
+  options.wait_ready = false;
+  TestServer server(options);
+  Exited out;
+  out.code = server.WaitExit(std::chrono::seconds(20));
+  out.log = server.Log();
+  return out;
+}
+
+// The single line of a failed start-up; empty (after a test failure) when it is not one line.
+std::string OneLine(const Exited& e) {
+  const auto lines = NonEmptyLines(e.log);
+  EXPECT_EQ(lines.size(), 1u) << "expected one clear line, got:\n" << e.log;
+  return lines.size() == 1 ? lines[0] : "";
+}
+
+// ---------------------------------------------------------------------------------------------
+// --help, --version
+// ---------------------------------------------------------------------------------------------
+
+TEST(CliTest, HelpListsFlagsAndConfiguration) {
+  TempDir dir;
+  const RunResult r = RunBinary({"--help"}, {}, dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("--migrate"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--version"), std::string::npos) << r.output;
+  for (const char* var :
+       {"HTTP_ADDR", "JWT_SECRET", "JWT_TTL_MIN", "SQLITE_DSN", "OTP_DIGITS", "OTP_TTL_SEC",
+        "OTP_SENDER", "SMTP_URL", "SMTP_FROM", "MAX_MESSAGE_LEN"}) {
+    EXPECT_NE(r.output.find(var), std::string::npos) << var << " missing from:\n" << r.output;
+  }
+  EXPECT_NE(r.output.find(".env"), std::string::npos) << r.output;
+  // Help neither serves nor touches a database.
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "chat.db"));
+}
+
+TEST(CliTest, VersionPrintsNameAndVersion) {
+  TempDir dir;
+  const RunResult r = RunBinary({"--version"}, {}, dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(^mmchat \d+\.\d+(\.\d+)?)"))) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "chat.db"));
+}
+
+TEST(CliTest, UnknownFlagFails) {
+  TempDir dir;
+  const RunResult r = RunBinary({"--no-such-flag"}, {}, dir.path());
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("--no-such-flag"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "chat.db"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// --migrate / -migrate
+// ---------------------------------------------------------------------------------------------
+
+class CliMigrateTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(CliMigrateTest, CreatesTheDatabaseAndIsIdempotent) {
+  TempDir dir;
+  const auto db = dir.path() / "data.db";
+  const std::map<std::string, std::string> env = {{"SQLITE_DSN", db.string()}};
+
+  const RunResult first = RunBinary({GetParam()}, env, dir.path());
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  ASSERT_TRUE(std::filesystem::exists(db)) << first.output;
+  const std::string count = Sqlite(db, "SELECT COUNT(*) FROM schema_migrations");
+  EXPECT_GE(std::stoi(count), 1);
+  const std::string rows = Sqlite(db, "SELECT version, name, applied_at FROM schema_migrations");
+  EXPECT_EQ(Sqlite(db, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'users'"), "1");
+  // It migrated and exited; it did not serve.
+  EXPECT_EQ(first.output.find("listening on"), std::string::npos) << first.output;
+
+  const RunResult second = RunBinary({GetParam()}, env, dir.path());
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_EQ(Sqlite(db, "SELECT COUNT(*) FROM schema_migrations"), count);
+  EXPECT_EQ(Sqlite(db, "SELECT version, name, applied_at FROM schema_migrations"), rows);
+}
+
+INSTANTIATE_TEST_SUITE_P(CliFlags, CliMigrateTest, ::testing::Values("--migrate", "-migrate"),
+                         [](const auto& info) {
+                           return std::string(info.param)[1] == '-' ? "DoubleDash" : "SingleDash";
+                         });
+
+TEST(CliTest, MigrateUsesTheDefaultDatabaseInTheWorkingDirectory) {
+  TempDir dir;
+  const RunResult r = RunBinary({"--migrate"}, {}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "chat.db")) << r.output;
+}
+
+TEST(CliTest, NewerSchemaStopsMigrateAndServe) {
+  TempDir dir;
+  const auto db = dir.path() / "chat.db";
+  const std::map<std::string, std::string> env = {{"SQLITE_DSN", db.string()}};
+  ASSERT_EQ(RunBinary({"--migrate"}, env, dir.path()).exit_code, 0);
+  Sqlite(db, "INSERT INTO schema_migrations(version, name, applied_at) VALUES (9999, 'future', 0)");
+  const std::string before = Sqlite(db, "SELECT version, name FROM schema_migrations");
+
+  auto expect_clear = [](const std::string& output) {
+    const std::string l = Lower(output);
+    EXPECT_NE(l.find("schema"), std::string::npos) << output;
+    EXPECT_NE(l.find("9999"), std::string::npos) << output;
+    EXPECT_NE(l.find("upgrade"), std::string::npos) << output;
+  };
+
+  const RunResult migrate = RunBinary({"--migrate"}, env, dir.path());
+  EXPECT_NE(migrate.exit_code, 0) << migrate.output;
+  expect_clear(migrate.output);
+
+  ServerOptions options;
+  options.dir = dir.path();  // the harness points SQLITE_DSN at dir/chat.db
+  const Exited serve = ServeExpectingExit(options);
+  EXPECT_NE(serve.code, -1) << "the server kept running:\n" << serve.log;
+  EXPECT_NE(serve.code, 0) << serve.log;
+  EXPECT_EQ(serve.log.find("listening on"), std::string::npos) << serve.log;
+  expect_clear(serve.log);
+
+  EXPECT_EQ(Sqlite(db, "SELECT version, name FROM schema_migrations"), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invalid configuration
+// ---------------------------------------------------------------------------------------------
+
+struct BadConfig {
+  const char* label;
+  std::map<std::string, std::string> env;
+  const char* named;  // the variable the message must name
+  const char* value;  // the value it should quote, or nullptr
+};
+
+class CliConfigTest : public ::testing::TestWithParam<BadConfig> {};
+
+TEST_P(CliConfigTest, StopsStartUpWithOneLineNamingTheVariable) {
+  TempDir dir;
+  ServerOptions options;
+  options.dir = dir.path();
+  options.env = GetParam().env;
+  const Exited e = ServeExpectingExit(options);
+  ASSERT_NE(e.code, -1) << "the server kept running:\n" << e.log;
+  EXPECT_NE(e.code, 0) << e.log;
+  const std::string line = OneLine(e);
+  EXPECT_NE(line.find(GetParam().named), std::string::npos) << line;
+  if (GetParam().value != nullptr) {
+    EXPECT_NE(line.find(GetParam().value), std::string::npos) << line;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "chat.db"));  // stopped before the db
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    CliValues, CliConfigTest,
+    ::testing::Values(
+        BadConfig{"OtpTtlNotANumber", {{"OTP_TTL_SEC", "abc"}}, "OTP_TTL_SEC", "abc"},
+        BadConfig{"OtpTtlZero", {{"OTP_TTL_SEC", "0"}}, "OTP_TTL_SEC", nullptr},
+        BadConfig{"JwtTtlNegative", {{"JWT_TTL_MIN", "-5"}}, "JWT_TTL_MIN", "-5"},
+        BadConfig{"JwtTtlTrailingText", {{"JWT_TTL_MIN", "10min"}}, "JWT_TTL_MIN", "10min"},
+        BadConfig{"HttpAddrNonsense", {{"HTTP_ADDR", "nonsense"}}, "HTTP_ADDR", "nonsense"},
+        BadConfig{"HttpAddrPortTooBig", {{"HTTP_ADDR", "127.0.0.1:70000"}}, "HTTP_ADDR", nullptr},
+        BadConfig{"OtpSenderPigeon", {{"OTP_SENDER", "pigeon"}}, "OTP_SENDER", "pigeon"},
+        BadConfig{"SmtpWithoutUrl", {{"OTP_SENDER", "smtp"}}, "SMTP_URL", nullptr},
+        BadConfig{"SmtpUrlNotSmtp",
+                  {{"OTP_SENDER", "smtp"}, {"SMTP_URL", "http://127.0.0.1:25"}},
+                  "SMTP_URL",
+                  nullptr},
+        BadConfig{"OtpDigitsTooMany", {{"OTP_DIGITS", "11"}}, "OTP_DIGITS", nullptr},
+        BadConfig{"SqliteSynchronousMaybe",
+                  {{"SQLITE_SYNCHRONOUS", "MAYBE"}},
+                  "SQLITE_SYNCHRONOUS",
+                  "MAYBE"}),
+    [](const auto& info) { return std::string(info.param.label); });
+
+// ---------------------------------------------------------------------------------------------
+// .env
+// ---------------------------------------------------------------------------------------------
+
+// Starts a signup for `name` and returns the logged code (log sender).
+std::string LoggedCode(TestServer& server, const std::string& name) {
+  HttpClient client(server.port());
+  const std::string email = name + "@example.com";
+  const auto r = client.Post("/api/signup/initiate",
+                             {{"username", name}, {"email", email}, {"password", "correct horse"}});
+  EXPECT_EQ(r.status, 202) << r.body;
+  EXPECT_TRUE(server.WaitForLog("otp: to=" + email));
+  return server.LatestCode(email).value_or("");
+}
+
+TEST(CliDotEnvTest, ValuesAreUsed) {
+  const uint16_t port = FreePort();
+  ServerOptions options;
+  options.env = {{"HTTP_ADDR", ""}};  // only .env sets it
+  options.dotenv = "# MmChat settings\n\nHTTP_ADDR=127.0.0.1:" + std::to_string(port) +
+                   "\nexport OTP_DIGITS=\"8\"\n";
+  TestServer server(options);
+  EXPECT_EQ(server.port(), port);
+  HttpClient client(port);
+  EXPECT_EQ(client.Get("/healthz").status, 200);
+  EXPECT_EQ(LoggedCode(server, "dotenv").size(), 8u);
+}
+
+TEST(CliDotEnvTest, EnvironmentWins) {
+  const uint16_t dotenv_port = FreePort();
+  uint16_t env_port = FreePort();
+  while (env_port == dotenv_port) env_port = FreePort();
+  ServerOptions options;
+  options.env = {{"HTTP_ADDR", "127.0.0.1:" + std::to_string(env_port)}, {"OTP_DIGITS", "5"}};
+  options.dotenv = "HTTP_ADDR=127.0.0.1:" + std::to_string(dotenv_port) + "\nOTP_DIGITS=9\n";
+  TestServer server(options);
+  EXPECT_EQ(server.port(), env_port);
+  EXPECT_EQ(LoggedCode(server, "envwins").size(), 5u);
+}
+
+class CliDotEnvMalformedTest
+    : public ::testing::TestWithParam<std::pair<const char*, const char*>> {};
+
+TEST_P(CliDotEnvMalformedTest, StopsStartUpNamingTheLine) {
+  TempDir dir;
+  ServerOptions options;
+  options.dir = dir.path();
+  options.dotenv = GetParam().first;
+  const Exited e = ServeExpectingExit(options);
+  ASSERT_NE(e.code, -1) << "the server kept running:\n" << e.log;
+  EXPECT_NE(e.code, 0) << e.log;
+  const std::string line = OneLine(e);
+  EXPECT_NE(line.find(".env"), std::string::npos) << line;
+  EXPECT_NE(line.find(GetParam().second), std::string::npos) << line;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    CliLines, CliDotEnvMalformedTest,
+    ::testing::Values(std::pair{"OTP_DIGITS=6\n\n# fine so far\nthis line is broken\n", "line 4"},
+                      std::pair{"OTP_DIGITS=6\nSMTP_FROM=\"unterminated\n", "line 2"},
+                      std::pair{"1BAD=1\n", "line 1"}));
+
+// ---------------------------------------------------------------------------------------------
+// JWT_SECRET
+// ---------------------------------------------------------------------------------------------
+
+bool HasJwtSecretWarning(const std::string& log) {
+  for (const auto& line : NonEmptyLines(log)) {
+    if (line.find("JWT_SECRET") != std::string::npos &&
+        Lower(line).find("warn") != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+TEST(CliJwtSecretTest, GeneratedSecretIsKeptInTheDatabase) {
+  TempDir dir;
+  ServerOptions unset;
+  unset.dir = dir.path();
+  unset.env = {{"JWT_SECRET", ""}};  // removes the harness default
+
+  std::string token;
+  std::string first_log;
+  {
+    TestServer server(unset);
+    EXPECT_TRUE(HasJwtSecretWarning(server.Log())) << server.Log();
+    HttpClient client(server.port());
+    token = SignUp(server, client, "keeper").token;
+    EXPECT_EQ(client.Get("/api/me", token).status, 200);
+    EXPECT_EQ(server.Stop(SIGTERM), 0);
+    first_log = server.Log();
+  }
+  // The secret itself never reaches the log.
+  const std::string secrets = Sqlite(dir.path() / "chat.db", "SELECT value FROM settings");
+  for (const auto& s : NonEmptyLines(secrets)) {
+    EXPECT_EQ(first_log.find(s), std::string::npos) << "a stored secret is in the log";
+  }
+  std::filesystem::remove(dir.path() / "server.log");
+
+  {
+    TestServer server(unset);  // same directory, same database
+    EXPECT_TRUE(HasJwtSecretWarning(server.Log())) << server.Log();
+    HttpClient client(server.port());
+    const auto me = client.Get("/api/me", token);
+    EXPECT_EQ(me.status, 200) << me.body;
+    EXPECT_EQ(me.json.value("username", ""), "keeper") << me.body;
+    EXPECT_EQ(server.Stop(SIGTERM), 0);
+  }
+  std::filesystem::remove(dir.path() / "server.log");
+
+  {
+    ServerOptions set;
+    set.dir = dir.path();
+    set.env = {{"JWT_SECRET", "another-secret-for-this-test-0123456789"}};
+    TestServer server(set);
+    EXPECT_FALSE(HasJwtSecretWarning(server.Log())) << server.Log();
+    HttpClient client(server.port());
+    // The token was signed with the stored secret, not this one.
+    EXPECT_EQ(client.Get("/api/me", token).status, 401);
+    const auto login =
+        client.Post("/api/login", {{"username", "keeper"}, {"password", "correct horse"}});
+    ASSERT_EQ(login.status, 200) << login.body;
+    EXPECT_EQ(client.Get("/api/me", login.json.value("token", "")).status, 200);
+    EXPECT_EQ(server.Stop(SIGTERM), 0);
+  }
+  std::filesystem::remove(dir.path() / "server.log");
+
+  {
+    // Running with JWT_SECRET once did not replace the stored secret.
+    TestServer server(unset);
+    HttpClient client(server.port());
+    EXPECT_EQ(client.Get("/api/me", token).status, 200);
+  }
+}
+
+TEST(CliJwtSecretTest, NoWarningWhenSet) {
+  TestServer server;  // the harness sets JWT_SECRET
+  HttpClient client(server.port());
+  EXPECT_EQ(client.Get("/healthz").status, 200);
+  EXPECT_FALSE(HasJwtSecretWarning(server.Log())) << server.Log();
+}
+
+TEST(CliJwtSecretTest, ShortSecretIsRejected) {
+  TempDir dir;
+  ServerOptions options;
+  options.dir = dir.path();
+  options.env = {{"JWT_SECRET", "short"}};
+  const Exited e = ServeExpectingExit(options);
+  ASSERT_NE(e.code, -1) << e.log;
+  EXPECT_NE(e.code, 0) << e.log;
+  const std::string line = OneLine(e);
+  EXPECT_NE(line.find("JWT_SECRET"), std::string::npos) << line;
+  EXPECT_EQ(line.find("short"), std::string::npos) << "the secret was echoed: " << line;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------------------------
+
+TEST(CliSignalTest, SigintStopsCleanly) {
+  TestServer server;
+  HttpClient client(server.port());
+  ASSERT_EQ(client.Get("/healthz").status, 200);
+  EXPECT_EQ(server.Stop(SIGINT), 0) << server.Log();
+}
+
+TEST(CliSignalTest, SigtermStopsCleanly) {
+  TestServer server;
+  HttpClient client(server.port());
+  ASSERT_EQ(client.Get("/healthz").status, 200);
+  EXPECT_EQ(server.Stop(SIGTERM), 0) << server.Log();
+}
+
+}  // namespace
+}  // namespace mmchat::test
