@@ -136,9 +136,17 @@ int Serve(const Config& config) {
   spdlog::info("received signal {}: shutting down", sig);
   server.Stop();
   if (!server.WaitForConnections(kShutdownGrace)) {
-    spdlog::warn("connections still open after {}s; closing anyway", kShutdownGrace.count());
+    spdlog::warn("connections still open after {}s; closing them", kShutdownGrace.count());
+    server.Abort();
   }
-  workers.join();  // nothing new arrives once connections are gone
+  // Worker tasks (a hash, a mail) finish and post their answers to closed connections, which
+  // then end. Every session must be gone before the io_context stops: a session destroyed
+  // later, with the io_context, would outlive the server it belongs to.
+  workers.join();
+  while (!server.WaitForConnections(std::chrono::seconds(5))) {
+    spdlog::warn("waiting for connections to close");
+    server.Abort();
+  }
   guard.reset();
   ioc.stop();
   for (auto& t : threads) t.join();

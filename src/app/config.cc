@@ -87,7 +87,8 @@ Result<std::map<std::string, std::string>> ParseDotEnv(std::string_view content)
     if (eq == std::string_view::npos) return Status::InvalidRequest(where + ": expected KEY=VALUE");
     const std::string_view key = Trim(line.substr(0, eq));
     if (!ValidKey(key)) return Status::InvalidRequest(where + ": invalid variable name");
-    std::string_view value = Trim(line.substr(eq + 1));
+    const std::string_view raw_value = line.substr(eq + 1);
+    std::string_view value = Trim(raw_value);
     if (!value.empty() && (value[0] == '"' || value[0] == '\'')) {
       const size_t close = value.find(value[0], 1);
       if (close == std::string_view::npos) {
@@ -98,8 +99,8 @@ Result<std::map<std::string, std::string>> ParseDotEnv(std::string_view content)
         return Status::InvalidRequest(where + ": text after the closing quote");
       }
       value = value.substr(1, close - 1);
-    } else if (const size_t hash = value.find(" #"); hash != std::string_view::npos) {
-      value = Trim(value.substr(0, hash));  // an inline comment
+    } else if (const size_t hash = raw_value.find(" #"); hash != std::string_view::npos) {
+      value = Trim(raw_value.substr(0, hash));  // an inline comment ("KEY= # x" is empty)
     }
     out[std::string(key)] = std::string(value);
   }
@@ -177,6 +178,10 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
   if (Status s = int_var("JWT_TTL_MIN", 1, 525600, &c.jwt_ttl_min); !s.ok()) return s;
   if (auto v = get("SQLITE_DSN")) {
     if (v->empty()) return Invalid("SQLITE_DSN", "must not be empty", *v);
+    // Each pooled connection would get its own empty in-memory database.
+    if (v->find(":memory:") != std::string::npos || v->find("mode=memory") != std::string::npos) {
+      return Invalid("SQLITE_DSN", "in-memory databases are not supported; give a file", *v);
+    }
     c.sqlite_dsn = *v;
   }
   if (Status s = int_var("OTP_DIGITS", 4, 10, &c.otp_digits); !s.ok()) return s;

@@ -22,7 +22,7 @@ using JwtPtr = std::unique_ptr<jwt_t, JwtFree>;
 constexpr size_t kMaxTokenLength = 4096;
 
 bool ParseUserId(const char* s, int64_t* out) {
-  if (s == nullptr || *s == '\0') return false;
+  if (s == nullptr || *s < '0' || *s > '9') return false;  // strtoll would skip spaces, '+'
   errno = 0;
   char* end = nullptr;
   const long long v = std::strtoll(s, &end, 10);
@@ -75,6 +75,7 @@ Result<domain::IssuedToken> JwtCodec::Issue(int64_t user_id, int64_t token_versi
 Result<domain::TokenClaims> JwtCodec::Verify(std::string_view token, TimeMs now) {
   const Status bad = Status::Unauthorized("invalid or expired token");
   if (token.empty() || token.size() > kMaxTokenLength) return bad;
+  if (token.find('\0') != std::string_view::npos) return bad;  // libjwt would stop at it
   const std::string tok(token);
   jwt_t* raw = nullptr;
   // With a key, libjwt checks the signature for the algorithm the header names; we then

@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include <future>
 #include <optional>
 #include <vector>
 
@@ -32,11 +33,19 @@ class Session : public std::enable_shared_from_this<Session> {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->ReadHeader(); });
   }
 
-  // Called through the strand when the server stops.
+  // When the server stops: idle connections close now, busy ones after their response.
   void Shutdown() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
       self->stopping_ = true;
-      if (self->reading_) self->stream_.socket().close();  // idle or mid-read: drop it
+      if (self->reading_) self->Close();  // idle or mid-read: drop it
+    });
+  }
+
+  // After the grace period: close whatever it is doing; pending operations end at once.
+  void Abort() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      self->stopping_ = true;
+      self->Close();
     });
   }
 
@@ -72,7 +81,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void ReadBody() {
     if (parser_->is_done()) return Handle();
-    stream_.expires_after(server_->options_.read_timeout);
+    // The deadline set in ReadHeader covers the whole request, body included.
     bhttp::async_read(stream_, buffer_, *parser_,
                       [self = shared_from_this()](beast::error_code ec, size_t) {
                         if (ec) return self->OnReadError(ec);
@@ -249,22 +258,33 @@ void Server::Unregister(Session* s) {
 }
 
 void Server::Stop() {
-  net::dispatch(acceptor_.get_executor(), [this] {
+  // Close the listener synchronously, so that no connection is accepted after Stop returns.
+  std::promise<void> closed;
+  net::dispatch(acceptor_.get_executor(), [this, &closed] {
     beast::error_code ignored;
     acceptor_.close(ignored);
     accept_backoff_.cancel();
+    closed.set_value();
   });
-  // Collect under the lock, act outside it: dropping the last reference to a session runs
-  // its destructor, which takes the lock again.
-  std::vector<std::shared_ptr<Session>> live;
+  closed.get_future().wait();
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
-    for (auto& [_, weak] : sessions_) {
-      if (auto s = weak.lock()) live.push_back(std::move(s));
-    }
   }
-  for (auto& s : live) s->Shutdown();
+  for (auto& s : LiveSessions()) s->Shutdown();
+}
+
+void Server::Abort() {
+  for (auto& s : LiveSessions()) s->Abort();
+}
+
+std::vector<std::shared_ptr<Session>> Server::LiveSessions() {
+  std::vector<std::shared_ptr<Session>> live;
+  std::lock_guard lock(mu_);
+  for (auto& [_, weak] : sessions_) {
+    if (auto s = weak.lock()) live.push_back(std::move(s));
+  }
+  return live;
 }
 
 bool Server::WaitForConnections(std::chrono::milliseconds timeout) {

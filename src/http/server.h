@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "common/status.h"
 #include "http/dispatcher.h"
@@ -43,7 +44,11 @@ class Server {
   Status Listen();
   uint16_t port() const { return port_; }
   void Start();
+  // Stops accepting (synchronously) and closes idle connections; busy ones close after their
+  // response.
   void Stop();
+  // Closes every connection now, busy or not. For when the grace period ran out.
+  void Abort();
   // Waits until every connection has closed or `timeout` passed; true when all closed.
   bool WaitForConnections(std::chrono::milliseconds timeout);
 
@@ -52,6 +57,9 @@ class Server {
   void Accept();
   void Register(const std::shared_ptr<Session>& s);
   void Unregister(Session* s);
+  // Strong references to every open session, taken under the lock. Callers act on them
+  // outside the lock: dropping the last reference runs ~Session, which takes the lock.
+  std::vector<std::shared_ptr<Session>> LiveSessions();
 
   boost::asio::io_context& ioc_;
   Dispatcher* dispatcher_;

@@ -73,8 +73,11 @@ Status SmtpSender::Send(const domain::OutgoingMail& mail) {
   curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadChunk);
   curl_easy_setopt(c, CURLOPT_READDATA, &upload);
   curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-  // Use STARTTLS when the server offers it; smtps:// is TLS from the start.
-  curl_easy_setopt(c, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_TRY));
+  // smtps:// is TLS from the start. For smtp://, STARTTLS is used when offered, and required
+  // when the URL carries credentials, so that a man in the middle cannot strip it to read them.
+  const bool has_credentials = url_.find('@') != std::string::npos;
+  curl_easy_setopt(c, CURLOPT_USE_SSL,
+                   static_cast<long>(has_credentials ? CURLUSESSL_ALL : CURLUSESSL_TRY));
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // no SIGALRM from worker threads

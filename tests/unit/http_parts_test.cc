@@ -1,1 +1,368 @@
-#include <gtest/gtest.h>  // filled in by the tests of this area
+// http/ building blocks: query parsing, routing (incl. 405 detection), the error body and the
+// JSON field helpers.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "http/errors.h"
+#include "http/json_io.h"
+#include "http/message.h"
+#include "http/router.h"
+
+namespace mmchat::http {
+namespace {
+
+using ::testing::HasSubstr;
+using Map = std::map<std::string, std::string>;
+
+// ---------------------------------------------------------------------------------------------
+// ParseQuery
+// ---------------------------------------------------------------------------------------------
+
+TEST(ParseQueryTest, SplitsPairs) {
+  EXPECT_EQ(ParseQuery("a=1&b=two"), (Map{{"a", "1"}, {"b", "two"}}));
+  EXPECT_EQ(ParseQuery(""), Map{});
+}
+
+TEST(ParseQueryTest, PercentDecodingAndPlus) {
+  EXPECT_EQ(ParseQuery("search=ali+ce&x=a%20b%2Bc%26d%3De"),
+            (Map{{"search", "ali ce"}, {"x", "a b+c&d=e"}}));
+  EXPECT_EQ(ParseQuery("k%65y=v"), (Map{{"key", "v"}}));                      // keys are decoded
+  EXPECT_EQ(ParseQuery("u=%C3%A9%c3%a9"), (Map{{"u", "\xC3\xA9\xC3\xA9"}}));  // either case
+  EXPECT_EQ(ParseQuery("z=%00"), (Map{{"z", std::string(1, '\0')}}));
+  EXPECT_EQ(ParseQuery("e=%41"), (Map{{"e", "A"}}));  // an escape at the very end
+}
+
+TEST(ParseQueryTest, MalformedEscapesKeptLiterally) {
+  EXPECT_EQ(ParseQuery("a=%zz&b=%4&c=%&d=100%"),
+            (Map{{"a", "%zz"}, {"b", "%4"}, {"c", "%"}, {"d", "100%"}}));
+}
+
+TEST(ParseQueryTest, RepeatedKeysKeepTheFirst) {
+  EXPECT_EQ(ParseQuery("a=1&a=2&a=3"), (Map{{"a", "1"}}));
+}
+
+TEST(ParseQueryTest, MissingEqualsAndEmptyParts) {
+  EXPECT_EQ(ParseQuery("flag&x=1"), (Map{{"flag", ""}, {"x", "1"}}));
+  EXPECT_EQ(ParseQuery("x="), (Map{{"x", ""}}));
+  EXPECT_EQ(ParseQuery("&&x=1&&"), (Map{{"x", "1"}}));
+  EXPECT_EQ(ParseQuery("=v"), (Map{{"", "v"}}));
+  EXPECT_EQ(ParseQuery("a=b=c"), (Map{{"a", "b=c"}}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Router
+// ---------------------------------------------------------------------------------------------
+
+Handler Named(const std::string& name) {
+  return [name](Request&) {
+    Response r;
+    r.body = name;
+    return r;
+  };
+}
+
+class RouterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    router_.Add("GET", "/api/me", Named("get-me"), {.auth = true});
+    router_.Add("PUT", "/api/me", Named("put-me"), {.auth = true});
+    router_.Add("GET", "/api/users", Named("search"));
+    router_.Add("GET", "/api/users/:id", Named("user"));
+    router_.Add("GET", "/api/users/:id/last-seen", Named("last-seen"));
+    router_.Add("PUT", "/api/conversations/:id/participants/:userId", Named("role"));
+    router_.Add("POST", "/api/signup/initiate", Named("signup"), {.blocking = true});
+  }
+
+  std::string Call(const RouteMatch& m) {
+    Request req;
+    return m.route ? m.route->handler(req).body : "";
+  }
+
+  Router router_;
+};
+
+TEST_F(RouterTest, LiteralMatch) {
+  std::map<std::string, std::string> params;
+  RouteMatch m = router_.Find("GET", "/api/me", &params);
+  ASSERT_NE(m.route, nullptr);
+  EXPECT_EQ(Call(m), "get-me");
+  EXPECT_EQ(m.route->pattern, "/api/me");
+  EXPECT_TRUE(m.route->options.auth);
+  EXPECT_TRUE(params.empty());
+
+  m = router_.Find("PUT", "/api/me", &params);
+  EXPECT_EQ(Call(m), "put-me");
+  m = router_.Find("POST", "/api/signup/initiate", &params);
+  ASSERT_NE(m.route, nullptr);
+  EXPECT_TRUE(m.route->options.blocking);
+  EXPECT_FALSE(m.route->options.auth);
+}
+
+TEST_F(RouterTest, ParamsAreCaptured) {
+  std::map<std::string, std::string> params;
+  RouteMatch m = router_.Find("GET", "/api/users/42", &params);
+  ASSERT_NE(m.route, nullptr);
+  EXPECT_EQ(Call(m), "user");
+  EXPECT_EQ(params, (Map{{"id", "42"}}));
+
+  params.clear();
+  m = router_.Find("GET", "/api/users/7/last-seen", &params);
+  EXPECT_EQ(Call(m), "last-seen");
+  EXPECT_EQ(params, (Map{{"id", "7"}}));
+
+  params.clear();
+  m = router_.Find("PUT", "/api/conversations/3/participants/9", &params);
+  EXPECT_EQ(Call(m), "role");
+  EXPECT_EQ(params, (Map{{"id", "3"}, {"userId", "9"}}));
+  EXPECT_EQ(m.route->pattern, "/api/conversations/:id/participants/:userId");
+}
+
+TEST_F(RouterTest, ParamsAreNotFilledWithoutAMatch) {
+  std::map<std::string, std::string> params;
+  RouteMatch m = router_.Find("DELETE", "/api/users/42", &params);
+  EXPECT_EQ(m.route, nullptr);
+  EXPECT_TRUE(params.empty());
+}
+
+TEST_F(RouterTest, TrailingSlashIsIgnored) {
+  std::map<std::string, std::string> params;
+  EXPECT_EQ(Call(router_.Find("GET", "/api/me/", &params)), "get-me");
+  EXPECT_EQ(Call(router_.Find("GET", "/api/users/42/", &params)), "user");
+  EXPECT_EQ(params.at("id"), "42");
+}
+
+TEST_F(RouterTest, WrongMethodOnAKnownPathIs405) {
+  RouteMatch m = router_.Find("DELETE", "/api/me", nullptr);
+  EXPECT_EQ(m.route, nullptr);
+  EXPECT_TRUE(m.path_known);
+  EXPECT_EQ(m.allowed, "GET, PUT");
+
+  m = router_.Find("POST", "/api/users/5", nullptr);
+  EXPECT_EQ(m.route, nullptr);
+  EXPECT_TRUE(m.path_known);
+  EXPECT_EQ(m.allowed, "GET");
+}
+
+TEST_F(RouterTest, UnknownPathIs404) {
+  for (const char* path : {"/api/nope", "/api", "/", "", "/api/me/extra", "/api/users/1/x",
+                           "/API/ME", "/api/signup"}) {
+    SCOPED_TRACE(path);
+    RouteMatch m = router_.Find("GET", path, nullptr);
+    EXPECT_EQ(m.route, nullptr);
+    EXPECT_FALSE(m.path_known);
+    EXPECT_TRUE(m.allowed.empty());
+  }
+}
+
+TEST_F(RouterTest, MethodIsCaseSensitive) {
+  RouteMatch m = router_.Find("get", "/api/me", nullptr);
+  EXPECT_EQ(m.route, nullptr);
+  EXPECT_TRUE(m.path_known);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ErrorResponse
+// ---------------------------------------------------------------------------------------------
+
+TEST(ErrorResponseTest, StatusAndCodeForEveryStatusCode) {
+  struct Case {
+    Status status;
+    int http;
+    const char* code;
+  };
+  const Case cases[] = {
+      {Status::InvalidRequest("username is required"), 400, "invalid_request"},
+      {Status::OtpInvalid("m"), 400, "otp_invalid"},
+      {Status::OtpExpired("m"), 400, "otp_expired"},
+      {Status::Unauthorized("m"), 401, "unauthorized"},
+      {Status::InvalidCredentials("m"), 401, "invalid_credentials"},
+      {Status::Forbidden("m"), 403, "forbidden"},
+      {Status::NotFound("m"), 404, "not_found"},
+      {Status::Conflict("username already taken"), 409, "conflict"},
+      {Status::PayloadTooLarge("m"), 413, "payload_too_large"},
+      {Status::RateLimited("m", 12), 429, "rate_limited"},
+      {Status::Internal("m"), 500, "internal"},
+      {Status::Unavailable("m"), 503, "unavailable"},
+      {Status(StatusCode::kDeliveryFailed, "could not send"), 503, "unavailable"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.code);
+    Response r = ErrorResponse(c.status);
+    EXPECT_EQ(r.status, c.http);
+    EXPECT_EQ(r.content_type, "application/json");
+    Json body = Json::parse(r.body, nullptr, false);
+    ASSERT_FALSE(body.is_discarded()) << r.body;
+    ASSERT_TRUE(body.is_object());
+    EXPECT_EQ(body.size(), 1u);
+    ASSERT_TRUE(body["error"].is_object());
+    EXPECT_EQ(body["error"].size(), 2u);
+    EXPECT_EQ(body["error"]["code"], c.code);
+    EXPECT_EQ(body["error"]["message"], c.status.message());
+  }
+}
+
+TEST(ErrorResponseTest, RetryAfterOnlyWhenRateLimited) {
+  Response limited = ErrorResponse(Status::RateLimited("slow down", 17));
+  ASSERT_EQ(limited.headers.size(), 1u);
+  EXPECT_EQ(limited.headers[0].first, "Retry-After");
+  EXPECT_EQ(limited.headers[0].second, "17");
+
+  // Never less than a second.
+  Response zero = ErrorResponse(Status::RateLimited("slow down", 0));
+  ASSERT_EQ(zero.headers.size(), 1u);
+  EXPECT_EQ(zero.headers[0].second, "1");
+
+  EXPECT_TRUE(ErrorResponse(Status::Conflict("x")).headers.empty());
+  EXPECT_TRUE(ErrorResponse(Status::Internal("x")).headers.empty());
+}
+
+TEST(ErrorResponseTest, InvalidUtf8InMessageStillGivesValidJson) {
+  Response r = ErrorResponse(Status::InvalidRequest("bad value \xFF\xFE"));
+  Json body = Json::parse(r.body, nullptr, false);
+  ASSERT_FALSE(body.is_discarded()) << r.body;
+  EXPECT_EQ(body["error"]["code"], "invalid_request");
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON helpers
+// ---------------------------------------------------------------------------------------------
+
+TEST(ParseObjectTest, AcceptsObjects) {
+  auto j = ParseObject(R"({"a": "x", "n": 5, "unknown": [1, 2]})");
+  ASSERT_TRUE(j.ok()) << j.status().message();
+  EXPECT_EQ((*j)["a"], "x");
+  EXPECT_TRUE(ParseObject("{}").ok());
+  auto utf8 = ParseObject("{\"name\": \"caf\xC3\xA9 \\u00e9 \\ud83d\\ude00\"}");
+  ASSERT_TRUE(utf8.ok());
+  EXPECT_EQ((*utf8)["name"], "caf\xC3\xA9 \xC3\xA9 \xF0\x9F\x98\x80");
+}
+
+TEST(ParseObjectTest, RejectsInvalidJson) {
+  for (const char* body : {"", " ", "{", "{\"a\":}", "{'a': 1}", "{\"a\": 1,}", "{\"a\" 1}",
+                           "{\"a\": 1} trailing", "nul", "{\"a\": \"unterminated}"}) {
+    SCOPED_TRACE(body);
+    auto j = ParseObject(body);
+    ASSERT_FALSE(j.ok());
+    EXPECT_EQ(j.status().code(), StatusCode::kInvalidRequest);
+  }
+}
+
+TEST(ParseObjectTest, RejectsInvalidUtf8InsideStrings) {
+  for (const std::string& body :
+       {std::string("{\"a\": \"\xFF\"}"), std::string("{\"a\": \"\xC3\"}"),
+        std::string("{\"a\": \"\xC0\x80\"}"), std::string("{\"a\": \"\xED\xA0\x80\"}"),
+        std::string("{\"\xFE\": 1}"), std::string("{\"a\": \"\\ud800\"}"),
+        std::string("{\"a\": \"\\udc00x\"}")}) {
+    SCOPED_TRACE(body);
+    auto j = ParseObject(body);
+    ASSERT_FALSE(j.ok());
+    EXPECT_EQ(j.status().code(), StatusCode::kInvalidRequest);
+  }
+}
+
+TEST(ParseObjectTest, RejectsNonObjects) {
+  for (const char* body : {"[]", "[{\"a\":1}]", "\"text\"", "42", "null", "true"}) {
+    SCOPED_TRACE(body);
+    auto j = ParseObject(body);
+    ASSERT_FALSE(j.ok());
+    EXPECT_EQ(j.status().code(), StatusCode::kInvalidRequest);
+  }
+}
+
+TEST(RequiredStringTest, PresentMissingAndWrongType) {
+  const Json obj = Json::parse(
+      R"({"s": "v", "empty": "", "n": 1, "nul": null, "arr": ["x"], "obj": {}, "b": true})");
+  auto s = RequiredString(obj, "s");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(*s, "v");
+  auto empty = RequiredString(obj, "empty");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(*empty, "");
+
+  for (const char* field : {"missing", "nul"}) {
+    auto r = RequiredString(obj, field);
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidRequest);
+    EXPECT_THAT(r.status().message(), HasSubstr(field));
+  }
+  for (const char* field : {"n", "arr", "obj", "b"}) {
+    auto r = RequiredString(obj, field);
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidRequest);
+    EXPECT_THAT(r.status().message(), HasSubstr(field));
+  }
+}
+
+TEST(OptionalStringTest, AbsentPresentAndWrongType) {
+  const Json obj = Json::parse(R"({"s": "v", "n": 1, "nul": null})");
+  auto absent = OptionalString(obj, "missing");
+  ASSERT_TRUE(absent.ok());
+  EXPECT_FALSE(absent->has_value());
+  auto s = OptionalString(obj, "s");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(*s, std::optional<std::string>("v"));
+  for (const char* field : {"n", "nul"}) {
+    auto r = OptionalString(obj, field);
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidRequest);
+    EXPECT_THAT(r.status().message(), HasSubstr(field));
+  }
+}
+
+TEST(QueryIntTest, PositiveIntegersOnly) {
+  Request req;
+  req.query = {{"limit", "20"}, {"big", "9223372036854775807"},
+               {"zero", "0"},   {"neg", "-1"},
+               {"word", "ten"}, {"mixed", "10x"},
+               {"empty", ""},   {"plus", "+5"},
+               {"space", " 5"}, {"huge", "9223372036854775808"},
+               {"frac", "1.5"}};
+  auto limit = QueryInt(req, "limit");
+  ASSERT_TRUE(limit.ok());
+  EXPECT_EQ(*limit, std::optional<int64_t>(20));
+  auto big = QueryInt(req, "big");
+  ASSERT_TRUE(big.ok());
+  EXPECT_EQ(*big, std::optional<int64_t>(9223372036854775807));
+  auto absent = QueryInt(req, "before");
+  ASSERT_TRUE(absent.ok());
+  EXPECT_FALSE(absent->has_value());
+  for (const char* name :
+       {"zero", "neg", "word", "mixed", "empty", "plus", "space", "huge", "frac"}) {
+    auto r = QueryInt(req, name);
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidRequest);
+    EXPECT_THAT(r.status().message(), HasSubstr(name));
+  }
+}
+
+TEST(PathIdTest, PositiveIdOrNotFound) {
+  Request req;
+  req.params = {{"id", "42"},
+                {"zero", "0"},
+                {"neg", "-3"},
+                {"word", "abc"},
+                {"mixed", "4a"},
+                {"empty", ""},
+                {"huge", "99999999999999999999"}};
+  auto id = PathId(req, "id");
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(*id, 42);
+  for (const char* name : {"zero", "neg", "word", "mixed", "empty", "huge", "missing"}) {
+    auto r = PathId(req, name);
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+  }
+}
+
+TEST(JsonResponseTest, SerializesBody) {
+  Response r = JsonResponse(201, Json{{"id", 7}});
+  EXPECT_EQ(r.status, 201);
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(Json::parse(r.body), (Json{{"id", 7}}));
+}
+
+}  // namespace
+}  // namespace mmchat::http

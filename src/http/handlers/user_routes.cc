@@ -1,5 +1,7 @@
 // /api/me and /api/users: API.md's "Users and profile" section. Quick indexed reads and
 // writes, run inline on the io thread.
+#include <algorithm>
+
 #include "http/errors.h"
 #include "http/handlers/routes.h"
 #include "http/json_io.h"
@@ -37,6 +39,8 @@ Result<domain::ProfileUpdate> ParseProfileUpdate(const std::string& raw) {
 
 void AddUserRoutes(Router& router, domain::UserService* users) {
   const RouteOptions authed{.auth = true, .blocking = false};
+  // Writes wait for the single writer connection: keep them off the io threads.
+  const RouteOptions authed_write{.auth = true, .blocking = true};
 
   router.Add("GET", "/api/me", [users](Request& req) -> Response {
     return UserResponse(users->Get(req.user_id), /*with_email=*/true);
@@ -46,14 +50,16 @@ void AddUserRoutes(Router& router, domain::UserService* users) {
     auto update = ParseProfileUpdate(req.body);
     if (!update.ok()) return ErrorResponse(update.status());
     return UserResponse(users->UpdateProfile(req.user_id, *update), /*with_email=*/true);
-  }, authed);
+  }, authed_write);
 
   router.Add("GET", "/api/users", [users](Request& req) -> Response {
     auto search = req.Query("search");
     if (!search) return ErrorResponse(Status::InvalidRequest("search is required"));
     auto limit = QueryInt(req, "limit");
     if (!limit.ok()) return ErrorResponse(limit.status());
-    auto found = users->Search(*search, limit->value_or(0));
+    // Clamp before narrowing to int: a huge limit is capped, not wrapped.
+    const int64_t wanted = std::min<int64_t>(limit->value_or(0), domain::UserService::kMaxSearchLimit);
+    auto found = users->Search(*search, static_cast<int>(wanted));
     if (!found.ok()) return ErrorResponse(found.status());
     Json list = Json::array();
     for (const auto& u : *found) list.push_back(UserJson(u, /*with_email=*/false));
