@@ -2,6 +2,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <spdlog/spdlog.h>
@@ -81,6 +82,10 @@ int Serve(const Config& config) {
     return 1;
   }
 
+  // Slow work (password hashing, mail) runs here, never on io threads.
+  const int worker_threads = config.worker_threads > 0 ? config.worker_threads : Cores();
+  boost::asio::thread_pool workers(static_cast<size_t>(worker_threads));
+
   // Crypto, mail and the domain.
   crypto::Argon2Hasher hasher;
   crypto::SodiumOtp otp(*secret);
@@ -90,15 +95,22 @@ int Serve(const Config& config) {
   policy.otp_digits = config.otp_digits;
   policy.otp_ttl_ms = config.otp_ttl_sec * 1000;
   domain::AccountService accounts(
-      {store.get(), store.get(), &hasher, &otp, &tokens, sender.get()}, policy);
+      {.users = store.get(),
+       .codes = store.get(),
+       .hasher = &hasher,
+       .otp = &otp,
+       .tokens = &tokens,
+       .sender = sender.get(),
+       .background = [&workers](std::function<void()> task) {
+         boost::asio::post(workers, std::move(task));
+       }},
+      policy);
   domain::NobodyOnline presence;  // replaced by the WebSocket hub when it lands
   domain::UserService users(store.get(), &presence);
 
   // HTTP.
   const int io_threads = config.http_threads > 0 ? config.http_threads : Cores();
-  const int worker_threads = config.worker_threads > 0 ? config.worker_threads : Cores();
   boost::asio::io_context ioc(io_threads);
-  boost::asio::thread_pool workers(static_cast<size_t>(worker_threads));
   metrics::Registry registry;
   http::Router router;
   http::AddOpsRoutes(router, store.get(), &registry);

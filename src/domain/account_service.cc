@@ -1,5 +1,6 @@
 #include "domain/account_service.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -66,7 +67,13 @@ Result<int64_t> AccountService::SignupInitiate(const SignupRequest& req) {
   code.email = email;
   code.username = req.username;
   code.password_hash = std::move(hash).value();
-  if (Status s = IssueCode(std::move(code), /*deliver=*/true); !s.ok()) return s;
+  auto plain = StoreNewCode(code);
+  if (!plain.ok()) return plain.status();
+  if (Status sent = d_.sender->Send(CodeMail(CodePurpose::kSignup, email, *plain)); !sent.ok()) {
+    // Leave nothing half-made: no pending account, and no resend window to wait out.
+    if (Status s = d_.codes->DeleteCode(CodePurpose::kSignup, email); !s.ok()) return s;
+    return Status(StatusCode::kDeliveryFailed, sent.message());
+  }
   return policy_.otp_ttl_ms / 1000;
 }
 
@@ -109,20 +116,17 @@ Result<AuthResult> AccountService::Login(const LoginRequest& req) {
     return bad;
   }
   const UserRecord& rec = **found;
-  const TimeMs now = d_.now();
-  const TimeMs window_end = rec.failed_window_start + policy_.login_window_ms;
-  if (rec.failed_logins >= policy_.max_login_failures && now < window_end) {
+  auto gate = d_.users->BeginLoginAttempt(rec.user.id, d_.now(), policy_.login_window_ms,
+                                          policy_.max_login_failures);
+  if (!gate.ok()) return gate.status();
+  if (!gate->allowed) {
+    const TimeMs window_end = gate->window_start + policy_.login_window_ms;
     return Status::RateLimited("too many failed logins; try again later",
-                               (window_end - now + 999) / 1000);
+                               (window_end - d_.now() + 999) / 1000);
   }
-  if (!d_.hasher->Verify(rec.password_hash, req.password)) {
-    auto count = d_.users->AddLoginFailure(rec.user.id, now, policy_.login_window_ms);
-    if (!count.ok()) return count.status();
-    return bad;
-  }
-  if (rec.failed_logins > 0) {
-    if (Status s = d_.users->ClearLoginFailures(rec.user.id); !s.ok()) return s;
-  }
+  // The attempt already counts as a failure; only a right password takes it back.
+  if (!d_.hasher->Verify(rec.password_hash, req.password)) return bad;
+  if (Status s = d_.users->ClearLoginFailures(rec.user.id); !s.ok()) return s;
   return IssueToken(rec.user, rec.token_version);
 }
 
@@ -141,31 +145,37 @@ Status AccountService::ForgotInitiate(const std::string& email_in) {
   PendingCode code;
   code.purpose = CodePurpose::kReset;
   code.email = email;
-  // For an unknown email a code is stored (so the window holds) but never sent. A failed
-  // delivery is not reported either: a 503 only for registered emails would reveal them. The
-  // sender logs the failure, and IssueCode removed the code so the user may ask again at once.
-  Status s = IssueCode(std::move(code), /*deliver=*/user->has_value());
-  if (s.code() == StatusCode::kDeliveryFailed) return Status::Ok();
-  return s;
+  // Every email gets a stored code, so that the window and the answer are the same for all;
+  // only registered ones are mailed, in the background so that timing does not tell either.
+  // A failed delivery is logged by the sender; the user asks again after the window.
+  auto plain = StoreNewCode(std::move(code));
+  if (!plain.ok()) return plain.status();
+  if (user->has_value()) {
+    auto deliver = [sender = d_.sender, mail = CodeMail(CodePurpose::kReset, email, *plain)] {
+      (void)sender->Send(mail);
+    };
+    if (d_.background) {
+      d_.background(std::move(deliver));
+    } else {
+      deliver();
+    }
+  }
+  return Status::Ok();
 }
 
 Status AccountService::ForgotReset(const std::string& email_in, const std::string& otp,
                                    const std::string& new_password) {
   if (Status s = ValidatePassword(new_password, "new_password"); !s.ok()) return s;
   const std::string email = AsciiLower(email_in);
-  auto user = d_.users->FindUserByEmail(email);
-  if (!user.ok()) return user.status();
-  if (!user->has_value()) {
-    auto code = d_.codes->FindCode(CodePurpose::kReset, email);
-    if (!code.ok()) return code.status();
-    if (code->has_value()) (void)d_.codes->AddCodeAttempt(CodePurpose::kReset, email);
-    return Status::OtpInvalid("invalid verification code");
-  }
-  // Hash before consuming the code, so that a hashing failure does not burn it.
-  auto hash = d_.hasher->Hash(new_password);
-  if (!hash.ok()) return hash.status();
+  // The code first: it is cheap, and checked the same way for every email, so neither the
+  // answer nor its timing tells whether the email is registered.
   auto code = UseCode(CodePurpose::kReset, email, otp);
   if (!code.ok()) return code.status();
+  auto user = d_.users->FindUserByEmail(email);
+  if (!user.ok()) return user.status();
+  if (!user->has_value()) return Status::OtpInvalid("invalid verification code");
+  auto hash = d_.hasher->Hash(new_password);
+  if (!hash.ok()) return hash.status();
   return d_.users->ReplacePassword((*user)->user.id, *hash);
 }
 
@@ -209,39 +219,32 @@ Status AccountService::CheckResendWindow(CodePurpose purpose, const std::string&
   return Status::Ok();
 }
 
-Status AccountService::IssueCode(PendingCode code, bool deliver) {
+Result<std::string> AccountService::StoreNewCode(PendingCode code) {
   const std::string plain = d_.otp->Generate(policy_.otp_digits);
   code.code_hash = d_.otp->Hash(code.purpose, code.email, plain);
   code.sent_at = d_.now();
   code.expires_at = code.sent_at + policy_.otp_ttl_ms;
   code.attempts = 0;
   code.used = false;
+  // Codes past both their lifetime and the resend window serve no purpose: drop them, so that
+  // the table does not grow with every email anyone ever typed.
+  const TimeMs keep = std::max(policy_.otp_ttl_ms, policy_.resend_window_ms);
+  if (Status s = d_.codes->PurgeCodes(code.sent_at - keep); !s.ok()) return s;
   if (Status s = d_.codes->PutCode(code); !s.ok()) return s;
-  if (!deliver) return Status::Ok();
-  Status sent = d_.sender->Send(CodeMail(code.purpose, code.email, plain));
-  if (!sent.ok()) {
-    // Leave nothing half-made: no pending account, and no resend window to wait out.
-    if (Status s = d_.codes->DeleteCode(code.purpose, code.email); !s.ok()) return s;
-    return Status(StatusCode::kDeliveryFailed, sent.message());
-  }
-  return Status::Ok();
+  return plain;
 }
 
 Result<PendingCode> AccountService::UseCode(CodePurpose purpose, const std::string& email,
                                             const std::string& otp) {
   const Status invalid = Status::OtpInvalid("invalid verification code");
-  auto found = d_.codes->FindCode(purpose, email);
+  // Counting the try before comparing keeps concurrent guesses within the limit.
+  auto found = d_.codes->ReserveCodeAttempt(purpose, email, policy_.max_code_attempts);
   if (!found.ok()) return found.status();
-  if (!found->has_value()) return invalid;
+  if (!found->has_value()) return invalid;  // none, used or burned
   const PendingCode& code = **found;
-  if (code.used || code.attempts >= policy_.max_code_attempts) return invalid;
   const bool well_formed =
       otp.size() == static_cast<size_t>(policy_.otp_digits) && IsDigits(otp);
-  if (!well_formed || !d_.otp->Matches(code.code_hash, purpose, email, otp)) {
-    auto attempts = d_.codes->AddCodeAttempt(purpose, email);
-    if (!attempts.ok()) return attempts.status();
-    return invalid;
-  }
+  if (!well_formed || !d_.otp->Matches(code.code_hash, purpose, email, otp)) return invalid;
   if (d_.now() >= code.expires_at) return Status::OtpExpired("verification code expired");
   auto consumed = d_.codes->ConsumeCode(purpose, email, code.sent_at);
   if (!consumed.ok()) return consumed.status();

@@ -55,6 +55,9 @@ class AccountService {
     TokenCodec* tokens;
     CodeSender* sender;
     std::function<TimeMs()> now = NowMs;
+    // Runs a task later, off the caller's thread (reset mails go out this way, so that the
+    // answer's timing does not tell registered emails apart). Inline when unset.
+    std::function<void(std::function<void()>)> background;
   };
 
   AccountService(Deps deps, AccountPolicy policy);
@@ -75,8 +78,8 @@ class AccountService {
  private:
   // The resend window, shared by signup and forgot (each purpose has its own row).
   Status CheckResendWindow(CodePurpose purpose, const std::string& email, TimeMs now);
-  // Stores a fresh code and mails it; on a failed delivery nothing is left behind.
-  Status IssueCode(PendingCode code, bool deliver);
+  // Stores a fresh code; returns the plain code for the caller to deliver.
+  Result<std::string> StoreNewCode(PendingCode code);
   // Checks `otp` against the stored code and consumes it on success.
   Result<PendingCode> UseCode(CodePurpose purpose, const std::string& email,
                               const std::string& otp);

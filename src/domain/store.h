@@ -13,6 +13,11 @@
 
 namespace mmchat::domain {
 
+struct LoginGate {
+  bool allowed = false;
+  TimeMs window_start = 0;  // start of the failure window (for Retry-After when refused)
+};
+
 class UserStore {
  public:
   virtual ~UserStore() = default;
@@ -29,9 +34,13 @@ class UserStore {
   virtual Status UpdateProfile(int64_t id, const ProfileUpdate& update) = 0;
   // Stores a new password hash, increments token_version and clears login failures.
   virtual Status ReplacePassword(int64_t id, const std::string& password_hash) = 0;
-  // Counts one failed login atomically: starts a new window at `now` when the current one is
-  // older than `window_ms`. Returns the count in the (possibly new) window.
-  virtual Result<int32_t> AddLoginFailure(int64_t id, TimeMs now, TimeMs window_ms) = 0;
+  // Admits one login attempt, atomically: refused when `max_failures` failures already lie in
+  // the window that started at failed_window_start and lasts `window_ms`; otherwise counted as
+  // a failure up front (a new window starts at `now` when the old one is over), so that
+  // concurrent attempts cannot check more passwords than the limit. A success then calls
+  // ClearLoginFailures.
+  virtual Result<LoginGate> BeginLoginAttempt(int64_t id, TimeMs now, TimeMs window_ms,
+                                              int32_t max_failures) = 0;
   virtual Status ClearLoginFailures(int64_t id) = 0;
 };
 
@@ -61,8 +70,14 @@ class CodeStore {
   // Inserts or replaces the code for (purpose, email).
   virtual Status PutCode(const PendingCode& code) = 0;
   virtual Status DeleteCode(CodePurpose purpose, std::string_view email) = 0;
-  // Counts a wrong try; returns the new count.
-  virtual Result<int32_t> AddCodeAttempt(CodePurpose purpose, std::string_view email) = 0;
+  // Counts one try against the unused code for (purpose, email) and returns the code,
+  // atomically; nullopt when there is no usable code (none, used, or `max_attempts` tries
+  // spent). Counting before the comparison means concurrent guesses cannot exceed the limit.
+  virtual Result<std::optional<PendingCode>> ReserveCodeAttempt(CodePurpose purpose,
+                                                                std::string_view email,
+                                                                int32_t max_attempts) = 0;
+  // Deletes every code sent before `sent_before` (expired and past the resend window).
+  virtual Status PurgeCodes(TimeMs sent_before) = 0;
   // Marks the code sent at `sent_at` used. Returns false when it was already used or was
   // replaced meanwhile, so that two concurrent uses cannot both succeed.
   virtual Result<bool> ConsumeCode(CodePurpose purpose, std::string_view email,

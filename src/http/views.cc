@@ -25,7 +25,7 @@ Json UserJson(const domain::User& user, bool with_email) {
 Json AuthJson(const domain::AuthResult& auth) {
   return {{"token", auth.token.token},
           {"expires_at", FormatRfc3339(auth.token.expires_at)},
-          {"user", UserJson(auth.user, /*with_email=*/true)}};
+          {"user", UserJson(auth.user, /*with_email=*/false)}};  // email only in /api/me
 }
 
 Json LastSeenJson(const domain::LastSeen& ls) {

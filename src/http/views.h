@@ -8,7 +8,7 @@
 
 namespace mmchat::http {
 
-// The User object; `with_email` only for the user itself (/api/me, login, verify).
+// The User object; `with_email` only for /api/me (API.md).
 Json UserJson(const domain::User& user, bool with_email);
 // {"token","expires_at","user"}.
 Json AuthJson(const domain::AuthResult& auth);

@@ -356,22 +356,52 @@ TEST_F(AccountServiceTest, FailingSenderLeavesNothingBehind) {
   EXPECT_TRUE(service_->SignupVerify("bob@example.com", LastCode()).ok());
 }
 
-TEST_F(AccountServiceTest, FailingSenderOnForgotIsHiddenButLeavesNothingBehind) {
+TEST_F(AccountServiceTest, FailingSenderOnForgotIsHiddenLikeAnUnknownEmail) {
   SignUp("alice", "alice@example.com", "password-1");
   sender_.fail = true;
   const int attempts_before = sender_.attempts;
   // The same answer as for an unregistered email, so a failure reveals nothing.
   EXPECT_TRUE(service_->ForgotInitiate("alice@example.com").ok());
-  EXPECT_EQ(sender_.attempts, attempts_before + 1);
-  auto code = store_->FindCode(CodePurpose::kReset, "alice@example.com");
-  ASSERT_TRUE(code.ok());
-  EXPECT_FALSE(code->has_value());
-  // No window to wait out: a second request right away is sent.
+  EXPECT_TRUE(service_->ForgotInitiate("ghost@example.com").ok());
+  EXPECT_EQ(sender_.attempts, attempts_before + 1);  // only the registered one was tried
+  // Both keep a code, so the resend window treats them alike.
+  EXPECT_EQ(service_->ForgotInitiate("alice@example.com").code(), StatusCode::kRateLimited);
+  EXPECT_EQ(service_->ForgotInitiate("ghost@example.com").code(), StatusCode::kRateLimited);
+  // After the window, a new request is mailed and its code works.
+  clock_.Advance(30'000);
   sender_.fail = false;
   sender_.sent.clear();
   EXPECT_TRUE(service_->ForgotInitiate("alice@example.com").ok());
   ASSERT_EQ(sender_.sent.size(), 1u);
   EXPECT_TRUE(service_->ForgotReset("alice@example.com", LastCode(), "password-2").ok());
+}
+
+TEST_F(AccountServiceTest, ResetMailGoesOutThroughTheBackgroundRunner) {
+  SignUp("alice", "alice@example.com", "password-1");
+  std::vector<std::function<void()>> queued;
+  AccountService::Deps deps{store_.get(), store_.get(), &hasher_,   &otp_,
+                            &jwt_,        &sender_,     clock_.Fn()};
+  deps.background = [&queued](std::function<void()> task) { queued.push_back(std::move(task)); };
+  AccountService service(deps, AccountPolicy{});
+  sender_.sent.clear();
+  ASSERT_TRUE(service.ForgotInitiate("alice@example.com").ok());
+  EXPECT_TRUE(sender_.sent.empty());  // answered before the mail went out
+  ASSERT_EQ(queued.size(), 1u);
+  queued[0]();
+  ASSERT_EQ(sender_.sent.size(), 1u);
+  EXPECT_TRUE(service.ForgotReset("alice@example.com", LastCode(), "password-2").ok());
+  // An unknown email queues nothing.
+  ASSERT_TRUE(service.ForgotInitiate("ghost@example.com").ok());
+  EXPECT_EQ(queued.size(), 1u);
+}
+
+TEST_F(AccountServiceTest, OldCodesArePurgedWhenNewOnesAreIssued) {
+  ASSERT_TRUE(service_->ForgotInitiate("ghost@example.com").ok());
+  ASSERT_TRUE(store_->FindCode(CodePurpose::kReset, "ghost@example.com")->has_value());
+  clock_.Advance(300'001);  // past the code lifetime (longer than the resend window)
+  ASSERT_TRUE(service_->ForgotInitiate("other@example.com").ok());
+  EXPECT_FALSE(store_->FindCode(CodePurpose::kReset, "ghost@example.com")->has_value());
+  EXPECT_TRUE(store_->FindCode(CodePurpose::kReset, "other@example.com")->has_value());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fakes.h"
@@ -337,7 +339,8 @@ TEST_F(SqliteStoreTest, UpdateProfile) {
 
 TEST_F(SqliteStoreTest, ReplacePasswordBumpsTokenVersionAndClearsFailures) {
   const User u = Create("alice", "alice@example.com");
-  ASSERT_TRUE(store_->AddLoginFailure(u.id, 5000, 60'000).ok());
+  ASSERT_TRUE(store_->BeginLoginAttempt(u.id, 5000, 60'000, 10).ok());
+  ASSERT_EQ(Find(u.id).failed_logins, 1);
   ASSERT_TRUE(store_->ReplacePassword(u.id, "new-hash").ok());
   domain::UserRecord rec = Find(u.id);
   EXPECT_EQ(rec.password_hash, "new-hash");
@@ -348,32 +351,61 @@ TEST_F(SqliteStoreTest, ReplacePasswordBumpsTokenVersionAndClearsFailures) {
   EXPECT_EQ(store_->ReplacePassword(9999, "x").code(), StatusCode::kNotFound);
 }
 
-TEST_F(SqliteStoreTest, LoginFailureWindow) {
+TEST_F(SqliteStoreTest, LoginAttemptWindow) {
   const User u = Create("alice", "alice@example.com");
   const TimeMs t = 1'000'000;
   const TimeMs window = 15 * 60'000;
-  EXPECT_EQ(*store_->AddLoginFailure(u.id, t, window), 1);
-  EXPECT_EQ(*store_->AddLoginFailure(u.id, t + 1000, window), 2);
-  EXPECT_EQ(*store_->AddLoginFailure(u.id, t + window - 1, window), 3);
+  auto begin = [&](TimeMs now, int32_t max = 3) {
+    auto g = store_->BeginLoginAttempt(u.id, now, window, max);
+    EXPECT_TRUE(g.ok());
+    return *g;
+  };
+  EXPECT_TRUE(begin(t).allowed);
+  EXPECT_TRUE(begin(t + 1000).allowed);
+  EXPECT_TRUE(begin(t + 2000).allowed);
   domain::UserRecord rec = Find(u.id);
   EXPECT_EQ(rec.failed_logins, 3);
-  EXPECT_EQ(rec.failed_window_start, t);  // the window starts at the first failure
+  EXPECT_EQ(rec.failed_window_start, t);  // the window starts at the first attempt
+
+  // At the limit: refused until the window is over, and a refusal counts nothing.
+  domain::LoginGate refused = begin(t + window - 1);
+  EXPECT_FALSE(refused.allowed);
+  EXPECT_EQ(refused.window_start, t);
+  EXPECT_EQ(Find(u.id).failed_logins, 3);
 
   // Once the window has passed, counting starts over in a new window.
-  EXPECT_EQ(*store_->AddLoginFailure(u.id, t + window, window), 1);
+  domain::LoginGate fresh = begin(t + window);
+  EXPECT_TRUE(fresh.allowed);
+  EXPECT_EQ(fresh.window_start, t + window);
   rec = Find(u.id);
   EXPECT_EQ(rec.failed_logins, 1);
   EXPECT_EQ(rec.failed_window_start, t + window);
-  EXPECT_EQ(*store_->AddLoginFailure(u.id, t + window + 5, window), 2);
 
   ASSERT_TRUE(store_->ClearLoginFailures(u.id).ok());
-  rec = Find(u.id);
-  EXPECT_EQ(rec.failed_logins, 0);
-  EXPECT_EQ(*store_->AddLoginFailure(u.id, t + window + 10, window), 1);
+  EXPECT_EQ(Find(u.id).failed_logins, 0);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(begin(t + window + 10).allowed);
+  EXPECT_FALSE(begin(t + window + 10).allowed);
 
-  // Failures are per user.
+  // Attempts are per user.
   const User v = Create("bob", "bob@example.com");
-  EXPECT_EQ(*store_->AddLoginFailure(v.id, t + window + 10, window), 1);
+  EXPECT_TRUE(store_->BeginLoginAttempt(v.id, t + window + 10, window, 3)->allowed);
+}
+
+TEST_F(SqliteStoreTest, ConcurrentLoginAttemptsNeverExceedTheLimit) {
+  const User u = Create("alice", "alice@example.com");
+  std::atomic<int> allowed{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      for (int k = 0; k < 10; ++k) {
+        auto g = store_->BeginLoginAttempt(u.id, 1000, 60'000, 10);
+        if (g.ok() && g->allowed) ++allowed;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(allowed.load(), 10);
+  EXPECT_EQ(Find(u.id).failed_logins, 10);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,7 +465,7 @@ TEST_F(SqliteStoreTest, ResetCodeWithoutSignupFields) {
 
 TEST_F(SqliteStoreTest, PutCodeReplaces) {
   ASSERT_TRUE(store_->PutCode(SignupCode("bob@example.com", 5000)).ok());
-  ASSERT_TRUE(store_->AddCodeAttempt(CodePurpose::kSignup, "bob@example.com").ok());
+  ASSERT_TRUE(store_->ReserveCodeAttempt(CodePurpose::kSignup, "bob@example.com", 5).ok());
   ASSERT_TRUE(store_->ConsumeCode(CodePurpose::kSignup, "bob@example.com", 5000).ok());
   ASSERT_TRUE(store_->PutCode(SignupCode("bob@example.com", 9000)).ok());
   auto found = store_->FindCode(CodePurpose::kSignup, "bob@example.com");
@@ -444,15 +476,38 @@ TEST_F(SqliteStoreTest, PutCodeReplaces) {
   EXPECT_FALSE((*found)->used);
 }
 
-TEST_F(SqliteStoreTest, AddCodeAttemptCounts) {
+TEST_F(SqliteStoreTest, ReserveCodeAttemptCountsAndStopsAtTheLimit) {
   ASSERT_TRUE(store_->PutCode(SignupCode("bob@example.com", 5000)).ok());
-  EXPECT_EQ(*store_->AddCodeAttempt(CodePurpose::kSignup, "bob@example.com"), 1);
-  EXPECT_EQ(*store_->AddCodeAttempt(CodePurpose::kSignup, "bob@example.com"), 2);
+  auto first = store_->ReserveCodeAttempt(CodePurpose::kSignup, "bob@example.com", 2);
+  ASSERT_TRUE(first.ok() && first->has_value());
+  EXPECT_EQ((*first)->attempts, 1);
+  EXPECT_EQ((*first)->code_hash, "hash-5000");
+  EXPECT_EQ((*first)->sent_at, 5000);
+  EXPECT_EQ((*first)->username, "bob");
+  auto second = store_->ReserveCodeAttempt(CodePurpose::kSignup, "bob@example.com", 2);
+  ASSERT_TRUE(second.ok() && second->has_value());
+  EXPECT_EQ((*second)->attempts, 2);
+  // The limit is reached: no code, and nothing more counted.
+  auto third = store_->ReserveCodeAttempt(CodePurpose::kSignup, "bob@example.com", 2);
+  ASSERT_TRUE(third.ok());
+  EXPECT_FALSE(third->has_value());
   EXPECT_EQ((*store_->FindCode(CodePurpose::kSignup, "bob@example.com"))->attempts, 2);
-  // No row: nothing counted.
-  auto none = store_->AddCodeAttempt(CodePurpose::kReset, "bob@example.com");
+  // No row: nothing.
+  auto none = store_->ReserveCodeAttempt(CodePurpose::kReset, "bob@example.com", 5);
   ASSERT_TRUE(none.ok());
-  EXPECT_EQ(*none, 0);
+  EXPECT_FALSE(none->has_value());
+  // A used code is not offered either.
+  ASSERT_TRUE(store_->PutCode(SignupCode("amy@example.com", 7000)).ok());
+  ASSERT_TRUE(*store_->ConsumeCode(CodePurpose::kSignup, "amy@example.com", 7000));
+  EXPECT_FALSE(store_->ReserveCodeAttempt(CodePurpose::kSignup, "amy@example.com", 5)->has_value());
+}
+
+TEST_F(SqliteStoreTest, PurgeCodesDropsOnlyOlderOnes) {
+  ASSERT_TRUE(store_->PutCode(SignupCode("old@example.com", 1000)).ok());
+  ASSERT_TRUE(store_->PutCode(SignupCode("new@example.com", 5000)).ok());
+  ASSERT_TRUE(store_->PurgeCodes(5000).ok());
+  EXPECT_FALSE(store_->FindCode(CodePurpose::kSignup, "old@example.com")->has_value());
+  EXPECT_TRUE(store_->FindCode(CodePurpose::kSignup, "new@example.com")->has_value());
 }
 
 TEST_F(SqliteStoreTest, ConsumeCodeOnlyOnce) {

@@ -46,6 +46,7 @@ CREATE TABLE verification_codes (
   password_hash TEXT,
   PRIMARY KEY (purpose, email)
 ) WITHOUT ROWID;
+CREATE INDEX verification_codes_sent_at ON verification_codes(sent_at);
 
 CREATE TABLE settings (
   key   TEXT PRIMARY KEY,

@@ -208,24 +208,37 @@ Status SqliteStore::ReplacePassword(int64_t id, const std::string& password_hash
   });
 }
 
-Result<int32_t> SqliteStore::AddLoginFailure(int64_t id, TimeMs now, TimeMs window_ms) {
-  int32_t count = 0;
+Result<domain::LoginGate> SqliteStore::BeginLoginAttempt(int64_t id, TimeMs now,
+                                                        TimeMs window_ms, int32_t max_failures) {
+  domain::LoginGate gate;
   Status s = WithWriter([&](Connection& c) -> Status {
+    // ?2 now, ?3 window length, ?4 limit. A window is over when start + length <= now.
     auto st = c.Prepare(
         "UPDATE users SET "
         "failed_logins = CASE WHEN failed_window_start + ?3 <= ?2 THEN 1 "
         "ELSE failed_logins + 1 END, "
         "failed_window_start = CASE WHEN failed_window_start + ?3 <= ?2 THEN ?2 "
         "ELSE failed_window_start END "
-        "WHERE id = ?1 RETURNING failed_logins");
+        "WHERE id = ?1 AND NOT (failed_logins >= ?4 AND failed_window_start + ?3 > ?2) "
+        "RETURNING failed_window_start");
     if (!st.ok()) return st.status();
-    (*st)->Bind(1, id).Bind(2, now).Bind(3, window_ms);
-    if ((*st)->Step() != SQLITE_ROW) return c.Error("count login failure");
-    count = static_cast<int32_t>((*st)->Int(0));
+    (*st)->Bind(1, id).Bind(2, now).Bind(3, window_ms).Bind(4, int64_t{max_failures});
+    const int rc = (*st)->Step();
+    if (rc == SQLITE_ROW) {
+      gate.allowed = true;
+      gate.window_start = (*st)->Int(0);
+      return Status::Ok();
+    }
+    if (rc != SQLITE_DONE) return c.Error("begin login attempt");
+    // Locked (or no such user): report when the window started.
+    auto sel = c.Prepare("SELECT failed_window_start FROM users WHERE id = ?");
+    if (!sel.ok()) return sel.status();
+    (*sel)->Bind(1, id);
+    if ((*sel)->Step() == SQLITE_ROW) gate.window_start = (*sel)->Int(0);
     return Status::Ok();
   });
   if (!s.ok()) return s;
-  return count;
+  return gate;
 }
 
 Status SqliteStore::ClearLoginFailures(int64_t id) {
@@ -300,24 +313,45 @@ Status SqliteStore::DeleteCode(CodePurpose purpose, std::string_view email) {
   });
 }
 
-Result<int32_t> SqliteStore::AddCodeAttempt(CodePurpose purpose, std::string_view email) {
-  int32_t attempts = 0;
+Result<std::optional<PendingCode>> SqliteStore::ReserveCodeAttempt(CodePurpose purpose,
+                                                                   std::string_view email,
+                                                                   int32_t max_attempts) {
+  std::optional<PendingCode> out;
   Status s = WithWriter([&](Connection& c) -> Status {
     auto st = c.Prepare(
-        "UPDATE verification_codes SET attempts = attempts + 1 WHERE purpose = ? AND email = ? "
-        "RETURNING attempts");
+        "UPDATE verification_codes SET attempts = attempts + 1 "
+        "WHERE purpose = ? AND email = ? AND used = 0 AND attempts < ? "
+        "RETURNING code_hash, sent_at, expires_at, attempts, username, password_hash");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, std::string_view(PurposeName(purpose))).Bind(2, email);
+    (*st)->Bind(3, int64_t{max_attempts});
     const int rc = (*st)->Step();
-    if (rc == SQLITE_ROW) {
-      attempts = static_cast<int32_t>((*st)->Int(0));
-    } else if (rc != SQLITE_DONE) {
-      return c.Error("count code attempt");
-    }
-    return Status::Ok();
+    if (rc == SQLITE_DONE) return Status::Ok();
+    if (rc != SQLITE_ROW) return c.Error("reserve code attempt");
+    PendingCode code;
+    code.purpose = purpose;
+    code.email = std::string(email);
+    code.code_hash = (*st)->Text(0);
+    code.sent_at = (*st)->Int(1);
+    code.expires_at = (*st)->Int(2);
+    code.attempts = static_cast<int32_t>((*st)->Int(3));
+    code.username = (*st)->Text(4);
+    code.password_hash = (*st)->Text(5);
+    out = std::move(code);
+    // Step to the end so the statement completes before the scope resets it.
+    return (*st)->Step() == SQLITE_DONE ? Status::Ok() : c.Error("reserve code attempt");
   });
   if (!s.ok()) return s;
-  return attempts;
+  return out;
+}
+
+Status SqliteStore::PurgeCodes(TimeMs sent_before) {
+  return WithWriter([&](Connection& c) -> Status {
+    auto st = c.Prepare("DELETE FROM verification_codes WHERE sent_at < ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, sent_before);
+    return (*st)->Step() == SQLITE_DONE ? Status::Ok() : c.Error("purge codes");
+  });
 }
 
 Result<bool> SqliteStore::ConsumeCode(CodePurpose purpose, std::string_view email,

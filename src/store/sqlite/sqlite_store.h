@@ -38,7 +38,8 @@ class SqliteStore final : public domain::UserStore,
                                                         int limit) override;
   Status UpdateProfile(int64_t id, const domain::ProfileUpdate& update) override;
   Status ReplacePassword(int64_t id, const std::string& password_hash) override;
-  Result<int32_t> AddLoginFailure(int64_t id, TimeMs now, TimeMs window_ms) override;
+  Result<domain::LoginGate> BeginLoginAttempt(int64_t id, TimeMs now, TimeMs window_ms,
+                                              int32_t max_failures) override;
   Status ClearLoginFailures(int64_t id) override;
 
   // CodeStore
@@ -46,7 +47,10 @@ class SqliteStore final : public domain::UserStore,
                                                       std::string_view email) override;
   Status PutCode(const domain::PendingCode& code) override;
   Status DeleteCode(domain::CodePurpose purpose, std::string_view email) override;
-  Result<int32_t> AddCodeAttempt(domain::CodePurpose purpose, std::string_view email) override;
+  Result<std::optional<domain::PendingCode>> ReserveCodeAttempt(domain::CodePurpose purpose,
+                                                                std::string_view email,
+                                                                int32_t max_attempts) override;
+  Status PurgeCodes(TimeMs sent_before) override;
   Result<bool> ConsumeCode(domain::CodePurpose purpose, std::string_view email,
                            TimeMs sent_at) override;
 
