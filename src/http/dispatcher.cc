@@ -18,10 +18,10 @@ Response NotFound(const Request& req) {
   return ErrorResponse(Status::NotFound("no route for " + req.method + " " + req.path));
 }
 
-// API.md has no row for this; 405 with an Allow header is what HTTP clients expect.
-Response MethodNotAllowed(const std::string& allowed) {
-  Response res = JsonResponse(
-      405, {{"error", {{"code", "method_not_allowed"}, {"message", "method not allowed"}}}});
+// API.md's error table has no 405: a route is a method and a path, so a known path with
+// another method is a 404 too; the Allow header still tells which methods it takes.
+Response MethodNotAllowed(const Request& req, const std::string& allowed) {
+  Response res = NotFound(req);
   res.headers.emplace_back("Allow", allowed);
   return res;
 }
@@ -96,7 +96,7 @@ void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
 
   const RouteMatch m = router_->Find(req.method, req.path, &req.params);
   if (m.route == nullptr) {
-    Response res = m.path_known ? MethodNotAllowed(m.allowed) : NotFound(req);
+    Response res = m.path_known ? MethodNotAllowed(req, m.allowed) : NotFound(req);
     finish(*unmatched_stats_, std::move(res));
     return;
   }

@@ -29,7 +29,7 @@ struct Route {
 
 struct RouteMatch {
   const Route* route = nullptr;  // null when nothing matched
-  bool path_known = false;       // some route has this path, with another method (405)
+  bool path_known = false;       // some route has this path, with another method
   std::string allowed;           // the methods that path accepts, for the Allow header
 };
 

@@ -148,8 +148,7 @@ TEST_F(AccountsTest, SignupValidationIs400NamingTheField) {
     EXPECT_NE(r.json["error"]["message"].get<std::string>().find(c.field), std::string::npos)
         << c.body.dump() << " -> " << r.body;
   }
-  ExpectError(client_.Request("POST", "/api/signup/initiate", "{not json"), 400,
-              "invalid_request");
+  ExpectError(client_.Request("POST", "/api/signup/initiate", "{not json"), 400, "invalid_request");
   ExpectError(client_.Request("POST", "/api/signup/initiate", "[1,2]"), 400, "invalid_request");
   // Invalid UTF-8 inside a JSON string.
   ExpectError(client_.Request("POST", "/api/signup/initiate",
@@ -234,9 +233,9 @@ TEST_F(AccountsTest, TwoPendingSignupsForOneNameOnlyTheFirstVerifiedWins) {
 TEST(AccountsExpiryTest, ExpiredCodeIsOtpExpired) {
   TestServer server({.env = {{"OTP_TTL_SEC", "1"}}});
   HttpClient client(server.port());
-  auto init = client.Post("/api/signup/initiate", {{"username", "henry"},
-                                                   {"email", "henry@example.com"},
-                                                   {"password", "correct horse"}});
+  auto init = client.Post(
+      "/api/signup/initiate",
+      {{"username", "henry"}, {"email", "henry@example.com"}, {"password", "correct horse"}});
   ASSERT_EQ(init.status, 202);
   EXPECT_EQ(init.json["expires_in_sec"], 1);
   const std::string code = *server.LatestCode("henry@example.com");
@@ -364,9 +363,9 @@ TEST_F(AccountsTest, ResetChangesPasswordAndRevokesOlderTokens) {
                                                  {"otp", WrongCode(*code)},
                                                  {"new_password", "brand new password"}}),
               400, "otp_invalid");
-  auto reset = client_.Post("/api/forgot/reset", {{"email", a.email},
-                                                  {"otp", *code},
-                                                  {"new_password", "brand new password"}});
+  auto reset =
+      client_.Post("/api/forgot/reset",
+                   {{"email", a.email}, {"otp", *code}, {"new_password", "brand new password"}});
   ASSERT_EQ(reset.status, 200) << reset.body;
   EXPECT_TRUE(reset.json["message"].is_string());
 
@@ -376,13 +375,12 @@ TEST_F(AccountsTest, ResetChangesPasswordAndRevokesOlderTokens) {
   EXPECT_EQ(client_.Get("/api/me", fresh.json["token"]).status, 200);
   ExpectError(client_.Get("/api/me", a.token), 401, "unauthorized");
   ExpectError(client_.Get("/api/me", second.json["token"]), 401, "unauthorized");
-  ExpectError(Login({{"username", "oscar"}, {"password", a.password}}), 401,
-              "invalid_credentials");
+  ExpectError(Login({{"username", "oscar"}, {"password", a.password}}), 401, "invalid_credentials");
   // The code was used.
-  ExpectError(client_.Post("/api/forgot/reset", {{"email", a.email},
-                                                 {"otp", *code},
-                                                 {"new_password", "third password"}}),
-              400, "otp_invalid");
+  ExpectError(
+      client_.Post("/api/forgot/reset",
+                   {{"email", a.email}, {"otp", *code}, {"new_password", "third password"}}),
+      400, "otp_invalid");
 }
 
 TEST_F(AccountsTest, ResetLiftsTheLoginLockout) {

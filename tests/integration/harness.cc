@@ -1,6 +1,7 @@
 #include "harness.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,8 +17,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 namespace mmchat::test {
 
@@ -184,18 +183,31 @@ TestServer::TestServer(ServerOptions options) {
       env[k] = v;
     }
   }
+  // A restart in the same directory appends to the same log: look only at this run's part.
+  std::error_code size_ec;
+  const auto offset = std::filesystem::file_size(dir_ / "server.log", size_ec);
+  const size_t start = size_ec ? 0 : static_cast<size_t>(offset);
   pid_ = Spawn(options.args, env, dir_, dir_ / "server.log");
   if (!options.wait_ready) return;
-  if (!WaitForLog("listening on http://")) {
+  auto ready = [&] { return Log().find("listening on http://", start) != std::string::npos; };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!ready() && !Reap(WNOHANG) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!ready()) {
     const std::string log = Log();
     Stop(SIGKILL);
     throw std::runtime_error("server did not start:\n" + log);
   }
   static const std::regex kListen(R"(listening on http://[^ ]*:(\d+))");
-  std::smatch m;
-  const std::string log = Log();
-  if (!std::regex_search(log, m, kListen)) throw std::runtime_error("no port in log");
-  port_ = static_cast<uint16_t>(std::stoi(m[1]));
+  const std::string log = Log().substr(start);
+  std::optional<std::string> port;
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), kListen);
+       it != std::sregex_iterator(); ++it) {
+    port = (*it)[1];
+  }
+  if (!port) throw std::runtime_error("no port in log");
+  port_ = static_cast<uint16_t>(std::stoi(*port));
 }
 
 TestServer::~TestServer() {
@@ -220,10 +232,12 @@ bool TestServer::WaitForLog(const std::string& needle, std::chrono::milliseconds
   return false;
 }
 
-std::optional<std::string> TestServer::LatestCode(const std::string& email) const {
-  const std::regex line("otp: to=" + std::regex_replace(email, std::regex(R"([.+*?^$()\[\]{}|\\])"),
-                                                        R"(\$&)") +
-                        R"( .* is (\d+))");
+std::optional<std::string> TestServer::LatestCode(const std::string& email_in) const {
+  std::string email = email_in;  // the server keeps emails in lower case
+  for (char& c : email) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::regex line(
+      "otp: to=" + std::regex_replace(email, std::regex(R"([.+*?^$()\[\]{}|\\])"), R"(\$&)") +
+      R"( .* is (\d+))");
   std::optional<std::string> code;
   const std::string log = Log();
   for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator();

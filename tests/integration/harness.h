@@ -9,11 +9,10 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace mmchat::test {
 
@@ -22,7 +21,7 @@ using Json = nlohmann::json;
 struct HttpResult {
   int status = 0;
   std::string body;
-  Json json;  // null when the body is not JSON
+  Json json;                                   // null when the body is not JSON
   std::map<std::string, std::string> headers;  // lower-case names
 
   // The error object's code, or "" when there is none.
@@ -55,8 +54,8 @@ class HttpClient {
 struct ServerOptions {
   std::map<std::string, std::string> env;  // added to (and overriding) the defaults
   std::vector<std::string> args;
-  std::string dotenv;        // written to .env in the working directory when not empty
-  bool wait_ready = true;    // wait for the "listening on" line
+  std::string dotenv;         // written to .env in the working directory when not empty
+  bool wait_ready = true;     // wait for the "listening on" line
   std::filesystem::path dir;  // working directory; a fresh temporary one when empty
 };
 
