@@ -56,13 +56,6 @@ class AccountsTest : public ::testing::Test {
   HttpClient client_;
 };
 
-void ExpectError(const HttpResult& r, int status, const std::string& code) {
-  EXPECT_EQ(r.status, status) << r.body;
-  EXPECT_EQ(r.ErrorCode(), code) << r.body;
-  EXPECT_TRUE(r.json["error"]["message"].is_string()) << r.body;
-  EXPECT_EQ(r.headers.at("content-type"), "application/json");
-}
-
 // ---------------------------------------------------------------------------------------------
 // Signup
 // ---------------------------------------------------------------------------------------------

@@ -37,6 +37,28 @@ std::string HttpResult::ErrorCode() const {
   return "";
 }
 
+void ExpectError(const HttpResult& r, int status, const std::string& code) {
+  EXPECT_EQ(r.status, status) << r.body;
+  EXPECT_EQ(r.ErrorCode(), code) << r.body;
+  EXPECT_TRUE(r.json["error"]["message"].is_string()) << r.body;
+  ASSERT_TRUE(r.headers.contains("content-type")) << r.body;
+  EXPECT_EQ(r.headers.at("content-type"), "application/json");
+}
+
+HttpResult ToResult(const boost::beast::http::response<boost::beast::http::string_body>& res) {
+  HttpResult out;
+  out.status = static_cast<int>(res.result_int());
+  out.body = res.body();
+  for (const auto& f : res) {
+    std::string name(f.name_string());
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.headers[name] = std::string(f.value());
+  }
+  out.json = Json::parse(out.body, nullptr, false);
+  if (out.json.is_discarded()) out.json = nullptr;
+  return out;
+}
+
 struct HttpClient::Impl {
   uint16_t port;
   net::io_context ioc;
@@ -78,18 +100,8 @@ HttpResult HttpClient::Request(const std::string& method, const std::string& tar
       throw std::runtime_error("HTTP " + method + " " + target + " failed: " + ec.message());
     }
     auto res = parser.release();
-    HttpResult out;
-    out.status = static_cast<int>(res.result_int());
-    out.body = res.body();
-    for (const auto& f : res) {
-      std::string name(f.name_string());
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      out.headers[name] = std::string(f.value());
-    }
-    out.json = Json::parse(out.body, nullptr, false);
-    if (out.json.is_discarded()) out.json = nullptr;
     if (!res.keep_alive()) impl_->stream.reset();
-    return out;
+    return ToResult(res);
   }
   throw std::runtime_error("unreachable");
 }
@@ -127,6 +139,13 @@ pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, st
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<std::string> env_s = {"PATH=/usr/bin:/bin"};
   for (const auto& [k, v] : env) env_s.push_back(k + "=" + v);
+  // SANITIZER-PASSTHROUGH (local patch, not yet reviewed): forward sanitizer runtime options
+  // from the test's own environment so server-side ASan/UBSan/TSan reports can be captured.
+  for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "LSAN_OPTIONS"}) {
+    if (const char* v = std::getenv(name); v != nullptr && env.count(name) == 0) {
+      env_s.push_back(std::string(name) + "=" + v);
+    }
+  }
   std::vector<char*> argv, envp;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -27,6 +29,12 @@ struct HttpResult {
   // The error object's code, or "" when there is none.
   std::string ErrorCode() const;
 };
+
+// The status, body, lower-cased headers and parsed JSON of a Beast response.
+HttpResult ToResult(const boost::beast::http::response<boost::beast::http::string_body>& res);
+
+// Asserts an API.md error answer: the status, the error code, a message, JSON content type.
+void ExpectError(const HttpResult& r, int status, const std::string& code);
 
 // A keep-alive HTTP/1.1 client on one connection; reconnects when the server closed it.
 class HttpClient {

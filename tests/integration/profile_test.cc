@@ -13,14 +13,6 @@ namespace {
 
 const std::regex kRfc3339Millis(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$)");
 
-void ExpectError(const HttpResult& r, int status, const std::string& code) {
-  EXPECT_EQ(r.status, status) << r.body;
-  EXPECT_EQ(r.ErrorCode(), code) << r.body;
-  EXPECT_TRUE(r.json["error"]["message"].is_string()) << r.body;
-  ASSERT_TRUE(r.headers.contains("content-type")) << r.body;
-  EXPECT_EQ(r.headers.at("content-type"), "application/json");
-}
-
 // The public User object of API.md's "Objects" section, with or without email.
 void ExpectUserShape(const Json& u, bool with_email) {
   ASSERT_TRUE(u.is_object()) << u.dump();

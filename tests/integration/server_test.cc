@@ -38,14 +38,6 @@ namespace bhttp = beast::http;
 using tcp = net::ip::tcp;
 using namespace std::chrono_literals;
 
-void ExpectError(const HttpResult& r, int status, const std::string& code) {
-  EXPECT_EQ(r.status, status) << r.body;
-  EXPECT_EQ(r.ErrorCode(), code) << r.body;
-  EXPECT_TRUE(r.json["error"]["message"].is_string()) << r.body;
-  ASSERT_TRUE(r.headers.contains("content-type")) << r.body;
-  EXPECT_EQ(r.headers.at("content-type"), "application/json");
-}
-
 // The {"error":{"code","message"}} shape with any code.
 void ExpectErrorShape(const HttpResult& r) {
   EXPECT_GE(r.status, 300) << r.body;
@@ -75,18 +67,7 @@ std::optional<HttpResult> ParseResponse(const std::string& raw) {
     parser.put_eof(ec);  // a body delimited by the close
     if (ec || !parser.is_done()) return std::nullopt;
   }
-  auto res = parser.release();
-  HttpResult out;
-  out.status = static_cast<int>(res.result_int());
-  out.body = res.body();
-  for (const auto& f : res) {
-    std::string name(f.name_string());
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    out.headers[name] = std::string(f.value());
-  }
-  out.json = Json::parse(out.body, nullptr, false);
-  if (out.json.is_discarded()) out.json = nullptr;
-  return out;
+  return ToResult(parser.release());
 }
 
 // A raw TCP connection for requests the HttpClient cannot send. Every read has a deadline, so

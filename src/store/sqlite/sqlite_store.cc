@@ -36,6 +36,20 @@ UserRecord ReadUserRecord(const Statement& st) {
   return r;
 }
 
+// Columns 0-5: code_hash, sent_at, expires_at, attempts, username, password_hash.
+PendingCode ReadCode(const Statement& st, CodePurpose purpose, std::string_view email) {
+  PendingCode code;
+  code.purpose = purpose;
+  code.email = std::string(email);
+  code.code_hash = st.Text(0);
+  code.sent_at = st.Int(1);
+  code.expires_at = st.Int(2);
+  code.attempts = static_cast<int32_t>(st.Int(3));
+  code.username = st.Text(4);
+  code.password_hash = st.Text(5);
+  return code;
+}
+
 // Maps a UNIQUE violation on users to the conflict API.md names; anything else is an error.
 Status UserWriteError(Connection& c, std::string_view what) {
   if (sqlite3_extended_errcode(c.raw()) == SQLITE_CONSTRAINT_UNIQUE) {
@@ -261,24 +275,15 @@ Result<std::optional<PendingCode>> SqliteStore::FindCode(CodePurpose purpose,
   // must not miss the latest attempt count.
   Status s = WithWriter([&](Connection& c) -> Status {
     auto st = c.Prepare(
-        "SELECT code_hash, sent_at, expires_at, attempts, used, username, password_hash "
+        "SELECT code_hash, sent_at, expires_at, attempts, username, password_hash, used "
         "FROM verification_codes WHERE purpose = ? AND email = ?");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, std::string_view(PurposeName(purpose))).Bind(2, email);
     const int rc = (*st)->Step();
     if (rc == SQLITE_DONE) return Status::Ok();
     if (rc != SQLITE_ROW) return c.Error("find code");
-    PendingCode code;
-    code.purpose = purpose;
-    code.email = std::string(email);
-    code.code_hash = (*st)->Text(0);
-    code.sent_at = (*st)->Int(1);
-    code.expires_at = (*st)->Int(2);
-    code.attempts = static_cast<int32_t>((*st)->Int(3));
-    code.used = (*st)->Int(4) != 0;
-    code.username = (*st)->Text(5);
-    code.password_hash = (*st)->Text(6);
-    out = std::move(code);
+    out = ReadCode(**st, purpose, email);
+    out->used = (*st)->Int(6) != 0;
     return Status::Ok();
   });
   if (!s.ok()) return s;
@@ -328,16 +333,7 @@ Result<std::optional<PendingCode>> SqliteStore::ReserveCodeAttempt(CodePurpose p
     const int rc = (*st)->Step();
     if (rc == SQLITE_DONE) return Status::Ok();
     if (rc != SQLITE_ROW) return c.Error("reserve code attempt");
-    PendingCode code;
-    code.purpose = purpose;
-    code.email = std::string(email);
-    code.code_hash = (*st)->Text(0);
-    code.sent_at = (*st)->Int(1);
-    code.expires_at = (*st)->Int(2);
-    code.attempts = static_cast<int32_t>((*st)->Int(3));
-    code.username = (*st)->Text(4);
-    code.password_hash = (*st)->Text(5);
-    out = std::move(code);
+    out = ReadCode(**st, purpose, email);
     // Step to the end so the statement completes before the scope resets it.
     return (*st)->Step() == SQLITE_DONE ? Status::Ok() : c.Error("reserve code attempt");
   });
