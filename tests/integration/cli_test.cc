@@ -303,7 +303,8 @@ INSTANTIATE_TEST_SUITE_P(
     CliLines, CliDotEnvMalformedTest,
     ::testing::Values(std::pair{"OTP_DIGITS=6\n\n# fine so far\nthis line is broken\n", "line 4"},
                       std::pair{"OTP_DIGITS=6\nSMTP_FROM=\"unterminated\n", "line 2"},
-                      std::pair{"1BAD=1\n", "line 1"}));
+                      std::pair{"1BAD=1\n", "line 1"}),
+    [](const auto& info) { return "Line" + std::to_string(info.index); });
 
 // ---------------------------------------------------------------------------------------------
 // JWT_SECRET
