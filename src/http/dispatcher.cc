@@ -46,14 +46,6 @@ Dispatcher::Dispatcher(const Router* router, Authenticator authenticate,
   unmatched_stats_ = make("unmatched");
 }
 
-Dispatcher::RouteStats& Dispatcher::StatsFor(const Route* route) {
-  const auto& routes = router_->routes();
-  for (size_t i = 0; i < routes.size(); ++i) {
-    if (routes[i].get() == route) return *route_stats_[i];
-  }
-  return *unmatched_stats_;
-}
-
 void Dispatcher::Record(RouteStats& stats, int status, double seconds) {
   stats.latency->Observe(seconds);
   if (status < 0 || status >= static_cast<int>(stats.by_status.size())) status = 0;
@@ -101,7 +93,7 @@ void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
     return;
   }
 
-  RouteStats& stats = StatsFor(m.route);
+  RouteStats& stats = *route_stats_[m.route->index];
   if (!m.route->options.blocking) {
     finish(stats, Run(*m.route, req));
     return;

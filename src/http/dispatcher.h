@@ -40,7 +40,6 @@ class Dispatcher {
 
   Response Run(const Route& route, Request& req);
   void Record(RouteStats& stats, int status, double seconds);
-  RouteStats& StatsFor(const Route* route);
 
   const Router* router_;
   Authenticator authenticate_;

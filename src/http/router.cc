@@ -42,6 +42,7 @@ void Router::Add(std::string method, std::string pattern, Handler handler, Route
   r->pattern = std::move(pattern);
   r->handler = std::move(handler);
   r->options = options;
+  r->index = routes_.size();
   routes_.push_back(std::move(r));
 }
 

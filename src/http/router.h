@@ -25,6 +25,7 @@ struct Route {
   std::vector<std::string> segments;
   Handler handler;
   RouteOptions options;
+  size_t index = 0;  // position in Router::routes(), for per-route tables
 };
 
 struct RouteMatch {
