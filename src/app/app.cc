@@ -1,12 +1,12 @@
 #include "app/app.h"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <spdlog/spdlog.h>
-
 #include <future>
 #include <thread>
 #include <vector>
@@ -101,9 +101,8 @@ int Serve(const Config& config) {
        .otp = &otp,
        .tokens = &tokens,
        .sender = sender.get(),
-       .background = [&workers](std::function<void()> task) {
-         boost::asio::post(workers, std::move(task));
-       }},
+       .background =
+           [&workers](std::function<void()> task) { boost::asio::post(workers, std::move(task)); }},
       policy);
   domain::NobodyOnline presence;  // replaced by the WebSocket hub when it lands
   domain::UserService users(store.get(), &presence);

@@ -19,8 +19,7 @@ std::string_view Trim(std::string_view s) {
 bool ValidKey(std::string_view k) {
   if (k.empty() || (k[0] >= '0' && k[0] <= '9')) return false;
   for (char c : k) {
-    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-          c == '_')) {
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
       return false;
     }
   }
@@ -31,8 +30,7 @@ Status Invalid(const char* var, const std::string& why, const std::string& value
   return Status::InvalidRequest(std::string(var) + ": " + why + " (got \"" + value + "\")");
 }
 
-Status ParseInt(const char* var, const std::string& value, int64_t min, int64_t max,
-                int64_t* out) {
+Status ParseInt(const char* var, const std::string& value, int64_t min, int64_t max, int64_t* out) {
   int64_t v = 0;
   auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
   if (value.empty() || ec != std::errc() || end != value.data() + value.size() || v < min ||

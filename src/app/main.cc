@@ -1,7 +1,7 @@
 // mmchat: serve, or apply migrations and exit. Everything else lives in app/.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -17,8 +17,8 @@ namespace {
 std::string ConfigHelp() {
   std::string out = "\nConfiguration (environment, or KEY=VALUE lines in ./.env):\n";
   for (const auto& v : mmchat::app::ConfigVars()) {
-    out += "  " + std::string(v.name) + " (default " + v.default_text + ")\n      " + v.meaning +
-           "\n";
+    out +=
+        "  " + std::string(v.name) + " (default " + v.default_text + ")\n      " + v.meaning + "\n";
   }
   return out;
 }

@@ -34,7 +34,9 @@ class Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status Ok() { return {}; }
-  static Status InvalidRequest(std::string m) { return {StatusCode::kInvalidRequest, std::move(m)}; }
+  static Status InvalidRequest(std::string m) {
+    return {StatusCode::kInvalidRequest, std::move(m)};
+  }
   static Status OtpInvalid(std::string m) { return {StatusCode::kOtpInvalid, std::move(m)}; }
   static Status OtpExpired(std::string m) { return {StatusCode::kOtpExpired, std::move(m)}; }
   static Status Unauthorized(std::string m) { return {StatusCode::kUnauthorized, std::move(m)}; }
@@ -71,7 +73,7 @@ class Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {}  // NOLINT: implicit by design
 
   bool ok() const { return std::holds_alternative<T>(v_); }

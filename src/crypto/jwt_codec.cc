@@ -42,7 +42,8 @@ std::string GenerateSecret() {
   return hex;
 }
 
-JwtCodec::JwtCodec(std::string secret, TimeMs ttl_ms) : secret_(std::move(secret)), ttl_ms_(ttl_ms) {
+JwtCodec::JwtCodec(std::string secret, TimeMs ttl_ms)
+    : secret_(std::move(secret)), ttl_ms_(ttl_ms) {
   InitSodium();
 }
 

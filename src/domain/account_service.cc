@@ -242,8 +242,7 @@ Result<PendingCode> AccountService::UseCode(CodePurpose purpose, const std::stri
   if (!found.ok()) return found.status();
   if (!found->has_value()) return invalid;  // none, used or burned
   const PendingCode& code = **found;
-  const bool well_formed =
-      otp.size() == static_cast<size_t>(policy_.otp_digits) && IsDigits(otp);
+  const bool well_formed = otp.size() == static_cast<size_t>(policy_.otp_digits) && IsDigits(otp);
   if (!well_formed || !d_.otp->Matches(code.code_hash, purpose, email, otp)) return invalid;
   if (d_.now() >= code.expires_at) return Status::OtpExpired("verification code expired");
   auto consumed = d_.codes->ConsumeCode(purpose, email, code.sent_at);

@@ -80,8 +80,7 @@ class CodeStore {
   virtual Status PurgeCodes(TimeMs sent_before) = 0;
   // Marks the code sent at `sent_at` used. Returns false when it was already used or was
   // replaced meanwhile, so that two concurrent uses cannot both succeed.
-  virtual Result<bool> ConsumeCode(CodePurpose purpose, std::string_view email,
-                                   TimeMs sent_at) = 0;
+  virtual Result<bool> ConsumeCode(CodePurpose purpose, std::string_view email, TimeMs sent_at) = 0;
 };
 
 class SettingsStore {

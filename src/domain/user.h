@@ -24,8 +24,8 @@ struct User {
 struct UserRecord {
   User user;
   std::string password_hash;
-  int64_t token_version = 0;    // bumped by a password reset; older tokens stop working
-  int32_t failed_logins = 0;    // failures counted in the current window
+  int64_t token_version = 0;  // bumped by a password reset; older tokens stop working
+  int32_t failed_logins = 0;  // failures counted in the current window
   TimeMs failed_window_start = 0;
 };
 

@@ -83,8 +83,8 @@ Status ValidatePassword(std::string_view password, std::string_view field) {
 }
 
 Status ValidateProfilePicture(std::string_view url) {
-  const Status bad =
-      Status::InvalidRequest("profile_picture must be an http or https URL of at most 2048 characters");
+  const Status bad = Status::InvalidRequest(
+      "profile_picture must be an http or https URL of at most 2048 characters");
   const auto len = Utf8Length(url);
   if (!len || *len > 2048) return bad;
   size_t host_start;

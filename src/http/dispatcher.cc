@@ -1,8 +1,8 @@
 #include "http/dispatcher.h"
 
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/post.hpp>
 #include <chrono>
 #include <exception>
 
@@ -42,7 +42,8 @@ Dispatcher::Dispatcher(const Router* router, Authenticator authenticate,
         "route=\"" + metrics::EscapeLabel(label) + "\"", metrics::LatencyBuckets());
     return s;
   };
-  for (const auto& r : router_->routes()) route_stats_.push_back(make(r->method + " " + r->pattern));
+  for (const auto& r : router_->routes())
+    route_stats_.push_back(make(r->method + " " + r->pattern));
   unmatched_stats_ = make("unmatched");
 }
 
@@ -98,10 +99,9 @@ void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
     finish(stats, Run(*m.route, req));
     return;
   }
-  boost::asio::post(workers_, [this, route = m.route, &stats, req = std::move(req),
-                               finish = std::move(finish)]() mutable {
-    finish(stats, Run(*route, req));
-  });
+  boost::asio::post(workers_,
+                    [this, route = m.route, &stats, req = std::move(req),
+                     finish = std::move(finish)]() mutable { finish(stats, Run(*route, req)); });
 }
 
 }  // namespace mmchat::http

@@ -3,10 +3,9 @@
 // and per-route request metrics. Thread-safe once built.
 #pragma once
 
-#include <boost/asio/any_io_executor.hpp>
-
 #include <array>
 #include <atomic>
+#include <boost/asio/any_io_executor.hpp>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -23,8 +22,8 @@ using Authenticator = std::function<Result<int64_t>(std::string_view token)>;
 
 class Dispatcher {
  public:
-  Dispatcher(const Router* router, Authenticator authenticate,
-             boost::asio::any_io_executor workers, metrics::Registry* registry);
+  Dispatcher(const Router* router, Authenticator authenticate, boost::asio::any_io_executor workers,
+             metrics::Registry* registry);
 
   // Calls `done` exactly once with the response, on this thread or on a worker thread.
   void Dispatch(Request req, std::function<void(Response)> done);

@@ -12,8 +12,8 @@
 namespace mmchat::http {
 
 struct Request {
-  std::string method;  // "GET", "POST", ...
-  std::string path;    // without the query string
+  std::string method;                         // "GET", "POST", ...
+  std::string path;                           // without the query string
   std::map<std::string, std::string> query;   // percent-decoded
   std::map<std::string, std::string> params;  // path parameters, e.g. "id" for /users/:id
   std::string authorization;                  // the Authorization header, or empty

@@ -9,7 +9,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -73,7 +72,7 @@ class Server {
 
   std::mutex mu_;
   std::condition_variable all_closed_;
-  bool stopping_ = false;                                         // guarded by mu_
+  bool stopping_ = false;                                          // guarded by mu_
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // guarded by mu_
 };
 

@@ -29,7 +29,8 @@ Json AuthJson(const domain::AuthResult& auth) {
 }
 
 Json LastSeenJson(const domain::LastSeen& ls) {
-  return {{"user_id", ls.user_id}, {"online", ls.online}, {"last_seen", OptionalTime(ls.last_seen)}};
+  return {
+      {"user_id", ls.user_id}, {"online", ls.online}, {"last_seen", OptionalTime(ls.last_seen)}};
 }
 
 }  // namespace mmchat::http

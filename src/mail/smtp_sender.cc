@@ -64,8 +64,7 @@ Status SmtpSender::Send(const domain::OutgoingMail& mail) {
   const std::string from = "<" + from_ + ">";
   const std::string to = "<" + mail.to + ">";
   curl_slist* rcpt = curl_slist_append(nullptr, to.c_str());
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> rcpt_guard(rcpt,
-                                                                         curl_slist_free_all);
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> rcpt_guard(rcpt, curl_slist_free_all);
   CURL* c = curl.get();
   curl_easy_setopt(c, CURLOPT_URL, url_.c_str());
   curl_easy_setopt(c, CURLOPT_MAIL_FROM, from.c_str());
@@ -81,7 +80,7 @@ Status SmtpSender::Send(const domain::OutgoingMail& mail) {
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // no SIGALRM from worker threads
-  char detail[CURL_ERROR_SIZE] = "";  // e.g. "RCPT failed: 550", more telling than the code
+  char detail[CURL_ERROR_SIZE] = "";          // e.g. "RCPT failed: 550", more telling than the code
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
   const CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) {

@@ -27,8 +27,7 @@ std::string WithLabels(const std::string& labels, const std::string& extra) {
 // ---------------------------------------------------------------------------------------------
 
 Histogram::Histogram(std::vector<double> upper_bounds)
-    : bounds_(std::move(upper_bounds)),
-      buckets_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
+    : bounds_(std::move(upper_bounds)), buckets_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
   for (size_t i = 0; i <= bounds_.size(); ++i) buckets_[i].store(0);
 }
 
@@ -43,8 +42,7 @@ void Histogram::Observe(double value) {
   }
 }
 
-void Histogram::Render(const std::string& name, const std::string& labels,
-                       std::string& out) const {
+void Histogram::Render(const std::string& name, const std::string& labels, std::string& out) const {
   uint64_t cumulative = 0;
   for (size_t i = 0; i <= bounds_.size(); ++i) {
     cumulative += buckets_[i].load(std::memory_order_relaxed);
@@ -67,8 +65,7 @@ std::vector<double> LatencyBuckets() {
 // Registry
 // ---------------------------------------------------------------------------------------------
 
-Registry::Family& Registry::FamilyFor(const std::string& name, Type type,
-                                      const std::string& help) {
+Registry::Family& Registry::FamilyFor(const std::string& name, Type type, const std::string& help) {
   auto [it, inserted] = families_.try_emplace(name);
   if (inserted) {
     it->second.type = type;

@@ -346,6 +346,9 @@ TEST_F(AccountsTest, ResetChangesPasswordAndRevokesOlderTokens) {
   auto second = Login({{"username", "oscar"}, {"password", a.password}});
   ASSERT_EQ(second.status, 200);
   ASSERT_EQ(client_.Post("/api/forgot/initiate", {{"email", a.email}}).status, 202);
+  // The reset mail is sent in the background, after the 202: wait for it, or LatestCode
+  // returns the older signup code.
+  ASSERT_TRUE(server_.WaitForLog("otp: to=" + a.email + " subject=\"Your MmChat password reset"));
   auto code = server_.LatestCode(a.email);
   ASSERT_TRUE(code);
 
@@ -381,6 +384,9 @@ TEST_F(AccountsTest, ResetLiftsTheLoginLockout) {
   for (int i = 0; i < 10; ++i) Login({{"username", "paul"}, {"password", "wrong password"}});
   ExpectError(Login({{"username", "paul"}, {"password", a.password}}), 429, "rate_limited");
   ASSERT_EQ(client_.Post("/api/forgot/initiate", {{"email", a.email}}).status, 202);
+  // The reset mail is sent in the background, after the 202: wait for it, or LatestCode
+  // returns the older signup code.
+  ASSERT_TRUE(server_.WaitForLog("otp: to=" + a.email + " subject=\"Your MmChat password reset"));
   auto code = server_.LatestCode(a.email);
   ASSERT_EQ(client_
                 .Post("/api/forgot/reset",

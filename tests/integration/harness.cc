@@ -139,8 +139,8 @@ pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, st
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<std::string> env_s = {"PATH=/usr/bin:/bin"};
   for (const auto& [k, v] : env) env_s.push_back(k + "=" + v);
-  // SANITIZER-PASSTHROUGH (local patch, not yet reviewed): forward sanitizer runtime options
-  // from the test's own environment so server-side ASan/UBSan/TSan reports can be captured.
+  // Sanitizer options pass through, so that a sanitized server's reports land where the test
+  // run asked for them (e.g. ASAN_OPTIONS=log_path=...).
   for (const char* name : {"ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "LSAN_OPTIONS"}) {
     if (const char* v = std::getenv(name); v != nullptr && env.count(name) == 0) {
       env_s.push_back(std::string(name) + "=" + v);

@@ -11,12 +11,14 @@ void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Re
     return JsonResponse(200, {{"status", "ok"}});
   });
 
-  router.Add("GET", "/readyz", [health](Request&) -> Response {
-    if (Status s = health->Ping(); !s.ok()) {
-      return ErrorResponse(Status::Unavailable("database is not answering"));
-    }
-    return JsonResponse(200, {{"status", "ok"}});
-  }, {.auth = false, .blocking = true});  // a stuck database must not stall an io thread
+  router.Add("GET", "/readyz",
+             [health](Request&) -> Response {
+               if (Status s = health->Ping(); !s.ok()) {
+                 return ErrorResponse(Status::Unavailable("database is not answering"));
+               }
+               return JsonResponse(200, {{"status", "ok"}});
+             },
+             {.auth = false, .blocking = true});  // a stuck database must not stall an io thread
 
   router.Add("GET", "/metrics", [registry](Request&) -> Response {
     Response res;

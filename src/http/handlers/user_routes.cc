@@ -42,43 +42,59 @@ void AddUserRoutes(Router& router, domain::UserService* users) {
   // Writes wait for the single writer connection: keep them off the io threads.
   const RouteOptions authed_write{.auth = true, .blocking = true};
 
-  router.Add("GET", "/api/me", [users](Request& req) -> Response {
-    return UserResponse(users->Get(req.user_id), /*with_email=*/true);
-  }, authed);
+  router.Add(
+      "GET", "/api/me",
+      [users](Request& req) -> Response {
+        return UserResponse(users->Get(req.user_id), /*with_email=*/true);
+      },
+      authed);
 
-  router.Add("PUT", "/api/me", [users](Request& req) -> Response {
-    auto update = ParseProfileUpdate(req.body);
-    if (!update.ok()) return ErrorResponse(update.status());
-    return UserResponse(users->UpdateProfile(req.user_id, *update), /*with_email=*/true);
-  }, authed_write);
+  router.Add(
+      "PUT", "/api/me",
+      [users](Request& req) -> Response {
+        auto update = ParseProfileUpdate(req.body);
+        if (!update.ok()) return ErrorResponse(update.status());
+        return UserResponse(users->UpdateProfile(req.user_id, *update), /*with_email=*/true);
+      },
+      authed_write);
 
-  router.Add("GET", "/api/users", [users](Request& req) -> Response {
-    auto search = req.Query("search");
-    if (!search) return ErrorResponse(Status::InvalidRequest("search is required"));
-    auto limit = QueryInt(req, "limit");
-    if (!limit.ok()) return ErrorResponse(limit.status());
-    // Clamp before narrowing to int: a huge limit is capped, not wrapped.
-    const int64_t wanted = std::min<int64_t>(limit->value_or(0), domain::UserService::kMaxSearchLimit);
-    auto found = users->Search(*search, static_cast<int>(wanted));
-    if (!found.ok()) return ErrorResponse(found.status());
-    Json list = Json::array();
-    for (const auto& u : *found) list.push_back(UserJson(u, /*with_email=*/false));
-    return JsonResponse(200, {{"users", std::move(list)}});
-  }, authed);
+  router.Add(
+      "GET", "/api/users",
+      [users](Request& req) -> Response {
+        auto search = req.Query("search");
+        if (!search) return ErrorResponse(Status::InvalidRequest("search is required"));
+        auto limit = QueryInt(req, "limit");
+        if (!limit.ok()) return ErrorResponse(limit.status());
+        // Clamp before narrowing to int: a huge limit is capped, not wrapped.
+        const int64_t wanted =
+            std::min<int64_t>(limit->value_or(0), domain::UserService::kMaxSearchLimit);
+        auto found = users->Search(*search, static_cast<int>(wanted));
+        if (!found.ok()) return ErrorResponse(found.status());
+        Json list = Json::array();
+        for (const auto& u : *found) list.push_back(UserJson(u, /*with_email=*/false));
+        return JsonResponse(200, {{"users", std::move(list)}});
+      },
+      authed);
 
-  router.Add("GET", "/api/users/:id", [users](Request& req) -> Response {
-    auto id = PathId(req, "id");
-    if (!id.ok()) return ErrorResponse(Status::NotFound("user not found"));
-    return UserResponse(users->Get(*id), /*with_email=*/false);
-  }, authed);
+  router.Add(
+      "GET", "/api/users/:id",
+      [users](Request& req) -> Response {
+        auto id = PathId(req, "id");
+        if (!id.ok()) return ErrorResponse(Status::NotFound("user not found"));
+        return UserResponse(users->Get(*id), /*with_email=*/false);
+      },
+      authed);
 
-  router.Add("GET", "/api/users/:id/last-seen", [users](Request& req) -> Response {
-    auto id = PathId(req, "id");
-    if (!id.ok()) return ErrorResponse(Status::NotFound("user not found"));
-    auto ls = users->GetLastSeen(*id);
-    if (!ls.ok()) return ErrorResponse(ls.status());
-    return JsonResponse(200, LastSeenJson(*ls));
-  }, authed);
+  router.Add(
+      "GET", "/api/users/:id/last-seen",
+      [users](Request& req) -> Response {
+        auto id = PathId(req, "id");
+        if (!id.ok()) return ErrorResponse(Status::NotFound("user not found"));
+        auto ls = users->GetLastSeen(*id);
+        if (!ls.ok()) return ErrorResponse(ls.status());
+        return JsonResponse(200, LastSeenJson(*ls));
+      },
+      authed);
 }
 
 }  // namespace mmchat::http

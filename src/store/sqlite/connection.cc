@@ -67,9 +67,10 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::string& dsn,
   std::unique_ptr<Connection> conn(new Connection(db));
   // WAL lets readers proceed while the writer commits; the busy timeout makes a writer wait
   // for another process's lock instead of failing at once.
-  Status s = conn->Exec("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
-                        "PRAGMA busy_timeout=5000; PRAGMA synchronous=" +
-                        synchronous + ";");
+  Status s = conn->Exec(
+      "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
+      "PRAGMA busy_timeout=5000; PRAGMA synchronous=" +
+      synchronous + ";");
   if (!s.ok()) return s;
   return conn;
 }

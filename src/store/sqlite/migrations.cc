@@ -92,8 +92,9 @@ Status Migrate(Connection* conn, int* applied) {
     if (!again.ok()) return again.status();
     if (m.version <= *again) continue;
     if (Status s = conn->Exec(m.sql); !s.ok()) return s;
-    auto ins = conn->Prepare("INSERT INTO schema_migrations(version, name, applied_at) "
-                             "VALUES (?, ?, ?)");
+    auto ins = conn->Prepare(
+        "INSERT INTO schema_migrations(version, name, applied_at) "
+        "VALUES (?, ?, ?)");
     if (!ins.ok()) return ins.status();
     (*ins)->Bind(1, int64_t{m.version}).Bind(2, std::string_view(m.name)).Bind(3, NowMs());
     if ((*ins)->Step() != SQLITE_DONE) return conn->Error("record migration");

@@ -222,8 +222,8 @@ Status SqliteStore::ReplacePassword(int64_t id, const std::string& password_hash
   });
 }
 
-Result<domain::LoginGate> SqliteStore::BeginLoginAttempt(int64_t id, TimeMs now,
-                                                        TimeMs window_ms, int32_t max_failures) {
+Result<domain::LoginGate> SqliteStore::BeginLoginAttempt(int64_t id, TimeMs now, TimeMs window_ms,
+                                                         int32_t max_failures) {
   domain::LoginGate gate;
   Status s = WithWriter([&](Connection& c) -> Status {
     // ?2 now, ?3 window length, ?4 limit. A window is over when start + length <= now.
@@ -296,7 +296,8 @@ Status SqliteStore::PutCode(const PendingCode& code) {
         "INSERT OR REPLACE INTO verification_codes(purpose, email, code_hash, sent_at, "
         "expires_at, attempts, used, username, password_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!st.ok()) return st.status();
-    (*st)->Bind(1, std::string_view(PurposeName(code.purpose)))
+    (*st)
+        ->Bind(1, std::string_view(PurposeName(code.purpose)))
         .Bind(2, code.email)
         .Bind(3, code.code_hash)
         .Bind(4, code.sent_at)
@@ -350,8 +351,7 @@ Status SqliteStore::PurgeCodes(TimeMs sent_before) {
   });
 }
 
-Result<bool> SqliteStore::ConsumeCode(CodePurpose purpose, std::string_view email,
-                                      TimeMs sent_at) {
+Result<bool> SqliteStore::ConsumeCode(CodePurpose purpose, std::string_view email, TimeMs sent_at) {
   bool consumed = false;
   Status s = WithWriter([&](Connection& c) -> Status {
     auto st = c.Prepare(

@@ -68,8 +68,8 @@ class SqliteStore final : public domain::UserStore,
   Status WithWriter(const std::function<Status(Connection&)>& fn);
   // Runs `fn` on a pooled reader connection.
   Status WithReader(const std::function<Status(Connection&)>& fn);
-  Result<std::optional<domain::UserRecord>> FindUserWhere(const std::string& sql,
-                                                          const std::function<void(Statement&)>& bind);
+  Result<std::optional<domain::UserRecord>> FindUserWhere(
+      const std::string& sql, const std::function<void(Statement&)>& bind);
 
   const Options options_;
 
