@@ -11,6 +11,7 @@ allowed() {  # allowed <layer>: the project folders that layer may include
     store) echo "common domain store" ;;
     crypto) echo "common domain crypto" ;;
     mail) echo "common domain mail" ;;
+    bus) echo "common domain bus" ;;
     metrics) echo "common metrics" ;;
     http) echo "common domain http metrics" ;;
     app) echo "*" ;;

@@ -6,15 +6,20 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <future>
 #include <thread>
 #include <vector>
 
+#include "bus/local/local_bus.h"
 #include "crypto/argon2_hasher.h"
 #include "crypto/jwt_codec.h"
 #include "crypto/sodium_otp.h"
 #include "domain/account_service.h"
+#include "domain/conversation_service.h"
+#include "domain/delivery_tracker.h"
+#include "domain/message_service.h"
 #include "domain/presence.h"
 #include "domain/user_service.h"
 #include "http/dispatcher.h"
@@ -30,6 +35,8 @@ namespace mmchat::app {
 namespace {
 
 constexpr auto kShutdownGrace = std::chrono::seconds(10);
+// How often batched delivered watermarks are written.
+constexpr auto kDeliveryFlushPeriod = std::chrono::seconds(1);
 
 int Cores() {
   const unsigned n = std::thread::hardware_concurrency();
@@ -106,6 +113,15 @@ int Serve(const Config& config) {
       policy);
   domain::NobodyOnline presence;  // replaced by the WebSocket hub when it lands
   domain::UserService users(store.get(), &presence);
+  bus::LocalBus bus;
+  domain::DeliveryTracker tracker;
+  domain::ConversationService conversations(
+      {.conversations = store.get(), .users = store.get(), .bus = &bus, .tracker = &tracker});
+  domain::MessageService messages({.conversations = store.get(),
+                                   .access = &conversations,
+                                   .bus = &bus,
+                                   .tracker = &tracker,
+                                   .max_message_len = static_cast<int>(config.max_message_len)});
 
   // HTTP.
   const int io_threads = config.http_threads > 0 ? config.http_threads : Cores();
@@ -115,6 +131,8 @@ int Serve(const Config& config) {
   http::AddOpsRoutes(router, store.get(), &registry);
   http::AddAccountRoutes(router, &accounts);
   http::AddUserRoutes(router, &users);
+  http::AddConversationRoutes(router, &conversations);
+  http::AddMessageRoutes(router, &messages);
   http::Dispatcher dispatcher(
       &router, [&accounts](std::string_view token) { return accounts.Authenticate(token); },
       workers.get_executor(), &registry);
@@ -139,6 +157,22 @@ int Serve(const Config& config) {
   spdlog::info("mmchat listening on http://{}:{} ({} io threads, {} workers, database {})",
                shown_host, server.port(), io_threads, worker_threads, config.sqlite_dsn);
 
+  // Delivered watermarks go to the database in batches, off the io threads.
+  boost::asio::steady_timer flush_timer(ioc);
+  std::function<void()> schedule_flush = [&] {
+    flush_timer.expires_after(kDeliveryFlushPeriod);
+    flush_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;  // cancelled at shutdown
+      boost::asio::post(workers, [&] {
+        if (Status s = tracker.Flush(store.get()); !s.ok()) {
+          spdlog::warn("delivery receipts not saved yet: {}", s.message());
+        }
+      });
+      schedule_flush();
+    });
+  };
+  schedule_flush();
+
   auto guard = boost::asio::make_work_guard(ioc);
   std::vector<std::thread> threads;
   for (int i = 0; i < io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
@@ -153,6 +187,7 @@ int Serve(const Config& config) {
   // Worker tasks (a hash, a mail) finish and post their answers to closed connections, which
   // then end. Every session must be gone before the io_context stops: a session destroyed
   // later, with the io_context, would outlive the server it belongs to.
+  boost::asio::post(ioc, [&] { flush_timer.cancel(); });
   workers.join();
   while (!server.WaitForConnections(std::chrono::seconds(5))) {
     spdlog::warn("waiting for connections to close");
@@ -161,7 +196,10 @@ int Serve(const Config& config) {
   guard.reset();
   ioc.stop();
   for (auto& t : threads) t.join();
-  store.reset();  // checkpoints the WAL and closes the database
+  if (Status s = tracker.Flush(store.get()); !s.ok()) {
+    spdlog::error("delivery receipts lost at shutdown: {}", s.message());
+  }
+  store.reset();  // writes queued messages, checkpoints the WAL, closes the database
   spdlog::info("stopped cleanly");
   return 0;
 }

@@ -60,22 +60,23 @@ void Dispatcher::Record(RouteStats& stats, int status, double seconds) {
   c->Inc();
 }
 
-Response Dispatcher::Run(const Route& route, Request& req) {
+void Dispatcher::Run(const Route& route, Request& req, Respond respond) {
   if (route.options.auth) {
     std::string_view auth = req.authorization;
     if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer) {
-      return ErrorResponse(Status::Unauthorized("missing bearer token"));
+      return respond(ErrorResponse(Status::Unauthorized("missing bearer token")));
     }
     auto user = authenticate_(auth.substr(kBearer.size()));
-    if (!user.ok()) return ErrorResponse(user.status());
+    if (!user.ok()) return respond(ErrorResponse(user.status()));
     req.user_id = *user;
   }
   try {
-    return route.handler(req);
+    route.handler(req, std::move(respond));
   } catch (const std::exception& e) {
-    // A bug, not a client error: log the detail, show none of it.
+    // A bug, not a client error: log the detail, show none of it. (A handler that threw has
+    // not answered: handlers answer last.)
     spdlog::error("handler {} {} threw: {}", route.method, route.pattern, e.what());
-    return ErrorResponse(Status::Internal("internal error"));
+    if (respond) respond(ErrorResponse(Status::Internal("internal error")));
   }
 }
 
@@ -95,13 +96,16 @@ void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
   }
 
   RouteStats& stats = *route_stats_[m.route->index];
+  Respond respond = [finish = std::move(finish), &stats](Response res) mutable {
+    finish(stats, std::move(res));
+  };
   if (!m.route->options.blocking) {
-    finish(stats, Run(*m.route, req));
+    Run(*m.route, req, std::move(respond));
     return;
   }
-  boost::asio::post(workers_,
-                    [this, route = m.route, &stats, req = std::move(req),
-                     finish = std::move(finish)]() mutable { finish(stats, Run(*route, req)); });
+  boost::asio::post(
+      workers_, [this, route = m.route, req = std::move(req),
+                 respond = std::move(respond)]() mutable { Run(*route, req, std::move(respond)); });
 }
 
 }  // namespace mmchat::http

@@ -37,7 +37,7 @@ class Dispatcher {
     std::array<std::atomic<metrics::Counter*>, 600> by_status{};
   };
 
-  Response Run(const Route& route, Request& req);
+  void Run(const Route& route, Request& req, Respond respond);
   void Record(RouteStats& stats, int status, double seconds);
 
   const Router* router_;

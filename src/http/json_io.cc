@@ -40,6 +40,17 @@ Result<std::optional<std::string>> OptionalString(const Json& obj, const char* f
   return std::optional<std::string>(it->get<std::string>());
 }
 
+Result<int64_t> RequiredId(const Json& obj, const char* field) {
+  auto it = obj.find(field);
+  if (it == obj.end() || it->is_null()) {
+    return Status::InvalidRequest(std::string(field) + " is required");
+  }
+  if (!it->is_number_integer() || it->get<int64_t>() <= 0) {
+    return Status::InvalidRequest(std::string(field) + " must be a positive integer");
+  }
+  return it->get<int64_t>();
+}
+
 Result<std::optional<int64_t>> QueryInt(const Request& req, const char* name) {
   auto v = req.Query(name);
   if (!v) return std::optional<int64_t>();

@@ -23,6 +23,8 @@ Result<std::optional<std::string>> OptionalString(const Json& obj, const char* f
 
 // A positive integer query parameter; absent -> nullopt.
 Result<std::optional<int64_t>> QueryInt(const Request& req, const char* name);
+// A positive integer (an id) field of a JSON body.
+Result<int64_t> RequiredId(const Json& obj, const char* field);
 // The path parameter `name` as a positive id; a non-numeric id is 404 (no such resource).
 Result<int64_t> PathId(const Request& req, const char* name);
 

@@ -36,6 +36,14 @@ bool Matches(const Route& r, const std::vector<std::string>& segs,
 }  // namespace
 
 void Router::Add(std::string method, std::string pattern, Handler handler, RouteOptions options) {
+  AddAsync(
+      std::move(method), std::move(pattern),
+      [handler = std::move(handler)](Request& req, Respond respond) { respond(handler(req)); },
+      options);
+}
+
+void Router::AddAsync(std::string method, std::string pattern, AsyncHandler handler,
+                      RouteOptions options) {
   auto r = std::make_unique<Route>();
   r->method = std::move(method);
   r->segments = SplitPath(pattern);

@@ -13,6 +13,10 @@
 namespace mmchat::http {
 
 using Handler = std::function<Response(Request&)>;
+using Respond = std::function<void(Response)>;
+// Answers later through `respond` (exactly once, from any thread). The Request is valid only
+// during the call: copy what is needed.
+using AsyncHandler = std::function<void(Request&, Respond respond)>;
 
 struct RouteOptions {
   bool auth = false;      // needs a valid bearer token; sets Request::user_id
@@ -23,7 +27,7 @@ struct Route {
   std::string method;
   std::string pattern;  // also the metrics label
   std::vector<std::string> segments;
-  Handler handler;
+  AsyncHandler handler;
   RouteOptions options;
   size_t index = 0;  // position in Router::routes(), for per-route tables
 };
@@ -37,6 +41,8 @@ struct RouteMatch {
 class Router {
  public:
   void Add(std::string method, std::string pattern, Handler handler, RouteOptions options = {});
+  void AddAsync(std::string method, std::string pattern, AsyncHandler handler,
+                RouteOptions options = {});
   // On a match, fills `params` with the path parameters.
   RouteMatch Find(const std::string& method, const std::string& path,
                   std::map<std::string, std::string>* params) const;

@@ -33,4 +33,38 @@ Json LastSeenJson(const domain::LastSeen& ls) {
       {"user_id", ls.user_id}, {"online", ls.online}, {"last_seen", OptionalTime(ls.last_seen)}};
 }
 
+Json MessageJson(const domain::Message& m) {
+  static constexpr const char* kStatus[] = {"sent", "delivered", "read"};
+  return {{"id", m.id},
+          {"conversation_id", m.conversation_id},
+          {"seq", m.seq},
+          {"sender_id", m.sender_id},
+          {"content", m.content},
+          {"client_id", m.client_id ? Json(*m.client_id) : Json(nullptr)},
+          {"created_at", FormatRfc3339(m.created_at)},
+          {"status", kStatus[static_cast<int>(m.status)]}};
+}
+
+Json ParticipantJson(const domain::Participant& p) {
+  return {{"user_id", p.user_id},
+          {"username", p.username},
+          {"profile_picture", p.profile_picture ? Json(*p.profile_picture) : Json(nullptr)},
+          {"role", p.role == domain::Role::kAdmin ? "admin" : "member"},
+          {"joined_at", FormatRfc3339(p.joined_at)}};
+}
+
+Json ConversationJson(const domain::Conversation& c) {
+  Json participants = Json::array();
+  for (const auto& p : c.participants) participants.push_back(ParticipantJson(p));
+  return {{"id", c.id},
+          {"type", c.type == domain::ConversationType::kPrivate ? "private" : "group"},
+          {"name", c.name ? Json(*c.name) : Json(nullptr)},
+          {"created_by", c.created_by},
+          {"created_at", FormatRfc3339(c.created_at)},
+          {"participants", std::move(participants)},
+          {"last_message", c.last_message ? MessageJson(*c.last_message) : Json(nullptr)},
+          {"unread_count", c.unread_count},
+          {"last_read_message_id", c.last_read_message_id}};
+}
+
 }  // namespace mmchat::http

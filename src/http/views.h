@@ -2,6 +2,8 @@
 #pragma once
 
 #include "domain/account_service.h"
+#include "domain/conversation.h"
+#include "domain/message_service.h"
 #include "domain/user.h"
 #include "domain/user_service.h"
 #include "http/json_io.h"
@@ -13,5 +15,8 @@ Json UserJson(const domain::User& user, bool with_email);
 // {"token","expires_at","user"}.
 Json AuthJson(const domain::AuthResult& auth);
 Json LastSeenJson(const domain::LastSeen& ls);
+Json MessageJson(const domain::Message& m);
+Json ParticipantJson(const domain::Participant& p);
+Json ConversationJson(const domain::Conversation& c);
 
 }  // namespace mmchat::http

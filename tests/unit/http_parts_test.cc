@@ -78,7 +78,9 @@ class RouterTest : public ::testing::Test {
 
   std::string Call(const RouteMatch& m) {
     Request req;
-    return m.route ? m.route->handler(req).body : "";
+    std::string body;
+    if (m.route) m.route->handler(req, [&body](Response r) { body = r.body; });
+    return body;
   }
 
   Router router_;

@@ -5,6 +5,8 @@
 #include <functional>
 
 #include "domain/account_service.h"
+#include "domain/conversation_service.h"
+#include "domain/message_service.h"
 #include "domain/store.h"
 #include "domain/user_service.h"
 #include "http/router.h"
@@ -14,6 +16,8 @@ namespace mmchat::http {
 
 void AddAccountRoutes(Router& router, domain::AccountService* accounts);
 void AddUserRoutes(Router& router, domain::UserService* users);
+void AddConversationRoutes(Router& router, domain::ConversationService* conversations);
+void AddMessageRoutes(Router& router, domain::MessageService* messages);
 void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Registry* registry);
 
 }  // namespace mmchat::http

@@ -53,6 +53,45 @@ CREATE TABLE settings (
   value TEXT NOT NULL
 ) WITHOUT ROWID;
 )sql"},
+      {2, "conversations", R"sql(
+CREATE TABLE conversations (
+  id            INTEGER PRIMARY KEY,
+  type          TEXT    NOT NULL CHECK (type IN ('private', 'group')),
+  name          TEXT,
+  created_by    INTEGER NOT NULL REFERENCES users(id),
+  created_at    INTEGER NOT NULL,
+  last_activity INTEGER NOT NULL,  -- creation, rename, membership change or last message
+  last_seq      INTEGER NOT NULL DEFAULT 0,
+  -- "min:max" of the two user ids of a private conversation: one per pair, even under races.
+  pair_key      TEXT UNIQUE
+);
+
+CREATE TABLE participants (
+  conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+  user_id         INTEGER NOT NULL REFERENCES users(id),
+  role            TEXT    NOT NULL CHECK (role IN ('admin', 'member')),
+  joined_at       INTEGER NOT NULL,
+  read_marker     INTEGER NOT NULL DEFAULT 0,  -- highest message id read
+  read_at         INTEGER,                     -- when read_marker last moved
+  delivered_marker INTEGER NOT NULL DEFAULT 0, -- highest message id delivered
+  PRIMARY KEY (conversation_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX participants_by_user ON participants(user_id, conversation_id);
+
+CREATE TABLE messages (
+  id              INTEGER PRIMARY KEY,  -- global, increasing in commit order (one writer)
+  conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+  seq             INTEGER NOT NULL,
+  sender_id       INTEGER NOT NULL REFERENCES users(id),
+  content         TEXT    NOT NULL,
+  client_id       TEXT,
+  created_at      INTEGER NOT NULL,
+  UNIQUE (conversation_id, seq)
+);
+CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+CREATE UNIQUE INDEX messages_client_id ON messages(sender_id, client_id)
+  WHERE client_id IS NOT NULL;
+)sql"},
   };
   return kAll;
 }

@@ -76,9 +76,18 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const Options& options) {
 }
 
 SqliteStore::SqliteStore(Options options, std::unique_ptr<Connection> writer)
-    : options_(std::move(options)), writer_(std::move(writer)) {}
+    : options_(std::move(options)), writer_(std::move(writer)) {
+  writer_thread_ = std::thread([this] { WriterLoop(); });
+}
 
 SqliteStore::~SqliteStore() {
+  {
+    // The writer drains the queue before it stops: an accepted append is never dropped.
+    std::lock_guard lock(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  writer_thread_.join();
   std::scoped_lock lock(writer_mu_, readers_mu_);
   idle_readers_.clear();
   // Fold the WAL back into the main file so a cleanly stopped server leaves one file.

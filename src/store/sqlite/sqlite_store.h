@@ -1,15 +1,22 @@
 // The SQLite implementation of the domain's store interfaces.
 //
 // One writer connection, guarded by a mutex, takes every write; reads use a pool of reader
-// connections so that, with WAL, they never wait behind the writer. Thread-safe.
+// connections so that, with WAL, they never wait behind the writer. Messages are appended by
+// one writer thread that commits everything queued meanwhile in one transaction (group
+// commit). Thread-safe. Accounts live in sqlite_store.cc, conversations and messages in
+// sqlite_conversations.cc.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "domain/conversation_store.h"
 #include "domain/store.h"
 #include "store/sqlite/connection.h"
 
@@ -23,7 +30,8 @@ struct Options {
 class SqliteStore final : public domain::UserStore,
                           public domain::CodeStore,
                           public domain::SettingsStore,
-                          public domain::StoreHealth {
+                          public domain::StoreHealth,
+                          public domain::ConversationStore {
  public:
   // Opens the database and applies pending migrations.
   static Result<std::unique_ptr<SqliteStore>> Open(const Options& options);
@@ -61,7 +69,49 @@ class SqliteStore final : public domain::UserStore,
   // StoreHealth
   Status Ping() override;
 
+  // ConversationStore
+  Result<std::pair<int64_t, bool>> GetOrCreatePrivate(int64_t a, int64_t b, TimeMs now) override;
+  Result<int64_t> CreateGroup(const std::string& name, int64_t creator,
+                              const std::vector<int64_t>& members, TimeMs now) override;
+  Result<std::optional<domain::Conversation>> GetConversation(int64_t id) override;
+  Result<std::vector<int64_t>> ListConversationIds(int64_t user_id) override;
+  Result<std::optional<domain::Message>> LastMessage(int64_t conversation_id) override;
+  Result<int64_t> CountUnread(int64_t conversation_id, int64_t user_id, int64_t after_id) override;
+  Status Rename(int64_t conversation_id, const std::string& name, TimeMs now) override;
+  Status AddParticipant(int64_t conversation_id, int64_t user_id, domain::Role role,
+                        TimeMs now) override;
+  Status SetRole(int64_t conversation_id, int64_t user_id, domain::Role role, TimeMs now) override;
+  Status RemoveParticipant(int64_t conversation_id, int64_t user_id, TimeMs now) override;
+  void AppendMessage(domain::NewMessage message,
+                     std::function<void(Result<domain::AppendResult>)> done) override;
+  Result<std::optional<domain::Message>> GetMessage(int64_t id) override;
+  Result<std::vector<domain::Message>> ListMessages(int64_t conversation_id,
+                                                    std::optional<int64_t> before,
+                                                    std::optional<int64_t> after,
+                                                    int limit) override;
+  Result<std::vector<domain::Message>> MessagesSince(int64_t user_id, int64_t since,
+                                                     int limit) override;
+  Result<domain::ReadMark> MoveReadMarker(int64_t conversation_id, int64_t user_id,
+                                          int64_t message_id, TimeMs now) override;
+  Status SaveDelivered(const std::vector<domain::Watermark>& marks) override;
+
+  // The largest number of appends committed in one transaction.
+  static constexpr size_t kMaxBatch = 512;
+
  private:
+  struct PendingAppend {
+    domain::NewMessage message;
+    std::function<void(Result<domain::AppendResult>)> done;
+  };
+
+  // The message writer thread: takes whatever is queued (up to kMaxBatch), commits it in one
+  // transaction, then answers every caller.
+  void WriterLoop();
+  // One append inside the batch transaction, in its own savepoint so that a failure leaves
+  // no trace (no seq gap).
+  Result<domain::AppendResult> AppendOne(Connection& c, const domain::NewMessage& m);
+  // Runs `fn` in a write transaction (BEGIN IMMEDIATE ... COMMIT).
+  Status InTransaction(const std::function<Status(Connection&)>& fn);
   explicit SqliteStore(Options options, std::unique_ptr<Connection> writer);
 
   // Runs `fn` on the writer connection, holding the writer lock.
@@ -78,6 +128,12 @@ class SqliteStore final : public domain::UserStore,
 
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<Connection>> idle_readers_;  // guarded by readers_mu_
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<PendingAppend> queue_;  // guarded by queue_mu_
+  bool stopping_ = false;            // guarded by queue_mu_
+  std::thread writer_thread_;        // started last, joined first
 };
 
 }  // namespace mmchat::store::sqlite

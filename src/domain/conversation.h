@@ -1,0 +1,92 @@
+// Conversations, participants and messages as the domain passes them around.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/time.h"
+
+namespace mmchat::domain {
+
+enum class ConversationType { kPrivate, kGroup };
+enum class Role { kAdmin, kMember };
+enum class MessageStatus { kSent, kDelivered, kRead };
+
+struct Participant {
+  int64_t user_id = 0;
+  std::string username;
+  std::optional<std::string> profile_picture;
+  Role role = Role::kMember;
+  TimeMs joined_at = 0;
+  int64_t read_marker = 0;        // highest message id this user has read
+  std::optional<TimeMs> read_at;  // when read_marker last moved
+  int64_t delivered_marker = 0;   // highest message id delivered to this user
+};
+
+struct Message {
+  int64_t id = 0;
+  int64_t conversation_id = 0;
+  int64_t seq = 0;
+  int64_t sender_id = 0;
+  std::string content;
+  std::optional<std::string> client_id;
+  TimeMs created_at = 0;
+  MessageStatus status = MessageStatus::kSent;  // computed for the reader, never stored
+};
+
+struct Conversation {
+  int64_t id = 0;
+  ConversationType type = ConversationType::kGroup;
+  std::optional<std::string> name;  // null for private conversations
+  int64_t created_by = 0;
+  TimeMs created_at = 0;
+  TimeMs last_activity = 0;
+  std::vector<Participant> participants;  // ordered by joined_at, then user id
+  // For one reader (filled in by the domain):
+  std::optional<Message> last_message;
+  int64_t unread_count = 0;
+  int64_t last_read_message_id = 0;
+
+  const Participant* Find(int64_t user_id) const {
+    for (const auto& p : participants) {
+      if (p.user_id == user_id) return &p;
+    }
+    return nullptr;
+  }
+};
+
+struct NewMessage {
+  int64_t conversation_id = 0;
+  int64_t sender_id = 0;
+  std::string content;
+  std::optional<std::string> client_id;
+  TimeMs created_at = 0;
+};
+
+struct AppendResult {
+  Message message;
+  bool created = true;  // false: a repeated client_id returned the original
+};
+
+// A page of messages in ascending id order.
+struct MessagePage {
+  std::vector<Message> messages;
+  bool has_more = false;
+};
+
+struct ReadMark {
+  int64_t conversation_id = 0;
+  int64_t message_id = 0;  // the marker after the call
+  TimeMs read_at = 0;
+  bool moved = false;
+};
+
+struct Watermark {
+  int64_t conversation_id = 0;
+  int64_t user_id = 0;
+  int64_t message_id = 0;
+};
+
+}  // namespace mmchat::domain

@@ -1,0 +1,205 @@
+#include "domain/conversation_service.h"
+
+#include <algorithm>
+#include <set>
+
+#include "common/utf8.h"
+
+namespace mmchat::domain {
+namespace {
+
+Status ValidateGroupName(const std::string& name) {
+  const auto len = Utf8Length(name);
+  if (!len || *len < 1 || *len > 100)
+    return Status::InvalidRequest("name must be 1 to 100 characters");
+  return Status::Ok();
+}
+
+}  // namespace
+
+MessageStatus StatusOf(const Message& m, const Conversation& c, const DeliveryTracker& tracker) {
+  bool all_read = true;
+  bool all_delivered = true;
+  bool anyone = false;
+  for (const auto& p : c.participants) {
+    if (p.user_id == m.sender_id) continue;
+    anyone = true;
+    const int64_t delivered =
+        std::max(p.read_marker, tracker.Effective(c.id, p.user_id, p.delivered_marker));
+    all_read = all_read && p.read_marker >= m.id;
+    all_delivered = all_delivered && delivered >= m.id;
+  }
+  if (!anyone) return MessageStatus::kSent;  // nobody else to receive it
+  if (all_read) return MessageStatus::kRead;
+  return all_delivered ? MessageStatus::kDelivered : MessageStatus::kSent;
+}
+
+ConversationService::ConversationService(Deps deps) : d_(std::move(deps)) {}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+Result<Conversation> ConversationService::LoadForParticipant(int64_t caller, int64_t id) {
+  auto c = d_.conversations->GetConversation(id);
+  if (!c.ok()) return c.status();
+  if (!c->has_value()) return Status::NotFound("conversation not found");
+  if ((*c)->Find(caller) == nullptr) {
+    return Status::Forbidden("not a participant of this conversation");
+  }
+  return std::move(**c);
+}
+
+Result<Conversation> ConversationService::ForReader(Conversation c, int64_t reader) {
+  const Participant* me = c.Find(reader);
+  c.last_read_message_id = me ? me->read_marker : 0;
+  auto last = d_.conversations->LastMessage(c.id);
+  if (!last.ok()) return last.status();
+  if (last->has_value()) {
+    (*last)->status = StatusOf(**last, c, *d_.tracker);
+    c.last_message = std::move(*last);
+  }
+  auto unread = d_.conversations->CountUnread(c.id, reader, c.last_read_message_id);
+  if (!unread.ok()) return unread.status();
+  c.unread_count = *unread;
+  return c;
+}
+
+Result<Conversation> ConversationService::Get(int64_t caller, int64_t id) {
+  auto c = LoadForParticipant(caller, id);
+  if (!c.ok()) return c.status();
+  return ForReader(std::move(c).value(), caller);
+}
+
+Result<std::vector<Conversation>> ConversationService::List(int64_t caller) {
+  auto ids = d_.conversations->ListConversationIds(caller);
+  if (!ids.ok()) return ids.status();
+  std::vector<Conversation> out;
+  out.reserve(ids->size());
+  for (int64_t id : *ids) {
+    auto c = d_.conversations->GetConversation(id);
+    if (!c.ok()) return c.status();
+    if (!c->has_value() || (*c)->Find(caller) == nullptr) continue;  // changed meanwhile
+    auto view = ForReader(std::move(**c), caller);
+    if (!view.ok()) return view.status();
+    out.push_back(std::move(view).value());
+  }
+  return out;
+}
+
+Result<Conversation> ConversationService::Changed(int64_t caller, int64_t id) {
+  auto c = d_.conversations->GetConversation(id);
+  if (!c.ok()) return c.status();
+  if (!c->has_value()) return Status::NotFound("conversation not found");
+  d_.bus->Publish(ConversationChanged{**c});
+  return ForReader(std::move(**c), caller);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating
+// ---------------------------------------------------------------------------------------------
+
+Result<std::pair<Conversation, bool>> ConversationService::CreatePrivate(int64_t caller,
+                                                                         int64_t other) {
+  if (other == caller) return Status::InvalidRequest("user_id: cannot talk to yourself");
+  auto user = d_.users->FindUserById(other);
+  if (!user.ok()) return user.status();
+  if (!user->has_value()) return Status::NotFound("user not found");
+  auto created = d_.conversations->GetOrCreatePrivate(caller, other, d_.now());
+  if (!created.ok()) return created.status();
+  const auto [id, is_new] = *created;
+  auto view = is_new ? Changed(caller, id) : Get(caller, id);
+  if (!view.ok()) return view.status();
+  return std::make_pair(std::move(view).value(), is_new);
+}
+
+Result<Conversation> ConversationService::CreateGroup(int64_t caller, const std::string& name,
+                                                      const std::vector<int64_t>& member_ids) {
+  if (Status s = ValidateGroupName(name); !s.ok()) return s;
+  std::vector<int64_t> members;
+  std::set<int64_t> seen{caller};
+  for (int64_t id : member_ids) {
+    if (seen.insert(id).second) members.push_back(id);  // the creator and repeats once only
+  }
+  auto id = d_.conversations->CreateGroup(name, caller, members, d_.now());
+  if (!id.ok()) return id.status();
+  return Changed(caller, *id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Changing
+// ---------------------------------------------------------------------------------------------
+
+Result<Conversation> ConversationService::LoadForAdmin(int64_t caller, int64_t id, bool* is_admin) {
+  auto c = LoadForParticipant(caller, id);
+  if (!c.ok()) return c.status();
+  if (c->type == ConversationType::kPrivate) {
+    return Status::InvalidRequest("a private conversation cannot be changed");
+  }
+  *is_admin = c->Find(caller)->role == Role::kAdmin;
+  return c;
+}
+
+Result<Conversation> ConversationService::Rename(int64_t caller, int64_t id,
+                                                 const std::string& name) {
+  bool admin = false;
+  auto c = LoadForAdmin(caller, id, &admin);
+  if (!c.ok()) return c.status();
+  if (!admin) return Status::Forbidden("only admins can rename the group");
+  if (Status s = ValidateGroupName(name); !s.ok()) return s;
+  if (Status s = d_.conversations->Rename(id, name, d_.now()); !s.ok()) return s;
+  return Changed(caller, id);
+}
+
+Result<Conversation> ConversationService::AddParticipant(int64_t caller, int64_t id,
+                                                         int64_t user_id,
+                                                         std::optional<Role> role) {
+  bool admin = false;
+  auto c = LoadForAdmin(caller, id, &admin);
+  if (!c.ok()) return c.status();
+  if (!admin) return Status::Forbidden("only admins can add participants");
+  if (c->Find(user_id) != nullptr) return Status::Conflict("already a participant");
+  if (Status s =
+          d_.conversations->AddParticipant(id, user_id, role.value_or(Role::kMember), d_.now());
+      !s.ok()) {
+    return s;
+  }
+  return Changed(caller, id);
+}
+
+Result<Conversation> ConversationService::SetRole(int64_t caller, int64_t id, int64_t user_id,
+                                                  Role role) {
+  bool admin = false;
+  auto c = LoadForAdmin(caller, id, &admin);
+  if (!c.ok()) return c.status();
+  if (!admin) return Status::Forbidden("only admins can change roles");
+  const Participant* target = c->Find(user_id);
+  if (target == nullptr) return Status::NotFound("not a participant of this conversation");
+  if (role == Role::kMember && target->role == Role::kAdmin) {
+    const auto admins = std::count_if(c->participants.begin(), c->participants.end(),
+                                      [](const Participant& p) { return p.role == Role::kAdmin; });
+    if (admins == 1) {
+      return Status::InvalidRequest("role: the group needs an admin; promote someone first");
+    }
+  }
+  if (Status s = d_.conversations->SetRole(id, user_id, role, d_.now()); !s.ok()) return s;
+  return Changed(caller, id);
+}
+
+Status ConversationService::RemoveParticipant(int64_t caller, int64_t id, int64_t user_id) {
+  bool admin = false;
+  auto c = LoadForAdmin(caller, id, &admin);
+  if (!c.ok()) return c.status();
+  if (user_id != caller && !admin) return Status::Forbidden("only admins can remove others");
+  if (c->Find(user_id) == nullptr)
+    return Status::NotFound("not a participant of this conversation");
+  if (Status s = d_.conversations->RemoveParticipant(id, user_id, d_.now()); !s.ok()) return s;
+  d_.bus->Publish(ConversationRemoved{id, user_id});
+  auto after = d_.conversations->GetConversation(id);
+  if (after.ok() && after->has_value() && !(*after)->participants.empty()) {
+    d_.bus->Publish(ConversationChanged{**after});
+  }
+  return Status::Ok();
+}
+
+}  // namespace mmchat::domain

@@ -1,0 +1,63 @@
+// Conversation use cases of API.md's Conversations section: private and group conversations,
+// participants and roles, with every permission rule; publishes conversation events.
+// Thread-safe; every call is a few indexed store reads or one write transaction.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "domain/conversation.h"
+#include "domain/conversation_store.h"
+#include "domain/delivery_tracker.h"
+#include "domain/events.h"
+#include "domain/store.h"
+
+namespace mmchat::domain {
+
+// The status of `m` for readers, from the other participants' watermarks ("read" when every
+// other participant has read it, "delivered" when it reached all of them, else "sent").
+MessageStatus StatusOf(const Message& m, const Conversation& c, const DeliveryTracker& tracker);
+
+class ConversationService {
+ public:
+  struct Deps {
+    ConversationStore* conversations;
+    UserStore* users;
+    EventBus* bus;
+    DeliveryTracker* tracker;
+    std::function<TimeMs()> now = NowMs;
+  };
+  explicit ConversationService(Deps deps);
+
+  // The conversation and whether it was created now.
+  Result<std::pair<Conversation, bool>> CreatePrivate(int64_t caller, int64_t other);
+  Result<Conversation> CreateGroup(int64_t caller, const std::string& name,
+                                   const std::vector<int64_t>& member_ids);
+  Result<std::vector<Conversation>> List(int64_t caller);
+  Result<Conversation> Get(int64_t caller, int64_t id);
+  Result<Conversation> Rename(int64_t caller, int64_t id, const std::string& name);
+  Result<Conversation> AddParticipant(int64_t caller, int64_t id, int64_t user_id,
+                                      std::optional<Role> role);
+  Result<Conversation> SetRole(int64_t caller, int64_t id, int64_t user_id, Role role);
+  Status RemoveParticipant(int64_t caller, int64_t id, int64_t user_id);
+
+  // The conversation if the caller takes part: kNotFound when it does not exist, kForbidden
+  // when the caller is not (or no longer) a participant. Used by the message use cases too.
+  Result<Conversation> LoadForParticipant(int64_t caller, int64_t id);
+
+ private:
+  // Fills the reader's fields: last_message (with status), unread_count, last_read_message_id.
+  Result<Conversation> ForReader(Conversation c, int64_t reader);
+  // Loads a group the caller administers (404 / 403 / 400 for a private one).
+  Result<Conversation> LoadForAdmin(int64_t caller, int64_t id, bool* is_admin);
+  // Reloads after a change, announces it and returns the caller's view.
+  Result<Conversation> Changed(int64_t caller, int64_t id);
+
+  Deps d_;
+};
+
+}  // namespace mmchat::domain

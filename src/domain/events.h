@@ -1,0 +1,51 @@
+// What the domain announces for the real-time transport, and the bus that carries it.
+// The WebSocket layer subscribes; it keeps its own membership index from the conversation
+// events, so message events carry no recipient lists.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <variant>
+
+#include "domain/conversation.h"
+
+namespace mmchat::domain {
+
+struct MessageCreated {
+  Message message;
+};
+struct ReadReceipt {
+  int64_t conversation_id = 0;
+  int64_t user_id = 0;
+  int64_t message_id = 0;
+  TimeMs read_at = 0;
+};
+struct DeliveryReceipt {
+  int64_t conversation_id = 0;
+  int64_t user_id = 0;
+  int64_t message_id = 0;
+  TimeMs delivered_at = 0;
+};
+// A conversation was created, renamed or changed membership; it carries the participants
+// after the change.
+struct ConversationChanged {
+  Conversation conversation;
+};
+struct ConversationRemoved {
+  int64_t conversation_id = 0;
+  int64_t user_id = 0;  // the user who was removed (or left)
+};
+
+using Event = std::variant<MessageCreated, ReadReceipt, DeliveryReceipt, ConversationChanged,
+                           ConversationRemoved>;
+
+// Thread-safe. Publish may be called from any thread; subscribers are called on the
+// publishing thread, in publish order, and must not block.
+class EventBus {
+ public:
+  virtual ~EventBus() = default;
+  virtual void Publish(const Event& event) = 0;
+  virtual void Subscribe(std::function<void(const Event&)> subscriber) = 0;
+};
+
+}  // namespace mmchat::domain

@@ -1,0 +1,124 @@
+#include "domain/message_service.h"
+
+#include <algorithm>
+#include <map>
+
+#include "common/utf8.h"
+
+namespace mmchat::domain {
+
+MessageService::MessageService(Deps deps) : d_(std::move(deps)) {}
+
+void MessageService::Send(int64_t caller, SendInput input,
+                          std::function<void(Result<AppendResult>)> done) {
+  const auto len = Utf8Length(input.content);
+  if (!len || *len < 1 || *len > static_cast<size_t>(d_.max_message_len)) {
+    return done(Status::InvalidRequest("content must be 1 to " +
+                                       std::to_string(d_.max_message_len) + " characters"));
+  }
+  if (input.client_id) {
+    const auto id_len = Utf8Length(*input.client_id);
+    if (!id_len || *id_len < 1 || *id_len > 64) {
+      return done(Status::InvalidRequest("client_id must be 1 to 64 characters"));
+    }
+  }
+  NewMessage m;
+  m.conversation_id = input.conversation_id;
+  m.sender_id = caller;
+  m.content = std::move(input.content);
+  m.client_id = std::move(input.client_id);
+  m.created_at = d_.now();
+  d_.conversations->AppendMessage(std::move(m),
+                                  [bus = d_.bus, done = std::move(done)](Result<AppendResult> r) {
+                                    // Announced from the writer thread in commit order, so ids
+                                    // reach subscribers ascending.
+                                    if (r.ok() && r->created)
+                                      bus->Publish(MessageCreated{r->message});
+                                    done(std::move(r));
+                                  });
+}
+
+Result<MessagePage> MessageService::List(int64_t caller, int64_t conversation_id,
+                                         std::optional<int64_t> before,
+                                         std::optional<int64_t> after, int limit) {
+  if (before && after) return Status::InvalidRequest("use either before or after, not both");
+  auto c = d_.access->LoadForParticipant(caller, conversation_id);
+  if (!c.ok()) return c.status();
+  if (limit <= 0) limit = kDefaultPage;
+  limit = std::min(limit, kMaxPage);
+  auto rows = d_.conversations->ListMessages(conversation_id, before, after, limit + 1);
+  if (!rows.ok()) return rows.status();
+  MessagePage page;
+  page.messages = std::move(rows).value();
+  if (static_cast<int>(page.messages.size()) > limit) {
+    page.has_more = true;
+    // The extra row lies beyond the page in the direction of travel.
+    if (after) {
+      page.messages.pop_back();
+    } else {
+      page.messages.erase(page.messages.begin());
+    }
+  }
+  if (!page.messages.empty()) Delivered(*c, caller, page.messages.back().id);
+  for (auto& m : page.messages) m.status = StatusOf(m, *c, *d_.tracker);
+  return page;
+}
+
+Result<ReadMark> MessageService::MarkRead(int64_t caller, int64_t conversation_id,
+                                          int64_t message_id) {
+  auto c = d_.access->LoadForParticipant(caller, conversation_id);
+  if (!c.ok()) return c.status();
+  auto m = d_.conversations->GetMessage(message_id);
+  if (!m.ok()) return m.status();
+  if (!m->has_value() || (*m)->conversation_id != conversation_id) {
+    return Status::NotFound("message not found in this conversation");
+  }
+  auto mark = d_.conversations->MoveReadMarker(conversation_id, caller, message_id, d_.now());
+  if (!mark.ok()) return mark.status();
+  if (mark->moved) {
+    d_.bus->Publish(ReadReceipt{conversation_id, caller, mark->message_id, mark->read_at});
+  }
+  return mark;
+}
+
+Result<SyncPage> MessageService::Sync(int64_t caller, int64_t since, int limit) {
+  if (limit <= 0) limit = kDefaultSync;
+  limit = std::min(limit, kMaxSync);
+  auto rows = d_.conversations->MessagesSince(caller, since, limit + 1);
+  if (!rows.ok()) return rows.status();
+  SyncPage page;
+  page.messages = std::move(rows).value();
+  if (static_cast<int>(page.messages.size()) > limit) {
+    page.has_more = true;
+    page.messages.pop_back();
+  }
+  page.next_since = page.messages.empty() ? since : page.messages.back().id;
+
+  // Statuses and deliveries per conversation, loading each conversation once.
+  std::map<int64_t, std::optional<Conversation>> convs;
+  std::map<int64_t, int64_t> newest;
+  for (const auto& m : page.messages) {
+    newest[m.conversation_id] = std::max(newest[m.conversation_id], m.id);
+  }
+  for (const auto& [id, up_to] : newest) {
+    auto c = d_.access->LoadForParticipant(caller, id);
+    if (!c.ok()) continue;  // left meanwhile: its messages go out without delivery counting
+    Delivered(*c, caller, up_to);
+    convs[id] = std::move(c).value();
+  }
+  for (auto& m : page.messages) {
+    auto it = convs.find(m.conversation_id);
+    if (it != convs.end() && it->second) m.status = StatusOf(m, *it->second, *d_.tracker);
+  }
+  return page;
+}
+
+void MessageService::Delivered(const Conversation& c, int64_t reader, int64_t up_to) {
+  const Participant* me = c.Find(reader);
+  if (me == nullptr) return;
+  if (d_.tracker->Advance(c.id, reader, up_to, std::max(me->delivered_marker, me->read_marker))) {
+    d_.bus->Publish(DeliveryReceipt{c.id, reader, up_to, d_.now()});
+  }
+}
+
+}  // namespace mmchat::domain

@@ -1,0 +1,64 @@
+// Message use cases of API.md's Messages section: send (group-committed by the store), list,
+// read markers and sync; computes statuses and counts deliveries. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "common/status.h"
+#include "domain/conversation.h"
+#include "domain/conversation_service.h"
+#include "domain/conversation_store.h"
+#include "domain/delivery_tracker.h"
+#include "domain/events.h"
+
+namespace mmchat::domain {
+
+struct SendInput {
+  int64_t conversation_id = 0;
+  std::string content;
+  std::optional<std::string> client_id;
+};
+
+struct SyncPage {
+  std::vector<Message> messages;
+  int64_t next_since = 0;
+  bool has_more = false;
+};
+
+class MessageService {
+ public:
+  static constexpr int kDefaultPage = 50;
+  static constexpr int kMaxPage = 100;
+  static constexpr int kDefaultSync = 100;
+  static constexpr int kMaxSync = 500;
+
+  struct Deps {
+    ConversationStore* conversations;
+    ConversationService* access;  // participant checks and conversation loading
+    EventBus* bus;
+    DeliveryTracker* tracker;
+    int max_message_len = 4000;
+    std::function<TimeMs()> now = NowMs;
+  };
+  explicit MessageService(Deps deps);
+
+  // Calls `done` once: after the commit (from the store's writer thread), or at once for
+  // invalid input.
+  void Send(int64_t caller, SendInput input, std::function<void(Result<AppendResult>)> done);
+  // `limit` <= 0 means the default; values above the maximum are capped.
+  Result<MessagePage> List(int64_t caller, int64_t conversation_id, std::optional<int64_t> before,
+                           std::optional<int64_t> after, int limit);
+  Result<ReadMark> MarkRead(int64_t caller, int64_t conversation_id, int64_t message_id);
+  Result<SyncPage> Sync(int64_t caller, int64_t since, int limit);
+
+ private:
+  // Counts the returned messages as delivered to `reader` and announces the receipt.
+  void Delivered(const Conversation& c, int64_t reader, int64_t up_to);
+
+  Deps d_;
+};
+
+}  // namespace mmchat::domain

@@ -1,0 +1,103 @@
+// /api/messages, /api/conversations/:id/messages and /api/sync: API.md's Messages section.
+// Sending is asynchronous: the answer goes out after the group commit.
+#include <algorithm>
+
+#include "http/errors.h"
+#include "http/handlers/routes.h"
+#include "http/json_io.h"
+#include "http/views.h"
+
+namespace mmchat::http {
+
+void AddMessageRoutes(Router& router, domain::MessageService* messages) {
+  const RouteOptions read{.auth = true, .blocking = false};
+  const RouteOptions write{.auth = true, .blocking = true};
+
+  router.AddAsync(
+      "POST", "/api/messages",
+      [messages](Request& req, Respond respond) {
+        auto body = ParseObject(req.body);
+        if (!body.ok()) return respond(ErrorResponse(body.status()));
+        auto conversation = RequiredId(*body, "conversation_id");
+        if (!conversation.ok()) return respond(ErrorResponse(conversation.status()));
+        auto content = RequiredString(*body, "content");
+        if (!content.ok()) return respond(ErrorResponse(content.status()));
+        std::optional<std::string> client_id;
+        if (auto it = body->find("client_id"); it != body->end() && !it->is_null()) {
+          if (!it->is_string()) {
+            return respond(ErrorResponse(Status::InvalidRequest("client_id must be a string")));
+          }
+          client_id = it->get<std::string>();
+        }
+        messages->Send(req.user_id, {*conversation, std::move(*content), std::move(client_id)},
+                       [respond = std::move(respond)](Result<domain::AppendResult> r) {
+                         if (!r.ok()) return respond(ErrorResponse(r.status()));
+                         respond(JsonResponse(r->created ? 201 : 200, MessageJson(r->message)));
+                       });
+      },
+      read);
+
+  router.Add(
+      "GET", "/api/conversations/:id/messages",
+      [messages](Request& req) -> Response {
+        auto id = PathId(req, "id");
+        if (!id.ok()) return ErrorResponse(Status::NotFound("conversation not found"));
+        auto before = QueryInt(req, "before");
+        if (!before.ok()) return ErrorResponse(before.status());
+        auto after = QueryInt(req, "after");
+        if (!after.ok()) return ErrorResponse(after.status());
+        auto limit = QueryInt(req, "limit");
+        if (!limit.ok()) return ErrorResponse(limit.status());
+        const int64_t wanted =
+            std::min<int64_t>(limit->value_or(0), domain::MessageService::kMaxPage);
+        auto page = messages->List(req.user_id, *id, *before, *after, static_cast<int>(wanted));
+        if (!page.ok()) return ErrorResponse(page.status());
+        Json list = Json::array();
+        for (const auto& m : page->messages) list.push_back(MessageJson(m));
+        return JsonResponse(200, {{"messages", std::move(list)}, {"has_more", page->has_more}});
+      },
+      read);
+
+  router.Add(
+      "POST", "/api/messages/read",
+      [messages](Request& req) -> Response {
+        auto body = ParseObject(req.body);
+        if (!body.ok()) return ErrorResponse(body.status());
+        auto conversation = RequiredId(*body, "conversation_id");
+        if (!conversation.ok()) return ErrorResponse(conversation.status());
+        auto message = RequiredId(*body, "message_id");
+        if (!message.ok()) return ErrorResponse(message.status());
+        auto mark = messages->MarkRead(req.user_id, *conversation, *message);
+        if (!mark.ok()) return ErrorResponse(mark.status());
+        return JsonResponse(200, {{"conversation_id", mark->conversation_id},
+                                  {"message_id", mark->message_id},
+                                  {"read_at", FormatRfc3339(mark->read_at)}});
+      },
+      write);
+
+  router.Add(
+      "GET", "/api/sync",
+      [messages](Request& req) -> Response {
+        int64_t since = 0;
+        if (auto v = req.Query("since"); v && *v != "0") {
+          auto parsed = QueryInt(req, "since");
+          if (!parsed.ok())
+            return ErrorResponse(Status::InvalidRequest("since must be a message id"));
+          since = parsed->value_or(0);
+        }
+        auto limit = QueryInt(req, "limit");
+        if (!limit.ok()) return ErrorResponse(limit.status());
+        const int64_t wanted =
+            std::min<int64_t>(limit->value_or(0), domain::MessageService::kMaxSync);
+        auto page = messages->Sync(req.user_id, since, static_cast<int>(wanted));
+        if (!page.ok()) return ErrorResponse(page.status());
+        Json list = Json::array();
+        for (const auto& m : page->messages) list.push_back(MessageJson(m));
+        return JsonResponse(200, {{"messages", std::move(list)},
+                                  {"next_since", page->next_since},
+                                  {"has_more", page->has_more}});
+      },
+      read);
+}
+
+}  // namespace mmchat::http

@@ -1,0 +1,491 @@
+// SqliteStore: conversations, participants, messages (with the group-commit writer) and
+// receipt watermarks.
+#include <spdlog/spdlog.h>
+
+#include <string>
+#include <utility>
+
+#include "store/sqlite/sqlite_store.h"
+
+namespace mmchat::store::sqlite {
+namespace {
+
+using domain::AppendResult;
+using domain::Conversation;
+using domain::Message;
+using domain::Role;
+
+const char* RoleName(Role r) { return r == Role::kAdmin ? "admin" : "member"; }
+
+constexpr const char* kMessageColumns =
+    "id, conversation_id, seq, sender_id, content, client_id, created_at";
+
+Message ReadMessage(const Statement& st) {
+  Message m;
+  m.id = st.Int(0);
+  m.conversation_id = st.Int(1);
+  m.seq = st.Int(2);
+  m.sender_id = st.Int(3);
+  m.content = st.Text(4);
+  m.client_id = st.OptText(5);
+  m.created_at = st.Int(6);
+  return m;
+}
+
+// Runs a prepared SELECT of messages and collects every row.
+Status CollectMessages(Connection& c, Statement& st, std::vector<Message>* out) {
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) out->push_back(ReadMessage(st));
+  return rc == SQLITE_DONE ? Status::Ok() : c.Error("list messages");
+}
+
+// Steps a statement that returns no rows.
+Status Run(Connection& c, Statement& st, std::string_view what) {
+  return st.Step() == SQLITE_DONE ? Status::Ok() : c.Error(what);
+}
+
+Result<bool> UserExists(Connection& c, int64_t id) {
+  auto st = c.Prepare("SELECT 1 FROM users WHERE id = ?");
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, id);
+  const int rc = (*st)->Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return c.Error("find user");
+  return rc == SQLITE_ROW;
+}
+
+Status InsertParticipant(Connection& c, int64_t conversation_id, int64_t user_id, Role role,
+                         TimeMs now) {
+  auto st = c.Prepare(
+      "INSERT INTO participants(conversation_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)");
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, conversation_id).Bind(2, user_id).Bind(3, std::string_view(RoleName(role)));
+  (*st)->Bind(4, now);
+  if ((*st)->Step() == SQLITE_DONE) return Status::Ok();
+  if (sqlite3_extended_errcode(c.raw()) == SQLITE_CONSTRAINT_PRIMARYKEY) {
+    return Status::Conflict("already a participant");
+  }
+  return c.Error("add participant");
+}
+
+Status Touch(Connection& c, int64_t conversation_id, TimeMs now) {
+  auto st =
+      c.Prepare("UPDATE conversations SET last_activity = MAX(last_activity, ?) WHERE id = ?");
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, now).Bind(2, conversation_id);
+  return Run(c, **st, "touch conversation");
+}
+
+}  // namespace
+
+Status SqliteStore::InTransaction(const std::function<Status(Connection&)>& fn) {
+  return WithWriter([&](Connection& c) -> Status {
+    Transaction tx(&c);
+    if (Status s = tx.Begin(); !s.ok()) return s;
+    if (Status s = fn(c); !s.ok()) return s;  // rolled back by ~Transaction
+    return tx.Commit();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversations
+// ---------------------------------------------------------------------------------------------
+
+Result<std::pair<int64_t, bool>> SqliteStore::GetOrCreatePrivate(int64_t a, int64_t b, TimeMs now) {
+  const std::string key = std::to_string(std::min(a, b)) + ":" + std::to_string(std::max(a, b));
+  std::pair<int64_t, bool> out{0, false};
+  Status s = InTransaction([&](Connection& c) -> Status {
+    // Under the writer lock, so "look, then create" cannot race with itself.
+    auto find = c.Prepare("SELECT id FROM conversations WHERE pair_key = ?");
+    if (!find.ok()) return find.status();
+    (*find)->Bind(1, key);
+    if ((*find)->Step() == SQLITE_ROW) {
+      out = {(*find)->Int(0), false};
+      return Status::Ok();
+    }
+    auto ins = c.Prepare(
+        "INSERT INTO conversations(type, name, created_by, created_at, last_activity, pair_key) "
+        "VALUES ('private', NULL, ?, ?, ?, ?)");
+    if (!ins.ok()) return ins.status();
+    (*ins)->Bind(1, a).Bind(2, now).Bind(3, now).Bind(4, key);
+    if (Status st = Run(c, **ins, "create private conversation"); !st.ok()) return st;
+    out = {c.LastInsertId(), true};
+    for (int64_t user : {a, b}) {
+      if (Status st = InsertParticipant(c, out.first, user, Role::kMember, now); !st.ok()) {
+        return st;
+      }
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<int64_t> SqliteStore::CreateGroup(const std::string& name, int64_t creator,
+                                         const std::vector<int64_t>& members, TimeMs now) {
+  int64_t id = 0;
+  Status s = InTransaction([&](Connection& c) -> Status {
+    for (int64_t m : members) {
+      auto exists = UserExists(c, m);
+      if (!exists.ok()) return exists.status();
+      if (!*exists) return Status::NotFound("user " + std::to_string(m) + " not found");
+    }
+    auto ins = c.Prepare(
+        "INSERT INTO conversations(type, name, created_by, created_at, last_activity) "
+        "VALUES ('group', ?, ?, ?, ?)");
+    if (!ins.ok()) return ins.status();
+    (*ins)->Bind(1, name).Bind(2, creator).Bind(3, now).Bind(4, now);
+    if (Status st = Run(c, **ins, "create group"); !st.ok()) return st;
+    id = c.LastInsertId();
+    if (Status st = InsertParticipant(c, id, creator, Role::kAdmin, now); !st.ok()) return st;
+    for (int64_t m : members) {
+      if (Status st = InsertParticipant(c, id, m, Role::kMember, now); !st.ok()) return st;
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return id;
+}
+
+Result<std::optional<Conversation>> SqliteStore::GetConversation(int64_t id) {
+  std::optional<Conversation> out;
+  Status s = WithReader([&](Connection& c) -> Status {
+    // One snapshot for the row and its participants.
+    if (Status st = c.Exec("BEGIN"); !st.ok()) return st;
+    struct EndRead {
+      Connection& c;
+      ~EndRead() { c.Exec("COMMIT"); }
+    } end{c};
+    auto st = c.Prepare(
+        "SELECT type, name, created_by, created_at, last_activity FROM conversations "
+        "WHERE id = ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, id);
+    const int rc = (*st)->Step();
+    if (rc == SQLITE_DONE) return Status::Ok();
+    if (rc != SQLITE_ROW) return c.Error("get conversation");
+    Conversation conv;
+    conv.id = id;
+    conv.type = (*st)->Text(0) == "private" ? domain::ConversationType::kPrivate
+                                            : domain::ConversationType::kGroup;
+    conv.name = (*st)->OptText(1);
+    conv.created_by = (*st)->Int(2);
+    conv.created_at = (*st)->Int(3);
+    conv.last_activity = (*st)->Int(4);
+    auto ps = c.Prepare(
+        "SELECT p.user_id, u.username, u.profile_picture, p.role, p.joined_at, p.read_marker, "
+        "p.read_at, p.delivered_marker FROM participants p JOIN users u ON u.id = p.user_id "
+        "WHERE p.conversation_id = ? ORDER BY p.joined_at, p.user_id");
+    if (!ps.ok()) return ps.status();
+    (*ps)->Bind(1, id);
+    int prc;
+    while ((prc = (*ps)->Step()) == SQLITE_ROW) {
+      domain::Participant p;
+      p.user_id = (*ps)->Int(0);
+      p.username = (*ps)->Text(1);
+      p.profile_picture = (*ps)->OptText(2);
+      p.role = (*ps)->Text(3) == "admin" ? Role::kAdmin : Role::kMember;
+      p.joined_at = (*ps)->Int(4);
+      p.read_marker = (*ps)->Int(5);
+      p.read_at = (*ps)->OptInt(6);
+      p.delivered_marker = (*ps)->Int(7);
+      conv.participants.push_back(std::move(p));
+    }
+    if (prc != SQLITE_DONE) return c.Error("list participants");
+    out = std::move(conv);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<std::vector<int64_t>> SqliteStore::ListConversationIds(int64_t user_id) {
+  std::vector<int64_t> ids;
+  Status s = WithReader([&](Connection& c) -> Status {
+    auto st = c.Prepare(
+        "SELECT c.id FROM participants p JOIN conversations c ON c.id = p.conversation_id "
+        "WHERE p.user_id = ? ORDER BY c.last_activity DESC, c.id DESC");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, user_id);
+    int rc;
+    while ((rc = (*st)->Step()) == SQLITE_ROW) ids.push_back((*st)->Int(0));
+    return rc == SQLITE_DONE ? Status::Ok() : c.Error("list conversations");
+  });
+  if (!s.ok()) return s;
+  return ids;
+}
+
+Result<std::optional<Message>> SqliteStore::LastMessage(int64_t conversation_id) {
+  std::vector<Message> rows;
+  auto r = ListMessages(conversation_id, std::nullopt, std::nullopt, 1);
+  if (!r.ok()) return r.status();
+  if (r->empty()) return std::optional<Message>();
+  return std::optional<Message>(std::move(r->back()));
+}
+
+Result<int64_t> SqliteStore::CountUnread(int64_t conversation_id, int64_t user_id,
+                                         int64_t after_id) {
+  int64_t n = 0;
+  Status s = WithReader([&](Connection& c) -> Status {
+    auto st = c.Prepare(
+        "SELECT COUNT(*) FROM messages WHERE conversation_id = ? AND id > ? AND sender_id != ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, conversation_id).Bind(2, after_id).Bind(3, user_id);
+    if ((*st)->Step() != SQLITE_ROW) return c.Error("count unread");
+    n = (*st)->Int(0);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return n;
+}
+
+Status SqliteStore::Rename(int64_t conversation_id, const std::string& name, TimeMs now) {
+  return InTransaction([&](Connection& c) -> Status {
+    auto st = c.Prepare("UPDATE conversations SET name = ? WHERE id = ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, name).Bind(2, conversation_id);
+    if (Status r = Run(c, **st, "rename"); !r.ok()) return r;
+    return Touch(c, conversation_id, now);
+  });
+}
+
+Status SqliteStore::AddParticipant(int64_t conversation_id, int64_t user_id, Role role,
+                                   TimeMs now) {
+  return InTransaction([&](Connection& c) -> Status {
+    auto exists = UserExists(c, user_id);
+    if (!exists.ok()) return exists.status();
+    if (!*exists) return Status::NotFound("user not found");
+    if (Status s = InsertParticipant(c, conversation_id, user_id, role, now); !s.ok()) return s;
+    return Touch(c, conversation_id, now);
+  });
+}
+
+Status SqliteStore::SetRole(int64_t conversation_id, int64_t user_id, Role role, TimeMs now) {
+  return InTransaction([&](Connection& c) -> Status {
+    auto st =
+        c.Prepare("UPDATE participants SET role = ? WHERE conversation_id = ? AND user_id = ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, std::string_view(RoleName(role))).Bind(2, conversation_id).Bind(3, user_id);
+    if (Status r = Run(c, **st, "set role"); !r.ok()) return r;
+    if (c.Changes() == 0) return Status::NotFound("not a participant of this conversation");
+    return Touch(c, conversation_id, now);
+  });
+}
+
+Status SqliteStore::RemoveParticipant(int64_t conversation_id, int64_t user_id, TimeMs now) {
+  return InTransaction([&](Connection& c) -> Status {
+    auto del = c.Prepare("DELETE FROM participants WHERE conversation_id = ? AND user_id = ?");
+    if (!del.ok()) return del.status();
+    (*del)->Bind(1, conversation_id).Bind(2, user_id);
+    if (Status r = Run(c, **del, "remove participant"); !r.ok()) return r;
+    if (c.Changes() == 0) return Status::NotFound("not a participant of this conversation");
+    // A group without an admin promotes its longest-standing member.
+    auto promote = c.Prepare(
+        "UPDATE participants SET role = 'admin' WHERE conversation_id = ?1 "
+        "AND NOT EXISTS (SELECT 1 FROM participants WHERE conversation_id = ?1 AND role = 'admin') "
+        "AND user_id = (SELECT user_id FROM participants WHERE conversation_id = ?1 "
+        "ORDER BY joined_at, user_id LIMIT 1)");
+    if (!promote.ok()) return promote.status();
+    (*promote)->Bind(1, conversation_id);
+    if (Status r = Run(c, **promote, "promote admin"); !r.ok()) return r;
+    return Touch(c, conversation_id, now);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages: the group-commit writer
+// ---------------------------------------------------------------------------------------------
+
+void SqliteStore::AppendMessage(domain::NewMessage message,
+                                std::function<void(Result<AppendResult>)> done) {
+  {
+    std::lock_guard lock(queue_mu_);
+    queue_.push_back({std::move(message), std::move(done)});
+  }
+  queue_cv_.notify_one();
+}
+
+void SqliteStore::WriterLoop() {
+  for (;;) {
+    std::vector<PendingAppend> batch;
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait(lock, [this] { return !queue_.empty() || stopping_; });
+      if (queue_.empty()) return;  // stopping, and everything accepted was written
+      // No waiting for more: while one batch commits, the next one gathers by itself.
+      while (!queue_.empty() && batch.size() < kMaxBatch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    std::vector<Result<AppendResult>> results;
+    results.reserve(batch.size());
+    Status committed = InTransaction([&](Connection& c) -> Status {
+      for (const auto& p : batch) results.push_back(AppendOne(c, p.message));
+      return Status::Ok();
+    });
+    for (size_t i = 0; i < batch.size(); ++i) {
+      // Nobody hears "ok" unless the commit happened.
+      batch[i].done(committed.ok() ? std::move(results[i]) : Result<AppendResult>(committed));
+    }
+  }
+}
+
+Result<AppendResult> SqliteStore::AppendOne(Connection& c, const domain::NewMessage& m) {
+  auto member = c.Prepare(
+      "SELECT (SELECT 1 FROM conversations WHERE id = ?1), "
+      "(SELECT 1 FROM participants WHERE conversation_id = ?1 AND user_id = ?2)");
+  if (!member.ok()) return member.status();
+  (*member)->Bind(1, m.conversation_id).Bind(2, m.sender_id);
+  if ((*member)->Step() != SQLITE_ROW) return c.Error("check participant");
+  if (!(*member)->OptInt(0)) return Status::NotFound("conversation not found");
+  if (!(*member)->OptInt(1)) return Status::Forbidden("not a participant of this conversation");
+
+  if (m.client_id) {
+    auto dup = c.Prepare(std::string("SELECT ") + kMessageColumns +
+                         " FROM messages WHERE sender_id = ? AND client_id = ?");
+    if (!dup.ok()) return dup.status();
+    (*dup)->Bind(1, m.sender_id).Bind(2, *m.client_id);
+    const int rc = (*dup)->Step();
+    if (rc == SQLITE_ROW) return AppendResult{ReadMessage(**dup), false};
+    if (rc != SQLITE_DONE) return c.Error("find client_id");
+  }
+
+  if (Status s = c.Exec("SAVEPOINT append"); !s.ok()) return s;
+  auto fail = [&](Status s) -> Result<AppendResult> {
+    c.Exec("ROLLBACK TO append; RELEASE append");
+    return s;
+  };
+  auto seq = c.Prepare(
+      "UPDATE conversations SET last_seq = last_seq + 1, last_activity = MAX(last_activity, ?) "
+      "WHERE id = ? RETURNING last_seq");
+  if (!seq.ok()) return fail(seq.status());
+  (*seq)->Bind(1, m.created_at).Bind(2, m.conversation_id);
+  if ((*seq)->Step() != SQLITE_ROW) return fail(c.Error("next seq"));
+  Message out;
+  out.seq = (*seq)->Int(0);
+  (*seq)->Step();  // complete the statement
+
+  auto ins = c.Prepare(
+      "INSERT INTO messages(conversation_id, seq, sender_id, content, client_id, created_at) "
+      "VALUES (?, ?, ?, ?, ?, ?)");
+  if (!ins.ok()) return fail(ins.status());
+  (*ins)->Bind(1, m.conversation_id).Bind(2, out.seq).Bind(3, m.sender_id).Bind(4, m.content);
+  (*ins)->Bind(5, m.client_id).Bind(6, m.created_at);
+  if (Status s = Run(c, **ins, "insert message"); !s.ok()) return fail(s);
+  out.id = c.LastInsertId();
+
+  // Sending moves the sender's read marker to the new message.
+  auto read = c.Prepare(
+      "UPDATE participants SET read_marker = ?1, read_at = ?2 "
+      "WHERE conversation_id = ?3 AND user_id = ?4 AND read_marker < ?1");
+  if (!read.ok()) return fail(read.status());
+  (*read)->Bind(1, out.id).Bind(2, m.created_at).Bind(3, m.conversation_id).Bind(4, m.sender_id);
+  if (Status s = Run(c, **read, "move read marker"); !s.ok()) return fail(s);
+  if (Status s = c.Exec("RELEASE append"); !s.ok()) return fail(s);
+
+  out.conversation_id = m.conversation_id;
+  out.sender_id = m.sender_id;
+  out.content = m.content;
+  out.client_id = m.client_id;
+  out.created_at = m.created_at;
+  return AppendResult{std::move(out), true};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages: reading
+// ---------------------------------------------------------------------------------------------
+
+Result<std::optional<Message>> SqliteStore::GetMessage(int64_t id) {
+  std::vector<Message> rows;
+  Status s = WithReader([&](Connection& c) -> Status {
+    auto st = c.Prepare(std::string("SELECT ") + kMessageColumns + " FROM messages WHERE id = ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, id);
+    return CollectMessages(c, **st, &rows);
+  });
+  if (!s.ok()) return s;
+  if (rows.empty()) return std::optional<Message>();
+  return std::optional<Message>(std::move(rows.front()));
+}
+
+Result<std::vector<Message>> SqliteStore::ListMessages(int64_t conversation_id,
+                                                       std::optional<int64_t> before,
+                                                       std::optional<int64_t> after, int limit) {
+  std::vector<Message> rows;
+  Status s = WithReader([&](Connection& c) -> Status {
+    // Every variant walks the (conversation_id, id) index from the cursor.
+    const std::string cols = std::string("SELECT ") + kMessageColumns + " FROM messages ";
+    Result<ScopedStatement> st =
+        after
+            ? c.Prepare(cols + "WHERE conversation_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
+            : c.Prepare(cols + "WHERE conversation_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3");
+    if (!st.ok()) return st.status();
+    const int64_t cursor = after ? *after : before.value_or(INT64_MAX);
+    (*st)->Bind(1, conversation_id).Bind(2, cursor).Bind(3, int64_t{limit});
+    return CollectMessages(c, **st, &rows);
+  });
+  if (!s.ok()) return s;
+  if (!after) std::reverse(rows.begin(), rows.end());  // always ascending
+  return rows;
+}
+
+Result<std::vector<Message>> SqliteStore::MessagesSince(int64_t user_id, int64_t since, int limit) {
+  std::vector<Message> rows;
+  Status s = WithReader([&](Connection& c) -> Status {
+    auto st = c.Prepare(std::string("SELECT ") + kMessageColumns +
+                        " FROM messages WHERE conversation_id IN "
+                        "(SELECT conversation_id FROM participants WHERE user_id = ?) "
+                        "AND id > ? ORDER BY id LIMIT ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, user_id).Bind(2, since).Bind(3, int64_t{limit});
+    return CollectMessages(c, **st, &rows);
+  });
+  if (!s.ok()) return s;
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receipts
+// ---------------------------------------------------------------------------------------------
+
+Result<domain::ReadMark> SqliteStore::MoveReadMarker(int64_t conversation_id, int64_t user_id,
+                                                     int64_t message_id, TimeMs now) {
+  domain::ReadMark mark;
+  mark.conversation_id = conversation_id;
+  Status s = InTransaction([&](Connection& c) -> Status {
+    auto up = c.Prepare(
+        "UPDATE participants SET read_marker = ?1, read_at = ?2 "
+        "WHERE conversation_id = ?3 AND user_id = ?4 AND read_marker < ?1");
+    if (!up.ok()) return up.status();
+    (*up)->Bind(1, message_id).Bind(2, now).Bind(3, conversation_id).Bind(4, user_id);
+    if (Status r = Run(c, **up, "move read marker"); !r.ok()) return r;
+    mark.moved = c.Changes() == 1;
+    auto sel = c.Prepare(
+        "SELECT read_marker, read_at FROM participants WHERE conversation_id = ? AND user_id = ?");
+    if (!sel.ok()) return sel.status();
+    (*sel)->Bind(1, conversation_id).Bind(2, user_id);
+    if ((*sel)->Step() != SQLITE_ROW) return Status::Forbidden("not a participant");
+    mark.message_id = (*sel)->Int(0);
+    mark.read_at = (*sel)->OptInt(1).value_or(now);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return mark;
+}
+
+Status SqliteStore::SaveDelivered(const std::vector<domain::Watermark>& marks) {
+  return InTransaction([&](Connection& c) -> Status {
+    auto st = c.Prepare(
+        "UPDATE participants SET delivered_marker = MAX(delivered_marker, ?) "
+        "WHERE conversation_id = ? AND user_id = ?");
+    if (!st.ok()) return st.status();
+    for (const auto& m : marks) {
+      (*st)->Reset();
+      (*st)->Bind(1, m.message_id).Bind(2, m.conversation_id).Bind(3, m.user_id);
+      if (Status r = Run(c, **st, "save delivered"); !r.ok()) return r;
+    }
+    return Status::Ok();
+  });
+}
+
+}  // namespace mmchat::store::sqlite
