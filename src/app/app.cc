@@ -123,10 +123,17 @@ int Serve(const Config& config) {
                                    .tracker = &tracker,
                                    .max_message_len = static_cast<int>(config.max_message_len)});
 
+  // Metrics fed by domain events.
+  metrics::Registry registry;
+  metrics::Counter* messages_sent =
+      registry.GetCounter("mmchat_messages_sent_total", "Messages committed.");
+  bus.Subscribe([messages_sent](const domain::Event& e) {
+    if (std::holds_alternative<domain::MessageCreated>(e)) messages_sent->Inc();
+  });
+
   // HTTP.
   const int io_threads = config.http_threads > 0 ? config.http_threads : Cores();
   boost::asio::io_context ioc(io_threads);
-  metrics::Registry registry;
   http::Router router;
   http::AddOpsRoutes(router, store.get(), &registry);
   http::AddAccountRoutes(router, &accounts);

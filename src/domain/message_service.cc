@@ -28,14 +28,18 @@ void MessageService::Send(int64_t caller, SendInput input,
   m.content = std::move(input.content);
   m.client_id = std::move(input.client_id);
   m.created_at = d_.now();
-  d_.conversations->AppendMessage(std::move(m),
-                                  [bus = d_.bus, done = std::move(done)](Result<AppendResult> r) {
-                                    // Announced from the writer thread in commit order, so ids
-                                    // reach subscribers ascending.
-                                    if (r.ok() && r->created)
-                                      bus->Publish(MessageCreated{r->message});
-                                    done(std::move(r));
-                                  });
+  d_.conversations->AppendMessage(
+      std::move(m), [this, caller, done = std::move(done)](Result<AppendResult> r) {
+        if (r.ok() && r->created) {
+          // Announced from the writer thread in commit order: ids reach subscribers ascending.
+          d_.bus->Publish(MessageCreated{r->message});
+        } else if (r.ok()) {
+          // A retry returns the original, whose status may have moved on since (rare path).
+          auto c = d_.access->LoadForParticipant(caller, r->message.conversation_id);
+          if (c.ok()) r->message.status = StatusOf(r->message, *c, *d_.tracker);
+        }
+        done(std::move(r));
+      });
 }
 
 Result<MessagePage> MessageService::List(int64_t caller, int64_t conversation_id,
