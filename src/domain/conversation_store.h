@@ -37,6 +37,8 @@ class ConversationStore {
   // kConflict when already a participant; kNotFound when the user does not exist.
   virtual Status AddParticipant(int64_t conversation_id, int64_t user_id, Role role,
                                 TimeMs now) = 0;
+  // kNotFound when not a participant; kInvalidRequest (nothing changed) when a demotion would
+  // leave the conversation without an admin.
   virtual Status SetRole(int64_t conversation_id, int64_t user_id, Role role, TimeMs now) = 0;
   // Removes the participant; when no admin remains, the member with the earliest joined_at
   // becomes admin, in the same transaction.

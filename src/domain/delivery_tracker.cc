@@ -8,6 +8,10 @@ namespace mmchat::domain {
 bool DeliveryTracker::Advance(int64_t conversation_id, int64_t user_id, int64_t message_id,
                               int64_t stored) {
   std::lock_guard lock(mu_);
+  // A mark being written still counts (as in Effective): never announce less than it.
+  if (auto f = flushing_.find({conversation_id, user_id}); f != flushing_.end()) {
+    stored = std::max(stored, f->second);
+  }
   auto [it, inserted] = pending_.try_emplace({conversation_id, user_id}, stored);
   if (!inserted) it->second = std::max(it->second, stored);
   if (message_id <= it->second) {

@@ -44,7 +44,10 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
         if (!id.ok()) return ErrorResponse(Status::NotFound("conversation not found"));
         auto before = QueryInt(req, "before");
         if (!before.ok()) return ErrorResponse(before.status());
-        auto after = QueryInt(req, "after");
+        // after=0 starts at the oldest message (as since=0 does for sync).
+        auto after = req.Query("after") == "0"
+                         ? Result<std::optional<int64_t>>(std::optional<int64_t>(0))
+                         : QueryInt(req, "after");
         if (!after.ok()) return ErrorResponse(after.status());
         auto limit = QueryInt(req, "limit");
         if (!limit.ok()) return ErrorResponse(limit.status());

@@ -267,6 +267,19 @@ Status SqliteStore::SetRole(int64_t conversation_id, int64_t user_id, Role role,
     (*st)->Bind(1, std::string_view(RoleName(role))).Bind(2, conversation_id).Bind(3, user_id);
     if (Status r = Run(c, **st, "set role"); !r.ok()) return r;
     if (c.Changes() == 0) return Status::NotFound("not a participant of this conversation");
+    if (role == Role::kMember) {
+      // Checked in the write transaction: concurrent demotions must not leave a group
+      // without an admin (the domain's check ran on an earlier snapshot).
+      auto admin = c.Prepare(
+          "SELECT 1 FROM participants WHERE conversation_id = ? AND role = 'admin' LIMIT 1");
+      if (!admin.ok()) return admin.status();
+      (*admin)->Bind(1, conversation_id);
+      const int rc = (*admin)->Step();
+      if (rc == SQLITE_DONE) {
+        return Status::InvalidRequest("role: the group needs an admin; promote someone first");
+      }
+      if (rc != SQLITE_ROW) return c.Error("count admins");
+    }
     return Touch(c, conversation_id, now);
   });
 }
