@@ -33,6 +33,19 @@ Result<std::string> RequiredString(const Json& obj, const char* field) {
   return it->get<std::string>();
 }
 
+Result<std::vector<std::string>> RequiredStrings(const std::string& body,
+                                                 std::initializer_list<const char*> fields) {
+  auto obj = ParseObject(body);
+  if (!obj.ok()) return obj.status();
+  std::vector<std::string> out;
+  for (const char* f : fields) {
+    auto v = RequiredString(*obj, f);
+    if (!v.ok()) return v.status();
+    out.push_back(std::move(v).value());
+  }
+  return out;
+}
+
 Result<std::optional<std::string>> OptionalString(const Json& obj, const char* field) {
   auto it = obj.find(field);
   if (it == obj.end()) return std::optional<std::string>();

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "http/message.h"
@@ -18,6 +20,10 @@ using Json = nlohmann::json;
 Result<Json> ParseObject(const std::string& body);
 
 Result<std::string> RequiredString(const Json& obj, const char* field);
+// Parses `body` as an object and reads every named string field, in order; the first
+// failure (bad JSON, missing or mistyped field) is returned.
+Result<std::vector<std::string>> RequiredStrings(const std::string& body,
+                                                 std::initializer_list<const char*> fields);
 // Absent -> nullopt; present but not a string (null included) -> 400.
 Result<std::optional<std::string>> OptionalString(const Json& obj, const char* field);
 

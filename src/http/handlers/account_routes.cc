@@ -13,15 +13,9 @@ void AddAccountRoutes(Router& router, domain::AccountService* accounts) {
   router.Add(
       "POST", "/api/signup/initiate",
       [accounts](Request& req) -> Response {
-        auto body = ParseObject(req.body);
-        if (!body.ok()) return ErrorResponse(body.status());
-        auto username = RequiredString(*body, "username");
-        if (!username.ok()) return ErrorResponse(username.status());
-        auto email = RequiredString(*body, "email");
-        if (!email.ok()) return ErrorResponse(email.status());
-        auto password = RequiredString(*body, "password");
-        if (!password.ok()) return ErrorResponse(password.status());
-        auto ttl = accounts->SignupInitiate({*username, *email, *password});
+        auto f = RequiredStrings(req.body, {"username", "email", "password"});
+        if (!f.ok()) return ErrorResponse(f.status());
+        auto ttl = accounts->SignupInitiate({(*f)[0], (*f)[1], (*f)[2]});
         if (!ttl.ok()) return ErrorResponse(ttl.status());
         return JsonResponse(202, {{"message", "verification code sent"}, {"expires_in_sec", *ttl}});
       },
@@ -30,13 +24,9 @@ void AddAccountRoutes(Router& router, domain::AccountService* accounts) {
   router.Add(
       "POST", "/api/signup/verify",
       [accounts](Request& req) -> Response {
-        auto body = ParseObject(req.body);
-        if (!body.ok()) return ErrorResponse(body.status());
-        auto email = RequiredString(*body, "email");
-        if (!email.ok()) return ErrorResponse(email.status());
-        auto otp = RequiredString(*body, "otp");
-        if (!otp.ok()) return ErrorResponse(otp.status());
-        auto auth = accounts->SignupVerify(*email, *otp);
+        auto f = RequiredStrings(req.body, {"email", "otp"});
+        if (!f.ok()) return ErrorResponse(f.status());
+        auto auth = accounts->SignupVerify((*f)[0], (*f)[1]);
         if (!auth.ok()) return ErrorResponse(auth.status());
         return JsonResponse(201, AuthJson(*auth));
       },
@@ -62,11 +52,9 @@ void AddAccountRoutes(Router& router, domain::AccountService* accounts) {
   router.Add(
       "POST", "/api/forgot/initiate",
       [accounts](Request& req) -> Response {
-        auto body = ParseObject(req.body);
-        if (!body.ok()) return ErrorResponse(body.status());
-        auto email = RequiredString(*body, "email");
-        if (!email.ok()) return ErrorResponse(email.status());
-        if (Status s = accounts->ForgotInitiate(*email); !s.ok()) return ErrorResponse(s);
+        auto f = RequiredStrings(req.body, {"email"});
+        if (!f.ok()) return ErrorResponse(f.status());
+        if (Status s = accounts->ForgotInitiate((*f)[0]); !s.ok()) return ErrorResponse(s);
         return JsonResponse(202,
                             {{"message", "if the email is registered, a reset code was sent"}});
       },
@@ -75,16 +63,11 @@ void AddAccountRoutes(Router& router, domain::AccountService* accounts) {
   router.Add(
       "POST", "/api/forgot/reset",
       [accounts](Request& req) -> Response {
-        auto body = ParseObject(req.body);
-        if (!body.ok()) return ErrorResponse(body.status());
-        auto email = RequiredString(*body, "email");
-        if (!email.ok()) return ErrorResponse(email.status());
-        auto otp = RequiredString(*body, "otp");
-        if (!otp.ok()) return ErrorResponse(otp.status());
-        auto password = RequiredString(*body, "new_password");
-        if (!password.ok()) return ErrorResponse(password.status());
-        if (Status s = accounts->ForgotReset(*email, *otp, *password); !s.ok())
+        auto f = RequiredStrings(req.body, {"email", "otp", "new_password"});
+        if (!f.ok()) return ErrorResponse(f.status());
+        if (Status s = accounts->ForgotReset((*f)[0], (*f)[1], (*f)[2]); !s.ok()) {
           return ErrorResponse(s);
+        }
         return JsonResponse(200, {{"message", "password changed"}});
       },
       slow);
