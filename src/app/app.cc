@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -166,10 +167,11 @@ int Serve(const Config& config) {
 
   // Delivered watermarks go to the database in batches, off the io threads.
   boost::asio::steady_timer flush_timer(ioc);
+  std::atomic<bool> flushes_stopped{false};  // a completion already queued must not re-arm
   std::function<void()> schedule_flush = [&] {
     flush_timer.expires_after(kDeliveryFlushPeriod);
     flush_timer.async_wait([&](const boost::system::error_code& ec) {
-      if (ec) return;  // cancelled at shutdown
+      if (ec || flushes_stopped) return;  // shutting down: the final flush comes below
       boost::asio::post(workers, [&] {
         if (Status s = tracker.Flush(store.get()); !s.ok()) {
           spdlog::warn("delivery receipts not saved yet: {}", s.message());
@@ -194,6 +196,7 @@ int Serve(const Config& config) {
   // Worker tasks (a hash, a mail) finish and post their answers to closed connections, which
   // then end. Every session must be gone before the io_context stops: a session destroyed
   // later, with the io_context, would outlive the server it belongs to.
+  flushes_stopped = true;
   boost::asio::post(ioc, [&] { flush_timer.cancel(); });
   workers.join();
   while (!server.WaitForConnections(std::chrono::seconds(5))) {

@@ -2,9 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio/post.hpp>
 #include <chrono>
 #include <exception>
+#include <memory>
 
 #include "http/errors.h"
 #include "http/json_io.h"
@@ -70,13 +72,19 @@ void Dispatcher::Run(const Route& route, Request& req, Respond respond) {
     if (!user.ok()) return respond(ErrorResponse(user.status()));
     req.user_id = *user;
   }
+  // The handler gets a wrapper, so that a handler that throws before answering still gets
+  // its 500 (and an answer is never sent twice).
+  auto shared = std::make_shared<Respond>(std::move(respond));
+  auto answered = std::make_shared<std::atomic<bool>>(false);
+  auto once = [shared, answered](Response res) {
+    if (!answered->exchange(true)) (*shared)(std::move(res));
+  };
   try {
-    route.handler(req, std::move(respond));
+    route.handler(req, once);
   } catch (const std::exception& e) {
-    // A bug, not a client error: log the detail, show none of it. (A handler that threw has
-    // not answered: handlers answer last.)
+    // A bug, not a client error: log the detail, show none of it.
     spdlog::error("handler {} {} threw: {}", route.method, route.pattern, e.what());
-    if (respond) respond(ErrorResponse(Status::Internal("internal error")));
+    once(ErrorResponse(Status::Internal("internal error")));
   }
 }
 

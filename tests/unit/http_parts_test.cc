@@ -3,9 +3,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <boost/asio/thread_pool.hpp>
 #include <map>
+#include <stdexcept>
 #include <string>
 
+#include "http/dispatcher.h"
 #include "http/errors.h"
 #include "http/json_io.h"
 #include "http/message.h"
@@ -364,6 +367,39 @@ TEST(JsonResponseTest, SerializesBody) {
   EXPECT_EQ(r.status, 201);
   EXPECT_EQ(r.content_type, "application/json");
   EXPECT_EQ(Json::parse(r.body), (Json{{"id", 7}}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatcher
+// ---------------------------------------------------------------------------------------------
+
+TEST(DispatcherTest, AHandlerThatThrowsIsAnswered500Once) {
+  Router router;
+  router.Add("GET", "/boom", [](Request&) -> Response { throw std::runtime_error("secret"); });
+  router.AddAsync("GET", "/late", [](Request&, Respond respond) {
+    respond(JsonResponse(200, {{"ok", true}}));
+    throw std::runtime_error("after answering");
+  });
+  boost::asio::thread_pool pool(1);
+  metrics::Registry registry;
+  Dispatcher d(
+      &router, [](std::string_view) -> Result<int64_t> { return int64_t{1}; }, pool.get_executor(),
+      &registry);
+  std::vector<Response> got;
+  Request req;
+  req.method = "GET";
+  req.path = "/boom";
+  d.Dispatch(req, [&](Response r) { got.push_back(std::move(r)); });
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].status, 500);
+  EXPECT_EQ(Json::parse(got[0].body)["error"]["code"], "internal");
+  EXPECT_EQ(got[0].body.find("secret"), std::string::npos);  // no internal details
+  got.clear();
+  req.path = "/late";
+  d.Dispatch(req, [&](Response r) { got.push_back(std::move(r)); });
+  ASSERT_EQ(got.size(), 1u);  // the 200 only, no second answer
+  EXPECT_EQ(got[0].status, 200);
+  pool.join();
 }
 
 }  // namespace

@@ -312,9 +312,14 @@ void SqliteStore::AppendMessage(domain::NewMessage message,
                                 std::function<void(Result<AppendResult>)> done) {
   {
     std::lock_guard lock(queue_mu_);
-    queue_.push_back({std::move(message), std::move(done)});
+    if (!stopping_) {
+      queue_.push_back({std::move(message), std::move(done)});
+      queue_cv_.notify_one();
+      return;
+    }
   }
-  queue_cv_.notify_one();
+  // The writer has drained and stopped: nothing queued now would ever be answered.
+  done(Status::Unavailable("the server is shutting down"));
 }
 
 void SqliteStore::WriterLoop() {
@@ -333,12 +338,24 @@ void SqliteStore::WriterLoop() {
     std::vector<Result<AppendResult>> results;
     results.reserve(batch.size());
     Status committed = InTransaction([&](Connection& c) -> Status {
-      for (const auto& p : batch) results.push_back(AppendOne(c, p.message));
+      for (const auto& p : batch) {
+        results.push_back(AppendOne(c, p.message));
+        // SQLite may roll the whole transaction back by itself (disk full, I/O error). Then
+        // later appends would run outside it and commit on their own: fail the batch instead.
+        if (sqlite3_get_autocommit(c.raw())) return c.Error("batch aborted");
+      }
       return Status::Ok();
     });
     for (size_t i = 0; i < batch.size(); ++i) {
-      // Nobody hears "ok" unless the commit happened.
-      batch[i].done(committed.ok() ? std::move(results[i]) : Result<AppendResult>(committed));
+      // Nobody hears "ok" unless the commit happened. One failing callback must not keep the
+      // others from their answers, nor end the writer thread.
+      Result<AppendResult> r =
+          committed.ok() ? std::move(results[i]) : Result<AppendResult>(committed);
+      try {
+        batch[i].done(std::move(r));
+      } catch (const std::exception& e) {
+        spdlog::error("message append callback threw: {}", e.what());
+      }
     }
   }
 }
