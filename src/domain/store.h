@@ -91,10 +91,6 @@ class SettingsStore {
                                                  std::string_view value_if_absent) = 0;
 };
 
-}  // namespace mmchat::domain
-
-namespace mmchat::domain {
-
 // Lets /readyz ask whether the database answers.
 class StoreHealth {
  public:

@@ -215,7 +215,6 @@ Result<std::vector<int64_t>> SqliteStore::ListConversationIds(int64_t user_id) {
 }
 
 Result<std::optional<Message>> SqliteStore::LastMessage(int64_t conversation_id) {
-  std::vector<Message> rows;
   auto r = ListMessages(conversation_id, std::nullopt, std::nullopt, 1);
   if (!r.ok()) return r.status();
   if (r->empty()) return std::optional<Message>();
