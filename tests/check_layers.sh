@@ -14,6 +14,7 @@ allowed() {  # allowed <layer>: the project folders that layer may include
     bus) echo "common domain bus" ;;
     metrics) echo "common metrics" ;;
     http) echo "common domain http metrics" ;;
+    ws) echo "common domain http metrics ws" ;;
     app) echo "*" ;;
     *) echo "" ;;
   esac

@@ -21,7 +21,7 @@
 #include "domain/conversation_service.h"
 #include "domain/delivery_tracker.h"
 #include "domain/message_service.h"
-#include "domain/presence.h"
+#include "domain/presence_service.h"
 #include "domain/user_service.h"
 #include "http/dispatcher.h"
 #include "http/handlers/routes.h"
@@ -31,6 +31,7 @@
 #include "mail/smtp_sender.h"
 #include "metrics/registry.h"
 #include "store/sqlite/sqlite_store.h"
+#include "ws/hub.h"
 
 namespace mmchat::app {
 namespace {
@@ -112,8 +113,6 @@ int Serve(const Config& config) {
        .background =
            [&workers](std::function<void()> task) { boost::asio::post(workers, std::move(task)); }},
       policy);
-  domain::NobodyOnline presence;  // replaced by the WebSocket hub when it lands
-  domain::UserService users(store.get(), &presence);
   bus::LocalBus bus;
   domain::DeliveryTracker tracker;
   domain::ConversationService conversations(
@@ -123,6 +122,7 @@ int Serve(const Config& config) {
                                    .bus = &bus,
                                    .tracker = &tracker,
                                    .max_message_len = static_cast<int>(config.max_message_len)});
+  domain::PresenceService presence(store.get(), &bus);
 
   // Metrics fed by domain events.
   metrics::Registry registry;
@@ -132,23 +132,45 @@ int Serve(const Config& config) {
     if (std::holds_alternative<domain::MessageCreated>(e)) messages_sent->Inc();
   });
 
-  // HTTP.
   const int io_threads = config.http_threads > 0 ? config.http_threads : Cores();
   boost::asio::io_context ioc(io_threads);
+  auto authenticate = [&accounts](std::string_view token) { return accounts.Authenticate(token); };
+
+  // WebSocket: the hub is also who knows which users are online.
+  ws::HubOptions hub_options;
+  hub_options.ping_interval_ms = config.ws_ping_interval_sec * 1000;
+  hub_options.typing_timeout_ms = config.ws_typing_timeout_sec * 1000;
+  hub_options.max_queue_bytes = static_cast<size_t>(config.ws_max_queue_bytes);
+  ws::Hub hub(ioc,
+              {.messages = &messages,
+               .conversations = &conversations,
+               .presence = &presence,
+               .store = store.get(),
+               .bus = &bus,
+               .authenticate = authenticate,
+               .workers = workers.get_executor(),
+               .registry = &registry},
+              hub_options);
+  if (Status s = hub.Start(); !s.ok()) {
+    spdlog::critical("cannot load conversation memberships: {}", s.message());
+    return 1;
+  }
+  domain::UserService users(store.get(), &hub);
+
+  // HTTP.
   http::Router router;
   http::AddOpsRoutes(router, store.get(), &registry);
   http::AddAccountRoutes(router, &accounts);
   http::AddUserRoutes(router, &users);
   http::AddConversationRoutes(router, &conversations);
   http::AddMessageRoutes(router, &messages);
-  http::Dispatcher dispatcher(
-      &router, [&accounts](std::string_view token) { return accounts.Authenticate(token); },
-      workers.get_executor(), &registry);
+  http::Dispatcher dispatcher(&router, authenticate, workers.get_executor(), &registry);
   http::ServerOptions options;
   options.host = config.http_host;
   options.port = config.http_port;
   options.read_timeout = std::chrono::seconds(config.http_read_timeout_sec);
   http::Server server(ioc, &dispatcher, &registry, options);
+  server.SetUpgradeHandler(&hub);
   if (Status s = server.Listen(); !s.ok()) {
     spdlog::critical("{}", s.message());
     return 1;
@@ -189,15 +211,27 @@ int Serve(const Config& config) {
   const int sig = stop_signal.get_future().get();
   spdlog::info("received signal {}: shutting down", sig);
   server.Stop();
-  if (!server.WaitForConnections(kShutdownGrace)) {
+  hub.Shutdown();  // WebSocket connections close with 1001
+  const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
+  auto left = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max(deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{}));
+  };
+  if (!server.WaitForConnections(left()) || !hub.WaitForConnections(left())) {
     spdlog::warn("connections still open after {}s; closing them", kShutdownGrace.count());
     server.Abort();
+    hub.Abort();
+  }
+  flushes_stopped = true;
+  boost::asio::post(ioc, [&] { flush_timer.cancel(); });
+  // WebSocket connections end first: their last presence changes run on the workers.
+  while (!hub.WaitForConnections(std::chrono::seconds(5))) {
+    spdlog::warn("waiting for WebSocket connections to close");
+    hub.Abort();
   }
   // Worker tasks (a hash, a mail) finish and post their answers to closed connections, which
   // then end. Every session must be gone before the io_context stops: a session destroyed
   // later, with the io_context, would outlive the server it belongs to.
-  flushes_stopped = true;
-  boost::asio::post(ioc, [&] { flush_timer.cancel(); });
   workers.join();
   while (!server.WaitForConnections(std::chrono::seconds(5))) {
     spdlog::warn("waiting for connections to close");
@@ -206,6 +240,7 @@ int Serve(const Config& config) {
   guard.reset();
   ioc.stop();
   for (auto& t : threads) t.join();
+  hub.FlushDeliveries();
   if (Status s = tracker.Flush(store.get()); !s.ok()) {
     spdlog::error("delivery receipts lost at shutdown: {}", s.message());
   }

@@ -66,6 +66,11 @@ const std::vector<ConfigVar>& ConfigVars() {
        "time a client has to send a whole request, and the keep-alive idle limit"},
       {"SQLITE_SYNCHRONOUS", "NORMAL", "`NORMAL` or `FULL` (SQLite `synchronous` in WAL mode)"},
       {"LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`"},
+      {"WS_PING_INTERVAL_SEC", "30",
+       "a WebSocket silent this long is pinged; silent twice as long, it is closed"},
+      {"WS_TYPING_TIMEOUT_SEC", "10", "a typing state not refreshed this long ends (`typing_stop`)"},
+      {"WS_MAX_QUEUE_BYTES", "1048576",
+       "events waiting for one WebSocket connection; past it the connection is closed (1008)"},
   };
   return kVars;
 }
@@ -210,6 +215,17 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
     return s;
   }
   if (Status s = one_of("LOG_LEVEL", {"debug", "info", "warn", "error"}, &c.log_level); !s.ok()) {
+    return s;
+  }
+  if (Status s = int_var("WS_PING_INTERVAL_SEC", 1, 86400, &c.ws_ping_interval_sec); !s.ok()) {
+    return s;
+  }
+  if (Status s = int_var("WS_TYPING_TIMEOUT_SEC", 1, 3600, &c.ws_typing_timeout_sec); !s.ok()) {
+    return s;
+  }
+  // At least one full frame (64 KiB) must fit.
+  if (Status s = int_var("WS_MAX_QUEUE_BYTES", 65536, int64_t{1} << 32, &c.ws_max_queue_bytes);
+      !s.ok()) {
     return s;
   }
   return c;

@@ -34,6 +34,9 @@ struct Config {
   int64_t http_read_timeout_sec = 30;
   std::string sqlite_synchronous = "NORMAL";  // NORMAL | FULL
   std::string log_level = "info";
+  int64_t ws_ping_interval_sec = 30;
+  int64_t ws_typing_timeout_sec = 10;
+  int64_t ws_max_queue_bytes = 1 << 20;
 };
 
 struct ConfigVar {

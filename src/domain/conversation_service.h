@@ -49,9 +49,11 @@ class ConversationService {
   // when the caller is not (or no longer) a participant. Used by the message use cases too.
   Result<Conversation> LoadForParticipant(int64_t caller, int64_t id);
 
- private:
   // Fills the reader's fields: last_message (with status), unread_count, last_read_message_id.
+  // The real-time layer uses it to give each recipient of a `conversation` event its own view.
   Result<Conversation> ForReader(Conversation c, int64_t reader);
+
+ private:
   // Loads a group the caller administers (404 / 403 / 400 for a private one).
   Result<Conversation> LoadForAdmin(int64_t caller, int64_t id, bool* is_admin);
   // Reloads after a change, announces it and returns the caller's view.

@@ -28,6 +28,8 @@ class ConversationStore {
   virtual Result<std::optional<Conversation>> GetConversation(int64_t id) = 0;
   // The user's conversations, newest activity first.
   virtual Result<std::vector<int64_t>> ListConversationIds(int64_t user_id) = 0;
+  // Every (conversation id, user id) membership: loads the real-time layer's index at start.
+  virtual Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() = 0;
   virtual Result<std::optional<Message>> LastMessage(int64_t conversation_id) = 0;
   // Messages from others with id above `after_id`.
   virtual Result<int64_t> CountUnread(int64_t conversation_id, int64_t user_id,

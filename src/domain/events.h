@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <variant>
 
 #include "domain/conversation.h"
@@ -36,8 +37,21 @@ struct ConversationRemoved {
   int64_t user_id = 0;  // the user who was removed (or left)
 };
 
+// A user's first connection opened (online) or its last one closed (offline, with last_seen).
+struct PresenceChanged {
+  int64_t user_id = 0;
+  bool online = false;
+  std::optional<TimeMs> last_seen;
+};
+// A user started or stopped typing in a conversation (stops include the server's expiry).
+struct TypingChanged {
+  int64_t conversation_id = 0;
+  int64_t user_id = 0;
+  bool typing = false;
+};
+
 using Event = std::variant<MessageCreated, ReadReceipt, DeliveryReceipt, ConversationChanged,
-                           ConversationRemoved>;
+                           ConversationRemoved, PresenceChanged, TypingChanged>;
 
 // Thread-safe. Publish may be called from any thread; subscribers are called on the
 // publishing thread, in publish order, and must not block.

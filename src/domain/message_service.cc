@@ -117,6 +117,14 @@ Result<SyncPage> MessageService::Sync(int64_t caller, int64_t since, int limit) 
   return page;
 }
 
+void MessageService::DeliveredLive(int64_t conversation_id, int64_t user, int64_t up_to) {
+  // Pushed messages are newer than anything stored for this user, so the stored mark is not
+  // needed to decide whether the watermark moved.
+  if (d_.tracker->Advance(conversation_id, user, up_to, 0)) {
+    d_.bus->Publish(DeliveryReceipt{conversation_id, user, up_to, d_.now()});
+  }
+}
+
 void MessageService::Delivered(const Conversation& c, int64_t reader, int64_t up_to) {
   const Participant* me = c.Find(reader);
   if (me == nullptr) return;

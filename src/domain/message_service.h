@@ -53,6 +53,9 @@ class MessageService {
                            std::optional<int64_t> after, int limit);
   Result<ReadMark> MarkRead(int64_t caller, int64_t conversation_id, int64_t message_id);
   Result<SyncPage> Sync(int64_t caller, int64_t since, int limit);
+  // Messages up to `up_to` were pushed live to one of `user`'s connections: counts them as
+  // delivered and announces the receipt when the watermark moved.
+  void DeliveredLive(int64_t conversation_id, int64_t user, int64_t up_to);
 
  private:
   // Counts the returned messages as delivered to `reader` and announces the receipt.

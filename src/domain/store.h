@@ -42,6 +42,8 @@ class UserStore {
   virtual Result<LoginGate> BeginLoginAttempt(int64_t id, TimeMs now, TimeMs window_ms,
                                               int32_t max_failures) = 0;
   virtual Status ClearLoginFailures(int64_t id) = 0;
+  // Records when the user's last connection closed.
+  virtual Status SetLastSeen(int64_t id, TimeMs at) = 0;
 };
 
 enum class CodePurpose { kSignup, kReset };

@@ -7,6 +7,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <future>
 #include <optional>
 #include <vector>
@@ -120,6 +121,8 @@ class Session : public std::enable_shared_from_this<Session> {
     req.path = std::string(target.substr(0, q));
     if (q != std::string_view::npos) req.query = ParseQuery(target.substr(q + 1));
     req.authorization = std::string(msg[bhttp::field::authorization]);
+    UpgradeHandler* upgrader = server_->upgrader_;
+    if (upgrader != nullptr && req.path == upgrader->path()) return Upgrade(*upgrader, req);
     req.body = std::move(msg.body());
 
     server_->dispatcher_->Dispatch(std::move(req), [self = shared_from_this()](Response res) {
@@ -127,6 +130,26 @@ class Session : public std::enable_shared_from_this<Session> {
       net::post(self->stream_.get_executor(),
                 [self, res = std::move(res)]() mutable { self->Write(std::move(res), false); });
     });
+  }
+
+  // A request to the WebSocket path: refused over HTTP, or handed over with the socket.
+  void Upgrade(UpgradeHandler& upgrader, const Request& req) {
+    auto& msg = parser_->get();
+    if (msg.method() != bhttp::verb::get) {
+      Response res = ErrorResponse(Status::NotFound("no route for " + req.method + " " + req.path));
+      res.headers.emplace_back("Allow", "GET");
+      return Write(std::move(res), false);
+    }
+    auto user = upgrader.Authorize(req);
+    if (!user.ok()) return Write(ErrorResponse(user.status()), false);
+    if (!beast::websocket::is_upgrade(msg)) {
+      return Write(ErrorResponse(Status::InvalidRequest("a WebSocket upgrade is required")), false);
+    }
+    if (stopping_) {
+      return Write(ErrorResponse(Status::Unavailable("the server is shutting down")), true);
+    }
+    upgrader.Accept(*user, stream_.release_socket(), parser_->release());
+    // This session ends here; its destructor unregisters it from the HTTP server.
   }
 
   void WriteError(const Status& status, int http_status = 0) {

@@ -9,6 +9,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -31,6 +33,20 @@ struct ServerOptions {
   size_t header_limit = 16 * 1024;
 };
 
+// Takes over connections that ask for a WebSocket upgrade on its path (the ws layer does).
+// Called on the connection's strand.
+class UpgradeHandler {
+ public:
+  virtual ~UpgradeHandler() = default;
+  virtual std::string_view path() const = 0;
+  // Decides before any upgrade (the token); a failure is answered over HTTP with the error
+  // object, and so is a request to the path that is not an upgrade.
+  virtual Result<int64_t> Authorize(const Request& req) = 0;
+  // From here on the connection is the handler's: it answers the handshake and runs it.
+  virtual void Accept(int64_t user_id, boost::asio::ip::tcp::socket socket,
+                      boost::beast::http::request<boost::beast::http::string_body> req) = 0;
+};
+
 class Session;
 
 class Server {
@@ -41,6 +57,8 @@ class Server {
 
   // Binds and listens; afterwards port() is the real port (useful with port 0).
   Status Listen();
+  // Before Start: where WebSocket upgrades go (none: the path is an ordinary route).
+  void SetUpgradeHandler(UpgradeHandler* handler) { upgrader_ = handler; }
   uint16_t port() const { return port_; }
   void Start();
   // Stops accepting (synchronously) and closes idle connections; busy ones close after their
@@ -62,6 +80,7 @@ class Server {
 
   boost::asio::io_context& ioc_;
   Dispatcher* dispatcher_;
+  UpgradeHandler* upgrader_ = nullptr;
   const ServerOptions options_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer accept_backoff_;  // on the acceptor's strand

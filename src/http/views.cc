@@ -45,6 +45,12 @@ Json MessageJson(const domain::Message& m) {
           {"status", kStatus[static_cast<int>(m.status)]}};
 }
 
+Json ReadMarkJson(const domain::ReadMark& mark) {
+  return {{"conversation_id", mark.conversation_id},
+          {"message_id", mark.message_id},
+          {"read_at", FormatRfc3339(mark.read_at)}};
+}
+
 Json ParticipantJson(const domain::Participant& p) {
   return {{"user_id", p.user_id},
           {"username", p.username},

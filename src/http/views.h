@@ -16,6 +16,8 @@ Json UserJson(const domain::User& user, bool with_email);
 Json AuthJson(const domain::AuthResult& auth);
 Json LastSeenJson(const domain::LastSeen& ls);
 Json MessageJson(const domain::Message& m);
+// {"conversation_id","message_id","read_at"}: the answer to a read.
+Json ReadMarkJson(const domain::ReadMark& mark);
 Json ParticipantJson(const domain::Participant& p);
 Json ConversationJson(const domain::Conversation& c);
 

@@ -314,4 +314,13 @@ Account SignUp(TestServer& server, HttpClient& client, const std::string& userna
   return a;
 }
 
+int64_t RssKib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
 }  // namespace mmchat::test

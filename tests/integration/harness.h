@@ -88,6 +88,7 @@ class TestServer {
   // Waits for the process to exit by itself; returns the exit code, or -1 after `timeout`.
   int WaitExit(std::chrono::milliseconds timeout = std::chrono::seconds(15));
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
 
  private:
   std::filesystem::path dir_;
@@ -122,6 +123,9 @@ struct RunResult {
 RunResult RunBinary(const std::vector<std::string>& args,
                     const std::map<std::string, std::string>& env,
                     const std::filesystem::path& dir);
+
+// The resident set size of a process in KiB (VmRSS), or -1 when it cannot be read.
+int64_t RssKib(pid_t pid);
 
 // A free TCP port on 127.0.0.1 at the time of the call.
 uint16_t FreePort();

@@ -66,6 +66,7 @@ class FakeConversationStore final : public ConversationStore {
   }
   Result<std::optional<Conversation>> GetConversation(int64_t) override { return No(); }
   Result<std::vector<int64_t>> ListConversationIds(int64_t) override { return No(); }
+  Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() override { return No(); }
   Result<std::optional<Message>> LastMessage(int64_t) override { return No(); }
   Result<int64_t> CountUnread(int64_t, int64_t, int64_t) override { return No(); }
   Status Rename(int64_t, const std::string&, TimeMs) override { return No(); }

@@ -72,9 +72,7 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
         if (!message.ok()) return ErrorResponse(message.status());
         auto mark = messages->MarkRead(req.user_id, *conversation, *message);
         if (!mark.ok()) return ErrorResponse(mark.status());
-        return JsonResponse(200, {{"conversation_id", mark->conversation_id},
-                                  {"message_id", mark->message_id},
-                                  {"read_at", FormatRfc3339(mark->read_at)}});
+        return JsonResponse(200, ReadMarkJson(*mark));
       },
       write);
 

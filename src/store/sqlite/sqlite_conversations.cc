@@ -214,6 +214,19 @@ Result<std::vector<int64_t>> SqliteStore::ListConversationIds(int64_t user_id) {
   return ids;
 }
 
+Result<std::vector<std::pair<int64_t, int64_t>>> SqliteStore::ListMemberships() {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  Status s = WithReader([&](Connection& c) -> Status {
+    auto st = c.Prepare("SELECT conversation_id, user_id FROM participants");
+    if (!st.ok()) return st.status();
+    int rc;
+    while ((rc = (*st)->Step()) == SQLITE_ROW) out.emplace_back((*st)->Int(0), (*st)->Int(1));
+    return rc == SQLITE_DONE ? Status::Ok() : c.Error("list memberships");
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
 Result<std::optional<Message>> SqliteStore::LastMessage(int64_t conversation_id) {
   auto r = ListMessages(conversation_id, std::nullopt, std::nullopt, 1);
   if (!r.ok()) return r.status();

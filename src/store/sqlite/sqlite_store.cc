@@ -231,6 +231,16 @@ Status SqliteStore::ReplacePassword(int64_t id, const std::string& password_hash
   });
 }
 
+Status SqliteStore::SetLastSeen(int64_t id, TimeMs at) {
+  return WithWriter([&](Connection& c) -> Status {
+    auto st = c.Prepare("UPDATE users SET last_seen = ?2 WHERE id = ?1");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, id).Bind(2, at);
+    if ((*st)->Step() != SQLITE_DONE) return c.Error("set last seen");
+    return c.Changes() == 1 ? Status::Ok() : Status::NotFound("user not found");
+  });
+}
+
 Result<domain::LoginGate> SqliteStore::BeginLoginAttempt(int64_t id, TimeMs now, TimeMs window_ms,
                                                          int32_t max_failures) {
   domain::LoginGate gate;

@@ -49,6 +49,7 @@ class SqliteStore final : public domain::UserStore,
   Result<domain::LoginGate> BeginLoginAttempt(int64_t id, TimeMs now, TimeMs window_ms,
                                               int32_t max_failures) override;
   Status ClearLoginFailures(int64_t id) override;
+  Status SetLastSeen(int64_t id, TimeMs at) override;
 
   // CodeStore
   Result<std::optional<domain::PendingCode>> FindCode(domain::CodePurpose purpose,
@@ -75,6 +76,7 @@ class SqliteStore final : public domain::UserStore,
                               const std::vector<int64_t>& members, TimeMs now) override;
   Result<std::optional<domain::Conversation>> GetConversation(int64_t id) override;
   Result<std::vector<int64_t>> ListConversationIds(int64_t user_id) override;
+  Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() override;
   Result<std::optional<domain::Message>> LastMessage(int64_t conversation_id) override;
   Result<int64_t> CountUnread(int64_t conversation_id, int64_t user_id, int64_t after_id) override;
   Status Rename(int64_t conversation_id, const std::string& name, TimeMs now) override;

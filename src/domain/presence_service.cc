@@ -1,0 +1,24 @@
+#include "domain/presence_service.h"
+
+namespace mmchat::domain {
+
+PresenceService::PresenceService(UserStore* users, EventBus* bus, std::function<TimeMs()> now)
+    : users_(users), bus_(bus), now_(std::move(now)) {}
+
+Status PresenceService::WentOnline(int64_t user_id) {
+  auto rec = users_->FindUserById(user_id);
+  if (!rec.ok()) return rec.status();
+  if (!rec->has_value()) return Status::NotFound("user not found");
+  bus_->Publish(PresenceChanged{user_id, true, (*rec)->user.last_seen});
+  return Status::Ok();
+}
+
+Status PresenceService::WentOffline(int64_t user_id) {
+  const TimeMs at = now_();
+  // Announced even when the write fails: the user is offline either way.
+  Status s = users_->SetLastSeen(user_id, at);
+  bus_->Publish(PresenceChanged{user_id, false, at});
+  return s;
+}
+
+}  // namespace mmchat::domain

@@ -1,0 +1,32 @@
+// Online status and last seen (API.md's `presence` event and /api/users/:id/last-seen). The
+// real-time transport counts connections and calls in when a user's first one opens or last
+// one closes; this stores last_seen and announces the change. Thread-safe; the transport must
+// call it in the order the transitions happened.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "common/status.h"
+#include "common/time.h"
+#include "domain/events.h"
+#include "domain/store.h"
+
+namespace mmchat::domain {
+
+class PresenceService {
+ public:
+  PresenceService(UserStore* users, EventBus* bus, std::function<TimeMs()> now = NowMs);
+
+  // The first connection opened: announces online, with the last_seen stored before.
+  Status WentOnline(int64_t user_id);
+  // The last connection closed: stores last_seen = now and announces offline.
+  Status WentOffline(int64_t user_id);
+
+ private:
+  UserStore* users_;
+  EventBus* bus_;
+  std::function<TimeMs()> now_;
+};
+
+}  // namespace mmchat::domain

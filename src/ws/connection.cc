@@ -1,0 +1,211 @@
+#include "ws/connection.h"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+
+#include "ws/hub.h"
+
+namespace mmchat::ws {
+
+namespace beast = boost::beast;
+namespace websocket = boost::beast::websocket;
+namespace net = boost::asio;
+
+Connection::Connection(Socket socket, Hub* hub, int64_t user_id)
+    : ws_(std::move(socket)), hub_(hub), user_id_(user_id) {
+  ws_.read_message_max(hub_->options().max_frame_bytes);  // over it: Beast closes with 1009
+  ws_.auto_fragment(false);
+  // Pongs (and pings) count as signs of life for the liveness sweep.
+  ws_.control_callback(
+      [this](websocket::frame_type, beast::string_view) { last_heard_ = NowMs(); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening and reading
+// ---------------------------------------------------------------------------------------------
+
+void Connection::Start(UpgradeRequest req) {
+  since_ = NowMs();
+  upgrade_ = std::make_unique<UpgradeRequest>(std::move(req));
+  ws_.async_accept(*upgrade_,
+                   [self = shared_from_this()](beast::error_code ec) { self->OnAccepted(ec); });
+}
+
+void Connection::OnAccepted(beast::error_code ec) {
+  upgrade_.reset();
+  if (ec) return Finish();
+  opened_ = true;
+  last_heard_ = NowMs();
+  hub_->Opened(shared_from_this());
+  Read();
+  Pump();  // events that arrived during the handshake
+}
+
+void Connection::Read() {
+  ws_.async_read(read_buf_,
+                 [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+}
+
+void Connection::OnRead(beast::error_code ec) {
+  if (ec) return Finish();  // closed by either side, too big (1009 sent by Beast), or dropped
+  last_heard_ = NowMs();
+  const auto data = read_buf_.cdata();
+  hub_->OnFrame(shared_from_this(),
+                std::string_view(static_cast<const char*>(data.data()), data.size()),
+                ws_.got_text());
+  // Idle connections keep no read buffer.
+  read_buf_.clear();
+  read_buf_.shrink_to_fit();
+  Read();  // after our close frame too: the read loop ends when the client's close arrives
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------------------------
+
+void Connection::Send(Outgoing out) {
+  const size_t size = out.frame->size();
+  bool overflow = false;
+  {
+    std::lock_guard lock(mu_);
+    if (refusing_) return;
+    queued_bytes_ += size;
+    if (queued_bytes_ <= hub_->options().max_queue_bytes) {
+      queue_.push_back(std::move(out));
+      if (pump_posted_) return;
+      pump_posted_ = true;
+    } else {
+      // Too far behind: drop what waits and close; the client catches up with sync.
+      refusing_ = true;
+      overflow = true;
+      std::vector<Outgoing>().swap(queue_);
+    }
+  }
+  if (overflow) {
+    hub_->CountSlowClose();
+    return Close(websocket::close_code::policy_error);
+  }
+  net::post(ws_.get_executor(), [self = shared_from_this()] { self->Pump(); });
+}
+
+void Connection::Close(websocket::close_code code) {
+  net::dispatch(ws_.get_executor(), [self = shared_from_this(), code] {
+    if (self->finished_ || self->close_code_) return;
+    {
+      std::lock_guard lock(self->mu_);
+      self->refusing_ = true;
+      std::vector<Outgoing>().swap(self->queue_);
+    }
+    self->close_code_ = code;
+    self->since_ = NowMs();
+    self->Pump();
+  });
+}
+
+void Connection::Pump() {
+  if (writing_ || finished_ || !opened_) return;
+  if (close_code_) {
+    if (close_sent_) return;
+    close_sent_ = true;
+    writing_ = true;
+    // Beast sends the close frame, then waits for the client's and ends the read loop.
+    ws_.async_close(*close_code_, [self = shared_from_this()](beast::error_code ec) {
+      self->writing_ = false;
+      if (ec) self->Drop();
+    });
+    return;
+  }
+  if (ping_due_) {
+    ping_due_ = false;
+    writing_ = true;
+    ws_.async_ping({}, [self = shared_from_this()](beast::error_code ec) {
+      self->OnWritten(ec, /*frame=*/false);
+    });
+    return;
+  }
+  if (next_ == batch_.size()) {
+    FinishBatch();
+    std::lock_guard lock(mu_);
+    if (queue_.empty()) {
+      pump_posted_ = false;
+      return;
+    }
+    batch_.swap(queue_);
+    next_ = 0;
+  }
+  writing_ = true;
+  ws_.text(true);
+  ws_.async_write(net::buffer(*batch_[next_].frame),
+                  [self = shared_from_this()](beast::error_code ec, size_t) {
+                    self->OnWritten(ec, /*frame=*/true);
+                  });
+}
+
+void Connection::OnWritten(beast::error_code ec, bool frame) {
+  writing_ = false;
+  if (ec) return Drop();
+  if (frame) ++next_;
+  Pump();
+}
+
+void Connection::FinishBatch() {
+  if (batch_.empty()) return;
+  hub_->Written(user_id_, batch_, next_);
+  size_t bytes = 0;
+  for (const auto& o : batch_) bytes += o.frame->size();
+  {
+    std::lock_guard lock(mu_);
+    queued_bytes_ -= std::min(bytes, queued_bytes_);
+  }
+  batch_.clear();
+  next_ = 0;
+  if (batch_.capacity() > 64) batch_.shrink_to_fit();  // a burst does not pin memory
+}
+
+// ---------------------------------------------------------------------------------------------
+// Liveness and the end
+// ---------------------------------------------------------------------------------------------
+
+void Connection::Check(TimeMs now, TimeMs interval) {
+  net::post(ws_.get_executor(),
+            [self = shared_from_this(), now, interval] { self->DoCheck(now, interval); });
+}
+
+void Connection::DoCheck(TimeMs now, TimeMs interval) {
+  if (finished_) return;
+  if (!opened_ || close_code_) {
+    if (now - since_ >= interval) Drop();  // handshake or close never completed
+    return;
+  }
+  const TimeMs silent = now - last_heard_.load();
+  if (silent >= 2 * interval) {
+    Drop();  // pinged a round ago and still silent
+  } else if (silent >= interval) {
+    ping_due_ = true;
+    Pump();
+  }
+}
+
+void Connection::Abort() {
+  net::dispatch(ws_.get_executor(), [self = shared_from_this()] { self->Drop(); });
+}
+
+void Connection::Drop() {
+  beast::error_code ignored;
+  beast::get_lowest_layer(ws_).close(ignored);
+}
+
+void Connection::Finish() {
+  if (finished_) return;
+  finished_ = true;
+  Drop();
+  {
+    std::lock_guard lock(mu_);
+    refusing_ = true;
+    std::vector<Outgoing>().swap(queue_);
+  }
+  std::vector<Outgoing>().swap(batch_);
+  hub_->Ended(this, opened_);
+}
+
+}  // namespace mmchat::ws

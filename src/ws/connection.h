@@ -1,0 +1,104 @@
+// One WebSocket connection (one device of one user) on Boost.Beast: the handshake, a read
+// loop that hands text frames to the Hub, and a bounded outgoing queue written one frame at a
+// time. Frames are shared immutable buffers, so a fan-out to many connections copies nothing.
+//
+// Threading: everything except Send, Close and the atomics runs on the connection's strand
+// (the executor of its socket). Send and Close may be called from any thread. The Hub holds
+// the owning reference while the connection is open.
+//
+// Memory: an idle connection keeps no read buffer, no queue capacity and no timer of its own;
+// liveness is checked by the Hub's single sweep through Check().
+#pragma once
+
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/websocket/stream.hpp>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "common/time.h"
+#include "ws/frames.h"
+
+namespace mmchat::ws {
+
+class Hub;
+
+// A frame waiting to be written. A message frame to someone other than its sender names the
+// message, so that writing it counts as a delivery.
+struct Outgoing {
+  Frame frame;
+  int64_t conversation_id = 0;
+  int64_t message_id = 0;  // 0: not a delivery
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using Socket = boost::asio::ip::tcp::socket;
+  using UpgradeRequest = boost::beast::http::request<boost::beast::http::string_body>;
+
+  Connection(Socket socket, Hub* hub, int64_t user_id);
+
+  // Answers the upgrade; once open, registers with the Hub and starts reading.
+  void Start(UpgradeRequest req);
+
+  // Queues a frame. Past the queue limit the connection is closed with 1008 and the queue is
+  // dropped, instead of growing. Thread-safe.
+  void Send(Outgoing out);
+  // Sends a close frame with `code` after the frame being written (queued frames are dropped).
+  // Thread-safe.
+  void Close(boost::beast::websocket::close_code code);
+  // The Hub's liveness sweep: pings a connection idle for `interval`, drops one that stayed
+  // silent after that, and one stuck in its handshake or close. Thread-safe.
+  void Check(TimeMs now, TimeMs interval);
+  // Closes the socket now, whatever it is doing (shutdown's grace period ran out). Thread-safe.
+  void Abort();
+
+  int64_t user_id() const { return user_id_; }
+
+ private:
+  void OnAccepted(boost::beast::error_code ec);
+  void Read();
+  void OnRead(boost::beast::error_code ec);
+  // Starts the next write (close frame, ping, or queued frame) unless one is in flight.
+  void Pump();
+  void OnWritten(boost::beast::error_code ec, bool frame);
+  // Releases the written batch: its bytes, and the deliveries it made.
+  void FinishBatch();
+  void DoCheck(TimeMs now, TimeMs interval);
+  // Closes the socket at once; pending operations end with errors.
+  void Drop();
+  // The read loop ended: the connection is over.
+  void Finish();
+
+  boost::beast::websocket::stream<Socket, /*deflateSupported=*/false> ws_;
+  Hub* const hub_;
+  const int64_t user_id_;
+  std::atomic<TimeMs> last_heard_{0};  // any frame or pong from the client
+
+  // On the strand:
+  std::unique_ptr<UpgradeRequest> upgrade_;  // kept until the handshake is answered
+  boost::beast::flat_buffer read_buf_;       // empty between messages
+  std::vector<Outgoing> batch_;              // frames being written, in order
+  size_t next_ = 0;                          // first unwritten frame of batch_
+  bool opened_ = false;
+  bool finished_ = false;
+  bool writing_ = false;
+  bool ping_due_ = false;
+  std::optional<boost::beast::websocket::close_code> close_code_;
+  bool close_sent_ = false;
+  TimeMs since_ = 0;  // when the handshake or the close started
+
+  std::mutex mu_;
+  std::vector<Outgoing> queue_;  // guarded by mu_
+  size_t queued_bytes_ = 0;      // guarded by mu_; queue_ plus batch_
+  bool pump_posted_ = false;     // guarded by mu_; a Pump is scheduled or the batch is running
+  bool refusing_ = false;        // guarded by mu_; closing or over the limit: Send drops
+};
+
+}  // namespace mmchat::ws

@@ -1,0 +1,423 @@
+#include "ws/hub.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <future>
+
+#include "http/views.h"
+
+namespace mmchat::ws {
+
+namespace net = boost::asio;
+namespace websocket = boost::beast::websocket;
+
+namespace {
+
+constexpr std::string_view kBearer = "Bearer ";
+
+// How often typing expiry and batched delivery receipts are looked at.
+std::chrono::milliseconds TickPeriod(TimeMs typing_timeout_ms) {
+  return std::chrono::milliseconds(std::clamp<TimeMs>(typing_timeout_ms / 4, 50, 1000));
+}
+
+}  // namespace
+
+Hub::Hub(net::io_context& ioc, HubDeps deps, HubOptions options)
+    : d_(std::move(deps)),
+      options_(std::move(options)),
+      presence_strand_(net::make_strand(d_.workers)),
+      timer_strand_(net::make_strand(ioc)),
+      tick_timer_(timer_strand_),
+      sweep_timer_(timer_strand_),
+      pong_(MakeFrame("pong", Json::object())),
+      open_(d_.registry->GetGauge("mmchat_ws_connections", "Open WebSocket connections.")),
+      accepted_(d_.registry->GetCounter("mmchat_ws_connections_accepted_total",
+                                        "WebSocket upgrades accepted.")),
+      events_delivered_(d_.registry->GetCounter("mmchat_ws_events_delivered_total",
+                                                "Frames written to WebSocket connections.")),
+      frames_received_(d_.registry->GetCounter("mmchat_ws_frames_received_total",
+                                               "Frames received from WebSocket clients.")),
+      slow_closes_(d_.registry->GetCounter(
+          "mmchat_ws_slow_closes_total",
+          "WebSocket connections closed (1008) for falling behind their events.")) {}
+
+Hub::~Hub() = default;
+
+Status Hub::Start() {
+  auto memberships = d_.store->ListMemberships();
+  if (!memberships.ok()) return memberships.status();
+  index_.Load(*memberships);
+  d_.bus->Subscribe([this](const domain::Event& e) { OnEvent(e); });
+  net::dispatch(timer_strand_, [this] {
+    ScheduleTick();
+    ScheduleSweep();
+  });
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections: upgrade, open, end, shutdown
+// ---------------------------------------------------------------------------------------------
+
+Result<int64_t> Hub::Authorize(const http::Request& req) {
+  std::string_view token;
+  auto it = req.query.find("token");
+  if (it != req.query.end()) {
+    token = it->second;
+  } else if (std::string_view auth = req.authorization;
+             auth.size() > kBearer.size() && auth.substr(0, kBearer.size()) == kBearer) {
+    token = auth.substr(kBearer.size());
+  }
+  if (token.empty()) return Status::Unauthorized("missing token");
+  return d_.authenticate(token);
+}
+
+void Hub::Accept(int64_t user_id, net::ip::tcp::socket socket, Connection::UpgradeRequest req) {
+  auto c = std::make_shared<Connection>(std::move(socket), this, user_id);
+  {
+    std::unique_lock lock(conns_mu_);
+    all_.emplace(c.get(), c);
+  }
+  if (stopping_) return c->Close(websocket::close_code::going_away);  // ends after the handshake
+  c->Start(std::move(req));
+}
+
+void Hub::Opened(const std::shared_ptr<Connection>& c) {
+  accepted_->Inc();
+  open_->Add(1);
+  const int64_t user = c->user_id();
+  std::unique_lock lock(conns_mu_);
+  auto& list = by_user_[user];
+  list.push_back(c);
+  if (list.size() == 1) {
+    // Posted under the lock, so transitions of one user reach the strand in order.
+    net::post(presence_strand_, [this, user] {
+      if (Status s = d_.presence->WentOnline(user); !s.ok()) {
+        spdlog::warn("presence of user {} not announced: {}", user, s.message());
+      }
+    });
+  }
+}
+
+void Hub::Ended(Connection* c, bool was_open) {
+  if (was_open) {
+    open_->Add(-1);
+    EndTyping([c](const Key&, const Typist& t) { return t.connection == c; });
+  }
+  std::unique_lock lock(conns_mu_);
+  all_.erase(c);
+  if (was_open) {
+    const int64_t user = c->user_id();
+    auto it = by_user_.find(user);
+    if (it != by_user_.end()) {
+      auto& list = it->second;
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [c](const auto& p) { return p.get() == c; }),
+                 list.end());
+      if (list.empty()) {
+        by_user_.erase(it);
+        net::post(presence_strand_, [this, user] {
+          if (Status s = d_.presence->WentOffline(user); !s.ok()) {
+            spdlog::warn("last_seen of user {} not saved: {}", user, s.message());
+          }
+        });
+      }
+    }
+  }
+  if (all_.empty()) all_ended_.notify_all();
+}
+
+bool Hub::IsOnline(int64_t user_id) const {
+  std::shared_lock lock(conns_mu_);
+  return by_user_.count(user_id) > 0;
+}
+
+void Hub::Shutdown() {
+  stopping_ = true;
+  std::promise<void> stopped;
+  net::dispatch(timer_strand_, [this, &stopped] {
+    tick_timer_.cancel();
+    sweep_timer_.cancel();
+    stopped.set_value();
+  });
+  stopped.get_future().wait();
+  std::vector<std::shared_ptr<Connection>> live;
+  {
+    std::shared_lock lock(conns_mu_);
+    for (auto& [_, weak] : all_) {
+      if (auto c = weak.lock()) live.push_back(std::move(c));
+    }
+  }
+  for (auto& c : live) c->Close(websocket::close_code::going_away);
+  FlushDeliveries();
+}
+
+void Hub::Abort() {
+  std::vector<std::shared_ptr<Connection>> live;
+  {
+    std::shared_lock lock(conns_mu_);
+    for (auto& [_, weak] : all_) {
+      if (auto c = weak.lock()) live.push_back(std::move(c));
+    }
+  }
+  for (auto& c : live) c->Abort();
+}
+
+bool Hub::WaitForConnections(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(conns_mu_);
+  return all_ended_.wait_for(lock, timeout, [this] { return all_.empty(); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers: typing expiry, delivery receipts, liveness
+// ---------------------------------------------------------------------------------------------
+
+void Hub::ScheduleTick() {
+  tick_timer_.expires_after(TickPeriod(options_.typing_timeout_ms));
+  tick_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopping_) return;
+    ExpireTyping(NowMs());
+    FlushDeliveries();
+    ScheduleTick();
+  });
+}
+
+void Hub::ScheduleSweep() {
+  sweep_timer_.expires_after(std::chrono::milliseconds(options_.ping_interval_ms));
+  sweep_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec || stopping_) return;
+    std::vector<std::shared_ptr<Connection>> live;
+    {
+      std::shared_lock lock(conns_mu_);
+      live.reserve(all_.size());
+      for (auto& [_, weak] : all_) {
+        if (auto c = weak.lock()) live.push_back(std::move(c));
+      }
+    }
+    const TimeMs now = NowMs();
+    for (auto& c : live) c->Check(now, options_.ping_interval_ms);
+    ScheduleSweep();
+  });
+}
+
+void Hub::Written(int64_t user_id, const std::vector<Outgoing>& batch, size_t written) {
+  events_delivered_->Inc(static_cast<double>(written));
+  std::lock_guard lock(delivered_mu_);
+  for (size_t i = 0; i < written; ++i) {
+    const Outgoing& o = batch[i];
+    if (o.message_id == 0) continue;
+    int64_t& mark = delivered_[{o.conversation_id, user_id}];
+    mark = std::max(mark, o.message_id);
+  }
+}
+
+void Hub::FlushDeliveries() {
+  std::map<Key, int64_t> batch;
+  {
+    std::lock_guard lock(delivered_mu_);
+    batch.swap(delivered_);
+  }
+  for (const auto& [key, id] : batch) d_.messages->DeliveredLive(key.first, key.second, id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typing
+// ---------------------------------------------------------------------------------------------
+
+Status Hub::Typing(Connection* c, int64_t conversation_id, bool start) {
+  const int64_t user = c->user_id();
+  auto members = index_.MembersOf(conversation_id);
+  if (!members) return Status::NotFound("conversation not found");
+  if (std::find(members->begin(), members->end(), user) == members->end()) {
+    return Status::Forbidden("not a participant of this conversation");
+  }
+  bool announce = true;
+  {
+    std::lock_guard lock(typing_mu_);
+    if (start) {
+      typing_[{conversation_id, user}] = {NowMs() + options_.typing_timeout_ms, c};
+    } else {
+      announce = typing_.erase({conversation_id, user}) > 0;  // a stop without a start: quiet
+    }
+  }
+  if (announce) d_.bus->Publish(domain::TypingChanged{conversation_id, user, start});
+  return Status::Ok();
+}
+
+void Hub::ExpireTyping(TimeMs now) {
+  EndTyping([now](const Key&, const Typist& t) { return t.deadline <= now; });
+}
+
+void Hub::EndTyping(const std::function<bool(const Key&, const Typist&)>& which) {
+  std::vector<Key> ended;
+  {
+    std::lock_guard lock(typing_mu_);
+    for (auto it = typing_.begin(); it != typing_.end();) {
+      if (which(it->first, it->second)) {
+        ended.push_back(it->first);
+        it = typing_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const auto& [conversation, user] : ended) {
+    d_.bus->Publish(domain::TypingChanged{conversation, user, false});
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client frames
+// ---------------------------------------------------------------------------------------------
+
+void Hub::Answer(const std::shared_ptr<Connection>& c, const std::optional<std::string>& ref,
+                 const Result<Json>& outcome) {
+  if (Frame f = AnswerFrame(ref, outcome)) c->Send({std::move(f)});
+}
+
+void Hub::OnFrame(const std::shared_ptr<Connection>& c, std::string_view text, bool is_text) {
+  frames_received_->Inc();
+  if (!is_text) return Answer(c, std::nullopt, Status::InvalidRequest("frames must be JSON text"));
+  const ClientFrame f = ParseClientFrame(text);
+  if (!f.error.ok()) return Answer(c, f.ref, f.error);
+  if (f.type == "message") return HandleMessage(c, f);
+  if (f.type == "read") return HandleRead(c, f);
+  if (f.type == "typing_start" || f.type == "typing_stop") {
+    auto conversation = http::RequiredId(f.body, "conversation_id");
+    if (!conversation.ok()) return Answer(c, f.ref, conversation.status());
+    Status s = Typing(c.get(), *conversation, f.type == "typing_start");
+    if (!s.ok()) return Answer(c, f.ref, s);
+    return Answer(c, f.ref, Json());
+  }
+  if (f.type == "ping") {
+    c->Send({pong_});
+    return Answer(c, f.ref, Json());
+  }
+  Answer(c, f.ref, Status::InvalidRequest("unknown frame type"));
+}
+
+void Hub::HandleMessage(const std::shared_ptr<Connection>& c, const ClientFrame& f) {
+  auto conversation = http::RequiredId(f.body, "conversation_id");
+  if (!conversation.ok()) return Answer(c, f.ref, conversation.status());
+  auto content = http::RequiredString(f.body, "content");
+  if (!content.ok()) return Answer(c, f.ref, content.status());
+  auto client_id = http::OptionalString(f.body, "client_id");
+  if (!client_id.ok()) return Answer(c, f.ref, client_id.status());
+  domain::SendInput input{*conversation, std::move(content).value(), std::move(client_id).value()};
+  // Acked from the store's writer thread, after the commit.
+  d_.messages->Send(c->user_id(), std::move(input),
+                    [this, c, ref = f.ref](Result<domain::AppendResult> r) {
+                      if (!r.ok()) return Answer(c, ref, r.status());
+                      Answer(c, ref, http::MessageJson(r->message));
+                    });
+}
+
+void Hub::HandleRead(const std::shared_ptr<Connection>& c, const ClientFrame& f) {
+  auto conversation = http::RequiredId(f.body, "conversation_id");
+  if (!conversation.ok()) return Answer(c, f.ref, conversation.status());
+  auto message = http::RequiredId(f.body, "message_id");
+  if (!message.ok()) return Answer(c, f.ref, message.status());
+  net::post(d_.workers, [this, c, ref = f.ref, conversation = *conversation, message = *message] {
+    auto mark = d_.messages->MarkRead(c->user_id(), conversation, message);
+    if (!mark.ok()) return Answer(c, ref, mark.status());
+    Answer(c, ref, http::ReadMarkJson(*mark));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fan-out of domain events
+// ---------------------------------------------------------------------------------------------
+
+void Hub::SendToUsers(const std::vector<int64_t>& users, const Outgoing& out, int64_t except) {
+  std::shared_lock lock(conns_mu_);
+  for (int64_t u : users) {
+    if (u == except) continue;
+    auto it = by_user_.find(u);
+    if (it == by_user_.end()) continue;
+    for (const auto& c : it->second) c->Send(out);
+  }
+}
+
+void Hub::SendToMembers(int64_t conversation_id, const Outgoing& out, int64_t except) {
+  if (auto members = index_.MembersOf(conversation_id)) SendToUsers(*members, out, except);
+}
+
+void Hub::OnMessage(const domain::Message& m) {
+  auto members = index_.MembersOf(m.conversation_id);
+  if (!members) return;
+  Outgoing out{MakeFrame("message", http::MessageJson(m)), m.conversation_id, m.id};
+  std::shared_lock lock(conns_mu_);
+  for (int64_t u : *members) {
+    auto it = by_user_.find(u);
+    if (it == by_user_.end()) continue;
+    out.message_id = u == m.sender_id ? 0 : m.id;  // the sender's own devices: no delivery
+    for (const auto& c : it->second) c->Send(out);
+  }
+}
+
+void Hub::OnConversationChanged(const domain::Conversation& conversation) {
+  std::vector<int64_t> members;
+  for (const auto& p : conversation.participants) members.push_back(p.user_id);
+  index_.Set(conversation.id, members);
+  // Each connected participant gets its own view (unread count, read marker).
+  std::vector<int64_t> online;
+  {
+    std::shared_lock lock(conns_mu_);
+    for (int64_t u : members) {
+      if (by_user_.count(u)) online.push_back(u);
+    }
+  }
+  for (int64_t u : online) {
+    auto view = d_.conversations->ForReader(conversation, u);
+    if (!view.ok()) {
+      spdlog::warn("conversation {} event for user {} not sent: {}", conversation.id, u,
+                   view.status().message());
+      continue;
+    }
+    SendToUsers({u}, {MakeFrame("conversation", http::ConversationJson(*view))});
+  }
+}
+
+void Hub::OnEvent(const domain::Event& event) {
+  if (auto* e = std::get_if<domain::MessageCreated>(&event)) return OnMessage(e->message);
+  if (auto* e = std::get_if<domain::ReadReceipt>(&event)) {
+    Json data = {{"conversation_id", e->conversation_id},
+                 {"user_id", e->user_id},
+                 {"message_id", e->message_id},
+                 {"read_at", FormatRfc3339(e->read_at)}};
+    return SendToMembers(e->conversation_id, {MakeFrame("read_receipt", data)}, e->user_id);
+  }
+  if (auto* e = std::get_if<domain::DeliveryReceipt>(&event)) {
+    Json data = {{"conversation_id", e->conversation_id},
+                 {"user_id", e->user_id},
+                 {"message_id", e->message_id},
+                 {"delivered_at", FormatRfc3339(e->delivered_at)}};
+    return SendToMembers(e->conversation_id, {MakeFrame("delivery_receipt", data)}, e->user_id);
+  }
+  if (auto* e = std::get_if<domain::TypingChanged>(&event)) {
+    Json data = {{"conversation_id", e->conversation_id}, {"user_id", e->user_id}};
+    return SendToMembers(e->conversation_id,
+                         {MakeFrame(e->typing ? "typing_start" : "typing_stop", data)}, e->user_id);
+  }
+  if (auto* e = std::get_if<domain::PresenceChanged>(&event)) {
+    Json data = {{"user_id", e->user_id},
+                 {"online", e->online},
+                 {"last_seen", e->last_seen ? Json(FormatRfc3339(*e->last_seen)) : Json()}};
+    return SendToUsers(index_.PeersOf(e->user_id), {MakeFrame("presence", data)});
+  }
+  if (auto* e = std::get_if<domain::ConversationChanged>(&event)) {
+    return OnConversationChanged(e->conversation);
+  }
+  if (auto* e = std::get_if<domain::ConversationRemoved>(&event)) {
+    index_.Remove(e->conversation_id, e->user_id);
+    const Key gone{e->conversation_id, e->user_id};
+    EndTyping([gone](const Key& k, const Typist&) { return k == gone; });
+    SendToUsers({e->user_id},
+                {MakeFrame("conversation_removed", {{"conversation_id", e->conversation_id}})});
+  }
+}
+
+}  // namespace mmchat::ws

@@ -1,0 +1,157 @@
+// The real-time hub: accepts WebSocket upgrades on /api/ws, keeps every open connection by
+// user, fans domain events out to them, answers client frames, and owns presence (online
+// while a user has a connection), typing states and the liveness sweep.
+//
+// Fan-out: an event is serialized once; recipients come from the in-memory MembershipIndex;
+// each recipient connection queues the same shared buffer. The connection map is read under a
+// shared lock while frames are queued; sockets are only written on connection strands.
+//
+// Timers: two for the whole hub (typing expiry plus batched delivery receipts, and the
+// liveness sweep), none per connection. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "domain/conversation_service.h"
+#include "domain/events.h"
+#include "domain/message_service.h"
+#include "domain/presence.h"
+#include "domain/presence_service.h"
+#include "http/server.h"
+#include "metrics/registry.h"
+#include "ws/connection.h"
+#include "ws/membership_index.h"
+
+namespace mmchat::ws {
+
+struct HubOptions {
+  std::string path = "/api/ws";
+  TimeMs ping_interval_ms = 30'000;   // idle this long: pinged; twice as long: dropped
+  TimeMs typing_timeout_ms = 10'000;  // a typing state not refreshed ends with typing_stop
+  size_t max_queue_bytes = 1 << 20;   // per connection; past it the connection closes (1008)
+  size_t max_frame_bytes = 64 * 1024;  // larger client frames close the connection (1009)
+};
+
+struct HubDeps {
+  domain::MessageService* messages;
+  domain::ConversationService* conversations;
+  domain::PresenceService* presence;
+  domain::ConversationStore* store;  // the membership index is loaded from it at start
+  domain::EventBus* bus;
+  std::function<Result<int64_t>(std::string_view token)> authenticate;
+  boost::asio::any_io_executor workers;  // for calls that touch the database
+  metrics::Registry* registry;
+};
+
+class Hub final : public http::UpgradeHandler, public domain::PresenceView {
+ public:
+  Hub(boost::asio::io_context& ioc, HubDeps deps, HubOptions options);
+  ~Hub() override;
+
+  // Loads the membership index, subscribes to the bus and starts the timers.
+  Status Start();
+  // Closes every connection with 1001 (going away) and stops the timers.
+  void Shutdown();
+  // Drops every connection at once (the grace period ran out).
+  void Abort();
+  // True when every connection ended within `timeout`.
+  bool WaitForConnections(std::chrono::milliseconds timeout);
+  // Counts and announces the deliveries made by pushes since the last tick (the tick calls it;
+  // shutdown calls it once more at the end).
+  void FlushDeliveries();
+
+  // http::UpgradeHandler: the token comes from ?token= or the Authorization header.
+  std::string_view path() const override { return options_.path; }
+  Result<int64_t> Authorize(const http::Request& req) override;
+  void Accept(int64_t user_id, boost::asio::ip::tcp::socket socket,
+              Connection::UpgradeRequest req) override;
+
+  // domain::PresenceView
+  bool IsOnline(int64_t user_id) const override;
+
+  // For connections.
+  const HubOptions& options() const { return options_; }
+  void Opened(const std::shared_ptr<Connection>& c);
+  void Ended(Connection* c, bool was_open);
+  void OnFrame(const std::shared_ptr<Connection>& c, std::string_view text, bool is_text);
+  // The first `written` frames of `batch` reached the socket of one of `user_id`'s connections.
+  void Written(int64_t user_id, const std::vector<Outgoing>& batch, size_t written);
+  void CountSlowClose() { slow_closes_->Inc(); }
+
+ private:
+  using Key = std::pair<int64_t, int64_t>;  // conversation, user
+
+  // Events from the bus, fanned out.
+  void OnEvent(const domain::Event& event);
+  void OnMessage(const domain::Message& m);
+  void OnConversationChanged(const domain::Conversation& c);
+  // Queues `out` to every connection of `users`, except the user `except`.
+  void SendToUsers(const std::vector<int64_t>& users, const Outgoing& out, int64_t except = 0);
+  void SendToMembers(int64_t conversation_id, const Outgoing& out, int64_t except = 0);
+
+  // Client frames.
+  void Answer(const std::shared_ptr<Connection>& c, const std::optional<std::string>& ref,
+              const Result<Json>& outcome);
+  void HandleMessage(const std::shared_ptr<Connection>& c, const ClientFrame& f);
+  void HandleRead(const std::shared_ptr<Connection>& c, const ClientFrame& f);
+  Status Typing(Connection* c, int64_t conversation_id, bool start);
+
+  // Typing states end: by expiry, with their connection, or when the typist left.
+  void ExpireTyping(TimeMs now);
+  struct Typist {
+    TimeMs deadline = 0;
+    Connection* connection = nullptr;  // the one whose close ends it
+  };
+  void EndTyping(const std::function<bool(const Key&, const Typist&)>& which);
+  void ScheduleTick();
+  void ScheduleSweep();
+
+  HubDeps d_;
+  const HubOptions options_;
+  MembershipIndex index_;
+  // Presence transitions touch the database: they run on the workers, one at a time, in the
+  // order the connections opened and closed.
+  boost::asio::strand<boost::asio::any_io_executor> presence_strand_;
+  boost::asio::strand<boost::asio::io_context::executor_type> timer_strand_;
+  boost::asio::steady_timer tick_timer_;   // on timer_strand_
+  boost::asio::steady_timer sweep_timer_;  // on timer_strand_
+  std::atomic<bool> stopping_{false};
+  Frame pong_;
+
+  mutable std::shared_mutex conns_mu_;
+  std::condition_variable_any all_ended_;
+  // Open connections by user (the owning references).
+  std::unordered_map<int64_t, std::vector<std::shared_ptr<Connection>>> by_user_;  // conns_mu_
+  // Every connection from upgrade to end, for the sweep and shutdown.
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> all_;  // guarded by conns_mu_
+
+  std::mutex typing_mu_;
+  std::map<Key, Typist> typing_;  // guarded by typing_mu_
+
+  std::mutex delivered_mu_;
+  std::map<Key, int64_t> delivered_;  // highest message id pushed; guarded by delivered_mu_
+
+  metrics::Gauge* open_;
+  metrics::Counter* accepted_;
+  metrics::Counter* events_delivered_;
+  metrics::Counter* frames_received_;
+  metrics::Counter* slow_closes_;
+};
+
+}  // namespace mmchat::ws

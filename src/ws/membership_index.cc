@@ -1,0 +1,77 @@
+#include "ws/membership_index.h"
+
+#include <algorithm>
+#include <mutex>
+
+namespace mmchat::ws {
+
+void MembershipIndex::Load(const std::vector<std::pair<int64_t, int64_t>>& memberships) {
+  std::unordered_map<int64_t, std::vector<int64_t>> by_conversation;
+  for (const auto& [conversation, user] : memberships) by_conversation[conversation].push_back(user);
+  std::unique_lock lock(mu_);
+  members_.clear();
+  conversations_.clear();
+  for (auto& [conversation, users] : by_conversation) {
+    Link(conversation, users);
+    members_[conversation] = std::make_shared<const std::vector<int64_t>>(std::move(users));
+  }
+}
+
+void MembershipIndex::Set(int64_t conversation_id, std::vector<int64_t> members) {
+  std::unique_lock lock(mu_);
+  auto& slot = members_[conversation_id];
+  if (slot) Unlink(conversation_id, *slot);
+  Link(conversation_id, members);
+  slot = std::make_shared<const std::vector<int64_t>>(std::move(members));
+}
+
+void MembershipIndex::Remove(int64_t conversation_id, int64_t user_id) {
+  std::unique_lock lock(mu_);
+  auto it = members_.find(conversation_id);
+  if (it == members_.end()) return;
+  std::vector<int64_t> rest = *it->second;
+  rest.erase(std::remove(rest.begin(), rest.end(), user_id), rest.end());
+  Unlink(conversation_id, {user_id});
+  it->second = std::make_shared<const std::vector<int64_t>>(std::move(rest));
+}
+
+MembershipIndex::Members MembershipIndex::MembersOf(int64_t conversation_id) const {
+  std::shared_lock lock(mu_);
+  auto it = members_.find(conversation_id);
+  return it == members_.end() ? nullptr : it->second;
+}
+
+std::vector<int64_t> MembershipIndex::PeersOf(int64_t user_id) const {
+  std::vector<int64_t> peers;
+  {
+    std::shared_lock lock(mu_);
+    auto it = conversations_.find(user_id);
+    if (it == conversations_.end()) return peers;
+    for (int64_t conversation : it->second) {
+      auto m = members_.find(conversation);
+      if (m == members_.end()) continue;
+      for (int64_t u : *m->second) {
+        if (u != user_id) peers.push_back(u);
+      }
+    }
+  }
+  std::sort(peers.begin(), peers.end());
+  peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+  return peers;
+}
+
+void MembershipIndex::Link(int64_t conversation_id, const std::vector<int64_t>& members) {
+  for (int64_t u : members) conversations_[u].push_back(conversation_id);
+}
+
+void MembershipIndex::Unlink(int64_t conversation_id, const std::vector<int64_t>& members) {
+  for (int64_t u : members) {
+    auto it = conversations_.find(u);
+    if (it == conversations_.end()) continue;
+    auto& list = it->second;
+    list.erase(std::remove(list.begin(), list.end(), conversation_id), list.end());
+    if (list.empty()) conversations_.erase(it);
+  }
+}
+
+}  // namespace mmchat::ws

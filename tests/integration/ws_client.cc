@@ -1,0 +1,193 @@
+#include "ws_client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+namespace mmchat::test {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace websocket = boost::beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+struct WsClient::Impl : std::enable_shared_from_this<Impl> {
+  net::io_context ioc;
+  websocket::stream<tcp::socket> ws{ioc};
+  beast::flat_buffer buffer;
+  std::thread thread;
+  bool connected = false;
+  HttpResult refusal;
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> frames;  // guarded by mu
+  bool ended = false;              // guarded by mu
+  int close_code = 0;              // guarded by mu
+  int pings = 0;                   // guarded by mu
+  bool reading = false;            // on the io thread
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+
+  void Read() {
+    reading = true;
+    ws.async_read(buffer, [self = shared_from_this()](beast::error_code ec, size_t) {
+      std::lock_guard lock(self->mu);
+      if (ec) {
+        self->ended = true;
+        self->close_code = self->ws.reason().code;
+        self->cv.notify_all();
+        return;
+      }
+      self->frames.push_back(beast::buffers_to_string(self->buffer.data()));
+      self->buffer.consume(self->buffer.size());
+      self->cv.notify_all();
+      self->Read();
+    });
+  }
+
+  // Runs `fn` on the io thread and waits for it.
+  template <class Fn>
+  void OnIo(Fn fn) {
+    std::promise<void> done;
+    net::post(ioc, [&] {
+      fn();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+  void Write(const std::string& data, bool text) {
+    std::promise<void> done;
+    net::post(ioc, [&] {
+      ws.text(text);
+      ws.async_write(net::buffer(data), [&](beast::error_code, size_t) { done.set_value(); });
+    });
+    done.get_future().wait();
+  }
+};
+
+WsClient::WsClient(uint16_t port, const std::string& token, WsOptions options)
+    : impl_(std::make_shared<Impl>()) {
+  auto& ws = impl_->ws;
+  auto& sock = beast::get_lowest_layer(ws);
+  sock.open(tcp::v4());
+  if (options.receive_buffer > 0) {
+    sock.set_option(net::socket_base::receive_buffer_size(options.receive_buffer));
+  }
+  sock.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  std::string target = options.target;
+  if (target.empty()) target = options.token_in_header ? "/api/ws" : "/api/ws?token=" + token;
+  if (options.token_in_header) {
+    ws.set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
+      req.set(bhttp::field::authorization, "Bearer " + token);
+    }));
+  }
+  websocket::response_type res;
+  beast::error_code ec;
+  // The asynchronous handshake keeps the response when the server refuses (the synchronous one
+  // does not).
+  ws.async_handshake(res, "127.0.0.1:" + std::to_string(port), target,
+                     [&ec](beast::error_code e) { ec = e; });
+  impl_->ioc.run();
+  impl_->ioc.restart();
+  if (ec) {
+    bhttp::response<bhttp::string_body> plain(res.result(), res.version());
+    for (const auto& field : res) plain.set(field.name_string(), field.value());
+    plain.body() = res.body();
+    impl_->refusal = ToResult(plain);
+    return;
+  }
+  impl_->connected = true;
+  ws.control_callback([impl = impl_.get()](websocket::frame_type kind, beast::string_view) {
+    if (kind != websocket::frame_type::ping) return;
+    std::lock_guard lock(impl->mu);
+    ++impl->pings;
+  });
+  if (options.read) impl_->Read();
+  impl_->work.emplace(impl_->ioc.get_executor());
+  impl_->thread = std::thread([impl = impl_.get()] { impl->ioc.run(); });
+}
+
+WsClient::~WsClient() {
+  if (!impl_->connected) return;
+  // Closing the socket ends the pending read; with no work left the io thread returns.
+  net::post(impl_->ioc, [impl = impl_.get()] {
+    beast::error_code ignored;
+    beast::get_lowest_layer(impl->ws).close(ignored);
+    impl->work.reset();
+  });
+  impl_->thread.join();
+}
+
+bool WsClient::connected() const { return impl_->connected; }
+const HttpResult& WsClient::refusal() const { return impl_->refusal; }
+
+void WsClient::Send(const Json& frame) { SendText(frame.dump()); }
+void WsClient::SendText(const std::string& text) { impl_->Write(text, true); }
+void WsClient::SendBinary(const std::string& data) { impl_->Write(data, false); }
+
+Json WsClient::Next(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(impl_->mu);
+  if (!impl_->cv.wait_for(lock, timeout, [&] { return !impl_->frames.empty() || impl_->ended; })) {
+    return nullptr;
+  }
+  if (impl_->frames.empty()) return nullptr;
+  std::string text = std::move(impl_->frames.front());
+  impl_->frames.pop_front();
+  return Json::parse(text, nullptr, false);
+}
+
+Json WsClient::NextOfType(const std::string& type, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return nullptr;
+    Json f = Next(left);
+    if (f.is_null()) return nullptr;
+    if (f.value("type", "") == type) return f;
+  }
+}
+
+size_t WsClient::Pending() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->frames.size();
+}
+
+int WsClient::WaitClosed(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(impl_->mu);
+  if (!impl_->cv.wait_for(lock, timeout, [&] { return impl_->ended; })) return -1;
+  return impl_->close_code;
+}
+
+void WsClient::StartReading() {
+  impl_->OnIo([impl = impl_.get()] {
+    if (!impl->reading) impl->Read();
+  });
+}
+
+int WsClient::PingsReceived() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->pings;
+}
+
+void WsClient::Close() {
+  std::promise<void> done;
+  net::post(impl_->ioc, [&] {
+    impl_->ws.async_close(websocket::close_code::normal,
+                          [&](beast::error_code) { done.set_value(); });
+  });
+  done.get_future().wait_for(std::chrono::seconds(5));
+}
+
+}  // namespace mmchat::test
