@@ -1,6 +1,7 @@
 #include "app/app.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
@@ -39,6 +40,20 @@ namespace {
 constexpr auto kShutdownGrace = std::chrono::seconds(10);
 // How often batched delivered watermarks are written.
 constexpr auto kDeliveryFlushPeriod = std::chrono::seconds(1);
+
+// Every connection is a file descriptor: take the hard limit, and say what it allows.
+void RaiseFileLimit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  // A few dozen descriptors go to the database, logs and the listener.
+  spdlog::info("open-file limit {}: room for about {} connections", lim.rlim_cur,
+               lim.rlim_cur > 100 ? lim.rlim_cur - 100 : 0);
+}
 
 int Cores() {
   const unsigned n = std::thread::hardware_concurrency();
@@ -79,6 +94,7 @@ Status MigrateOnly(const Config& config) {
 }
 
 int Serve(const Config& config) {
+  RaiseFileLimit();
   auto store_or = OpenStore(config);
   if (!store_or.ok()) {
     spdlog::critical("{}", store_or.status().message());
@@ -214,8 +230,8 @@ int Serve(const Config& config) {
   hub.Shutdown();  // WebSocket connections close with 1001
   const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
   auto left = [&] {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::max(deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{}));
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::max(
+        deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{}));
   };
   if (!server.WaitForConnections(left()) || !hub.WaitForConnections(left())) {
     spdlog::warn("connections still open after {}s; closing them", kShutdownGrace.count());

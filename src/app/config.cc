@@ -68,7 +68,8 @@ const std::vector<ConfigVar>& ConfigVars() {
       {"LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`"},
       {"WS_PING_INTERVAL_SEC", "30",
        "a WebSocket silent this long is pinged; silent twice as long, it is closed"},
-      {"WS_TYPING_TIMEOUT_SEC", "10", "a typing state not refreshed this long ends (`typing_stop`)"},
+      {"WS_TYPING_TIMEOUT_SEC", "10",
+       "a typing state not refreshed this long ends (`typing_stop`)"},
       {"WS_MAX_QUEUE_BYTES", "1048576",
        "events waiting for one WebSocket connection; past it the connection is closed (1008)"},
   };

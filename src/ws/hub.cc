@@ -114,9 +114,9 @@ void Hub::Ended(Connection* c, bool was_open) {
     auto it = by_user_.find(user);
     if (it != by_user_.end()) {
       auto& list = it->second;
-      list.erase(std::remove_if(list.begin(), list.end(),
-                                [c](const auto& p) { return p.get() == c; }),
-                 list.end());
+      list.erase(
+          std::remove_if(list.begin(), list.end(), [c](const auto& p) { return p.get() == c; }),
+          list.end());
       if (list.empty()) {
         by_user_.erase(it);
         net::post(presence_strand_, [this, user] {

@@ -42,9 +42,9 @@ namespace mmchat::ws {
 
 struct HubOptions {
   std::string path = "/api/ws";
-  TimeMs ping_interval_ms = 30'000;   // idle this long: pinged; twice as long: dropped
-  TimeMs typing_timeout_ms = 10'000;  // a typing state not refreshed ends with typing_stop
-  size_t max_queue_bytes = 1 << 20;   // per connection; past it the connection closes (1008)
+  TimeMs ping_interval_ms = 30'000;    // idle this long: pinged; twice as long: dropped
+  TimeMs typing_timeout_ms = 10'000;   // a typing state not refreshed ends with typing_stop
+  size_t max_queue_bytes = 1 << 20;    // per connection; past it the connection closes (1008)
   size_t max_frame_bytes = 64 * 1024;  // larger client frames close the connection (1009)
 };
 

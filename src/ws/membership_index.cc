@@ -7,7 +7,8 @@ namespace mmchat::ws {
 
 void MembershipIndex::Load(const std::vector<std::pair<int64_t, int64_t>>& memberships) {
   std::unordered_map<int64_t, std::vector<int64_t>> by_conversation;
-  for (const auto& [conversation, user] : memberships) by_conversation[conversation].push_back(user);
+  for (const auto& [conversation, user] : memberships)
+    by_conversation[conversation].push_back(user);
   std::unique_lock lock(mu_);
   members_.clear();
   conversations_.clear();

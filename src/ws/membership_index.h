@@ -32,7 +32,7 @@ class MembershipIndex {
   void Unlink(int64_t conversation_id, const std::vector<int64_t>& members);
 
   mutable std::shared_mutex mu_;
-  std::unordered_map<int64_t, Members> members_;                      // guarded by mu_
+  std::unordered_map<int64_t, Members> members_;                     // guarded by mu_
   std::unordered_map<int64_t, std::vector<int64_t>> conversations_;  // user -> conv ids; mu_
 };
 
