@@ -67,7 +67,8 @@ const std::vector<ConfigVar>& ConfigVars() {
       {"SQLITE_SYNCHRONOUS", "NORMAL", "`NORMAL` or `FULL` (SQLite `synchronous` in WAL mode)"},
       {"LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`"},
       {"WS_PING_INTERVAL_SEC", "30",
-       "a WebSocket silent this long is pinged; silent twice as long, it is closed"},
+       "connections are checked this often: one silent this long is pinged, and dropped if still "
+       "silent at the next check"},
       {"WS_TYPING_TIMEOUT_SEC", "10",
        "a typing state not refreshed this long ends (`typing_stop`)"},
       {"WS_MAX_QUEUE_BYTES", "1048576",

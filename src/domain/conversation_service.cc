@@ -130,6 +130,10 @@ Result<Conversation> ConversationService::CreateGroup(int64_t caller, const std:
 // Changing
 // ---------------------------------------------------------------------------------------------
 
+std::unique_lock<std::mutex> ConversationService::LockChanges(int64_t id) {
+  return std::unique_lock(change_mu_[static_cast<uint64_t>(id) % change_mu_.size()]);
+}
+
 Result<Conversation> ConversationService::LoadForAdmin(int64_t caller, int64_t id, bool* is_admin) {
   auto c = LoadForParticipant(caller, id);
   if (!c.ok()) return c.status();
@@ -142,6 +146,7 @@ Result<Conversation> ConversationService::LoadForAdmin(int64_t caller, int64_t i
 
 Result<Conversation> ConversationService::Rename(int64_t caller, int64_t id,
                                                  const std::string& name) {
+  auto lock = LockChanges(id);
   bool admin = false;
   auto c = LoadForAdmin(caller, id, &admin);
   if (!c.ok()) return c.status();
@@ -154,6 +159,7 @@ Result<Conversation> ConversationService::Rename(int64_t caller, int64_t id,
 Result<Conversation> ConversationService::AddParticipant(int64_t caller, int64_t id,
                                                          int64_t user_id,
                                                          std::optional<Role> role) {
+  auto lock = LockChanges(id);
   bool admin = false;
   auto c = LoadForAdmin(caller, id, &admin);
   if (!c.ok()) return c.status();
@@ -169,6 +175,7 @@ Result<Conversation> ConversationService::AddParticipant(int64_t caller, int64_t
 
 Result<Conversation> ConversationService::SetRole(int64_t caller, int64_t id, int64_t user_id,
                                                   Role role) {
+  auto lock = LockChanges(id);
   bool admin = false;
   auto c = LoadForAdmin(caller, id, &admin);
   if (!c.ok()) return c.status();
@@ -187,6 +194,7 @@ Result<Conversation> ConversationService::SetRole(int64_t caller, int64_t id, in
 }
 
 Status ConversationService::RemoveParticipant(int64_t caller, int64_t id, int64_t user_id) {
+  auto lock = LockChanges(id);
   bool admin = false;
   auto c = LoadForAdmin(caller, id, &admin);
   if (!c.ok()) return c.status();

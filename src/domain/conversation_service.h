@@ -3,8 +3,10 @@
 // Thread-safe; every call is a few indexed store reads or one write transaction.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,8 +60,13 @@ class ConversationService {
   Result<Conversation> LoadForAdmin(int64_t caller, int64_t id, bool* is_admin);
   // Reloads after a change, announces it and returns the caller's view.
   Result<Conversation> Changed(int64_t caller, int64_t id);
+  // Changes of one conversation run one at a time, from the checks to the announcement, so
+  // that announcements leave in the order of the writes (the real-time layer keeps its
+  // membership index from them). Striped: unrelated conversations rarely wait.
+  std::unique_lock<std::mutex> LockChanges(int64_t id);
 
   Deps d_;
+  std::array<std::mutex, 64> change_mu_;
 };
 
 }  // namespace mmchat::domain

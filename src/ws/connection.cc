@@ -26,6 +26,10 @@ Connection::Connection(Socket socket, Hub* hub, int64_t user_id)
 
 void Connection::Start(UpgradeRequest req) {
   since_ = NowMs();
+  // Registered before the handshake answer goes out, so that no event committed after the
+  // client saw its 101 can miss it; frames wait in the queue until the handshake is done.
+  registered_ = true;
+  hub_->Opened(shared_from_this());
   upgrade_ = std::make_unique<UpgradeRequest>(std::move(req));
   ws_.async_accept(*upgrade_,
                    [self = shared_from_this()](beast::error_code ec) { self->OnAccepted(ec); });
@@ -36,7 +40,6 @@ void Connection::OnAccepted(beast::error_code ec) {
   if (ec) return Finish();
   opened_ = true;
   last_heard_ = NowMs();
-  hub_->Opened(shared_from_this());
   Read();
   Pump();  // events that arrived during the handshake
 }
@@ -177,10 +180,11 @@ void Connection::DoCheck(TimeMs now, TimeMs interval) {
     if (now - since_ >= interval) Drop();  // handshake or close never completed
     return;
   }
-  const TimeMs silent = now - last_heard_.load();
-  if (silent >= 2 * interval) {
-    Drop();  // pinged a round ago and still silent
-  } else if (silent >= interval) {
+  const TimeMs heard = last_heard_.load();
+  if (pinged_at_ > heard) {
+    Drop();  // pinged at the previous check and nothing heard since
+  } else if (now - heard >= interval) {
+    pinged_at_ = now;
     ping_due_ = true;
     Pump();
   }
@@ -205,7 +209,7 @@ void Connection::Finish() {
     std::vector<Outgoing>().swap(queue_);
   }
   std::vector<Outgoing>().swap(batch_);
-  hub_->Ended(this, opened_);
+  hub_->Ended(this, registered_);
 }
 
 }  // namespace mmchat::ws

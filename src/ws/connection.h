@@ -53,8 +53,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Sends a close frame with `code` after the frame being written (queued frames are dropped).
   // Thread-safe.
   void Close(boost::beast::websocket::close_code code);
-  // The Hub's liveness sweep: pings a connection idle for `interval`, drops one that stayed
-  // silent after that, and one stuck in its handshake or close. Thread-safe.
+  // The Hub's liveness sweep, run every `interval`: pings a connection silent for `interval`,
+  // drops one that sent nothing since the previous check's ping, and one stuck in its
+  // handshake or close. Thread-safe.
   void Check(TimeMs now, TimeMs interval);
   // Closes the socket now, whatever it is doing (shutdown's grace period ran out). Thread-safe.
   void Abort();
@@ -86,10 +87,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::beast::flat_buffer read_buf_;       // empty between messages
   std::vector<Outgoing> batch_;              // frames being written, in order
   size_t next_ = 0;                          // first unwritten frame of batch_
-  bool opened_ = false;
+  bool registered_ = false;                  // with the Hub, from the upgrade on
+  bool opened_ = false;                      // handshake answered
   bool finished_ = false;
   bool writing_ = false;
   bool ping_due_ = false;
+  TimeMs pinged_at_ = 0;  // the check that last sent a ping
   std::optional<boost::beast::websocket::close_code> close_code_;
   bool close_sent_ = false;
   TimeMs since_ = 0;  // when the handshake or the close started

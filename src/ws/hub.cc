@@ -102,14 +102,14 @@ void Hub::Opened(const std::shared_ptr<Connection>& c) {
   }
 }
 
-void Hub::Ended(Connection* c, bool was_open) {
-  if (was_open) {
+void Hub::Ended(Connection* c, bool registered) {
+  if (registered) {
     open_->Add(-1);
     EndTyping([c](const Key&, const Typist& t) { return t.connection == c; });
   }
   std::unique_lock lock(conns_mu_);
   all_.erase(c);
-  if (was_open) {
+  if (registered) {
     const int64_t user = c->user_id();
     auto it = by_user_.find(user);
     if (it != by_user_.end()) {

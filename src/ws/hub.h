@@ -88,7 +88,7 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   // For connections.
   const HubOptions& options() const { return options_; }
   void Opened(const std::shared_ptr<Connection>& c);
-  void Ended(Connection* c, bool was_open);
+  void Ended(Connection* c, bool registered);
   void OnFrame(const std::shared_ptr<Connection>& c, std::string_view text, bool is_text);
   // The first `written` frames of `batch` reached the socket of one of `user_id`'s connections.
   void Written(int64_t user_id, const std::vector<Outgoing>& batch, size_t written);

@@ -30,8 +30,8 @@ class WsFixture : public ::testing::Test {
     return r.json.value("id", int64_t{0});
   }
   Json SendHttp(const Account& a, int64_t conversation, const std::string& content) {
-    auto r = client_.Post("/api/messages", {{"conversation_id", conversation}, {"content", content}},
-                          a.token);
+    auto r = client_.Post("/api/messages",
+                          {{"conversation_id", conversation}, {"content", content}}, a.token);
     EXPECT_EQ(r.status, 201) << r.body;
     return r.json;
   }
