@@ -12,6 +12,9 @@ using TimeMs = int64_t;
 // Current wall-clock time in milliseconds since the epoch.
 TimeMs NowMs();
 
+// Milliseconds on a monotonic clock, for deadlines and silences: it never jumps with NTP.
+TimeMs SteadyMs();
+
 // "2026-11-23T10:00:00.123Z".
 std::string FormatRfc3339(TimeMs t);
 

@@ -201,8 +201,16 @@ Status ConversationService::RemoveParticipant(int64_t caller, int64_t id, int64_
   if (user_id != caller && !admin) return Status::Forbidden("only admins can remove others");
   if (c->Find(user_id) == nullptr)
     return Status::NotFound("not a participant of this conversation");
-  if (Status s = d_.conversations->RemoveParticipant(id, user_id, d_.now()); !s.ok()) return s;
+  // Announced before the write: a message committed right after the removal must not be
+  // pushed to the removed user while the real-time layer still counts it as a member.
   d_.bus->Publish(ConversationRemoved{id, user_id});
+  if (Status s = d_.conversations->RemoveParticipant(id, user_id, d_.now()); !s.ok()) {
+    if (auto unchanged = d_.conversations->GetConversation(id);
+        unchanged.ok() && unchanged->has_value()) {
+      d_.bus->Publish(ConversationChanged{**unchanged});  // still a member after all
+    }
+    return s;
+  }
   auto after = d_.conversations->GetConversation(id);
   if (after.ok() && after->has_value() && !(*after)->participants.empty()) {
     d_.bus->Publish(ConversationChanged{**after});

@@ -145,6 +145,14 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!beast::websocket::is_upgrade(msg)) {
       return Write(ErrorResponse(Status::InvalidRequest("a WebSocket upgrade is required")), false);
     }
+    // Checked here so that a malformed handshake gets the error object (Beast would answer in
+    // plain text) and never counts as a connection.
+    if (msg[bhttp::field::sec_websocket_key].empty() ||
+        msg[bhttp::field::sec_websocket_version] != "13") {
+      return Write(ErrorResponse(Status::InvalidRequest(
+                       "WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version: 13")),
+                   false);
+    }
     if (stopping_) {
       return Write(ErrorResponse(Status::Unavailable("the server is shutting down")), true);
     }

@@ -17,7 +17,7 @@ Connection::Connection(Socket socket, Hub* hub, int64_t user_id)
   ws_.auto_fragment(false);
   // Pongs (and pings) count as signs of life for the liveness sweep.
   ws_.control_callback(
-      [this](websocket::frame_type, beast::string_view) { last_heard_ = NowMs(); });
+      [this](websocket::frame_type, beast::string_view) { last_heard_ = SteadyMs(); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -25,7 +25,7 @@ Connection::Connection(Socket socket, Hub* hub, int64_t user_id)
 // ---------------------------------------------------------------------------------------------
 
 void Connection::Start(UpgradeRequest req) {
-  since_ = NowMs();
+  since_ = SteadyMs();
   // Registered before the handshake answer goes out, so that no event committed after the
   // client saw its 101 can miss it; frames wait in the queue until the handshake is done.
   registered_ = true;
@@ -39,7 +39,7 @@ void Connection::OnAccepted(beast::error_code ec) {
   upgrade_.reset();
   if (ec) return Finish();
   opened_ = true;
-  last_heard_ = NowMs();
+  last_heard_ = SteadyMs();
   Read();
   Pump();  // events that arrived during the handshake
 }
@@ -51,14 +51,15 @@ void Connection::Read() {
 
 void Connection::OnRead(beast::error_code ec) {
   if (ec) return Finish();  // closed by either side, too big (1009 sent by Beast), or dropped
-  last_heard_ = NowMs();
+  last_heard_ = SteadyMs();
   const auto data = read_buf_.cdata();
   hub_->OnFrame(shared_from_this(),
                 std::string_view(static_cast<const char*>(data.data()), data.size()),
                 ws_.got_text());
-  // Idle connections keep no read buffer.
+  // Beast prepares a small buffer (1.5 KiB) for every read, even before data arrives; only a
+  // large frame's buffer is given back.
   read_buf_.clear();
-  read_buf_.shrink_to_fit();
+  if (read_buf_.capacity() > 4096) read_buf_.shrink_to_fit();
   Read();  // after our close frame too: the read loop ends when the client's close arrives
 }
 
@@ -100,7 +101,7 @@ void Connection::Close(websocket::close_code code) {
       std::vector<Outgoing>().swap(self->queue_);
     }
     self->close_code_ = code;
-    self->since_ = NowMs();
+    self->since_ = SteadyMs();
     self->Pump();
   });
 }
@@ -110,6 +111,7 @@ void Connection::Pump() {
   if (close_code_) {
     if (close_sent_) return;
     close_sent_ = true;
+    FinishBatch();  // what was written still counts; the rest is dropped
     writing_ = true;
     // Beast sends the close frame, then waits for the client's and ends the read loop.
     ws_.async_close(*close_code_, [self = shared_from_this()](beast::error_code ec) {
@@ -138,8 +140,10 @@ void Connection::Pump() {
   }
   writing_ = true;
   ws_.text(true);
-  ws_.async_write(net::buffer(*batch_[next_].frame),
-                  [self = shared_from_this()](beast::error_code ec, size_t) {
+  // The handler holds the frame: its buffer must outlive the write even if Finish drops batch_.
+  const Frame& frame = batch_[next_].frame;
+  ws_.async_write(net::buffer(*frame),
+                  [self = shared_from_this(), frame](beast::error_code ec, size_t) {
                     self->OnWritten(ec, /*frame=*/true);
                   });
 }
@@ -160,9 +164,13 @@ void Connection::FinishBatch() {
     std::lock_guard lock(mu_);
     queued_bytes_ -= std::min(bytes, queued_bytes_);
   }
-  batch_.clear();
   next_ = 0;
-  if (batch_.capacity() > 64) batch_.shrink_to_fit();  // a burst does not pin memory
+  // An idle connection keeps no queue storage (the queue takes this vector at the next swap).
+  if (batch_.capacity() > 4) {
+    std::vector<Outgoing>().swap(batch_);
+  } else {
+    batch_.clear();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,7 +216,7 @@ void Connection::Finish() {
     refusing_ = true;
     std::vector<Outgoing>().swap(queue_);
   }
-  std::vector<Outgoing>().swap(batch_);
+  FinishBatch();
   hub_->Ended(this, registered_);
 }
 

@@ -2,12 +2,13 @@
 // loop that hands text frames to the Hub, and a bounded outgoing queue written one frame at a
 // time. Frames are shared immutable buffers, so a fan-out to many connections copies nothing.
 //
-// Threading: everything except Send, Close and the atomics runs on the connection's strand
-// (the executor of its socket). Send and Close may be called from any thread. The Hub holds
-// the owning reference while the connection is open.
+// Threading: the public methods may be called from any thread; everything else runs on the
+// connection's strand (the executor of its socket). The Hub holds the owning reference from
+// the upgrade until the connection ends.
 //
-// Memory: an idle connection keeps no read buffer, no queue capacity and no timer of its own;
-// liveness is checked by the Hub's single sweep through Check().
+// Memory: an idle connection keeps Beast's stream state and its 1.5 KiB read buffer, but no
+// queue storage and no timer of its own; liveness is checked by the Hub's single sweep through
+// Check(). Deadlines use the monotonic clock (SteadyMs).
 #pragma once
 
 #include <atomic>
@@ -84,7 +85,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // On the strand:
   std::unique_ptr<UpgradeRequest> upgrade_;  // kept until the handshake is answered
-  boost::beast::flat_buffer read_buf_;       // empty between messages
+  boost::beast::flat_buffer read_buf_;       // shrunk after a large frame
   std::vector<Outgoing> batch_;              // frames being written, in order
   size_t next_ = 0;                          // first unwritten frame of batch_
   bool registered_ = false;                  // with the Hub, from the upgrade on

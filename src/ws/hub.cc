@@ -78,10 +78,12 @@ Result<int64_t> Hub::Authorize(const http::Request& req) {
 void Hub::Accept(int64_t user_id, net::ip::tcp::socket socket, Connection::UpgradeRequest req) {
   auto c = std::make_shared<Connection>(std::move(socket), this, user_id);
   {
+    // Checked under the lock that Shutdown sets it under: a connection either is in all_ when
+    // Shutdown takes its snapshot, or is never registered.
     std::unique_lock lock(conns_mu_);
+    if (stopping_) return;  // shutting down: the socket closes with `c`
     all_.emplace(c.get(), c);
   }
-  if (stopping_) return c->Close(websocket::close_code::going_away);  // ends after the handshake
   c->Start(std::move(req));
 }
 
@@ -136,7 +138,10 @@ bool Hub::IsOnline(int64_t user_id) const {
 }
 
 void Hub::Shutdown() {
-  stopping_ = true;
+  {
+    std::unique_lock lock(conns_mu_);
+    stopping_ = true;
+  }
   std::promise<void> stopped;
   net::dispatch(timer_strand_, [this, &stopped] {
     tick_timer_.cancel();
@@ -179,7 +184,7 @@ void Hub::ScheduleTick() {
   tick_timer_.expires_after(TickPeriod(options_.typing_timeout_ms));
   tick_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec || stopping_) return;
-    ExpireTyping(NowMs());
+    ExpireTyping(SteadyMs());
     FlushDeliveries();
     ScheduleTick();
   });
@@ -197,7 +202,7 @@ void Hub::ScheduleSweep() {
         if (auto c = weak.lock()) live.push_back(std::move(c));
       }
     }
-    const TimeMs now = NowMs();
+    const TimeMs now = SteadyMs();
     for (auto& c : live) c->Check(now, options_.ping_interval_ms);
     ScheduleSweep();
   });
@@ -234,16 +239,15 @@ Status Hub::Typing(Connection* c, int64_t conversation_id, bool start) {
   if (std::find(members->begin(), members->end(), user) == members->end()) {
     return Status::Forbidden("not a participant of this conversation");
   }
-  bool announce = true;
-  {
-    std::lock_guard lock(typing_mu_);
-    if (start) {
-      typing_[{conversation_id, user}] = {NowMs() + options_.typing_timeout_ms, c};
-    } else {
-      announce = typing_.erase({conversation_id, user}) > 0;  // a stop without a start: quiet
-    }
+  // Announced under the lock, so that a start and a stop racing from two devices reach the
+  // peers in the order they changed the state.
+  std::lock_guard lock(typing_mu_);
+  if (start) {
+    typing_[{conversation_id, user}] = {SteadyMs() + options_.typing_timeout_ms, c};
+  } else if (typing_.erase({conversation_id, user}) == 0) {
+    return Status::Ok();  // a stop without a start: nothing to relay
   }
-  if (announce) d_.bus->Publish(domain::TypingChanged{conversation_id, user, start});
+  d_.bus->Publish(domain::TypingChanged{conversation_id, user, start});
   return Status::Ok();
 }
 
@@ -252,20 +256,14 @@ void Hub::ExpireTyping(TimeMs now) {
 }
 
 void Hub::EndTyping(const std::function<bool(const Key&, const Typist&)>& which) {
-  std::vector<Key> ended;
-  {
-    std::lock_guard lock(typing_mu_);
-    for (auto it = typing_.begin(); it != typing_.end();) {
-      if (which(it->first, it->second)) {
-        ended.push_back(it->first);
-        it = typing_.erase(it);
-      } else {
-        ++it;
-      }
+  std::lock_guard lock(typing_mu_);  // announced under it, as in Typing
+  for (auto it = typing_.begin(); it != typing_.end();) {
+    if (which(it->first, it->second)) {
+      d_.bus->Publish(domain::TypingChanged{it->first.first, it->first.second, false});
+      it = typing_.erase(it);
+    } else {
+      ++it;
     }
-  }
-  for (const auto& [conversation, user] : ended) {
-    d_.bus->Publish(domain::TypingChanged{conversation, user, false});
   }
 }
 

@@ -141,6 +141,7 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   // Every connection from upgrade to end, for the sweep and shutdown.
   std::unordered_map<Connection*, std::weak_ptr<Connection>> all_;  // guarded by conns_mu_
 
+  // Lock order: typing_mu_, then conns_mu_ (fan-out of the announcement), never the reverse.
   std::mutex typing_mu_;
   std::map<Key, Typist> typing_;  // guarded by typing_mu_
 

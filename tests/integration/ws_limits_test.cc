@@ -890,7 +890,13 @@ TEST_F(WsLimitsTest, SlowConsumerIsClosedWith1008AndServerMemoryStaysBounded) {
   const int64_t rss_after = RssKib(server_.pid());
   RecordProperty("messages_sent", sent);
   RecordProperty("rss_growth_kib", static_cast<int>(rss_after - rss_before));
-  EXPECT_LT(rss_after - rss_before, 100 * 1024)
+  // AddressSanitizer keeps freed memory in a quarantine (256 MiB by default) before reuse.
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr int64_t kAllowedGrowthKib = (100 + 300) * 1024;
+#else
+  constexpr int64_t kAllowedGrowthKib = 100 * 1024;
+#endif
+  EXPECT_LT(rss_after - rss_before, kAllowedGrowthKib)
       << "RSS grew from " << rss_before << " KiB to " << rss_after << " KiB after "
       << sent_bytes / 1'000'000 << " MB of events";
 
