@@ -10,7 +10,9 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <fstream>
 #include <future>
+#include <iostream>
 #include <thread>
 #include <vector>
 
@@ -90,6 +92,56 @@ Status MigrateOnly(const Config& config) {
   auto store = OpenStore(config);
   if (!store.ok()) return store.status();
   spdlog::info("database {} is up to date", config.sqlite_dsn);
+  return Status::Ok();
+}
+
+Status AddUsers(const Config& config, const AddUsersOptions& options) {
+  std::vector<domain::NewAccount> accounts;
+  if (options.count > 0) {
+    accounts.reserve(static_cast<size_t>(options.count));
+    for (int64_t i = 1; i <= options.count; ++i) {
+      const std::string name = options.prefix + "_" + std::to_string(i);
+      accounts.push_back({name, name + "@" + options.email_domain});
+    }
+  } else {
+    accounts.push_back({options.username, options.email});
+  }
+  auto store = OpenStore(config);
+  if (!store.ok()) return store.status();
+  auto secret = JwtSecret(config, store->get());
+  if (!secret.ok()) return secret.status();
+  crypto::Argon2Hasher hasher;
+  crypto::SodiumOtp otp(*secret);
+  crypto::JwtCodec tokens(*secret, config.jwt_ttl_min * 60'000);
+  mail::LogSender sender;  // no codes are sent: the accounts are verified by the administrator
+  domain::AccountService service({.users = store->get(),
+                                  .codes = store->get(),
+                                  .hasher = &hasher,
+                                  .otp = &otp,
+                                  .tokens = &tokens,
+                                  .sender = &sender,
+                                  .background = [](std::function<void()> task) { task(); }},
+                                 domain::AccountPolicy{});
+  auto created = service.CreateAccounts(accounts, options.password);
+  if (!created.ok()) return created.status();
+
+  std::ofstream file;
+  std::ostream* out = nullptr;
+  if (options.tokens_path == "-") {
+    out = &std::cout;
+  } else if (!options.tokens_path.empty()) {
+    file.open(options.tokens_path);
+    if (!file) return Status::InvalidRequest("cannot write " + options.tokens_path);
+    out = &file;
+  }
+  if (out != nullptr) {
+    for (const auto& a : *created) {
+      *out << a.user.id << ' ' << a.user.username << ' ' << a.token.token << '\n';
+    }
+    out->flush();
+  }
+  spdlog::info("created {} user(s), ids {} to {}", created->size(), created->front().user.id,
+               created->back().user.id);
   return Status::Ok();
 }
 

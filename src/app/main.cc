@@ -1,4 +1,4 @@
-// mmchat: serve, or apply migrations and exit. Everything else lives in app/.
+// mmchat: serve, apply migrations and exit, or add users. Everything else lives in app/.
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -38,6 +38,27 @@ int main(int argc, char** argv) {
   bool migrate = false;
   cli.add_flag("--migrate", migrate, "apply pending database migrations and exit");
   cli.set_version_flag("--version", std::string("mmchat ") + MMCHAT_VERSION);
+  mmchat::app::AddUsersOptions add_users;
+  auto* user_cmd = cli.add_subcommand("user", "manage accounts");
+  user_cmd->require_subcommand(1);
+  auto* add_cmd = user_cmd->add_subcommand(
+      "add",
+      "create verified accounts directly (no code): one with --username and --email, or "
+      "--count of them named <prefix>_<n>, all with one password");
+  add_cmd->add_option("--username", add_users.username, "username of the one account");
+  add_cmd->add_option("--email", add_users.email, "email of the one account");
+  auto* count_opt = add_cmd->add_option("--count", add_users.count, "how many accounts to create")
+                        ->check(CLI::Range(int64_t{1}, int64_t{10'000'000}))
+                        ->excludes("--username")
+                        ->excludes("--email");
+  add_cmd->add_option("--prefix", add_users.prefix, "username prefix with --count")
+      ->capture_default_str();
+  add_cmd->add_option("--email-domain", add_users.email_domain, "email domain with --count")
+      ->capture_default_str();
+  add_cmd->add_option("--password", add_users.password, "the password of every account")
+      ->required();
+  add_cmd->add_option("--tokens", add_users.tokens_path,
+                      "write `id username token` lines here (- for standard output)");
   cli.footer(ConfigHelp());
   try {
     cli.parse(static_cast<int>(argp.size()), argp.data());
@@ -70,6 +91,17 @@ int main(int argc, char** argv) {
   spdlog::flush_on(spdlog::level::info);  // codes and start-up lines must reach the log at once
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
 
+  if (add_cmd->parsed()) {
+    if (!*count_opt && (add_users.username.empty() || add_users.email.empty())) {
+      std::cerr << "mmchat user add: give --username and --email, or --count\n";
+      return 2;
+    }
+    if (auto s = mmchat::app::AddUsers(*config, add_users); !s.ok()) {
+      spdlog::critical("user add: {}", s.message());
+      return 1;
+    }
+    return 0;
+  }
   if (migrate) {
     if (auto s = mmchat::app::MigrateOnly(*config); !s.ok()) {
       spdlog::critical("{}", s.message());

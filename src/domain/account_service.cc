@@ -195,6 +195,31 @@ Result<int64_t> AccountService::Authenticate(std::string_view token) {
   return claims->user_id;
 }
 
+Result<std::vector<AuthResult>> AccountService::CreateAccounts(
+    const std::vector<NewAccount>& accounts, const std::string& password) {
+  if (Status s = ValidatePassword(password); !s.ok()) return s;
+  for (const auto& a : accounts) {
+    if (Status s = ValidateUsername(a.username); !s.ok()) return s;
+    if (Status s = ValidateEmail(a.email); !s.ok()) return s;
+  }
+  auto hash = d_.hasher->Hash(password);
+  if (!hash.ok()) return hash.status();
+  std::vector<NewUser> rows;
+  rows.reserve(accounts.size());
+  const TimeMs now = d_.now();
+  for (const auto& a : accounts) rows.push_back({a.username, AsciiLower(a.email), *hash, now});
+  auto users = d_.users->CreateUsers(rows);
+  if (!users.ok()) return users.status();
+  std::vector<AuthResult> out;
+  out.reserve(users->size());
+  for (const User& u : *users) {
+    auto issued = IssueToken(u, 0);
+    if (!issued.ok()) return issued.status();
+    out.push_back(std::move(issued).value());
+  }
+  return out;
+}
+
 Result<AuthResult> AccountService::IssueToken(const User& user, int64_t token_version) {
   auto token = d_.tokens->Issue(user.id, token_version, d_.now());
   if (!token.ok()) return token.status();

@@ -40,6 +40,12 @@ struct LoginRequest {
   std::string password;
 };
 
+// An account an administrator creates directly (no code).
+struct NewAccount {
+  std::string username;
+  std::string email;
+};
+
 struct AuthResult {
   IssuedToken token;
   User user;
@@ -72,6 +78,12 @@ class AccountService {
 
   // The user id of a valid, unrevoked token of an existing user; kUnauthorized otherwise.
   Result<int64_t> Authenticate(std::string_view token);
+
+  // For administrators (`mmchat user add`): verified accounts without a code, all with one
+  // password, hashed once, each with a fresh token. Every account is validated as in signup;
+  // nothing is created when one is invalid or taken (then kConflict).
+  Result<std::vector<AuthResult>> CreateAccounts(const std::vector<NewAccount>& accounts,
+                                                 const std::string& password);
 
   const AccountPolicy& policy() const { return policy_; }
 

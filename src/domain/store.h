@@ -24,6 +24,8 @@ class UserStore {
 
   // Inserts a verified user. kConflict when the username or email is taken (case-insensitive).
   virtual Result<User> CreateUser(const NewUser& user) = 0;
+  // Inserts many verified users in one transaction: all or none (kConflict when one is taken).
+  virtual Result<std::vector<User>> CreateUsers(const std::vector<NewUser>& users) = 0;
   virtual Result<std::optional<UserRecord>> FindUserById(int64_t id) = 0;
   // Both look-ups are case-insensitive.
   virtual Result<std::optional<UserRecord>> FindUserByEmail(std::string_view email) = 0;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <fstream>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -416,6 +417,89 @@ TEST(CliSignalTest, SigtermStopsCleanly) {
   HttpClient client(server.port());
   ASSERT_EQ(client.Get("/healthz").status, 200);
   EXPECT_EQ(server.Stop(SIGTERM), 0) << server.Log();
+}
+
+// ---------------------------------------------------------------------------------------------
+// mmchat user add (administration and benchmark provisioning)
+// ---------------------------------------------------------------------------------------------
+
+class CliUserAddTest : public ::testing::Test {
+ protected:
+  CliUserAddTest() : client_(server_.port()) {}
+
+  // Runs `mmchat user add ...` on the running server's database, with its secret.
+  RunResult UserAdd(std::vector<std::string> args) {
+    args.insert(args.begin(), {"user", "add"});
+    return RunBinary(args,
+                     {{"SQLITE_DSN", server_.db_path().string()},
+                      {"JWT_SECRET", "integration-test-secret-0123456789"}},
+                     server_.dir());
+  }
+  std::vector<std::vector<std::string>> TokenLines(const std::string& file) {
+    std::ifstream in(server_.dir() / file);
+    std::vector<std::vector<std::string>> out;
+    std::string id, name, token;
+    while (in >> id >> name >> token) out.push_back({id, name, token});
+    return out;
+  }
+
+  TestServer server_;
+  HttpClient client_;
+};
+
+TEST_F(CliUserAddTest, CountCreatesVerifiedUsersWithWorkingTokens) {
+  const RunResult r = UserAdd(
+      {"--count", "40", "--prefix", "load", "--password", "benchpass1", "--tokens", "t.txt"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto lines = TokenLines("t.txt");
+  ASSERT_EQ(lines.size(), 40u);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(lines[i][1], "load_" + std::to_string(i + 1));
+    auto me = client_.Get("/api/me", lines[i][2]);  // minted with the server's secret
+    ASSERT_EQ(me.status, 200) << me.body;
+    EXPECT_EQ(me.json["id"], std::stoll(lines[i][0]));
+    EXPECT_EQ(me.json["username"], lines[i][1]);
+    EXPECT_EQ(me.json["email"], lines[i][1] + "@example.com");
+  }
+  // The shared password is a real Argon2id hash: login works.
+  auto login = client_.Post("/api/login", {{"username", "load_17"}, {"password", "benchpass1"}});
+  EXPECT_EQ(login.status, 200) << login.body;
+  auto wrong = client_.Post("/api/login", {{"username", "load_17"}, {"password", "benchpass2"}});
+  ExpectError(wrong, 401, "invalid_credentials");
+}
+
+TEST_F(CliUserAddTest, OneAccountWithUsernameAndEmail) {
+  const RunResult r =
+      UserAdd({"--username", "Zed", "--email", "Zed@Example.com", "--password", "benchpass1"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto login =
+      client_.Post("/api/login", {{"email", "zed@example.com"}, {"password", "benchpass1"}});
+  ASSERT_EQ(login.status, 200) << login.body;
+  EXPECT_EQ(login.json["user"]["username"], "Zed");
+}
+
+TEST_F(CliUserAddTest, ATakenNameCreatesNothingAndFails) {
+  ASSERT_EQ(UserAdd({"--count", "3", "--prefix", "dup", "--password", "benchpass1"}).exit_code, 0);
+  // dup_1..dup_3 exist: a batch of 5 collides at its first and creates none of the others.
+  const RunResult r = UserAdd({"--count", "5", "--prefix", "dup", "--password", "benchpass1"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("already"), std::string::npos) << r.output;  // taken / registered
+  auto found =
+      client_.Get("/api/users?search=dup_&limit=100", SignUp(server_, client_, "viewer").token);
+  ASSERT_EQ(found.status, 200) << found.body;
+  EXPECT_EQ(found.json["users"].size(), 3u) << found.body;
+}
+
+TEST_F(CliUserAddTest, BadInputIsRefused) {
+  RunResult r = UserAdd({"--count", "2", "--password", "short"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("password"), std::string::npos) << r.output;
+  r = UserAdd({"--username", "ok_name", "--password", "benchpass1"});  // no email
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = UserAdd({"--username", "x", "--email", "x@example.com", "--password", "benchpass1"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;  // username too short
+  r = UserAdd({"--count", "0", "--password", "benchpass1"});
+  EXPECT_NE(r.exit_code, 0) << r.output;
 }
 
 }  // namespace

@@ -619,3 +619,41 @@ TEST_F(AccountServiceTest, AuthenticateRejectsWrongTokenVersion) {
 
 }  // namespace
 }  // namespace mmchat::domain
+
+// ---------------------------------------------------------------------------------------------
+// Accounts created by an administrator (mmchat user add)
+// ---------------------------------------------------------------------------------------------
+
+namespace mmchat::domain {
+namespace {
+
+TEST_F(AccountServiceTest, CreateAccountsMakesVerifiedUsersWithTokensAndNoMail) {
+  auto made = service_->CreateAccounts({{"ann", "Ann@Example.com"}, {"bob", "bo@example.com"}},
+                                       "shared password");
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  ASSERT_EQ(made->size(), 2u);
+  EXPECT_TRUE(sender_.sent.empty());
+  EXPECT_EQ((*made)[0].user.email, "ann@example.com");  // stored in lower case, as in signup
+  for (const auto& a : *made) {
+    auto who = service_->Authenticate(a.token.token);
+    ASSERT_TRUE(who.ok()) << who.status().message();
+    EXPECT_EQ(*who, a.user.id);
+  }
+  EXPECT_TRUE(LoginName("bob", "shared password").ok());
+}
+
+TEST_F(AccountServiceTest, CreateAccountsIsAllOrNothing) {
+  SignUp("taken", "taken@example.com", "password one");
+  auto clash = service_->CreateAccounts(
+      {{"fresh", "fresh@example.com"}, {"TAKEN", "t2@example.com"}}, "shared password");
+  EXPECT_EQ(clash.status().code(), StatusCode::kConflict);
+  EXPECT_FALSE(UserExists("fresh@example.com"));
+  auto invalid = service_->CreateAccounts({{"ok_name", "not-an-email"}}, "shared password");
+  EXPECT_EQ(invalid.status().code(), StatusCode::kInvalidRequest);
+  auto weak = service_->CreateAccounts({{"ok_name", "ok@example.com"}}, "short");
+  EXPECT_EQ(weak.status().code(), StatusCode::kInvalidRequest);
+  EXPECT_FALSE(UserExists("ok@example.com"));
+}
+
+}  // namespace
+}  // namespace mmchat::domain

@@ -133,21 +133,35 @@ Status SqliteStore::Ping() {
 // ---------------------------------------------------------------------------------------------
 
 Result<User> SqliteStore::CreateUser(const domain::NewUser& nu) {
-  User user;
+  auto users = CreateUsers({nu});
+  if (!users.ok()) return users.status();
+  return std::move(users->front());
+}
+
+Result<std::vector<User>> SqliteStore::CreateUsers(const std::vector<domain::NewUser>& batch) {
+  std::vector<User> users;
+  users.reserve(batch.size());
   Status s = WithWriter([&](Connection& c) -> Status {
+    Transaction tx(&c);
+    if (Status b = tx.Begin(); !b.ok()) return b;
     auto st = c.Prepare(
         "INSERT INTO users(username, email, password_hash, created_at) VALUES (?, ?, ?, ?)");
     if (!st.ok()) return st.status();
-    (*st)->Bind(1, nu.username).Bind(2, nu.email).Bind(3, nu.password_hash).Bind(4, nu.created_at);
-    if ((*st)->Step() != SQLITE_DONE) return UserWriteError(c, "insert user");
-    user.id = c.LastInsertId();
-    return Status::Ok();
+    for (const auto& nu : batch) {
+      (*st)->Reset();
+      (*st)->Bind(1, nu.username).Bind(2, nu.email).Bind(3, nu.password_hash);
+      (*st)->Bind(4, nu.created_at);
+      if ((*st)->Step() != SQLITE_DONE) return UserWriteError(c, "insert user");
+      User& user = users.emplace_back();
+      user.id = c.LastInsertId();
+      user.username = nu.username;
+      user.email = nu.email;
+      user.created_at = nu.created_at;
+    }
+    return tx.Commit();
   });
   if (!s.ok()) return s;
-  user.username = nu.username;
-  user.email = nu.email;
-  user.created_at = nu.created_at;
-  return user;
+  return users;
 }
 
 Result<std::optional<UserRecord>> SqliteStore::FindUserWhere(

@@ -39,6 +39,7 @@ class SqliteStore final : public domain::UserStore,
 
   // UserStore
   Result<domain::User> CreateUser(const domain::NewUser& user) override;
+  Result<std::vector<domain::User>> CreateUsers(const std::vector<domain::NewUser>& users) override;
   Result<std::optional<domain::UserRecord>> FindUserById(int64_t id) override;
   Result<std::optional<domain::UserRecord>> FindUserByEmail(std::string_view email) override;
   Result<std::optional<domain::UserRecord>> FindUserByUsername(std::string_view username) override;
