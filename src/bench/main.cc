@@ -53,7 +53,7 @@ rlim_t RaiseFileLimit() {
 struct Settings {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;
-  std::string token;
+  std::vector<std::string> tokens;  // from `mmchat user add --tokens`, used round-robin
   std::vector<int> steps{1000, 10000};
   int source_addresses = 16;
   int in_flight = 256;
@@ -94,9 +94,10 @@ class IdlePool {
     if (!ec) sock.bind(tcp::endpoint(source, 0), ec);
     if (ec) return Done(false);
     const tcp::endpoint server(net::ip::make_address(s_.host), s_.port);
-    sock.async_connect(server, [this, c](beast::error_code ec2) {
+    sock.async_connect(server, [this, c, i](beast::error_code ec2) {
       if (ec2) return Done(false);
-      c->ws.async_handshake(s_.host, "/api/ws?token=" + s_.token, [this, c](beast::error_code ec3) {
+      const std::string& token = s_.tokens[static_cast<size_t>(i) % s_.tokens.size()];
+      c->ws.async_handshake(s_.host, "/api/ws?token=" + token, [this, c](beast::error_code ec3) {
         if (ec3) return Done(false);
         conns_.push_back(c);
         Read(c);  // keeps answering the server's pings
@@ -135,7 +136,11 @@ int main(int argc, char** argv) {
       "idle", "hold authenticated idle WebSocket connections; report connect rate and server RSS");
   idle->add_option("--host", s.host, "server address")->capture_default_str();
   idle->add_option("--port", s.port, "server port")->capture_default_str();
-  idle->add_option("--token", s.token, "a JWT for the connections")->required();
+  std::string tokens_path;
+  idle->add_option("--tokens", tokens_path,
+                   "`id username token` lines, as `mmchat user add --tokens` writes them")
+      ->required()
+      ->check(CLI::ExistingFile);
   idle->add_option("--steps", s.steps, "connection counts to measure at, ascending")
       ->delimiter(',')
       ->capture_default_str();
@@ -148,6 +153,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
+  std::ifstream tokens_file(tokens_path);
+  std::string id, name, token;
+  while (tokens_file >> id >> name >> token) s.tokens.push_back(token);
+  if (s.tokens.empty()) {
+    std::fprintf(stderr, "no tokens in %s\n", tokens_path.c_str());
+    return 2;
+  }
   const rlim_t files = RaiseFileLimit();
   std::printf("open-file limit %llu\n", static_cast<unsigned long long>(files));
   net::io_context ioc(1);

@@ -134,8 +134,9 @@ std::string ReadFile(const std::filesystem::path& p) {
 
 // Starts the binary in `dir` with exactly `env` (plus PATH), output to dir/server.log.
 pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
-            const std::filesystem::path& dir, const std::filesystem::path& log) {
-  std::vector<std::string> argv_s = {MMCHAT_BINARY};
+            const std::filesystem::path& dir, const std::filesystem::path& log,
+            const std::string& program = MMCHAT_BINARY) {
+  std::vector<std::string> argv_s = {program};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<std::string> env_s = {"PATH=/usr/bin:/bin"};
   for (const auto& [k, v] : env) env_s.push_back(k + "=" + v);
@@ -176,9 +177,15 @@ int DecodeWaitStatus(int status) {
 RunResult RunBinary(const std::vector<std::string>& args,
                     const std::map<std::string, std::string>& env,
                     const std::filesystem::path& dir) {
+  return RunProgram(MMCHAT_BINARY, args, env, dir);
+}
+
+RunResult RunProgram(const std::string& program, const std::vector<std::string>& args,
+                     const std::map<std::string, std::string>& env,
+                     const std::filesystem::path& dir) {
   const auto log = dir / "run.log";
   std::filesystem::remove(log);
-  const pid_t pid = Spawn(args, env, dir, log);
+  const pid_t pid = Spawn(args, env, dir, log, program);
   int status = 0;
   waitpid(pid, &status, 0);
   return {DecodeWaitStatus(status), ReadFile(log)};

@@ -123,6 +123,10 @@ struct RunResult {
 RunResult RunBinary(const std::vector<std::string>& args,
                     const std::map<std::string, std::string>& env,
                     const std::filesystem::path& dir);
+// The same for another program of the project (e.g. mmchat-bench).
+RunResult RunProgram(const std::string& program, const std::vector<std::string>& args,
+                     const std::map<std::string, std::string>& env,
+                     const std::filesystem::path& dir);
 
 // The resident set size of a process in KiB (VmRSS), or -1 when it cannot be read.
 int64_t RssKib(pid_t pid);
