@@ -16,6 +16,7 @@ allowed() {  # allowed <layer>: the project folders that layer may include
     http) echo "common domain http metrics" ;;
     ws) echo "common domain http metrics ws" ;;
     app) echo "*" ;;
+    bench) echo "bench" ;;  # a client: talks to the server over sockets only
     *) echo "" ;;
   esac
 }

@@ -55,6 +55,26 @@ TEST_F(BenchTest, IdleHoldsConnectionsAndReportsServerMemory) {
   EXPECT_GT(summary["steps"][1]["server_rss_kib"].get<int64_t>(), 0);
 }
 
+TEST_F(BenchTest, FanoutDeliversEveryAckedMessageToTheOtherMembers) {
+  const RunResult r =
+      Bench({"fanout", "--groups", "2", "--members", "3", "--senders", "1", "--duration-sec", "0.5",
+             "--server-pid", std::to_string(server_.pid())});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Json summary = SummaryLine(r.output);
+  ASSERT_TRUE(summary.is_object()) << r.output;
+  EXPECT_EQ(summary["scenario"], "fanout");
+  const int64_t acked = summary["messages_acked"].get<int64_t>();
+  EXPECT_GT(acked, 0) << r.output;
+  EXPECT_EQ(summary["deliveries"].get<int64_t>(), acked * 2) << r.output;  // 2 other members
+  EXPECT_EQ(summary["lost"], 0);
+  EXPECT_GE(summary["latency_ms"]["max"].get<double>(), summary["latency_ms"]["p50"].get<double>());
+}
+
+TEST_F(BenchTest, FanoutWithTooFewAccountsIsRefused) {
+  const RunResult r = Bench({"fanout", "--groups", "3", "--members", "3"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
 TEST_F(BenchTest, BadTokensFileIsRefused) {
   std::ofstream(server_.dir() / "empty.txt") << "";
   const RunResult r = RunProgram(MMCHAT_BENCH_BINARY,

@@ -1,0 +1,47 @@
+#include "bench/ws_pool.h"
+
+namespace mmchat::bench {
+
+namespace beast = boost::beast;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+void WsPool::Open(int count, const std::function<std::string(int)>& token_of,
+                  const std::function<void(int, std::shared_ptr<Client>)>& opened) {
+  token_of_ = &token_of;
+  opened_ = &opened;
+  target_count_ = started_ + count;
+  while (started_ < target_count_ && started_ - done_ < target_.in_flight) StartOne();
+  while (done_ < target_count_) ioc_.run_one();
+}
+
+void WsPool::StartOne() {
+  const int i = started_++;
+  auto c = std::make_shared<Client>(ioc_);
+  auto& sock = beast::get_lowest_layer(c->ws);
+  beast::error_code ec;
+  sock.open(tcp::v4(), ec);
+  const auto source =
+      net::ip::make_address_v4("127.0.0." + std::to_string(1 + i % target_.source_addresses));
+  if (!ec) sock.bind(tcp::endpoint(source, 0), ec);
+  if (!ec) sock.set_option(tcp::no_delay(true), ec);
+  if (ec) return Done(false);
+  const tcp::endpoint server(net::ip::make_address(target_.host), target_.port);
+  sock.async_connect(server, [this, c, i](beast::error_code ec2) {
+    if (ec2) return Done(false);
+    c->ws.async_handshake(target_.host, "/api/ws?token=" + (*token_of_)(i),
+                          [this, c, i](beast::error_code ec3) {
+                            if (ec3) return Done(false);
+                            (*opened_)(i, c);
+                            Done(true);
+                          });
+  });
+}
+
+void WsPool::Done(bool ok) {
+  ++done_;
+  ok ? ++open_ : ++failed_;
+  if (started_ < target_count_) StartOne();
+}
+
+}  // namespace mmchat::bench
