@@ -1,5 +1,5 @@
-// Who is online right now. The WebSocket hub implements it; until a transport reports
-// connections, nobody is online.
+// Who is online right now: a user with at least one open real-time connection. The
+// WebSocket hub (ws/hub.h) implements it.
 #pragma once
 
 #include <cstdint>
@@ -10,12 +10,6 @@ class PresenceView {
  public:
   virtual ~PresenceView() = default;
   virtual bool IsOnline(int64_t user_id) const = 0;
-};
-
-// Used when no real-time transport is wired in.
-class NobodyOnline final : public PresenceView {
- public:
-  bool IsOnline(int64_t) const override { return false; }
 };
 
 }  // namespace mmchat::domain

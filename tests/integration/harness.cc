@@ -18,6 +18,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "bench/stats.h"
+
 namespace mmchat::test {
 
 namespace net = boost::asio;
@@ -321,13 +323,6 @@ Account SignUp(TestServer& server, HttpClient& client, const std::string& userna
   return a;
 }
 
-int64_t RssKib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-  }
-  return -1;
-}
+int64_t RssKib(pid_t pid) { return bench::RssKib(pid); }
 
 }  // namespace mmchat::test
