@@ -1,5 +1,6 @@
 #include "app/app.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
@@ -44,17 +45,19 @@ constexpr auto kShutdownGrace = std::chrono::seconds(10);
 constexpr auto kDeliveryFlushPeriod = std::chrono::seconds(1);
 
 // Every connection is a file descriptor: take the hard limit, and say what it allows.
-void RaiseFileLimit() {
+// Returns the open-file limit now in force (0: unknown).
+size_t RaiseFileLimit() {
   rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
   if (lim.rlim_cur < lim.rlim_max) {
     rlimit raised = lim;
     raised.rlim_cur = lim.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
   }
-  // A few dozen descriptors go to the database, logs and the listener.
+  // The HTTP server keeps some descriptors for the database, logs and the listener.
   spdlog::info("open-file limit {}: room for about {} connections", lim.rlim_cur,
-               lim.rlim_cur > 100 ? lim.rlim_cur - 100 : 0);
+               lim.rlim_cur > http::kReservedFiles ? lim.rlim_cur - http::kReservedFiles : 0);
+  return lim.rlim_cur == RLIM_INFINITY ? 0 : static_cast<size_t>(lim.rlim_cur);
 }
 
 int Cores() {
@@ -146,7 +149,7 @@ Status AddUsers(const Config& config, const AddUsersOptions& options) {
 }
 
 int Serve(const Config& config) {
-  RaiseFileLimit();
+  const size_t open_files = RaiseFileLimit();
   auto store_or = OpenStore(config);
   if (!store_or.ok()) {
     spdlog::critical("{}", store_or.status().message());
@@ -237,6 +240,7 @@ int Serve(const Config& config) {
   options.host = config.http_host;
   options.port = config.http_port;
   options.read_timeout = std::chrono::seconds(config.http_read_timeout_sec);
+  options.max_open_files = open_files;
   http::Server server(ioc, &dispatcher, &registry, options);
   server.SetUpgradeHandler(&hub);
   if (Status s = server.Listen(); !s.ok()) {
@@ -274,7 +278,12 @@ int Serve(const Config& config) {
 
   auto guard = boost::asio::make_work_guard(ioc);
   std::vector<std::thread> threads;
-  for (int i = 0; i < io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+  for (int i = 0; i < io_threads; ++i) {
+    threads.emplace_back([&ioc] {
+      pthread_setname_np(pthread_self(), "mmchat-io");  // for top -H and perf
+      ioc.run();
+    });
+  }
 
   const int sig = stop_signal.get_future().get();
   spdlog::info("received signal {}: shutting down", sig);

@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
 
@@ -214,7 +215,10 @@ Server::Server(net::io_context& ioc, Dispatcher* dispatcher, metrics::Registry* 
       accept_backoff_(acceptor_.get_executor()),
       open_connections_(registry->GetGauge("mmchat_http_connections", "Open HTTP connections.")),
       accepted_connections_(registry->GetCounter("mmchat_http_connections_accepted_total",
-                                                 "HTTP connections accepted.")) {}
+                                                 "HTTP connections accepted.")),
+      refused_connections_(registry->GetCounter(
+          "mmchat_connections_refused_total",
+          "Connections refused because the open-file limit was nearly reached.")) {}
 
 Server::~Server() = default;
 
@@ -251,13 +255,20 @@ void Server::Accept() {
   acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;  // stopping
     if (ec) {
-      // Typically out of file descriptors: pause instead of spinning on accept.
-      spdlog::warn("accept failed: {}; pausing accepts for 100 ms", ec.message());
+      // Out of descriptors after all (or another accept error): pause instead of spinning.
+      Refuse(nullptr);
+      spdlog::debug("accept failed: {}", ec.message());
       accept_backoff_.expires_after(std::chrono::milliseconds(100));
       accept_backoff_.async_wait([this](beast::error_code wait_ec) {
         if (!wait_ec && acceptor_.is_open()) Accept();
       });
       return;
+    }
+    // accept() hands out the lowest free descriptor, so a number this high means every one
+    // below it is taken: the process is within kReservedFiles of its limit.
+    const auto fd = static_cast<size_t>(socket.native_handle());
+    if (options_.max_open_files > 0 && fd + kReservedFiles >= options_.max_open_files) {
+      Refuse(&socket);
     } else {
       socket.set_option(tcp::no_delay(true), ec);
       auto session = std::make_shared<Session>(std::move(socket), this);
@@ -266,6 +277,37 @@ void Server::Accept() {
     }
     Accept();
   });
+}
+
+void Server::Refuse(tcp::socket* socket) {
+  refused_connections_->Inc();
+  if (socket != nullptr) {
+    // Written at once without reading the request: it fits in an empty socket buffer, and a
+    // client gets a clear answer instead of a reset.
+    static const std::string kBusy = [] {
+      const std::string body =
+          nlohmann::json{{"error",
+                          {{"code", ErrorCodeFor(StatusCode::kUnavailable)},
+                           {"message", "the server is at its connection limit"}}}}
+              .dump();
+      return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+             "Retry-After: 5\r\nConnection: close\r\nContent-Length: " +
+             std::to_string(body.size()) + "\r\n\r\n" + body;
+    }();
+    beast::error_code ignored;
+    socket->non_blocking(true, ignored);
+    socket->write_some(net::buffer(kBusy), ignored);
+    socket->shutdown(tcp::socket::shutdown_send, ignored);
+    socket->close(ignored);
+  }
+  ++refusals_unlogged_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - refusal_logged_ >= std::chrono::seconds(10)) {
+    spdlog::warn("refused {} connection(s): the open-file limit ({}) is nearly reached",
+                 refusals_unlogged_, options_.max_open_files);
+    refusals_unlogged_ = 0;
+    refusal_logged_ = now;
+  }
 }
 
 void Server::Register(const std::shared_ptr<Session>& s) {

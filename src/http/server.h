@@ -31,7 +31,14 @@ struct ServerOptions {
   std::chrono::seconds read_timeout{30};  // for a whole request, and for an idle keep-alive
   size_t body_limit = 64 * 1024;
   size_t header_limit = 16 * 1024;
+  // The process's open-file limit (0: not enforced). A connection that would leave fewer than
+  // kReservedFiles descriptors free is answered 503 and closed, so the database, the logs and
+  // the listener always have descriptors.
+  size_t max_open_files = 0;
 };
+
+// Descriptors kept free for everything that is not a client connection.
+constexpr size_t kReservedFiles = 100;
 
 // Takes over connections that ask for a WebSocket upgrade on its path (the ws layer does).
 // Called on the connection's strand.
@@ -72,6 +79,9 @@ class Server {
  private:
   friend class Session;
   void Accept();
+  // Answers 503 on a connection over capacity (or notes an accept that failed for want of
+  // descriptors) in the metric and, at most every 10 s, in the log.
+  void Refuse(boost::asio::ip::tcp::socket* socket);
   void Register(const std::shared_ptr<Session>& s);
   void Unregister(Session* s);
   // Strong references to every open session, taken under the lock. Callers act on them
@@ -88,6 +98,10 @@ class Server {
 
   metrics::Gauge* open_connections_;
   metrics::Counter* accepted_connections_;
+  metrics::Counter* refused_connections_;
+  // On the acceptor's strand: refusals not yet logged, and when the log last said so.
+  uint64_t refusals_unlogged_ = 0;
+  std::chrono::steady_clock::time_point refusal_logged_{};
 
   std::mutex mu_;
   std::condition_variable all_closed_;

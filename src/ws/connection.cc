@@ -29,6 +29,8 @@ void Connection::Start(UpgradeRequest req) {
   // Registered before the handshake answer goes out, so that no event committed after the
   // client saw its 101 can miss it; frames wait in the queue until the handshake is done.
   registered_ = true;
+  ws_.next_layer().set_owner(shared_from_this());
+  ws_.next_layer().set_on_flushed([this] { OnFlushed(); });
   hub_->Opened(shared_from_this());
   upgrade_ = std::make_unique<UpgradeRequest>(std::move(req));
   ws_.async_accept(*upgrade_,
@@ -107,64 +109,58 @@ void Connection::Close(websocket::close_code code) {
 }
 
 void Connection::Pump() {
-  if (writing_ || finished_ || !opened_) return;
+  if (finished_ || !opened_) return;
   if (close_code_) {
     if (close_sent_) return;
     close_sent_ = true;
-    FinishBatch();  // what was written still counts; the rest is dropped
-    writing_ = true;
-    // Beast sends the close frame, then waits for the client's and ends the read loop.
+    // After the batch in flight, if any. Beast sends the close frame, then waits for the
+    // client's and ends the read loop.
     ws_.async_close(*close_code_, [self = shared_from_this()](beast::error_code ec) {
-      self->writing_ = false;
       if (ec) self->Drop();
     });
     return;
   }
+  beast::error_code ec;
   if (ping_due_) {
     ping_due_ = false;
-    writing_ = true;
-    ws_.async_ping({}, [self = shared_from_this()](beast::error_code ec) {
-      self->OnWritten(ec, /*frame=*/false);
-    });
-    return;
+    ws_.ping({}, ec);
+    if (ec) return Drop();
   }
-  if (next_ == batch_.size()) {
-    FinishBatch();
+  if (writing_) return;  // OnFlushed pumps again
+  {
     std::lock_guard lock(mu_);
     if (queue_.empty()) {
       pump_posted_ = false;
       return;
     }
     batch_.swap(queue_);
-    next_ = 0;
+  }
+  // Beast encodes each frame into the socket's buffer; one socket write sends them all.
+  ws_.text(true);
+  for (const auto& o : batch_) {
+    ws_.write(net::buffer(*o.frame), ec);
+    if (ec) return Drop();
   }
   writing_ = true;
-  ws_.text(true);
-  // The handler holds the frame: its buffer must outlive the write even if Finish drops batch_.
-  const Frame& frame = batch_[next_].frame;
-  ws_.async_write(net::buffer(*frame),
-                  [self = shared_from_this(), frame](beast::error_code ec, size_t) {
-                    self->OnWritten(ec, /*frame=*/true);
-                  });
+  batch_end_ = ws_.next_layer().appended();
 }
 
-void Connection::OnWritten(beast::error_code ec, bool frame) {
+void Connection::OnFlushed() {
+  if (!writing_ || ws_.next_layer().flushed() < batch_end_) return;
   writing_ = false;
-  if (ec) return Drop();
-  if (frame) ++next_;
+  FinishBatch(batch_.size());
   Pump();
 }
 
-void Connection::FinishBatch() {
+void Connection::FinishBatch(size_t written) {
   if (batch_.empty()) return;
-  hub_->Written(user_id_, batch_, next_);
+  hub_->Written(user_id_, batch_, written);
   size_t bytes = 0;
   for (const auto& o : batch_) bytes += o.frame->size();
   {
     std::lock_guard lock(mu_);
     queued_bytes_ -= std::min(bytes, queued_bytes_);
   }
-  next_ = 0;
   // An idle connection keeps no queue storage (the queue takes this vector at the next swap).
   if (batch_.capacity() > 4) {
     std::vector<Outgoing>().swap(batch_);
@@ -216,7 +212,7 @@ void Connection::Finish() {
     refusing_ = true;
     std::vector<Outgoing>().swap(queue_);
   }
-  FinishBatch();
+  FinishBatch(0);  // a batch still in flight did not reach the client
   hub_->Ended(this, registered_);
 }
 

@@ -1,6 +1,8 @@
 // One WebSocket connection (one device of one user) on Boost.Beast: the handshake, a read
-// loop that hands text frames to the Hub, and a bounded outgoing queue written one frame at a
-// time. Frames are shared immutable buffers, so a fan-out to many connections copies nothing.
+// loop that hands text frames to the Hub, and a bounded outgoing queue. Frames are shared
+// immutable buffers, so a fan-out to many connections copies nothing until the write: then
+// everything queued is encoded by Beast into the BufferedSocket below it and goes out in one
+// socket write, and frames queued meanwhile wait for the next.
 //
 // Threading: the public methods may be called from any thread; everything else runs on the
 // connection's strand (the executor of its socket). The Hub holds the owning reference from
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "common/time.h"
+#include "ws/buffered_socket.h"
 #include "ws/frames.h"
 
 namespace mmchat::ws {
@@ -67,18 +70,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnAccepted(boost::beast::error_code ec);
   void Read();
   void OnRead(boost::beast::error_code ec);
-  // Starts the next write (close frame, ping, or queued frame) unless one is in flight.
+  // Writes what is due: a close frame, a ping, and the queued frames unless a batch is still
+  // in flight.
   void Pump();
-  void OnWritten(boost::beast::error_code ec, bool frame);
-  // Releases the written batch: its bytes, and the deliveries it made.
-  void FinishBatch();
+  // The socket took more bytes: once the batch is among them, it is done.
+  void OnFlushed();
+  // Releases the batch: its bytes, and the deliveries of its first `written` frames.
+  void FinishBatch(size_t written);
   void DoCheck(TimeMs now, TimeMs interval);
   // Closes the socket at once; pending operations end with errors.
   void Drop();
   // The read loop ended: the connection is over.
   void Finish();
 
-  boost::beast::websocket::stream<Socket, /*deflateSupported=*/false> ws_;
+  boost::beast::websocket::stream<BufferedSocket, /*deflateSupported=*/false> ws_;
   Hub* const hub_;
   const int64_t user_id_;
   std::atomic<TimeMs> last_heard_{0};  // any frame or pong from the client
@@ -87,7 +92,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<UpgradeRequest> upgrade_;  // kept until the handshake is answered
   boost::beast::flat_buffer read_buf_;       // shrunk after a large frame
   std::vector<Outgoing> batch_;              // frames being written, in order
-  size_t next_ = 0;                          // first unwritten frame of batch_
+  uint64_t batch_end_ = 0;                   // the socket's appended() after the batch
   bool registered_ = false;                  // with the Hub, from the upgrade on
   bool opened_ = false;                      // handshake answered
   bool finished_ = false;

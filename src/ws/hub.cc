@@ -23,6 +23,18 @@ std::chrono::milliseconds TickPeriod(TimeMs typing_timeout_ms) {
   return std::chrono::milliseconds(std::clamp<TimeMs>(typing_timeout_ms / 4, 50, 1000));
 }
 
+// Every member's delivery receipt goes to every other member, so a busy conversation of N
+// members makes up to N*(N-1) receipt frames per batch. Its batches are spaced so that this
+// stays under about kReceiptFramesPerSec: a tick apart up to ~300 members, 10 s at 1,000.
+constexpr double kReceiptFramesPerSec = 100'000;
+constexpr TimeMs kMaxReceiptPeriodMs = 60'000;
+
+TimeMs ReceiptPeriod(size_t members, TimeMs tick_ms) {
+  const double n = static_cast<double>(members);
+  const auto ms = static_cast<TimeMs>(n * n / kReceiptFramesPerSec * 1000);
+  return std::clamp<TimeMs>(ms, tick_ms, kMaxReceiptPeriodMs);
+}
+
 }  // namespace
 
 Hub::Hub(net::io_context& ioc, HubDeps deps, HubOptions options)
@@ -185,7 +197,7 @@ void Hub::ScheduleTick() {
   tick_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec || stopping_) return;
     ExpireTyping(SteadyMs());
-    FlushDeliveries();
+    FlushDeliveries(/*all=*/false);
     ScheduleTick();
   });
 }
@@ -219,11 +231,34 @@ void Hub::Written(int64_t user_id, const std::vector<Outgoing>& batch, size_t wr
   }
 }
 
-void Hub::FlushDeliveries() {
-  std::map<Key, int64_t> batch;
+void Hub::FlushDeliveries(bool all) {
+  const TimeMs now = SteadyMs();
+  const TimeMs tick = TickPeriod(options_.typing_timeout_ms).count();
+  std::vector<std::pair<Key, int64_t>> batch;
   {
     std::lock_guard lock(delivered_mu_);
-    batch.swap(delivered_);
+    // Entries are ordered by conversation: each run of one conversation goes out together.
+    for (auto it = delivered_.begin(); it != delivered_.end();) {
+      const int64_t conversation = it->first.first;
+      TimeMs& due = receipts_due_[conversation];
+      const bool go = all || due <= now;
+      if (go) {
+        auto members = index_.MembersOf(conversation);
+        due = now + ReceiptPeriod(members ? members->size() : 0, tick);
+      }
+      for (; it != delivered_.end() && it->first.first == conversation;) {
+        if (!go) {
+          ++it;
+          continue;
+        }
+        batch.emplace_back(*it);
+        it = delivered_.erase(it);
+      }
+    }
+    // A period that is over says nothing more (anything waiting in it just went out).
+    for (auto it = receipts_due_.begin(); it != receipts_due_.end();) {
+      it = it->second <= now ? receipts_due_.erase(it) : std::next(it);
+    }
   }
   for (const auto& [key, id] : batch) d_.messages->DeliveredLive(key.first, key.second, id);
 }

@@ -72,9 +72,9 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   void Abort();
   // True when every connection ended within `timeout`.
   bool WaitForConnections(std::chrono::milliseconds timeout);
-  // Counts and announces the deliveries made by pushes since the last tick (the tick calls it;
-  // shutdown calls it once more at the end).
-  void FlushDeliveries();
+  // Counts and announces the deliveries made by pushes: those of conversations whose receipt
+  // period has passed (the tick calls it), or all of them (shutdown, at the end).
+  void FlushDeliveries(bool all = true);
 
   // http::UpgradeHandler: the token comes from ?token= or the Authorization header.
   std::string_view path() const override { return options_.path; }
@@ -147,6 +147,8 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
 
   std::mutex delivered_mu_;
   std::map<Key, int64_t> delivered_;  // highest message id pushed; guarded by delivered_mu_
+  // When each conversation may next announce pushed deliveries; guarded by delivered_mu_.
+  std::unordered_map<int64_t, TimeMs> receipts_due_;
 
   metrics::Gauge* open_;
   metrics::Counter* accepted_;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -134,10 +135,11 @@ std::string ReadFile(const std::filesystem::path& p) {
   return ss.str();
 }
 
-// Starts the binary in `dir` with exactly `env` (plus PATH), output to dir/server.log.
+// Starts the binary in `dir` with exactly `env` (plus PATH), output to dir/server.log, with
+// its open-file limit (soft and hard) lowered to `open_files` when not 0.
 pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
             const std::filesystem::path& dir, const std::filesystem::path& log,
-            const std::string& program = MMCHAT_BINARY) {
+            const std::string& program = MMCHAT_BINARY, rlim_t open_files = 0) {
   std::vector<std::string> argv_s = {program};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<std::string> env_s = {"PATH=/usr/bin:/bin"};
@@ -162,6 +164,10 @@ pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, st
     if (fd < 0) _exit(126);
     dup2(fd, 1);
     dup2(fd, 2);
+    if (open_files > 0) {
+      const rlimit lim{open_files, open_files};
+      if (setrlimit(RLIMIT_NOFILE, &lim) != 0) _exit(126);
+    }
     execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
@@ -215,7 +221,7 @@ TestServer::TestServer(ServerOptions options) {
   std::error_code size_ec;
   const auto offset = std::filesystem::file_size(dir_ / "server.log", size_ec);
   const size_t start = size_ec ? 0 : static_cast<size_t>(offset);
-  pid_ = Spawn(options.args, env, dir_, dir_ / "server.log");
+  pid_ = Spawn(options.args, env, dir_, dir_ / "server.log", MMCHAT_BINARY, options.open_files);
   if (!options.wait_ready) return;
   auto ready = [&] { return Log().find("listening on http://", start) != std::string::npos; };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);

@@ -62,9 +62,10 @@ class HttpClient {
 struct ServerOptions {
   std::map<std::string, std::string> env;  // added to (and overriding) the defaults
   std::vector<std::string> args;
-  std::string dotenv;         // written to .env in the working directory when not empty
-  bool wait_ready = true;     // wait for the "listening on" line
-  std::filesystem::path dir;  // working directory; a fresh temporary one when empty
+  std::string dotenv;            // written to .env in the working directory when not empty
+  bool wait_ready = true;        // wait for the "listening on" line
+  std::filesystem::path dir;     // working directory; a fresh temporary one when empty
+  unsigned long open_files = 0;  // the server's open-file limit (soft and hard); 0: inherited
 };
 
 class TestServer {

@@ -921,6 +921,54 @@ TEST_F(WsLimitsTest, SlowConsumerIsClosedWith1008AndServerMemoryStaysBounded) {
   EXPECT_EQ(Metric("mmchat_ws_slow_closes_total"), 1);
 }
 
+// With an open-file limit of 160, the server keeps 100 descriptors in reserve: past the
+// ~60th descriptor a connection is answered 503 (or reset, when the request was already on
+// its way) and closed, counted and logged, and the server keeps serving the others.
+TEST(WsCapacityTest, ConnectionsPastTheFileLimitAreRefusedAndTheServerKeepsServing) {
+  ServerOptions o;
+  o.open_files = 160;
+  TestServer server(o);
+  ASSERT_TRUE(server.running()) << server.Log();
+  EXPECT_NE(server.Log().find("open-file limit 160: room for about 60 connections"),
+            std::string::npos)
+      << server.Log();
+  HttpClient http(server.port());
+  const Account a = SignUp(server, http, "capacity");
+
+  std::vector<std::unique_ptr<WsClient>> clients;
+  int connected = 0;
+  int refused = 0;
+  for (int i = 0; i < 80; ++i) {
+    auto c = std::make_unique<WsClient>(server.port(), a.token);
+    if (c->connected()) {
+      ++connected;
+    } else {
+      ++refused;
+      const int status = c->refusal().status;
+      EXPECT_TRUE(status == 503 || status == 0) << status << " " << c->refusal().body;
+      if (status == 503) {
+        EXPECT_EQ(c->refusal().json["error"]["code"], "unavailable") << c->refusal().body;
+      }
+    }
+    clients.push_back(std::move(c));
+  }
+  EXPECT_GT(connected, 10);
+  EXPECT_GT(refused, 0);
+  ASSERT_TRUE(server.WaitForLog("refused")) << server.Log();
+  EXPECT_NE(server.Log().find("open-file limit (160) is nearly reached"), std::string::npos);
+
+  // Freed descriptors are used again: after the clients leave, connections are accepted.
+  clients.clear();
+  ASSERT_TRUE(Eventually([&] {
+    WsClient again(server.port(), a.token);
+    return again.connected();
+  }));
+  auto metrics = http.Get("/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_GE(MetricValue(metrics.body, "mmchat_connections_refused_total").value_or(0), refused);
+  EXPECT_TRUE(server.running());
+}
+
 TEST(WsLimitsConfigTest, QueueLimitBelowOneFrameIsRefusedAtStartup) {
   ServerOptions o;
   o.env["WS_MAX_QUEUE_BYTES"] = "65535";

@@ -1,5 +1,6 @@
 #include "store/sqlite/sqlite_store.h"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <string>
@@ -77,7 +78,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const Options& options) {
 
 SqliteStore::SqliteStore(Options options, std::unique_ptr<Connection> writer)
     : options_(std::move(options)), writer_(std::move(writer)) {
-  writer_thread_ = std::thread([this] { WriterLoop(); });
+  writer_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "mmchat-writer");  // for top -H and perf
+    WriterLoop();
+  });
 }
 
 SqliteStore::~SqliteStore() {
