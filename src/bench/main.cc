@@ -12,7 +12,8 @@
 
 namespace {
 
-void AddTargetOptions(CLI::App* cmd, mmchat::bench::Target& t, std::string& tokens_path) {
+void AddTargetOptions(CLI::App* cmd, mmchat::bench::Target& t, std::string& tokens_path,
+                      bool websocket = true) {
   cmd->add_option("--host", t.host, "server address")->capture_default_str();
   cmd->add_option("--port", t.port, "server port")->capture_default_str();
   cmd->add_option("--tokens", tokens_path,
@@ -21,7 +22,24 @@ void AddTargetOptions(CLI::App* cmd, mmchat::bench::Target& t, std::string& toke
       ->check(CLI::ExistingFile);
   cmd->add_option("--source-addresses", t.source_addresses, "127.0.0.x addresses to connect from")
       ->capture_default_str();
-  cmd->add_option("--in-flight", t.in_flight, "handshakes at once")->capture_default_str();
+  if (websocket) {
+    cmd->add_option("--in-flight", t.in_flight, "handshakes at once")->capture_default_str();
+  }
+}
+
+// The sending options of the messaging scenarios (fanout, direct, persist).
+void AddLoadOptions(CLI::App* cmd, mmchat::bench::LoadOptions& o, std::string& tokens_path) {
+  AddTargetOptions(cmd, o.target, tokens_path);
+  cmd->add_option("--rate", o.rate, "messages/s in all (0: as fast as acks allow)")
+      ->capture_default_str();
+  cmd->add_option("--window", o.window, "unacknowledged messages per sender")
+      ->capture_default_str();
+  cmd->add_option("--duration-sec", o.duration_sec, "sending time")->capture_default_str();
+  cmd->add_option("--drain-sec", o.drain_sec, "longest wait for the last acks and deliveries")
+      ->capture_default_str();
+  cmd->add_option("--message-bytes", o.message_bytes, "message content size")
+      ->capture_default_str();
+  cmd->add_option("--server-pid", o.server_pid, "the server's process id (its CPU)");
 }
 
 }  // namespace
@@ -47,21 +65,40 @@ int main(int argc, char** argv) {
   FanoutOptions fanout;
   auto* fanout_cmd = app.add_subcommand(
       "fanout", "groups with senders; deliveries/s, send-to-delivery latency, lost messages");
-  AddTargetOptions(fanout_cmd, fanout.target, tokens_path);
+  AddLoadOptions(fanout_cmd, fanout.load, tokens_path);
   fanout_cmd->add_option("--groups", fanout.groups, "group conversations")->capture_default_str();
   fanout_cmd->add_option("--members", fanout.members, "members per group")->capture_default_str();
   fanout_cmd->add_option("--senders", fanout.senders, "senders per group")->capture_default_str();
-  fanout_cmd->add_option("--rate", fanout.rate, "messages/s in all (0: as fast as acks allow)")
+
+  DirectOptions direct;
+  auto* direct_cmd = app.add_subcommand(
+      "direct", "pairs in private conversations, both sending; the same report as fanout");
+  AddLoadOptions(direct_cmd, direct.load, tokens_path);
+  direct_cmd->add_option("--pairs", direct.pairs, "private conversations (2 accounts each)")
       ->capture_default_str();
-  fanout_cmd->add_option("--window", fanout.window, "unacknowledged messages per sender")
+
+  PersistOptions persist;
+  auto* persist_cmd = app.add_subcommand(
+      "persist", "senders each in a group of their own; committed (acked) messages/s, ack latency");
+  AddLoadOptions(persist_cmd, persist.load, tokens_path);
+  persist_cmd->add_option("--senders", persist.senders, "senders, each in a group of its own")
       ->capture_default_str();
-  fanout_cmd->add_option("--duration-sec", fanout.duration_sec, "sending time")
+  persist_cmd->add_option("--label", persist.label,
+                          "echoed in the output, e.g. the server's SQLITE_SYNCHRONOUS");
+
+  HttpOptions http;
+  auto* http_cmd = app.add_subcommand(
+      "http", "keep-alive connections, one authenticated GET in flight each; req/s, latency");
+  AddTargetOptions(http_cmd, http.target, tokens_path, /*websocket=*/false);
+  http_cmd->add_option("--connections", http.connections, "keep-alive connections")
       ->capture_default_str();
-  fanout_cmd->add_option("--drain-sec", fanout.drain_sec, "longest wait for the last deliveries")
+  http_cmd->add_option("--kind", http.kind, "small: GET /api/me; history: a 50-message page")
+      ->check(CLI::IsMember({"small", "history"}))
       ->capture_default_str();
-  fanout_cmd->add_option("--message-bytes", fanout.message_bytes, "message content size")
+  http_cmd->add_option("--duration-sec", http.duration_sec, "requesting time")
       ->capture_default_str();
-  fanout_cmd->add_option("--server-pid", fanout.server_pid, "the server's process id (its CPU)");
+  http_cmd->add_option("--threads", http.threads, "the tool's io threads")->capture_default_str();
+  http_cmd->add_option("--server-pid", http.server_pid, "the server's process id (its CPU)");
   CLI11_PARSE(app, argc, argv);
 
   const auto accounts = LoadAccounts(tokens_path);
@@ -73,6 +110,9 @@ int main(int argc, char** argv) {
   try {
     if (idle_cmd->parsed()) return RunIdle(idle, accounts);
     if (fanout_cmd->parsed()) return RunFanout(fanout, accounts);
+    if (direct_cmd->parsed()) return RunDirect(direct, accounts);
+    if (persist_cmd->parsed()) return RunPersist(persist, accounts);
+    if (http_cmd->parsed()) return RunHttp(http, accounts);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mmchat-bench: %s\n", e.what());
     return 1;

@@ -4,8 +4,10 @@
 
 #include <sys/types.h>
 
+#include <string>
 #include <vector>
 
+#include "bench/message_load.h"
 #include "bench/stats.h"
 #include "bench/ws_pool.h"
 
@@ -19,18 +21,36 @@ struct IdleOptions {
 };
 int RunIdle(const IdleOptions& options, const std::vector<Account>& accounts);
 
+// `fanout`, `direct` and `persist` share the messaging engine and its options (LoadOptions).
 struct FanoutOptions {
-  Target target;
+  LoadOptions load;
   int groups = 1;
   int members = 10;  // per group, the senders included
   int senders = 1;   // per group
-  double rate = 0;   // messages per second over all senders; 0: as fast as acks allow
-  int window = 1;    // messages a sender may have unacknowledged
-  double duration_sec = 5;
-  double drain_sec = 5;  // how long to wait for the last deliveries
-  int message_bytes = 100;
-  pid_t server_pid = 0;  // for its CPU use; 0: not reported
 };
 int RunFanout(const FanoutOptions& options, const std::vector<Account>& accounts);
+
+struct DirectOptions {
+  LoadOptions load;
+  int pairs = 100;  // private conversations; both users of each pair send
+};
+int RunDirect(const DirectOptions& options, const std::vector<Account>& accounts);
+
+struct PersistOptions {
+  LoadOptions load{.window = 4};  // a few in flight per sender, so that commits can batch
+  int senders = 64;               // each in a group of its own
+  std::string label;              // e.g. the server's SQLITE_SYNCHRONOUS, echoed in the output
+};
+int RunPersist(const PersistOptions& options, const std::vector<Account>& accounts);
+
+struct HttpOptions {
+  Target target;
+  int connections = 64;        // keep-alive, one request in flight on each
+  std::string kind = "small";  // small: GET /api/me; history: a 50-message page
+  double duration_sec = 5;
+  int threads = 1;       // the tool's io threads
+  pid_t server_pid = 0;  // for its CPU use; 0: not reported
+};
+int RunHttp(const HttpOptions& options, const std::vector<Account>& accounts);
 
 }  // namespace mmchat::bench

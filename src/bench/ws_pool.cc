@@ -6,6 +6,10 @@ namespace beast = boost::beast;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+net::ip::address_v4 SourceAddress(const Target& target, int i) {
+  return net::ip::make_address_v4("127.0.0." + std::to_string(1 + i % target.source_addresses));
+}
+
 void WsPool::Open(int count, const std::function<std::string(int)>& token_of,
                   const std::function<void(int, std::shared_ptr<Client>)>& opened) {
   token_of_ = &token_of;
@@ -21,9 +25,7 @@ void WsPool::StartOne() {
   auto& sock = beast::get_lowest_layer(c->ws);
   beast::error_code ec;
   sock.open(tcp::v4(), ec);
-  const auto source =
-      net::ip::make_address_v4("127.0.0." + std::to_string(1 + i % target_.source_addresses));
-  if (!ec) sock.bind(tcp::endpoint(source, 0), ec);
+  if (!ec) sock.bind(tcp::endpoint(SourceAddress(target_, i), 0), ec);
   if (!ec) sock.set_option(tcp::no_delay(true), ec);
   if (ec) return Done(false);
   const tcp::endpoint server(net::ip::make_address(target_.host), target_.port);

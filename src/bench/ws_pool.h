@@ -21,6 +21,9 @@ struct Target {
   int in_flight = 256;  // handshakes at once
 };
 
+// The loopback address the i-th connection binds to: 127.0.0.(1 + i % source_addresses).
+boost::asio::ip::address_v4 SourceAddress(const Target& target, int i);
+
 struct Client {
   explicit Client(boost::asio::io_context& ioc) : ws(ioc) {}
   boost::beast::websocket::stream<boost::asio::ip::tcp::socket> ws;

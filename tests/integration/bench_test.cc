@@ -6,6 +6,7 @@
 #include <sstream>
 #include <string>
 
+#include "bench/stats.h"
 #include "harness.h"
 
 namespace mmchat::test {
@@ -73,6 +74,83 @@ TEST_F(BenchTest, FanoutDeliversEveryAckedMessageToTheOtherMembers) {
 TEST_F(BenchTest, FanoutWithTooFewAccountsIsRefused) {
   const RunResult r = Bench({"fanout", "--groups", "3", "--members", "3"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+TEST_F(BenchTest, DirectDeliversEveryAckedMessageToTheOtherUser) {
+  const RunResult r = Bench({"direct", "--pairs", "3", "--window", "2", "--duration-sec", "0.5",
+                             "--server-pid", std::to_string(server_.pid())});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Json summary = SummaryLine(r.output);
+  ASSERT_TRUE(summary.is_object()) << r.output;
+  EXPECT_EQ(summary["scenario"], "direct");
+  EXPECT_EQ(summary["senders"], 6);
+  const int64_t acked = summary["messages_acked"].get<int64_t>();
+  EXPECT_GT(acked, 0) << r.output;
+  EXPECT_EQ(summary["deliveries"].get<int64_t>(), acked) << r.output;  // one other user each
+  EXPECT_EQ(summary["lost"], 0);
+  EXPECT_EQ(summary["messages_unacked"], 0);
+  EXPECT_GE(summary["latency_ms"]["max"].get<double>(), summary["latency_ms"]["p50"].get<double>());
+  EXPECT_GE(summary["server_cpu_percent"].get<double>(), 0);
+}
+
+TEST_F(BenchTest, DirectWithTooFewAccountsIsRefused) {
+  const RunResult r = Bench({"direct", "--pairs", "4"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+TEST_F(BenchTest, PersistAcksOnlyCommittedMessages) {
+  const RunResult r = Bench({"persist", "--senders", "4", "--window", "2", "--duration-sec", "0.5",
+                             "--label", "FULL", "--server-pid", std::to_string(server_.pid())});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Json summary = SummaryLine(r.output);
+  ASSERT_TRUE(summary.is_object()) << r.output;
+  EXPECT_EQ(summary["scenario"], "persist");
+  EXPECT_EQ(summary["label"], "FULL");
+  EXPECT_NE(r.output.find("FULL "), std::string::npos) << r.output;  // in the table too
+  EXPECT_EQ(summary["errors"], 0);
+  const int64_t acked = summary["messages_acked"].get<int64_t>();
+  EXPECT_GT(acked, 0) << r.output;
+  EXPECT_GE(summary["ack_latency_ms"]["max"].get<double>(),
+            summary["ack_latency_ms"]["p50"].get<double>());
+  // Every acked message is in the database: the senders' conversations hold that many.
+  HttpClient http(server_.port());
+  int64_t stored = 0;
+  const auto accounts = bench::LoadAccounts((server_.dir() / "tokens.txt").string());
+  for (size_t i = 0; i < 4; ++i) {
+    const HttpResult list = http.Get("/api/conversations", accounts[i].token);
+    ASSERT_EQ(list.status, 200) << list.body;
+    ASSERT_EQ(list.json["conversations"].size(), 1u) << list.body;  // a group of its own
+    stored += list.json["conversations"][0]["last_message"]["seq"].get<int64_t>();
+  }
+  EXPECT_EQ(stored, acked);
+}
+
+TEST_F(BenchTest, HttpSmallGetsAreAllAnswered) {
+  const RunResult r = Bench({"http", "--kind", "small", "--connections", "4", "--duration-sec",
+                             "0.3", "--server-pid", std::to_string(server_.pid())});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Json summary = SummaryLine(r.output);
+  ASSERT_TRUE(summary.is_object()) << r.output;
+  EXPECT_EQ(summary["scenario"], "http");
+  EXPECT_EQ(summary["path"], "/api/me");
+  EXPECT_GT(summary["requests"].get<int64_t>(), 0) << r.output;
+  EXPECT_EQ(summary["non_2xx"], 0);
+  EXPECT_EQ(summary["errors"], 0);
+  EXPECT_GE(summary["latency_ms"]["max"].get<double>(), summary["latency_ms"]["p50"].get<double>());
+}
+
+TEST_F(BenchTest, HttpHistoryReadsFullPages) {
+  const RunResult r = Bench({"http", "--kind", "history", "--connections", "4", "--threads", "2",
+                             "--duration-sec", "0.3"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Json summary = SummaryLine(r.output);
+  ASSERT_TRUE(summary.is_object()) << r.output;
+  EXPECT_EQ(summary["kind"], "history");
+  EXPECT_GT(summary["requests"].get<int64_t>(), 0) << r.output;
+  EXPECT_EQ(summary["non_2xx"], 0);
+  EXPECT_EQ(summary["errors"], 0);
+  EXPECT_GT(summary["body_bytes_per_response"].get<int64_t>(), 50 * 100);  // 50 messages
+  EXPECT_EQ(summary["server_cpu_percent"], -1);                            // no --server-pid
 }
 
 TEST_F(BenchTest, BadTokensFileIsRefused) {

@@ -1,11 +1,12 @@
-// The load tool's own arithmetic and input: nearest-rank percentiles, the tokens file, and
-// the /proc readings it reports.
+// The load tool's own arithmetic and input: nearest-rank percentiles, the tokens file, the
+// /proc readings it reports, and the loopback addresses it connects from.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <fstream>
 
 #include "bench/stats.h"
+#include "bench/ws_pool.h"
 #include "fakes.h"
 
 namespace mmchat::bench {
@@ -50,6 +51,14 @@ TEST(BenchStatsTest, ReadsThisProcessFromProc) {
   EXPECT_GT(CpuSeconds(getpid()), 0);
   EXPECT_EQ(RssKib(-5), -1);
   EXPECT_LT(CpuSeconds(-5), 0);
+}
+
+TEST(BenchStatsTest, SourceAddressesCycleThroughLoopback) {
+  Target t;
+  t.source_addresses = 3;
+  EXPECT_EQ(SourceAddress(t, 0).to_string(), "127.0.0.1");
+  EXPECT_EQ(SourceAddress(t, 2).to_string(), "127.0.0.3");
+  EXPECT_EQ(SourceAddress(t, 3).to_string(), "127.0.0.1");
 }
 
 }  // namespace

@@ -1,0 +1,218 @@
+// `http`: N keep-alive HTTP/1.1 connections, each with one authenticated GET in flight at a time
+// (a closed loop), for a fixed time. `--kind small` asks for `GET /api/me`; `--kind history`
+// for a 50-message page of a conversation the tool creates and fills first. Reports requests/s,
+// latency percentiles, non-2xx answers, broken connections, and the CPU both sides used. All
+// connections share one io_context, run by --threads threads.
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <thread>
+
+#include "bench/message_load.h"
+#include "bench/scenarios.h"
+
+namespace mmchat::bench {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::json;
+
+namespace {
+
+constexpr int kHistoryMessages = 60;  // more than the 50-message page asked for
+constexpr int kHistoryMessageBytes = 100;
+constexpr auto kRequestTimeout = std::chrono::seconds(10);  // a stuck server ends the run
+
+// One connection's closed loop: request, answer, next request, until the stop time. Its
+// handlers run one after another on its own strand (the stream's timeout timer needs one when
+// several threads run the io_context), so its counters need no lock; they are read after the
+// io threads have stopped.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(net::io_context& ioc, const Target& t, const std::string& path,
+             const std::string& token, const Clock::time_point& stop_at)
+      : stream_(net::make_strand(ioc)), stop_at_(stop_at) {
+    req_.method(bhttp::verb::get);
+    req_.target(path);
+    req_.version(11);
+    req_.set(bhttp::field::host, t.host);
+    req_.set(bhttp::field::authorization, "Bearer " + token);
+  }
+
+  // Connects from `source`; calls `done(ok)` once, when connected or failed.
+  void Connect(const tcp::endpoint& server, const net::ip::address_v4& source,
+               std::function<void(bool)> done) {
+    beast::error_code ec;
+    stream_.socket().open(tcp::v4(), ec);
+    if (!ec) stream_.socket().bind(tcp::endpoint(source, 0), ec);
+    if (!ec) stream_.socket().set_option(tcp::no_delay(true), ec);
+    if (ec) return done(false);
+    stream_.expires_after(kRequestTimeout);
+    stream_.async_connect(server, [done = std::move(done)](beast::error_code e) { done(!e); });
+  }
+
+  void Start() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->Next(); });
+  }
+
+  std::vector<double> latency_ms;
+  int64_t non_2xx = 0, errors = 0, body_bytes = 0;
+
+ private:
+  void Next() {
+    if (Clock::now() >= stop_at_) return Close();
+    sent_at_ = Clock::now();
+    stream_.expires_after(kRequestTimeout);
+    bhttp::async_write(stream_, req_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->Fail();
+      self->res_ = {};
+      bhttp::async_read(self->stream_, self->buffer_, self->res_,
+                        [self](beast::error_code ec2, size_t) { self->OnResponse(ec2); });
+    });
+  }
+
+  void OnResponse(beast::error_code ec) {
+    if (ec) return Fail();
+    latency_ms.push_back(
+        std::chrono::duration<double, std::milli>(Clock::now() - sent_at_).count());
+    if (res_.result_int() / 100 != 2) ++non_2xx;
+    body_bytes += static_cast<int64_t>(res_.body().size());
+    if (!res_.keep_alive()) return Fail();  // the server gave up on keep-alive
+    Next();
+  }
+
+  // A broken connection is counted and not replaced: the run is then not a clean measurement.
+  void Fail() {
+    ++errors;
+    Close();
+  }
+
+  void Close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  bhttp::request<bhttp::empty_body> req_;
+  beast::flat_buffer buffer_;
+  bhttp::response<bhttp::string_body> res_;
+  Clock::time_point sent_at_;
+  const Clock::time_point& stop_at_;
+};
+
+// A conversation of the first `users` accounts holding kHistoryMessages messages; returns its
+// page path.
+std::string MakeHistory(const Target& t, const std::vector<Account>& accounts, size_t users) {
+  Json ids = Json::array();
+  for (size_t i = 1; i < users; ++i) ids.push_back(accounts[i].id);
+  const Json conv = PostJson(t, "/api/conversations/group",
+                             {{"name", "http history"}, {"member_ids", ids}}, accounts[0].token);
+  const int64_t id = conv["id"].get<int64_t>();
+  for (int n = 0; n < kHistoryMessages; ++n) {
+    std::string content = "history message " + std::to_string(n) + " ";
+    content.resize(kHistoryMessageBytes, 'x');
+    PostJson(t, "/api/messages", {{"conversation_id", id}, {"content", content}},
+             accounts[0].token);
+  }
+  return "/api/conversations/" + std::to_string(id) + "/messages?limit=50";
+}
+
+}  // namespace
+
+int RunHttp(const HttpOptions& o, const std::vector<Account>& accounts) {
+  if (o.connections < 1 || o.threads < 1) {
+    std::fprintf(stderr, "http needs at least one connection and one thread\n");
+    return 2;
+  }
+  const bool history = o.kind == "history";
+  // Every user of a history run must be a participant of the conversation it reads.
+  const size_t users =
+      history ? std::min(accounts.size(), static_cast<size_t>(o.connections)) : accounts.size();
+  const std::string path = history ? MakeHistory(o.target, accounts, users) : "/api/me";
+
+  net::io_context ioc(o.threads);  // first: the connections must go before it
+  Clock::time_point stop_at = Clock::time_point::max();
+  std::vector<std::shared_ptr<Connection>> conns;
+  const tcp::endpoint server(net::ip::make_address(o.target.host), o.target.port);
+  int connected = 0;
+  for (int i = 0; i < o.connections; ++i) {
+    const std::string& token = accounts[static_cast<size_t>(i) % users].token;
+    conns.push_back(std::make_shared<Connection>(ioc, o.target, path, token, stop_at));
+    // The io_context runs on this thread only while connecting, so the count needs no lock.
+    conns.back()->Connect(server, SourceAddress(o.target, i), [&](bool ok) { connected += ok; });
+  }
+  ioc.run();
+  if (connected < o.connections) {
+    throw std::runtime_error(std::to_string(o.connections - connected) + " of " +
+                             std::to_string(o.connections) + " connections failed");
+  }
+  ioc.restart();
+
+  const double server_cpu0 = o.server_pid ? CpuSeconds(o.server_pid) : 0;
+  const double tool_cpu0 = CpuSeconds(getpid());
+  const auto start = Clock::now();
+  stop_at = start + std::chrono::duration_cast<Clock::duration>(
+                        std::chrono::duration<double>(o.duration_sec));
+  for (auto& c : conns) c->Start();
+  // The run ends by itself: every connection closes once the stop time has passed.
+  std::vector<std::thread> threads;
+  for (int t = 1; t < o.threads; ++t) threads.emplace_back([&ioc] { ioc.run(); });
+  ioc.run();
+  for (auto& t : threads) t.join();
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double tool_cpu = CpuSeconds(getpid()) - tool_cpu0;
+  const double server_cpu = o.server_pid ? CpuSeconds(o.server_pid) - server_cpu0 : -1;
+
+  std::vector<double> latency_ms;
+  int64_t non_2xx = 0, errors = 0, body_bytes = 0;
+  for (const auto& c : conns) {
+    latency_ms.insert(latency_ms.end(), c->latency_ms.begin(), c->latency_ms.end());
+    non_2xx += c->non_2xx;
+    errors += c->errors;
+    body_bytes += c->body_bytes;
+  }
+  const Percentiles p = ComputePercentiles(latency_ms);
+  const auto requests = static_cast<int64_t>(p.count);
+  const double rate = static_cast<double>(requests) / seconds;
+  const double server_percent = server_cpu < 0 ? -1 : 100 * server_cpu / seconds;
+  const double tool_percent = 100 * tool_cpu / seconds;
+  std::printf("%-8s %10s %8s %8s %8s %8s %8s %8s %9s %9s\n", "kind", "req/s", "p50 ms", "p90 ms",
+              "p99 ms", "max ms", "non-2xx", "errors", "server %", "tool %");
+  std::printf("%-8s %10.0f %8.2f %8.2f %8.2f %8.2f %8lld %8lld %9.0f %9.0f\n", o.kind.c_str(), rate,
+              p.p50, p.p90, p.p99, p.max, static_cast<long long>(non_2xx),
+              static_cast<long long>(errors), server_percent, tool_percent);
+  std::cout << Json{{"scenario", "http"},
+                    {"kind", o.kind},
+                    {"path", path},
+                    {"connections", o.connections},
+                    {"threads", o.threads},
+                    {"seconds", seconds},
+                    {"requests", requests},
+                    {"requests_per_sec", rate},
+                    {"latency_ms",
+                     {{"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"max", p.max}}},
+                    {"non_2xx", non_2xx},
+                    {"errors", errors},
+                    {"body_bytes_per_response", requests ? body_bytes / requests : 0},
+                    {"server_cpu_percent", server_percent},
+                    {"tool_cpu_percent", tool_percent}}
+                   .dump()
+            << std::endl;
+  return requests > 0 && non_2xx == 0 && errors == 0 ? 0 : 1;
+}
+
+}  // namespace mmchat::bench
