@@ -15,6 +15,9 @@ void WsPool::Open(int count, const std::function<std::string(int)>& token_of,
   token_of_ = &token_of;
   opened_ = &opened;
   target_count_ = started_ + count;
+  // An io_context that ran out of work (every earlier connection failed) stays stopped, and
+  // run_one would then return at once forever.
+  if (ioc_.stopped()) ioc_.restart();
   while (started_ < target_count_ && started_ - done_ < target_.in_flight) StartOne();
   while (done_ < target_count_) ioc_.run_one();
 }

@@ -206,6 +206,8 @@ class Session : public std::enable_shared_from_this<Session> {
 // Server
 // ---------------------------------------------------------------------------------------------
 
+constexpr int kStrands = 64;
+
 Server::Server(net::io_context& ioc, Dispatcher* dispatcher, metrics::Registry* registry,
                ServerOptions options)
     : ioc_(ioc),
@@ -218,7 +220,9 @@ Server::Server(net::io_context& ioc, Dispatcher* dispatcher, metrics::Registry* 
                                                  "HTTP connections accepted.")),
       refused_connections_(registry->GetCounter(
           "mmchat_connections_refused_total",
-          "Connections refused because the open-file limit was nearly reached.")) {}
+          "Connections refused because the open-file limit was nearly reached.")) {
+  for (int i = 0; i < kStrands; ++i) strands_.push_back(net::make_strand(ioc));
+}
 
 Server::~Server() = default;
 
@@ -252,7 +256,8 @@ void Server::Start() {
 }
 
 void Server::Accept() {
-  acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+  const auto& strand = strands_[next_strand_++ % strands_.size()];
+  acceptor_.async_accept(strand, [this](beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;  // stopping
     if (ec) {
       // Out of descriptors after all (or another accept error): pause instead of spinning.

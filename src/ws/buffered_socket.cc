@@ -10,7 +10,7 @@ void BufferedSocket::ScheduleFlush() {
   if (writing_ || flush_posted_) return;  // an ending write starts the next one itself
   flush_posted_ = true;
   // After the current handler, so that every write it makes goes out together.
-  net::post(get_executor(), [this, owner = owner_.lock()] {
+  net::post(get_executor(), [this, keep = owner_->KeepAlive()] {
     flush_posted_ = false;
     Flush();
   });
@@ -18,33 +18,38 @@ void BufferedSocket::ScheduleFlush() {
 
 void BufferedSocket::Flush() {
   if (writing_) return;
-  if (gathering_.empty()) {
-    if (when_idle_) std::exchange(when_idle_, nullptr)();
+  if (!bufs_ || bufs_->gathering.empty()) {
+    bufs_.reset();  // idle connections keep no buffer
+    RunWhenIdle();
     return;
   }
   writing_ = true;
-  writing_buf_.swap(gathering_);
-  net::async_write(socket_, net::buffer(writing_buf_),
-                   [this, owner = owner_.lock()](boost::beast::error_code ec, size_t n) {
+  bufs_->writing.swap(bufs_->gathering);
+  net::async_write(socket_, net::buffer(bufs_->writing),
+                   [this, keep = owner_->KeepAlive()](boost::beast::error_code ec, size_t n) {
                      writing_ = false;
-                     std::string().swap(writing_buf_);  // idle connections keep no buffer
                      if (ec) {
-                       failed_ = ec;
-                       std::string().swap(gathering_);
+                       failed_ = true;
+                       bufs_.reset();
                        boost::beast::error_code ignored;
                        socket_.close(ignored);  // the pending read ends; the connection finishes
-                       if (when_idle_) std::exchange(when_idle_, nullptr)();
+                       RunWhenIdle();
                        return;
                      }
+                     bufs_->writing.clear();
                      flushed_ += n;
-                     if (on_flushed_) on_flushed_();
+                     owner_->OnFlushed();
                      Flush();
                    });
 }
 
 void BufferedSocket::WhenIdle(std::function<void()> f) {
-  when_idle_ = std::move(f);
+  when_idle_ = std::make_unique<std::function<void()>>(std::move(f));
   if (!writing_ && !flush_posted_) Flush();
+}
+
+void BufferedSocket::RunWhenIdle() {
+  if (auto f = std::move(when_idle_)) (*f)();
 }
 
 void teardown(boost::beast::role_type role, BufferedSocket& s, boost::beast::error_code& ec) {

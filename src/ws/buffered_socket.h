@@ -9,8 +9,10 @@
 // write closes the socket, so the pending read ends and the connection finishes.
 //
 // Threading: used only on the socket's executor, which is the connection's strand.
-// Lifetime: pending socket writes keep the owner (set with set_owner) alive.
-// Memory: both buffers are released after every write, so an idle connection keeps none.
+// Lifetime: pending socket writes keep the owner (the Owner set with set_owner) alive.
+// Memory: the buffers exist only while bytes wait or are in flight, so an idle connection keeps
+// none, and
+// the members are few: every connection carries this object.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
@@ -28,6 +30,16 @@ namespace mmchat::ws {
 
 class BufferedSocket {
  public:
+  // The object that holds this socket.
+  class Owner {
+   public:
+    virtual ~Owner() = default;
+    // Keeps the owner (and so this socket) alive while a socket write is pending.
+    virtual std::shared_ptr<void> KeepAlive() = 0;
+    // Called on the strand after each socket write completes successfully.
+    virtual void OnFlushed() = 0;
+  };
+
   using next_layer_type = boost::asio::ip::tcp::socket;
   using executor_type = next_layer_type::executor_type;
 
@@ -36,10 +48,8 @@ class BufferedSocket {
   executor_type get_executor() noexcept { return socket_.get_executor(); }
   next_layer_type& next_layer() noexcept { return socket_; }
 
-  // What keeps this object alive while a socket write is pending (its owner's shared_ptr).
-  void set_owner(std::weak_ptr<void> owner) { owner_ = std::move(owner); }
-  // Called on the strand after each socket write completes successfully.
-  void set_on_flushed(std::function<void()> f) { on_flushed_ = std::move(f); }
+  // Before the first write.
+  void set_owner(Owner* owner) { owner_ = owner; }
 
   // Bytes appended since the start, and bytes the kernel has taken: a writer that noted
   // appended() after its writes knows they are out once flushed() reaches that figure.
@@ -65,13 +75,16 @@ class BufferedSocket {
   // Writing appends; it never blocks and takes everything, or fails once the socket failed.
   template <class ConstBuffers>
   size_t write_some(const ConstBuffers& buffers, boost::beast::error_code& ec) {
-    ec = failed_;
-    if (ec) return 0;
+    if (failed_) {
+      ec = boost::asio::error::broken_pipe;
+      return 0;
+    }
     size_t n = 0;
     for (auto it = boost::asio::buffer_sequence_begin(buffers);
          it != boost::asio::buffer_sequence_end(buffers); ++it) {
       boost::asio::const_buffer b(*it);
-      gathering_.append(static_cast<const char*>(b.data()), b.size());
+      if (!bufs_) bufs_ = std::make_unique<Buffers>();
+      bufs_->gathering.append(static_cast<const char*>(b.data()), b.size());
       n += b.size();
     }
     appended_ += n;
@@ -101,15 +114,19 @@ class BufferedSocket {
   void ScheduleFlush();
   void Flush();
 
+  void RunWhenIdle();
+
   next_layer_type socket_;
-  std::weak_ptr<void> owner_;
-  std::function<void()> on_flushed_;
-  std::function<void()> when_idle_;
-  std::string gathering_;  // appended, not yet handed to the socket
-  std::string writing_buf_;
+  Owner* owner_ = nullptr;
+  std::unique_ptr<std::function<void()>> when_idle_;  // rare (the close): kept out of line
+  struct Buffers {
+    std::string gathering;  // appended, not yet handed to the socket
+    std::string writing;    // the socket write in flight
+  };
+  std::unique_ptr<Buffers> bufs_;  // only while bytes wait or are in flight
   bool writing_ = false;
   bool flush_posted_ = false;
-  boost::beast::error_code failed_;
+  bool failed_ = false;  // a socket write failed: writes fail from then on
   uint64_t appended_ = 0;
   uint64_t flushed_ = 0;
 };

@@ -13,6 +13,7 @@ namespace net = boost::asio;
 
 Connection::Connection(Socket socket, Hub* hub, int64_t user_id)
     : ws_(std::move(socket)), hub_(hub), user_id_(user_id) {
+  ws_.next_layer().set_owner(this);
   ws_.read_message_max(hub_->options().max_frame_bytes);  // over it: Beast closes with 1009
   ws_.auto_fragment(false);
   // Pongs (and pings) count as signs of life for the liveness sweep.
@@ -25,13 +26,7 @@ Connection::Connection(Socket socket, Hub* hub, int64_t user_id)
 // ---------------------------------------------------------------------------------------------
 
 void Connection::Start(UpgradeRequest req) {
-  since_ = SteadyMs();
-  // Registered before the handshake answer goes out, so that no event committed after the
-  // client saw its 101 can miss it; frames wait in the queue until the handshake is done.
-  registered_ = true;
-  ws_.next_layer().set_owner(shared_from_this());
-  ws_.next_layer().set_on_flushed([this] { OnFlushed(); });
-  hub_->Opened(shared_from_this());
+  since_ = SteadyMs();  // already registered with the Hub: events queue until the handshake
   upgrade_ = std::make_unique<UpgradeRequest>(std::move(req));
   ws_.async_accept(*upgrade_,
                    [self = shared_from_this()](beast::error_code ec) { self->OnAccepted(ec); });
@@ -47,21 +42,39 @@ void Connection::OnAccepted(beast::error_code ec) {
 }
 
 void Connection::Read() {
-  ws_.async_read(read_buf_,
-                 [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+  if (!read_buf_) {
+    // A new message: its first byte goes to a member, and only then is a buffer allocated for
+    // the rest. Beast reserves the room a read asks for before any data arrives, so an idle
+    // connection (most of them) holds no read buffer at all, instead of Beast's default 1.5
+    // KiB, and its pending operation is the smaller one of the non-dynamic read.
+    ws_.async_read_some(
+        net::buffer(&first_byte_, 1), [self = shared_from_this()](beast::error_code ec, size_t n) {
+          if (!ec && n == 1) {
+            self->read_buf_ = std::make_unique<beast::flat_buffer>();
+            self->read_buf_->commit(
+                net::buffer_copy(self->read_buf_->prepare(1), net::buffer(&self->first_byte_, 1)));
+          }
+          self->OnRead(ec);
+        });
+    return;
+  }
+  // The rest of the message comes from Beast's own read buffer without another system call.
+  ws_.async_read_some(
+      *read_buf_, hub_->options().max_frame_bytes,
+      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
 }
 
 void Connection::OnRead(beast::error_code ec) {
   if (ec) return Finish();  // closed by either side, too big (1009 sent by Beast), or dropped
   last_heard_ = SteadyMs();
-  const auto data = read_buf_.cdata();
-  hub_->OnFrame(shared_from_this(),
-                std::string_view(static_cast<const char*>(data.data()), data.size()),
-                ws_.got_text());
-  // Beast prepares a small buffer (1.5 KiB) for every read, even before data arrives; only a
-  // large frame's buffer is given back.
-  read_buf_.clear();
-  if (read_buf_.capacity() > 4096) read_buf_.shrink_to_fit();
+  if (!ws_.is_message_done()) return Read();
+  std::string_view text;
+  if (read_buf_) {
+    const auto data = read_buf_->cdata();
+    text = std::string_view(static_cast<const char*>(data.data()), data.size());
+  }
+  hub_->OnFrame(shared_from_this(), text, ws_.got_text());
+  read_buf_.reset();  // idle connections keep no read buffer
   Read();  // after our close frame too: the read loop ends when the client's close arrives
 }
 
@@ -213,7 +226,7 @@ void Connection::Finish() {
     std::vector<Outgoing>().swap(queue_);
   }
   FinishBatch(0);  // a batch still in flight did not reach the client
-  hub_->Ended(this, registered_);
+  hub_->Ended(this);
 }
 
 }  // namespace mmchat::ws

@@ -41,14 +41,14 @@ struct Outgoing {
   int64_t message_id = 0;  // 0: not a delivery
 };
 
-class Connection : public std::enable_shared_from_this<Connection> {
+class Connection : public std::enable_shared_from_this<Connection>, private BufferedSocket::Owner {
  public:
   using Socket = boost::asio::ip::tcp::socket;
   using UpgradeRequest = boost::beast::http::request<boost::beast::http::string_body>;
 
   Connection(Socket socket, Hub* hub, int64_t user_id);
 
-  // Answers the upgrade; once open, registers with the Hub and starts reading.
+  // Answers the upgrade (the Hub registered the connection before) and starts reading.
   void Start(UpgradeRequest req);
 
   // Queues a frame. Past the queue limit the connection is closed with 1008 and the queue is
@@ -73,8 +73,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Writes what is due: a close frame, a ping, and the queued frames unless a batch is still
   // in flight.
   void Pump();
-  // The socket took more bytes: once the batch is among them, it is done.
-  void OnFlushed();
+  // BufferedSocket::Owner. The socket took more bytes: once the batch is among them, it is
+  // done.
+  std::shared_ptr<void> KeepAlive() override { return shared_from_this(); }
+  void OnFlushed() override;
   // Releases the batch: its bytes, and the deliveries of its first `written` frames.
   void FinishBatch(size_t written);
   void DoCheck(TimeMs now, TimeMs interval);
@@ -89,25 +91,29 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::atomic<TimeMs> last_heard_{0};  // any frame or pong from the client
 
   // On the strand:
-  std::unique_ptr<UpgradeRequest> upgrade_;  // kept until the handshake is answered
-  boost::beast::flat_buffer read_buf_;       // shrunk after a large frame
-  std::vector<Outgoing> batch_;              // frames being written, in order
-  uint64_t batch_end_ = 0;                   // the socket's appended() after the batch
-  bool registered_ = false;                  // with the Hub, from the upgrade on
-  bool opened_ = false;                      // handshake answered
-  bool finished_ = false;
-  bool writing_ = false;
-  bool ping_due_ = false;
-  TimeMs pinged_at_ = 0;  // the check that last sent a ping
-  std::optional<boost::beast::websocket::close_code> close_code_;
-  bool close_sent_ = false;
-  TimeMs since_ = 0;  // when the handshake or the close started
+  std::unique_ptr<UpgradeRequest> upgrade_;              // kept until the handshake is answered
+  std::unique_ptr<boost::beast::flat_buffer> read_buf_;  // the message being read, if any
+  std::vector<Outgoing> batch_;                          // frames being written, in order
+  uint64_t batch_end_ = 0;                               // the socket's appended() after the batch
+  TimeMs pinged_at_ = 0;                                 // the check that last sent a ping
+  TimeMs since_ = 0;                                     // when the handshake or the close started
 
   std::mutex mu_;
   std::vector<Outgoing> queue_;  // guarded by mu_
   size_t queued_bytes_ = 0;      // guarded by mu_; queue_ plus batch_
-  bool pump_posted_ = false;     // guarded by mu_; a Pump is scheduled or the batch is running
-  bool refusing_ = false;        // guarded by mu_; closing or over the limit: Send drops
+
+  // The small members together (every connection carries them; padding adds up).
+  // On the strand:
+  char first_byte_ = 0;  // a message's first byte is read into it
+  bool opened_ = false;  // handshake answered
+  bool finished_ = false;
+  bool writing_ = false;
+  bool ping_due_ = false;
+  bool close_sent_ = false;
+  std::optional<boost::beast::websocket::close_code> close_code_;
+  // Guarded by mu_:
+  bool pump_posted_ = false;  // a Pump is scheduled or the batch is running
+  bool refusing_ = false;     // closing or over the limit: Send drops
 };
 
 }  // namespace mmchat::ws

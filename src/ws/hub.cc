@@ -90,58 +90,57 @@ Result<int64_t> Hub::Authorize(const http::Request& req) {
 void Hub::Accept(int64_t user_id, net::ip::tcp::socket socket, Connection::UpgradeRequest req) {
   auto c = std::make_shared<Connection>(std::move(socket), this, user_id);
   {
-    // Checked under the lock that Shutdown sets it under: a connection either is in all_ when
-    // Shutdown takes its snapshot, or is never registered.
+    // Registered before the handshake answer goes out, so that no event committed after the
+    // client saw its 101 can miss it; frames wait in the queue until the handshake is done.
+    // stopping_ is checked under the lock Shutdown sets it under: a connection is either in
+    // Shutdown's snapshot or never registered.
     std::unique_lock lock(conns_mu_);
     if (stopping_) return;  // shutting down: the socket closes with `c`
-    all_.emplace(c.get(), c);
+    auto& list = by_user_[user_id];
+    list.push_back(c);
+    if (list.size() == 1) {
+      // Posted under the lock, so transitions of one user reach the strand in order.
+      net::post(presence_strand_, [this, user_id] {
+        if (Status s = d_.presence->WentOnline(user_id); !s.ok()) {
+          spdlog::warn("presence of user {} not announced: {}", user_id, s.message());
+        }
+      });
+    }
   }
+  accepted_->Inc();
+  open_->Add(1);
   c->Start(std::move(req));
 }
 
-void Hub::Opened(const std::shared_ptr<Connection>& c) {
-  accepted_->Inc();
-  open_->Add(1);
+void Hub::Ended(Connection* c) {
+  open_->Add(-1);
+  EndTyping([c](const Key&, const Typist& t) { return t.connection == c; });
   const int64_t user = c->user_id();
   std::unique_lock lock(conns_mu_);
-  auto& list = by_user_[user];
-  list.push_back(c);
-  if (list.size() == 1) {
-    // Posted under the lock, so transitions of one user reach the strand in order.
-    net::post(presence_strand_, [this, user] {
-      if (Status s = d_.presence->WentOnline(user); !s.ok()) {
-        spdlog::warn("presence of user {} not announced: {}", user, s.message());
-      }
-    });
-  }
-}
-
-void Hub::Ended(Connection* c, bool registered) {
-  if (registered) {
-    open_->Add(-1);
-    EndTyping([c](const Key&, const Typist& t) { return t.connection == c; });
-  }
-  std::unique_lock lock(conns_mu_);
-  all_.erase(c);
-  if (registered) {
-    const int64_t user = c->user_id();
-    auto it = by_user_.find(user);
-    if (it != by_user_.end()) {
-      auto& list = it->second;
-      list.erase(
-          std::remove_if(list.begin(), list.end(), [c](const auto& p) { return p.get() == c; }),
-          list.end());
-      if (list.empty()) {
-        by_user_.erase(it);
-        net::post(presence_strand_, [this, user] {
-          if (Status s = d_.presence->WentOffline(user); !s.ok()) {
-            spdlog::warn("last_seen of user {} not saved: {}", user, s.message());
-          }
-        });
-      }
+  auto it = by_user_.find(user);
+  if (it != by_user_.end()) {
+    auto& list = it->second;
+    list.erase(
+        std::remove_if(list.begin(), list.end(), [c](const auto& p) { return p.get() == c; }),
+        list.end());
+    if (list.empty()) {
+      by_user_.erase(it);
+      net::post(presence_strand_, [this, user] {
+        if (Status s = d_.presence->WentOffline(user); !s.ok()) {
+          spdlog::warn("last_seen of user {} not saved: {}", user, s.message());
+        }
+      });
     }
   }
-  if (all_.empty()) all_ended_.notify_all();
+  if (by_user_.empty()) all_ended_.notify_all();
+}
+
+std::vector<std::shared_ptr<Connection>> Hub::Snapshot() const {
+  std::vector<std::shared_ptr<Connection>> live;
+  std::shared_lock lock(conns_mu_);
+  live.reserve(by_user_.size());
+  for (const auto& [_, list] : by_user_) live.insert(live.end(), list.begin(), list.end());
+  return live;
 }
 
 bool Hub::IsOnline(int64_t user_id) const {
@@ -161,31 +160,17 @@ void Hub::Shutdown() {
     stopped.set_value();
   });
   stopped.get_future().wait();
-  std::vector<std::shared_ptr<Connection>> live;
-  {
-    std::shared_lock lock(conns_mu_);
-    for (auto& [_, weak] : all_) {
-      if (auto c = weak.lock()) live.push_back(std::move(c));
-    }
-  }
-  for (auto& c : live) c->Close(websocket::close_code::going_away);
+  for (auto& c : Snapshot()) c->Close(websocket::close_code::going_away);
   FlushDeliveries();
 }
 
 void Hub::Abort() {
-  std::vector<std::shared_ptr<Connection>> live;
-  {
-    std::shared_lock lock(conns_mu_);
-    for (auto& [_, weak] : all_) {
-      if (auto c = weak.lock()) live.push_back(std::move(c));
-    }
-  }
-  for (auto& c : live) c->Abort();
+  for (auto& c : Snapshot()) c->Abort();
 }
 
 bool Hub::WaitForConnections(std::chrono::milliseconds timeout) {
   std::unique_lock lock(conns_mu_);
-  return all_ended_.wait_for(lock, timeout, [this] { return all_.empty(); });
+  return all_ended_.wait_for(lock, timeout, [this] { return by_user_.empty(); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -206,16 +191,8 @@ void Hub::ScheduleSweep() {
   sweep_timer_.expires_after(std::chrono::milliseconds(options_.ping_interval_ms));
   sweep_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec || stopping_) return;
-    std::vector<std::shared_ptr<Connection>> live;
-    {
-      std::shared_lock lock(conns_mu_);
-      live.reserve(all_.size());
-      for (auto& [_, weak] : all_) {
-        if (auto c = weak.lock()) live.push_back(std::move(c));
-      }
-    }
     const TimeMs now = SteadyMs();
-    for (auto& c : live) c->Check(now, options_.ping_interval_ms);
+    for (auto& c : Snapshot()) c->Check(now, options_.ping_interval_ms);
     ScheduleSweep();
   });
 }

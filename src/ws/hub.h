@@ -87,8 +87,9 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
 
   // For connections.
   const HubOptions& options() const { return options_; }
-  void Opened(const std::shared_ptr<Connection>& c);
-  void Ended(Connection* c, bool registered);
+  void Ended(Connection* c);
+  // Every registered connection (for the sweep and shutdown).
+  std::vector<std::shared_ptr<Connection>> Snapshot() const;
   void OnFrame(const std::shared_ptr<Connection>& c, std::string_view text, bool is_text);
   // The first `written` frames of `batch` reached the socket of one of `user_id`'s connections.
   void Written(int64_t user_id, const std::vector<Outgoing>& batch, size_t written);
@@ -136,10 +137,8 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
 
   mutable std::shared_mutex conns_mu_;
   std::condition_variable_any all_ended_;
-  // Open connections by user (the owning references).
+  // Every connection from the upgrade to its end, by user (the owning references).
   std::unordered_map<int64_t, std::vector<std::shared_ptr<Connection>>> by_user_;  // conns_mu_
-  // Every connection from upgrade to end, for the sweep and shutdown.
-  std::unordered_map<Connection*, std::weak_ptr<Connection>> all_;  // guarded by conns_mu_
 
   // Lock order: typing_mu_, then conns_mu_ (fan-out of the announcement), never the reverse.
   std::mutex typing_mu_;

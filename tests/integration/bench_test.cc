@@ -153,6 +153,26 @@ TEST_F(BenchTest, HttpHistoryReadsFullPages) {
   EXPECT_EQ(summary["server_cpu_percent"], -1);                            // no --server-pid
 }
 
+// Tokens the server refuses (here: signed with another secret) make every connection fail.
+// The run still ends, reporting the failures, also past its first step (an earlier version
+// spun forever once every connection of a step had failed).
+TEST_F(BenchTest, IdleWithRefusedTokensEndsAndReportsTheFailures) {
+  std::ofstream out(server_.dir() / "stale.txt");
+  out << "1 nobody eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl\n";
+  out.close();
+  const RunResult r = RunProgram(MMCHAT_BENCH_BINARY,
+                                 {"idle", "--port", std::to_string(server_.port()), "--tokens",
+                                  "stale.txt", "--steps", "3,6", "--settle-sec", "0.1",
+                                  "--server-pid", std::to_string(server_.pid())},
+                                 {}, server_.dir());
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  const Json summary = SummaryLine(r.output);
+  ASSERT_TRUE(summary.is_object()) << r.output;
+  ASSERT_EQ(summary["steps"].size(), 2u) << r.output;
+  EXPECT_EQ(summary["steps"][1]["connections"], 0);
+  EXPECT_EQ(summary["steps"][1]["failed"], 6);
+}
+
 TEST_F(BenchTest, BadTokensFileIsRefused) {
   std::ofstream(server_.dir() / "empty.txt") << "";
   const RunResult r = RunProgram(MMCHAT_BENCH_BINARY,
