@@ -20,19 +20,27 @@ constexpr std::string_view kBearer = "Bearer ";
 
 // How often typing expiry and batched delivery receipts are looked at.
 std::chrono::milliseconds TickPeriod(TimeMs typing_timeout_ms) {
-  return std::chrono::milliseconds(std::clamp<TimeMs>(typing_timeout_ms / 4, 50, 1000));
+  return std::chrono::milliseconds(std::clamp<TimeMs>(typing_timeout_ms / 4, 50, 100));
 }
 
 // Every member's delivery receipt goes to every other member, so a busy conversation of N
-// members makes up to N*(N-1) receipt frames per batch. Its batches are spaced so that this
-// stays under about kReceiptFramesPerSec: a tick apart up to ~300 members, 10 s at 1,000.
+// members makes up to N*(N-1) receipt frames per round. A member announces its deliveries at
+// most once per period: a second, or longer in large conversations so that the receipts stay
+// under about kReceiptFramesPerSec (10 s at 1,000 members). Turns are spread over the ticks
+// of the period, so that no tick carries a burst that would hold up messages: by
+// conversation, and in conversations over kSharedTurnMembers by member too (in small ones
+// the receipts go out together, so that they share socket writes).
 constexpr double kReceiptFramesPerSec = 100'000;
+constexpr TimeMs kMinReceiptPeriodMs = 1'000;
 constexpr TimeMs kMaxReceiptPeriodMs = 60'000;
+constexpr size_t kSharedTurnMembers = 100;
 
-TimeMs ReceiptPeriod(size_t members, TimeMs tick_ms) {
+// In how many ticks each member of a conversation of `members` gets one turn.
+uint64_t ReceiptTurns(size_t members, TimeMs tick_ms) {
   const double n = static_cast<double>(members);
-  const auto ms = static_cast<TimeMs>(n * n / kReceiptFramesPerSec * 1000);
-  return std::clamp<TimeMs>(ms, tick_ms, kMaxReceiptPeriodMs);
+  const auto period = std::clamp<TimeMs>(static_cast<TimeMs>(n * n / kReceiptFramesPerSec * 1000),
+                                         kMinReceiptPeriodMs, kMaxReceiptPeriodMs);
+  return static_cast<uint64_t>(std::max<TimeMs>(1, period / tick_ms));
 }
 
 }  // namespace
@@ -209,32 +217,32 @@ void Hub::Written(int64_t user_id, const std::vector<Outgoing>& batch, size_t wr
 }
 
 void Hub::FlushDeliveries(bool all) {
-  const TimeMs now = SteadyMs();
-  const TimeMs tick = TickPeriod(options_.typing_timeout_ms).count();
+  const TimeMs tick_ms = TickPeriod(options_.typing_timeout_ms).count();
   std::vector<std::pair<Key, int64_t>> batch;
   {
     std::lock_guard lock(delivered_mu_);
-    // Entries are ordered by conversation: each run of one conversation goes out together.
+    const uint64_t tick = all ? 0 : ++ticks_;
+    // Entries are ordered by conversation: the turns are worked out once per conversation.
     for (auto it = delivered_.begin(); it != delivered_.end();) {
       const int64_t conversation = it->first.first;
-      TimeMs& due = receipts_due_[conversation];
-      const bool go = all || due <= now;
-      if (go) {
+      uint64_t turns = 1;
+      bool shared_turn = true;
+      if (!all) {
         auto members = index_.MembersOf(conversation);
-        due = now + ReceiptPeriod(members ? members->size() : 0, tick);
+        const size_t n = members ? members->size() : 0;
+        turns = ReceiptTurns(n, tick_ms);
+        shared_turn = n <= kSharedTurnMembers;
       }
       for (; it != delivered_.end() && it->first.first == conversation;) {
-        if (!go) {
+        const auto turn = static_cast<uint64_t>(conversation) +
+                          (shared_turn ? 0 : static_cast<uint64_t>(it->first.second));
+        if ((tick + turn) % turns != 0) {
           ++it;
           continue;
         }
         batch.emplace_back(*it);
         it = delivered_.erase(it);
       }
-    }
-    // A period that is over says nothing more (anything waiting in it just went out).
-    for (auto it = receipts_due_.begin(); it != receipts_due_.end();) {
-      it = it->second <= now ? receipts_due_.erase(it) : std::next(it);
     }
   }
   for (const auto& [key, id] : batch) d_.messages->DeliveredLive(key.first, key.second, id);

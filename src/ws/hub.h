@@ -72,8 +72,8 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   void Abort();
   // True when every connection ended within `timeout`.
   bool WaitForConnections(std::chrono::milliseconds timeout);
-  // Counts and announces the deliveries made by pushes: those of conversations whose receipt
-  // period has passed (the tick calls it), or all of them (shutdown, at the end).
+  // Counts and announces the deliveries made by pushes: those of the members whose turn it is
+  // (the tick calls it), or all of them (shutdown, at the end).
   void FlushDeliveries(bool all = true);
 
   // http::UpgradeHandler: the token comes from ?token= or the Authorization header.
@@ -146,8 +146,7 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
 
   std::mutex delivered_mu_;
   std::map<Key, int64_t> delivered_;  // highest message id pushed; guarded by delivered_mu_
-  // When each conversation may next announce pushed deliveries; guarded by delivered_mu_.
-  std::unordered_map<int64_t, TimeMs> receipts_due_;
+  uint64_t ticks_ = 0;  // ticks so far, for the receipt turns; guarded by delivered_mu_
 
   metrics::Gauge* open_;
   metrics::Counter* accepted_;

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Runs every row of BENCHMARKS.md RUNS times (default 3), each on a fresh server and database,
+# and prints the JSON line of every run plus the medians. Server and tool share this machine.
+#   ./scripts/bench.sh                 # all rows
+#   ./scripts/bench.sh idle persist    # some rows: idle fanout1000 fanout10 halfrate direct
+#                                      #   persist http
+# Results go to stdout and to bench-results.jsonl in the working directory.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+"$root/scripts/build.sh" mmchat mmchat-bench >/dev/null
+mmchat="$root/build/mmchat"
+bench="$root/build/mmchat-bench"
+runs="${RUNS:-3}"
+port="${PORT:-18080}"
+rows=("$@")
+[ ${#rows[@]} -eq 0 ] && rows=(idle fanout1000 fanout10 halfrate direct persist http)
+out="$PWD/bench-results.jsonl"
+: >"$out"
+work="$(mktemp -d)"
+server_pid=""
+trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# A fresh server with 20,000 accounts; extra arguments are environment settings.
+start_server() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work/run" && mkdir -p "$work/run"
+  (cd "$work/run" && "$mmchat" user add --count 20000 --prefix bench --password benchpass1 \
+    --tokens tokens.txt >/dev/null)
+  (cd "$work/run" && exec env HTTP_ADDR="127.0.0.1:$port" "$@" "$mmchat" >server.log 2>&1) &
+  server_pid=$!
+  for _ in $(seq 100); do
+    grep -q "listening on" "$work/run/server.log" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "the server did not start" >&2 && cat "$work/run/server.log" >&2 && exit 1
+}
+
+# run LABEL SCENARIO ARGS...: one run on a fresh server, its JSON line tagged with LABEL.
+run() {
+  local label=$1
+  shift
+  local line
+  line=$(cd "$work/run" && "$bench" "$@" --port "$port" --tokens tokens.txt \
+    --server-pid "$server_pid" | tail -1)
+  echo "{\"row\":\"$label\",\"result\":$line}" | tee -a "$out"
+}
+
+# median ROW EXPRESSION: the median over the row's runs of a Python expression on `r`.
+median() {
+  python3 - "$out" "$1" "$2" <<'EOF'
+import json, statistics, sys
+path, row, expr = sys.argv[1:]
+vals = [eval(expr, {}, {"r": json.loads(l)["result"]}) for l in open(path)
+        if json.loads(l)["row"] == row]
+print(round(statistics.median(vals), 2) if vals else "-")
+EOF
+}
+
+for row in "${rows[@]}"; do
+  for i in $(seq "$runs"); do
+    case $row in
+      idle)
+        start_server
+        run idle idle --steps 2000,18000
+        ;;
+      fanout1000)
+        start_server
+        run fanout1000 fanout --groups 1 --members 1000 --senders 10 --window 4 --duration-sec 5
+        ;;
+      fanout10)
+        start_server
+        run fanout10 fanout --groups 1000 --members 10 --senders 1 --window 4 --duration-sec 5
+        ;;
+      halfrate)
+        # Half the messages/s of the fanout1000 median (measured first when not yet run).
+        if [ "$(median fanout1000 'r["messages_per_sec"]')" = "-" ]; then
+          start_server
+          run fanout1000 fanout --groups 1 --members 1000 --senders 10 --window 4 --duration-sec 5
+        fi
+        rate=$(python3 -c "print(round(float('$(median fanout1000 'r["messages_per_sec"]')') / 2))")
+        start_server
+        run halfrate fanout --groups 1 --members 1000 --senders 10 --window 4 --duration-sec 5 \
+          --rate "$rate"
+        ;;
+      direct)
+        start_server
+        run direct direct --pairs 1000 --window 4 --duration-sec 5
+        ;;
+      persist)
+        start_server SQLITE_SYNCHRONOUS=NORMAL
+        run persist-normal persist --senders 64 --window 4 --duration-sec 5 --label NORMAL
+        start_server SQLITE_SYNCHRONOUS=FULL
+        run persist-full persist --senders 64 --window 4 --duration-sec 5 --label FULL
+        ;;
+      http)
+        start_server
+        run http-small http --kind small --connections 64 --duration-sec 5
+        run http-history http --kind history --connections 64 --duration-sec 5
+        ;;
+      *) echo "unknown row $row" >&2 && exit 2 ;;
+    esac
+  done
+done
+
+echo
+echo "Medians of $runs runs:"
+printf '%-15s %s\n' \
+  "idle" "KiB/conn $(median idle 'r["steps"][-1]["kib_per_connection_since_first_step"]'), connects/s $(median idle 'r["steps"][-1]["connects_per_sec"]')" \
+  "fanout1000" "deliveries/s $(median fanout1000 'r["deliveries_per_sec"]'), p99 ms $(median fanout1000 'r["latency_ms"]["p99"]')" \
+  "fanout10" "deliveries/s $(median fanout10 'r["deliveries_per_sec"]'), p99 ms $(median fanout10 'r["latency_ms"]["p99"]')" \
+  "halfrate" "deliveries/s $(median halfrate 'r["deliveries_per_sec"]'), p99 ms $(median halfrate 'r["latency_ms"]["p99"]')" \
+  "direct" "messages/s $(median direct 'r["messages_per_sec"]'), p99 ms $(median direct 'r["latency_ms"]["p99"]')" \
+  "persist-normal" "messages/s $(median persist-normal 'r["messages_per_sec"]'), p99 ack ms $(median persist-normal 'r["ack_latency_ms"]["p99"]')" \
+  "persist-full" "messages/s $(median persist-full 'r["messages_per_sec"]'), p99 ack ms $(median persist-full 'r["ack_latency_ms"]["p99"]')" \
+  "http-small" "req/s $(median http-small 'r["requests_per_sec"]'), p99 ms $(median http-small 'r["latency_ms"]["p99"]')" \
+  "http-history" "req/s $(median http-history 'r["requests_per_sec"]'), p99 ms $(median http-history 'r["latency_ms"]["p99"]')"
