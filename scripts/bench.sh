@@ -91,9 +91,9 @@ for row in "${rows[@]}"; do
         ;;
       persist)
         start_server SQLITE_SYNCHRONOUS=NORMAL
-        run persist-normal persist --senders 64 --window 4 --duration-sec 5 --label NORMAL
+        run persist-normal persist --senders 64 --window 16 --duration-sec 5 --label NORMAL
         start_server SQLITE_SYNCHRONOUS=FULL
-        run persist-full persist --senders 64 --window 4 --duration-sec 5 --label FULL
+        run persist-full persist --senders 64 --window 16 --duration-sec 5 --label FULL
         ;;
       http)
         start_server

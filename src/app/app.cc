@@ -1,5 +1,6 @@
 #include "app/app.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
@@ -149,6 +150,13 @@ Status AddUsers(const Config& config, const AddUsersOptions& options) {
 }
 
 int Serve(const Config& config) {
+  // glibc hands freed memory back with madvise as soon as 128 KiB are free at the top of an
+  // arena; with frames and batches freed on other threads than they were made on, that ran
+  // many times a second and each call stopped every core for a TLB flush (a quarter of the
+  // message writer's time in perf). Keep up to 16 MiB per arena, and mmap only blocks of
+  // 4 MiB and more. Measured: 25,000 -> 35,000 persisted messages/s.
+  mallopt(M_TRIM_THRESHOLD, 16 << 20);
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
   const size_t open_files = RaiseFileLimit();
   auto store_or = OpenStore(config);
   if (!store_or.ok()) {

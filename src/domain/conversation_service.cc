@@ -17,21 +17,32 @@ Status ValidateGroupName(const std::string& name) {
 
 }  // namespace
 
-MessageStatus StatusOf(const Message& m, const Conversation& c, const DeliveryTracker& tracker) {
+MessageStatuses::MessageStatuses(const Conversation& c, const DeliveryTracker& tracker) {
+  marks_.reserve(c.participants.size());
+  for (const auto& p : c.participants) {
+    marks_.push_back(
+        {p.user_id, p.read_marker,
+         std::max(p.read_marker, tracker.Effective(c.id, p.user_id, p.delivered_marker))});
+  }
+}
+
+MessageStatus MessageStatuses::Of(const Message& m) const {
   bool all_read = true;
   bool all_delivered = true;
   bool anyone = false;
-  for (const auto& p : c.participants) {
+  for (const auto& p : marks_) {
     if (p.user_id == m.sender_id) continue;
     anyone = true;
-    const int64_t delivered =
-        std::max(p.read_marker, tracker.Effective(c.id, p.user_id, p.delivered_marker));
-    all_read = all_read && p.read_marker >= m.id;
-    all_delivered = all_delivered && delivered >= m.id;
+    all_read = all_read && p.read >= m.id;
+    all_delivered = all_delivered && p.delivered >= m.id;
   }
   if (!anyone) return MessageStatus::kSent;  // nobody else to receive it
   if (all_read) return MessageStatus::kRead;
   return all_delivered ? MessageStatus::kDelivered : MessageStatus::kSent;
+}
+
+MessageStatus StatusOf(const Message& m, const Conversation& c, const DeliveryTracker& tracker) {
+  return MessageStatuses(c, tracker).Of(m);
 }
 
 ConversationService::ConversationService(Deps deps) : d_(std::move(deps)) {}

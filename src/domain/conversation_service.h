@@ -20,8 +20,25 @@
 
 namespace mmchat::domain {
 
-// The status of `m` for readers, from the other participants' watermarks ("read" when every
-// other participant has read it, "delivered" when it reached all of them, else "sent").
+// The statuses of messages of one conversation for readers, from the other participants'
+// watermarks ("read" when every other participant has read it, "delivered" when it reached
+// all of them, else "sent"). The watermarks are looked up once, at construction, so that a
+// page of messages does not cost a tracker lookup per message and participant.
+class MessageStatuses {
+ public:
+  MessageStatuses(const Conversation& c, const DeliveryTracker& tracker);
+  MessageStatus Of(const Message& m) const;
+
+ private:
+  struct Marks {
+    int64_t user_id;
+    int64_t read;
+    int64_t delivered;  // read counts as delivered
+  };
+  std::vector<Marks> marks_;
+};
+
+// The status of one message (see MessageStatuses).
 MessageStatus StatusOf(const Message& m, const Conversation& c, const DeliveryTracker& tracker);
 
 class ConversationService {

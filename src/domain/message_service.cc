@@ -64,7 +64,8 @@ Result<MessagePage> MessageService::List(int64_t caller, int64_t conversation_id
     }
   }
   if (!page.messages.empty()) Delivered(*c, caller, page.messages.back().id);
-  for (auto& m : page.messages) m.status = StatusOf(m, *c, *d_.tracker);
+  const MessageStatuses statuses(*c, *d_.tracker);
+  for (auto& m : page.messages) m.status = statuses.Of(m);
   return page;
 }
 
@@ -99,7 +100,7 @@ Result<SyncPage> MessageService::Sync(int64_t caller, int64_t since, int limit) 
   page.next_since = page.messages.empty() ? since : page.messages.back().id;
 
   // Statuses and deliveries per conversation, loading each conversation once.
-  std::map<int64_t, std::optional<Conversation>> convs;
+  std::map<int64_t, MessageStatuses> statuses;
   std::map<int64_t, int64_t> newest;
   for (const auto& m : page.messages) {
     newest[m.conversation_id] = std::max(newest[m.conversation_id], m.id);
@@ -108,11 +109,11 @@ Result<SyncPage> MessageService::Sync(int64_t caller, int64_t since, int limit) 
     auto c = d_.access->LoadForParticipant(caller, id);
     if (!c.ok()) continue;  // left meanwhile: its messages go out without delivery counting
     Delivered(*c, caller, up_to);
-    convs[id] = std::move(c).value();
+    statuses.emplace(id, MessageStatuses(*c, *d_.tracker));
   }
   for (auto& m : page.messages) {
-    auto it = convs.find(m.conversation_id);
-    if (it != convs.end() && it->second) m.status = StatusOf(m, *it->second, *d_.tracker);
+    auto it = statuses.find(m.conversation_id);
+    if (it != statuses.end()) m.status = it->second.Of(m);
   }
   return page;
 }

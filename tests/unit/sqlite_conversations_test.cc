@@ -2,6 +2,7 @@
 // writer, private pairs, promotion on removal, read and delivered markers.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <future>
 #include <map>
@@ -25,43 +26,42 @@ using domain::Role;
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 
-// Holds the message writer thread inside the callback of one append until released (or until
-// destroyed), so that the test can queue appends that must then be committed together.
+// Holds the database's write lock from a second connection, so that the store's writer waits
+// (within its busy timeout) on the gate's first append, and appends queued meanwhile must be
+// committed together once the gate opens.
 class WriterGate {
  public:
-  WriterGate(SqliteStore* store, NewMessage m) {
-    // The callback owns a share of the state: it may still be returning from its wait when the
-    // gate is gone.
-    store->AppendMessage(std::move(m), [s = s_](Result<AppendResult> r) {
-      s->first_ok = r.ok();
-      std::shared_future<void> opened = s->opened;
-      s->entered.set_value();
-      opened.wait();
-    });
-    s_->entered.get_future().wait();  // the writer is inside the callback now
+  WriterGate(SqliteStore* store, NewMessage first, const std::string& db_path) {
+    locked_ = sqlite3_open(db_path.c_str(), &db_) == SQLITE_OK &&
+              sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK;
+    store->AppendMessage(std::move(first), [](Result<AppendResult>) {});
+    // Once the writer took it, it waits for the lock: what is queued from now on waits too.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (store->QueuedAppends() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
   }
-  ~WriterGate() { Open(); }
+  ~WriterGate() {
+    Open();
+    sqlite3_close(db_);
+  }
   void Open() {
-    std::call_once(s_->once, [this] { s_->open.set_value(); });
+    if (!open_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    open_ = true;
   }
-  bool first_ok() const { return s_->first_ok; }
+  bool locked() const { return locked_; }
 
  private:
-  struct State {
-    std::promise<void> entered;
-    std::promise<void> open;
-    std::shared_future<void> opened = open.get_future().share();
-    std::once_flag once;
-    bool first_ok = false;  // written before `entered` is set
-  };
-  std::shared_ptr<State> s_ = std::make_shared<State>();
+  sqlite3* db_ = nullptr;
+  bool locked_ = false;
+  bool open_ = false;
 };
 
 class SqliteConversationsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     Options opts;
-    opts.dsn = dir_.File("conv.db");
+    opts.dsn = db_path();
     auto s = SqliteStore::Open(opts);
     ASSERT_TRUE(s.ok()) << s.status().message();
     store_ = std::move(s).value();
@@ -70,6 +70,8 @@ class SqliteConversationsTest : public ::testing::Test {
     c_ = User("carol");
     d_ = User("dave");
   }
+
+  std::string db_path() { return dir_.File("conv.db"); }
 
   int64_t User(const std::string& name) {
     auto u = store_->CreateUser(domain::NewUser{name, name + "@example.com", "h", 1000});
@@ -122,8 +124,8 @@ TEST_F(SqliteConversationsTest, QueuedAppendsAreCommittedTogether) {
   std::vector<Seen> seen;
   std::promise<void> all_back;
   {
-    WriterGate gate(store_.get(), NewMessage{g, a_, "first", std::nullopt, 2000});
-    ASSERT_TRUE(gate.first_ok());
+    WriterGate gate(store_.get(), NewMessage{g, a_, "first", std::nullopt, 2000}, db_path());
+    ASSERT_TRUE(gate.locked());
     // The writer is held: queue everything from several threads.
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
@@ -208,7 +210,8 @@ TEST_F(SqliteConversationsTest, FailuresInsideABatchLeaveNoGap) {
   const int64_t g = Group(a_, {b_});
   std::vector<test::AppendWaiter> w(6);
   {
-    WriterGate gate(store_.get(), NewMessage{g, a_, "first", std::nullopt, 2000});
+    WriterGate gate(store_.get(), NewMessage{g, a_, "first", std::nullopt, 2000}, db_path());
+    ASSERT_TRUE(gate.locked());
     store_->AppendMessage(NewMessage{g, a_, "one", std::nullopt, 2001}, w[0].Callback());
     store_->AppendMessage(NewMessage{g, c_, "outsider", std::nullopt, 2002}, w[1].Callback());
     store_->AppendMessage(NewMessage{g + 1000, a_, "nowhere", std::nullopt, 2003}, w[2].Callback());

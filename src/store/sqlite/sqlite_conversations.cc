@@ -334,6 +334,11 @@ void SqliteStore::AppendMessage(domain::NewMessage message,
   done(Status::Unavailable("the server is shutting down"));
 }
 
+size_t SqliteStore::QueuedAppends() {
+  std::lock_guard lock(queue_mu_);
+  return queue_.size();
+}
+
 void SqliteStore::WriterLoop() {
   for (;;) {
     std::vector<PendingAppend> batch;
@@ -358,13 +363,33 @@ void SqliteStore::WriterLoop() {
       }
       return Status::Ok();
     });
-    for (size_t i = 0; i < batch.size(); ++i) {
-      // Nobody hears "ok" unless the commit happened. One failing callback must not keep the
-      // others from their answers, nor end the writer thread.
-      Result<AppendResult> r =
-          committed.ok() ? std::move(results[i]) : Result<AppendResult>(committed);
+    // Nobody hears "ok" unless the commit happened.
+    if (!committed.ok()) {
+      for (auto& r : results) r = committed;
+      results.resize(batch.size(), committed);
+    }
+    {
+      std::lock_guard lock(answers_mu_);
+      answers_.push_back({std::move(batch), std::move(results)});
+    }
+    answers_cv_.notify_one();
+  }
+}
+
+void SqliteStore::AnswerLoop() {
+  for (;;) {
+    Answered a;
+    {
+      std::unique_lock lock(answers_mu_);
+      answers_cv_.wait(lock, [this] { return !answers_.empty() || writer_done_; });
+      if (answers_.empty()) return;  // the writer stopped and everything was answered
+      a = std::move(answers_.front());
+      answers_.pop_front();
+    }
+    for (size_t i = 0; i < a.batch.size(); ++i) {
+      // One failing callback must not keep the others from their answers, nor end the thread.
       try {
-        batch[i].done(std::move(r));
+        a.batch[i].done(std::move(a.results[i]));
       } catch (const std::exception& e) {
         spdlog::error("message append callback threw: {}", e.what());
       }

@@ -82,6 +82,10 @@ SqliteStore::SqliteStore(Options options, std::unique_ptr<Connection> writer)
     pthread_setname_np(pthread_self(), "mmchat-writer");  // for top -H and perf
     WriterLoop();
   });
+  answer_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "mmchat-answers");
+    AnswerLoop();
+  });
 }
 
 SqliteStore::~SqliteStore() {
@@ -92,6 +96,12 @@ SqliteStore::~SqliteStore() {
   }
   queue_cv_.notify_all();
   writer_thread_.join();
+  {
+    std::lock_guard lock(answers_mu_);
+    writer_done_ = true;
+  }
+  answers_cv_.notify_all();
+  answer_thread_.join();  // every accepted append has been answered
   std::scoped_lock lock(writer_mu_, readers_mu_);
   idle_readers_.clear();
   // Fold the WAL back into the main file so a cleanly stopped server leaves one file.

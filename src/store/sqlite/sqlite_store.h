@@ -100,6 +100,8 @@ class SqliteStore final : public domain::UserStore,
 
   // The largest number of appends committed in one transaction.
   static constexpr size_t kMaxBatch = 512;
+  // Appends waiting for the writer to take them.
+  size_t QueuedAppends();
 
  private:
   struct PendingAppend {
@@ -107,9 +109,18 @@ class SqliteStore final : public domain::UserStore,
     std::function<void(Result<domain::AppendResult>)> done;
   };
 
+  // A committed (or failed) batch waiting for its callers to be answered.
+  struct Answered {
+    std::vector<PendingAppend> batch;
+    std::vector<Result<domain::AppendResult>> results;
+  };
+
   // The message writer thread: takes whatever is queued (up to kMaxBatch), commits it in one
-  // transaction, then answers every caller.
+  // transaction, and hands the batch to the answer thread.
   void WriterLoop();
+  // The answer thread: runs the callers' callbacks (acks, event fan-out), batch after batch in
+  // commit order, while the writer already commits the next batch.
+  void AnswerLoop();
   // One append inside the batch transaction, in its own savepoint so that a failure leaves
   // no trace (no seq gap).
   Result<domain::AppendResult> AppendOne(Connection& c, const domain::NewMessage& m);
@@ -136,7 +147,15 @@ class SqliteStore final : public domain::UserStore,
   std::condition_variable queue_cv_;
   std::deque<PendingAppend> queue_;  // guarded by queue_mu_
   bool stopping_ = false;            // guarded by queue_mu_
-  std::thread writer_thread_;        // started last, joined first
+
+  std::mutex answers_mu_;
+  std::condition_variable answers_cv_;
+  std::deque<Answered> answers_;  // guarded by answers_mu_
+  bool writer_done_ = false;      // guarded by answers_mu_; nothing more will be answered
+
+  // Started last, joined first: the writer, then the answer thread after it.
+  std::thread writer_thread_;
+  std::thread answer_thread_;
 };
 
 }  // namespace mmchat::store::sqlite
