@@ -64,7 +64,7 @@ for row in "${rows[@]}"; do
     case $row in
       idle)
         start_server
-        run idle idle --steps 2000,18000
+        run idle idle --steps 2000,18000 --hold-sec 35
         ;;
       fanout1000)
         start_server
@@ -108,7 +108,7 @@ done
 echo
 echo "Medians of $runs runs:"
 printf '%-15s %s\n' \
-  "idle" "KiB/conn $(median idle 'r["steps"][-1]["kib_per_connection_since_first_step"]'), connects/s $(median idle 'r["steps"][-1]["connects_per_sec"]')" \
+  "idle" "KiB/conn $(median idle 'r["steps"][-1]["kib_per_connection_since_first_step"]'), connects/s $(median idle 'r["steps"][-1]["connects_per_sec"]'), held CPU % $(median idle 'r["steps"][-1]["held_server_cpu_percent"]')" \
   "fanout1000" "deliveries/s $(median fanout1000 'r["deliveries_per_sec"]'), p99 ms $(median fanout1000 'r["latency_ms"]["p99"]')" \
   "fanout10" "deliveries/s $(median fanout10 'r["deliveries_per_sec"]'), p99 ms $(median fanout10 'r["latency_ms"]["p99"]')" \
   "halfrate" "deliveries/s $(median halfrate 'r["deliveries_per_sec"]'), p99 ms $(median halfrate 'r["latency_ms"]["p99"]')" \

@@ -39,8 +39,8 @@ int RunIdle(const IdleOptions& o, const std::vector<Account>& accounts) {
   };
 
   nlohmann::json steps = nlohmann::json::array();
-  std::printf("%12s %8s %14s %14s %12s\n", "connections", "failed", "connects/s", "server RSS KiB",
-              "KiB/conn");
+  std::printf("%12s %8s %14s %14s %12s %14s\n", "connections", "failed", "connects/s",
+              "server RSS KiB", "KiB/conn", "held server %");
   int64_t first_rss = -1;
   int first_open = 0;
   for (int step : o.steps) {
@@ -59,13 +59,21 @@ int RunIdle(const IdleOptions& o, const std::vector<Account>& accounts) {
     } else if (pool.open() > first_open) {
       per_conn = static_cast<double>(rss - first_rss) / (pool.open() - first_open);
     }
-    std::printf("%12d %8d %14.0f %14lld %12.2f\n", pool.open(), pool.failed(), rate,
-                static_cast<long long>(rss), per_conn);
+    // Idle connections should cost next to no CPU: pings of the silent ones, nothing else.
+    double held_cpu = -1;
+    if (o.hold_sec > 0) {
+      const double cpu0 = CpuSeconds(o.server_pid);
+      ioc.run_for(std::chrono::milliseconds(static_cast<int64_t>(o.hold_sec * 1000)));
+      held_cpu = (CpuSeconds(o.server_pid) - cpu0) / o.hold_sec * 100;
+    }
+    std::printf("%12d %8d %14.0f %14lld %12.2f %14.2f\n", pool.open(), pool.failed(), rate,
+                static_cast<long long>(rss), per_conn, held_cpu);
     steps.push_back({{"connections", pool.open()},
                      {"failed", pool.failed()},
                      {"connects_per_sec", rate},
                      {"server_rss_kib", rss},
-                     {"kib_per_connection_since_first_step", per_conn}});
+                     {"kib_per_connection_since_first_step", per_conn},
+                     {"held_server_cpu_percent", held_cpu}});
   }
   std::cout << nlohmann::json{{"scenario", "idle"}, {"steps", steps}}.dump() << std::endl;
   return pool.failed() == 0 ? 0 : 1;

@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
       ->required();
   idle_cmd->add_option("--settle-sec", idle.settle_sec, "wait before reading RSS at each step")
       ->capture_default_str();
+  idle_cmd->add_option("--hold-sec", idle.hold_sec,
+                       "after each step, hold the connections this long and report the "
+                       "server's CPU use meanwhile (0: skip)");
 
   FanoutOptions fanout;
   auto* fanout_cmd = app.add_subcommand(

@@ -18,6 +18,7 @@ struct IdleOptions {
   std::vector<int> steps{1000, 10000};  // connection counts to measure at, ascending
   pid_t server_pid = 0;
   double settle_sec = 3;
+  double hold_sec = 0;  // then hold the connections this long, measuring the server's CPU
 };
 int RunIdle(const IdleOptions& options, const std::vector<Account>& accounts);
 

@@ -18,18 +18,28 @@ TimeMs NowMs() {
 }
 
 std::string FormatRfc3339(TimeMs t) {
-  std::time_t secs = static_cast<std::time_t>(t / 1000);
-  int ms = static_cast<int>(t % 1000);
-  if (ms < 0) {  // times before 1970 round toward negative infinity
-    ms += 1000;
-    --secs;
-  }
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-  return buf;
+  // Every message in a page carries a timestamp: civil-from-days arithmetic on
+  // std::chrono and fixed-width digits, instead of gmtime_r and snprintf (a tenth of a
+  // history page's time in perf).
+  using namespace std::chrono;
+  const sys_time<milliseconds> tp{milliseconds(t)};
+  const auto day = floor<days>(tp);
+  const year_month_day ymd{day};
+  const hh_mm_ss<milliseconds> hms{tp - day};
+  std::string out = "0000-00-00T00:00:00.000Z";
+  auto put = [&out](size_t at, int width, long long value) {
+    for (int i = width - 1; i >= 0; --i, value /= 10) {
+      out[at + static_cast<size_t>(i)] = static_cast<char>('0' + value % 10);
+    }
+  };
+  put(0, 4, static_cast<int>(ymd.year()));
+  put(5, 2, static_cast<unsigned>(ymd.month()));
+  put(8, 2, static_cast<unsigned>(ymd.day()));
+  put(11, 2, hms.hours().count());
+  put(14, 2, hms.minutes().count());
+  put(17, 2, hms.seconds().count());
+  put(20, 3, hms.subseconds().count());
+  return out;
 }
 
 }  // namespace mmchat

@@ -206,7 +206,7 @@ class Session : public std::enable_shared_from_this<Session> {
 // Server
 // ---------------------------------------------------------------------------------------------
 
-constexpr int kStrands = 64;
+constexpr int kStrands = 1024;
 
 Server::Server(net::io_context& ioc, Dispatcher* dispatcher, metrics::Registry* registry,
                ServerOptions options)

@@ -96,8 +96,8 @@ class Server {
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer accept_backoff_;  // on the acceptor's strand
   // Connections take turns on a fixed set of strands instead of one strand each: a strand
-  // costs ~100 bytes per connection, and with a few io threads a shared one serializes no
-  // more than the threads do.
+  // costs ~100 bytes per connection. With far more strands than io threads, sharing one
+  // rarely makes a connection wait (64 strands measured a few percent slower than 1,024).
   std::vector<boost::asio::strand<boost::asio::io_context::executor_type>> strands_;
   size_t next_strand_ = 0;  // on the acceptor's strand
   uint16_t port_ = 0;

@@ -35,14 +35,18 @@ Json LastSeenJson(const domain::LastSeen& ls) {
 
 Json MessageJson(const domain::Message& m) {
   static constexpr const char* kStatus[] = {"sent", "delivered", "read"};
-  return {{"id", m.id},
-          {"conversation_id", m.conversation_id},
-          {"seq", m.seq},
-          {"sender_id", m.sender_id},
-          {"content", m.content},
-          {"client_id", m.client_id ? Json(*m.client_id) : Json(nullptr)},
-          {"created_at", FormatRfc3339(m.created_at)},
-          {"status", kStatus[static_cast<int>(m.status)]}};
+  // Field by field rather than from an initializer list, which builds a two-element array
+  // per field first: this runs for every message of every page and push.
+  Json j = Json::object();
+  j["id"] = m.id;
+  j["conversation_id"] = m.conversation_id;
+  j["seq"] = m.seq;
+  j["sender_id"] = m.sender_id;
+  j["content"] = m.content;
+  j["client_id"] = m.client_id ? Json(*m.client_id) : Json(nullptr);
+  j["created_at"] = FormatRfc3339(m.created_at);
+  j["status"] = kStatus[static_cast<int>(m.status)];
+  return j;
 }
 
 Json ReadMarkJson(const domain::ReadMark& mark) {

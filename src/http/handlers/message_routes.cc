@@ -56,6 +56,7 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
         auto page = messages->List(req.user_id, *id, *before, *after, static_cast<int>(wanted));
         if (!page.ok()) return ErrorResponse(page.status());
         Json list = Json::array();
+        list.get_ref<Json::array_t&>().reserve(page->messages.size());
         for (const auto& m : page->messages) list.push_back(MessageJson(m));
         return JsonResponse(200, {{"messages", std::move(list)}, {"has_more", page->has_more}});
       },
