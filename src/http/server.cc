@@ -261,8 +261,11 @@ void Server::Accept() {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;  // stopping
     if (ec) {
       // Out of descriptors after all (or another accept error): pause instead of spinning.
-      Refuse(nullptr);
-      spdlog::debug("accept failed: {}", ec.message());
+      // The connection waits in the listen backlog meanwhile.
+      if (std::chrono::steady_clock::now() - accept_error_logged_ >= std::chrono::seconds(10)) {
+        spdlog::warn("accept failed: {}; accepting again in 100 ms", ec.message());
+        accept_error_logged_ = std::chrono::steady_clock::now();
+      }
       accept_backoff_.expires_after(std::chrono::milliseconds(100));
       accept_backoff_.async_wait([this](beast::error_code wait_ec) {
         if (!wait_ec && acceptor_.is_open()) Accept();
@@ -273,7 +276,7 @@ void Server::Accept() {
     // below it is taken: the process is within kReservedFiles of its limit.
     const auto fd = static_cast<size_t>(socket.native_handle());
     if (options_.max_open_files > 0 && fd + kReservedFiles >= options_.max_open_files) {
-      Refuse(&socket);
+      Refuse(socket);
     } else {
       socket.set_option(tcp::no_delay(true), ec);
       auto session = std::make_shared<Session>(std::move(socket), this);
@@ -284,27 +287,28 @@ void Server::Accept() {
   });
 }
 
-void Server::Refuse(tcp::socket* socket) {
+void Server::Refuse(tcp::socket& socket) {
   refused_connections_->Inc();
-  if (socket != nullptr) {
-    // Written at once without reading the request: it fits in an empty socket buffer, and a
-    // client gets a clear answer instead of a reset.
-    static const std::string kBusy = [] {
-      const std::string body =
-          nlohmann::json{{"error",
-                          {{"code", ErrorCodeFor(StatusCode::kUnavailable)},
-                           {"message", "the server is at its connection limit"}}}}
-              .dump();
-      return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-             "Retry-After: 5\r\nConnection: close\r\nContent-Length: " +
-             std::to_string(body.size()) + "\r\n\r\n" + body;
-    }();
-    beast::error_code ignored;
-    socket->non_blocking(true, ignored);
-    socket->write_some(net::buffer(kBusy), ignored);
-    socket->shutdown(tcp::socket::shutdown_send, ignored);
-    socket->close(ignored);
-  }
+  // Answered at once, without parsing the request: it fits in an empty socket buffer. What
+  // the client already sent is read first, as closing a socket with unread data resets the
+  // connection, and the client might then never see the answer.
+  static const std::string kBusy = [] {
+    const std::string body =
+        nlohmann::json{{"error",
+                        {{"code", ErrorCodeFor(StatusCode::kUnavailable)},
+                         {"message", "the server is at its connection limit"}}}}
+            .dump();
+    return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+           "Retry-After: 5\r\nConnection: close\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  }();
+  beast::error_code ignored;
+  socket.non_blocking(true, ignored);
+  char discard[4096];
+  socket.read_some(net::buffer(discard), ignored);
+  socket.write_some(net::buffer(kBusy), ignored);
+  socket.shutdown(tcp::socket::shutdown_send, ignored);
+  socket.close(ignored);
   ++refusals_unlogged_;
   const auto now = std::chrono::steady_clock::now();
   if (now - refusal_logged_ >= std::chrono::seconds(10)) {

@@ -80,9 +80,9 @@ class Server {
  private:
   friend class Session;
   void Accept();
-  // Answers 503 on a connection over capacity (or notes an accept that failed for want of
-  // descriptors) in the metric and, at most every 10 s, in the log.
-  void Refuse(boost::asio::ip::tcp::socket* socket);
+  // Answers 503 on a connection over capacity and closes it; counted in the metric and, at
+  // most every 10 s, in the log.
+  void Refuse(boost::asio::ip::tcp::socket& socket);
   void Register(const std::shared_ptr<Session>& s);
   void Unregister(Session* s);
   // Strong references to every open session, taken under the lock. Callers act on them
@@ -108,6 +108,7 @@ class Server {
   // On the acceptor's strand: refusals not yet logged, and when the log last said so.
   uint64_t refusals_unlogged_ = 0;
   std::chrono::steady_clock::time_point refusal_logged_{};
+  std::chrono::steady_clock::time_point accept_error_logged_{};
 
   std::mutex mu_;
   std::condition_variable all_closed_;

@@ -98,6 +98,7 @@ void Connection::Send(Outgoing out) {
       refusing_ = true;
       overflow = true;
       std::vector<Outgoing>().swap(queue_);
+      queue_head_ = 0;
     }
   }
   if (overflow) {
@@ -114,6 +115,7 @@ void Connection::Close(websocket::close_code code) {
       std::lock_guard lock(self->mu_);
       self->refusing_ = true;
       std::vector<Outgoing>().swap(self->queue_);
+      self->queue_head_ = 0;
     }
     self->close_code_ = code;
     self->since_ = SteadyMs();
@@ -133,6 +135,9 @@ void Connection::Pump() {
     });
     return;
   }
+  // Beast is closing (the client's close frame, or a protocol error it answers itself): its
+  // close frame is already written, and nothing may follow it.
+  if (!ws_.is_open()) return;
   beast::error_code ec;
   if (ping_due_) {
     ping_due_ = false;
@@ -141,12 +146,32 @@ void Connection::Pump() {
   }
   if (writing_) return;  // OnFlushed pumps again
   {
+    // A batch takes up to kMaxBatchBytes from the front of the queue: it is copied into the
+    // socket's buffer, while what stays queued is still shared with the other recipients.
     std::lock_guard lock(mu_);
-    if (queue_.empty()) {
+    if (queue_head_ == queue_.size()) {
       pump_posted_ = false;
       return;
     }
-    batch_.swap(queue_);
+    size_t bytes = 0;
+    size_t end = queue_head_;
+    while (end < queue_.size() &&
+           (end == queue_head_ || bytes + queue_[end].frame->size() <= kMaxBatchBytes)) {
+      bytes += queue_[end].frame->size();
+      ++end;
+    }
+    batch_.assign(std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(queue_head_)),
+                  std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(end)));
+    queue_head_ = end;
+    if (queue_head_ == queue_.size()) {
+      // Taken whole: an idle connection keeps no queue storage.
+      std::vector<Outgoing>().swap(queue_);
+      queue_head_ = 0;
+    } else if (queue_head_ > queue_.size() / 2) {
+      // A connection that stays behind: drop the taken front now and then.
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(queue_head_));
+      queue_head_ = 0;
+    }
   }
   // Beast encodes each frame into the socket's buffer; one socket write sends them all.
   ws_.text(true);
@@ -224,6 +249,7 @@ void Connection::Finish() {
     std::lock_guard lock(mu_);
     refusing_ = true;
     std::vector<Outgoing>().swap(queue_);
+    queue_head_ = 0;
   }
   FinishBatch(0);  // a batch still in flight did not reach the client
   hub_->Ended(this);

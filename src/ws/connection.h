@@ -41,6 +41,11 @@ struct Outgoing {
   int64_t message_id = 0;  // 0: not a delivery
 };
 
+// The most bytes of queued frames one socket write takes (at least one frame). A batch is
+// copied into the connection's own buffer; this bounds that copy for a connection that falls
+// behind, while the frames still queued stay shared with the other recipients.
+constexpr size_t kMaxBatchBytes = 64 * 1024;
+
 class Connection : public std::enable_shared_from_this<Connection>, private BufferedSocket::Owner {
  public:
   using Socket = boost::asio::ip::tcp::socket;
@@ -99,7 +104,8 @@ class Connection : public std::enable_shared_from_this<Connection>, private Buff
   TimeMs since_ = 0;                                     // when the handshake or the close started
 
   std::mutex mu_;
-  std::vector<Outgoing> queue_;  // guarded by mu_
+  std::vector<Outgoing> queue_;  // guarded by mu_; frames from queue_head_ on wait
+  size_t queue_head_ = 0;        // guarded by mu_
   size_t queued_bytes_ = 0;      // guarded by mu_; queue_ plus batch_
 
   // The small members together (every connection carries them; padding adds up).

@@ -18,10 +18,9 @@ namespace {
 
 constexpr std::string_view kBearer = "Bearer ";
 
-// How often typing expiry and batched delivery receipts are looked at.
-std::chrono::milliseconds TickPeriod(TimeMs typing_timeout_ms) {
-  return std::chrono::milliseconds(std::clamp<TimeMs>(typing_timeout_ms / 4, 50, 100));
-}
+// How often typing expiry and batched delivery receipts are looked at (typing timeouts are
+// whole seconds).
+constexpr std::chrono::milliseconds kTick{100};
 
 // Every member's delivery receipt goes to every other member, so a busy conversation of N
 // members makes up to N*(N-1) receipt frames per round. A member announces its deliveries at
@@ -186,7 +185,7 @@ bool Hub::WaitForConnections(std::chrono::milliseconds timeout) {
 // ---------------------------------------------------------------------------------------------
 
 void Hub::ScheduleTick() {
-  tick_timer_.expires_after(TickPeriod(options_.typing_timeout_ms));
+  tick_timer_.expires_after(kTick);
   tick_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec || stopping_) return;
     ExpireTyping(SteadyMs());
@@ -217,7 +216,7 @@ void Hub::Written(int64_t user_id, const std::vector<Outgoing>& batch, size_t wr
 }
 
 void Hub::FlushDeliveries(bool all) {
-  const TimeMs tick_ms = TickPeriod(options_.typing_timeout_ms).count();
+  const TimeMs tick_ms = kTick.count();
   std::vector<std::pair<Key, int64_t>> batch;
   {
     std::lock_guard lock(delivered_mu_);

@@ -40,6 +40,7 @@ class WriterGate {
     while (store->QueuedAppends() > 0 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::yield();
     }
+    taken_ = store->QueuedAppends() == 0;
   }
   ~WriterGate() {
     Open();
@@ -49,11 +50,13 @@ class WriterGate {
     if (!open_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     open_ = true;
   }
-  bool locked() const { return locked_; }
+  // The lock is held and the writer took the first append.
+  bool locked() const { return locked_ && taken_; }
 
  private:
   sqlite3* db_ = nullptr;
   bool locked_ = false;
+  bool taken_ = false;
   bool open_ = false;
 };
 
@@ -123,6 +126,7 @@ TEST_F(SqliteConversationsTest, QueuedAppendsAreCommittedTogether) {
   std::mutex mu;
   std::vector<Seen> seen;
   std::promise<void> all_back;
+  const uint64_t batches_before = store_->CommittedBatches();
   {
     WriterGate gate(store_.get(), NewMessage{g, a_, "first", std::nullopt, 2000}, db_path());
     ASSERT_TRUE(gate.locked());
@@ -148,6 +152,8 @@ TEST_F(SqliteConversationsTest, QueuedAppendsAreCommittedTogether) {
     gate.Open();
   }
   ASSERT_EQ(all_back.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  // The gate's message, then all 200 in one transaction.
+  EXPECT_EQ(store_->CommittedBatches() - batches_before, 2u);
 
   std::lock_guard lock(mu);
   ASSERT_EQ(seen.size(), static_cast<size_t>(kThreads * kPerThread));

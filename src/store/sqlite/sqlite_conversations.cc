@@ -367,9 +367,12 @@ void SqliteStore::WriterLoop() {
     if (!committed.ok()) {
       for (auto& r : results) r = committed;
       results.resize(batch.size(), committed);
+    } else {
+      ++committed_batches_;
     }
     {
-      std::lock_guard lock(answers_mu_);
+      std::unique_lock lock(answers_mu_);
+      answers_room_cv_.wait(lock, [this] { return answers_.size() < kMaxWaitingAnswers; });
       answers_.push_back({std::move(batch), std::move(results)});
     }
     answers_cv_.notify_one();
@@ -386,6 +389,7 @@ void SqliteStore::AnswerLoop() {
       a = std::move(answers_.front());
       answers_.pop_front();
     }
+    answers_room_cv_.notify_one();
     for (size_t i = 0; i < a.batch.size(); ++i) {
       // One failing callback must not keep the others from their answers, nor end the thread.
       try {

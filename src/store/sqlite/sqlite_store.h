@@ -7,6 +7,7 @@
 // sqlite_conversations.cc.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -100,8 +101,10 @@ class SqliteStore final : public domain::UserStore,
 
   // The largest number of appends committed in one transaction.
   static constexpr size_t kMaxBatch = 512;
-  // Appends waiting for the writer to take them.
+  // Appends waiting for the writer to take them, and transactions of appends committed so far
+  // (for tests of the group commit).
   size_t QueuedAppends();
+  uint64_t CommittedBatches() const { return committed_batches_; }
 
  private:
   struct PendingAppend {
@@ -148,10 +151,15 @@ class SqliteStore final : public domain::UserStore,
   std::deque<PendingAppend> queue_;  // guarded by queue_mu_
   bool stopping_ = false;            // guarded by queue_mu_
 
+  // At most this many batches wait for the answer thread; then the writer waits too, so
+  // that a fan-out slower than the commits slows the commits instead of piling up.
+  static constexpr size_t kMaxWaitingAnswers = 4;
   std::mutex answers_mu_;
-  std::condition_variable answers_cv_;
-  std::deque<Answered> answers_;  // guarded by answers_mu_
-  bool writer_done_ = false;      // guarded by answers_mu_; nothing more will be answered
+  std::condition_variable answers_cv_;       // an answer is waiting, or the writer is done
+  std::condition_variable answers_room_cv_;  // the answer thread took one
+  std::deque<Answered> answers_;             // guarded by answers_mu_
+  std::atomic<uint64_t> committed_batches_{0};
+  bool writer_done_ = false;  // guarded by answers_mu_; nothing more will be answered
 
   // Started last, joined first: the writer, then the answer thread after it.
   std::thread writer_thread_;
