@@ -25,14 +25,14 @@ constexpr std::chrono::milliseconds kTick{100};
 // Every member's delivery receipt goes to every other member, so a busy conversation of N
 // members makes up to N*(N-1) receipt frames per round. A member announces its deliveries at
 // most once per period: a second, or longer in large conversations so that the receipts stay
-// under about kReceiptFramesPerSec (10 s at 1,000 members). Turns are spread over the ticks
+// under about kReceiptFramesPerSec (20 s at 1,000 members). Turns are spread over the ticks
 // of the period, so that no tick carries a burst that would hold up messages: by
 // conversation, and in conversations over kSharedTurnMembers by member too (in small ones
 // the receipts go out together, so that they share socket writes).
-constexpr double kReceiptFramesPerSec = 100'000;
+constexpr double kReceiptFramesPerSec = 50'000;
 constexpr TimeMs kMinReceiptPeriodMs = 1'000;
 constexpr TimeMs kMaxReceiptPeriodMs = 60'000;
-constexpr size_t kSharedTurnMembers = 100;
+constexpr size_t kSharedTurnMembers = 32;
 
 // In how many ticks each member of a conversation of `members` gets one turn.
 uint64_t ReceiptTurns(size_t members, TimeMs tick_ms) {
