@@ -225,8 +225,9 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
   if (Status s = int_var("WS_TYPING_TIMEOUT_SEC", 1, 3600, &c.ws_typing_timeout_sec); !s.ok()) {
     return s;
   }
-  // At least one full frame (64 KiB) must fit.
-  if (Status s = int_var("WS_MAX_QUEUE_BYTES", 65536, int64_t{1} << 32, &c.ws_max_queue_bytes);
+  // At least one full frame (64 KiB) must fit; at most 1 GiB, so that a connection can count
+  // its queue in 32 bits (each connection carries the count).
+  if (Status s = int_var("WS_MAX_QUEUE_BYTES", 65536, int64_t{1} << 30, &c.ws_max_queue_bytes);
       !s.ok()) {
     return s;
   }

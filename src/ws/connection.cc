@@ -88,7 +88,7 @@ void Connection::Send(Outgoing out) {
   {
     std::lock_guard lock(mu_);
     if (refusing_) return;
-    queued_bytes_ += size;
+    queued_bytes_ += static_cast<uint32_t>(size);
     if (queued_bytes_ <= hub_->options().max_queue_bytes) {
       queue_.push_back(std::move(out));
       if (pump_posted_) return;
@@ -162,7 +162,7 @@ void Connection::Pump() {
     }
     batch_.assign(std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(queue_head_)),
                   std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(end)));
-    queue_head_ = end;
+    queue_head_ = static_cast<uint32_t>(end);
     if (queue_head_ == queue_.size()) {
       // Taken whole: an idle connection keeps no queue storage.
       std::vector<Outgoing>().swap(queue_);
@@ -197,7 +197,7 @@ void Connection::FinishBatch(size_t written) {
   for (const auto& o : batch_) bytes += o.frame->size();
   {
     std::lock_guard lock(mu_);
-    queued_bytes_ -= std::min(bytes, queued_bytes_);
+    queued_bytes_ -= static_cast<uint32_t>(std::min<size_t>(bytes, queued_bytes_));
   }
   // An idle connection keeps no queue storage (the queue takes this vector at the next swap).
   if (batch_.capacity() > 4) {

@@ -105,8 +105,10 @@ class Connection : public std::enable_shared_from_this<Connection>, private Buff
 
   std::mutex mu_;
   std::vector<Outgoing> queue_;  // guarded by mu_; frames from queue_head_ on wait
-  size_t queue_head_ = 0;        // guarded by mu_
-  size_t queued_bytes_ = 0;      // guarded by mu_; queue_ plus batch_
+  // Guarded by mu_; 32 bits each (the queue limit is at most 1 GiB), as every connection
+  // carries them.
+  uint32_t queue_head_ = 0;
+  uint32_t queued_bytes_ = 0;  // queue_ plus batch_
 
   // The small members together (every connection carries them; padding adds up).
   // On the strand:
