@@ -160,11 +160,11 @@ TEST_F(BenchTest, IdleWithRefusedTokensEndsAndReportsTheFailures) {
   std::ofstream out(server_.dir() / "stale.txt");
   out << "1 nobody eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl\n";
   out.close();
-  const RunResult r = RunProgram(MMCHAT_BENCH_BINARY,
-                                 {"idle", "--port", std::to_string(server_.port()), "--tokens",
-                                  "stale.txt", "--steps", "3,6", "--settle-sec", "0.1",
-                                  "--server-pid", std::to_string(server_.pid())},
-                                 {}, server_.dir());
+  const RunResult r = RunProgram(
+      MMCHAT_BENCH_BINARY,
+      {"idle", "--port", std::to_string(server_.port()), "--tokens", "stale.txt", "--steps", "3,6",
+       "--settle-sec", "0.1", "--server-pid", std::to_string(server_.pid())},
+      {}, server_.dir());
   EXPECT_EQ(r.exit_code, 1) << r.output;
   const Json summary = SummaryLine(r.output);
   ASSERT_TRUE(summary.is_object()) << r.output;
