@@ -295,13 +295,17 @@ int Serve(const Config& config) {
 
   const int sig = stop_signal.get_future().get();
   spdlog::info("received signal {}: shutting down", sig);
-  server.Stop();
-  hub.Shutdown();  // WebSocket connections close with 1001
   const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
   auto left = [&] {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::max(
         deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration{}));
   };
+  // Nothing new starts; what was accepted is committed and answered; then the WebSocket
+  // connections close with 1001 after the answers queued for them.
+  server.Stop();
+  hub.Drain();
+  if (!store->WaitForAppends(left())) spdlog::warn("messages still being written at shutdown");
+  hub.Shutdown();
   if (!server.WaitForConnections(left()) || !hub.WaitForConnections(left())) {
     spdlog::warn("connections still open after {}s; closing them", kShutdownGrace.count());
     server.Abort();

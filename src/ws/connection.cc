@@ -114,8 +114,11 @@ void Connection::Close(websocket::close_code code) {
     {
       std::lock_guard lock(self->mu_);
       self->refusing_ = true;
-      std::vector<Outgoing>().swap(self->queue_);
-      self->queue_head_ = 0;
+      // A graceful stop (1001) sends what is queued first: acks of committed messages among it.
+      if (code != websocket::close_code::going_away) {
+        std::vector<Outgoing>().swap(self->queue_);
+        self->queue_head_ = 0;
+      }
     }
     self->close_code_ = code;
     self->since_ = SteadyMs();
@@ -125,7 +128,12 @@ void Connection::Close(websocket::close_code code) {
 
 void Connection::Pump() {
   if (finished_ || !opened_) return;
-  if (close_code_) {
+  bool queued;
+  {
+    std::lock_guard lock(mu_);
+    queued = queue_head_ < queue_.size();
+  }
+  if (close_code_ && !queued) {
     if (close_sent_) return;
     close_sent_ = true;
     // After the batch in flight, if any. Beast sends the close frame, then waits for the
@@ -137,9 +145,9 @@ void Connection::Pump() {
   }
   // Beast is closing (the client's close frame, or a protocol error it answers itself): its
   // close frame is already written, and nothing may follow it.
-  if (!ws_.is_open()) return;
+  if (close_sent_ || !ws_.is_open()) return;
   beast::error_code ec;
-  if (ping_due_) {
+  if (ping_due_ && !close_code_) {
     ping_due_ = false;
     ws_.ping({}, ec);
     if (ec) return Drop();

@@ -6,6 +6,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <future>
+#include <thread>
 
 #include "http/views.h"
 
@@ -155,6 +156,13 @@ bool Hub::IsOnline(int64_t user_id) const {
   return by_user_.count(user_id) > 0;
 }
 
+void Hub::Drain() {
+  draining_ = true;
+  // A frame being handled may have looked at draining_ before it was set: once these are
+  // done, every message that will ever be appended has been handed to the store.
+  while (frames_in_hand_.load() > 0) std::this_thread::yield();
+}
+
 void Hub::Shutdown() {
   {
     std::unique_lock lock(conns_mu_);
@@ -297,9 +305,17 @@ void Hub::Answer(const std::shared_ptr<Connection>& c, const std::optional<std::
 
 void Hub::OnFrame(const std::shared_ptr<Connection>& c, std::string_view text, bool is_text) {
   frames_received_->Inc();
+  ++frames_in_hand_;  // before draining_ is read (see Drain)
+  struct Release {
+    std::atomic<int>& n;
+    ~Release() { --n; }
+  } release{frames_in_hand_};
   if (!is_text) return Answer(c, std::nullopt, Status::InvalidRequest("frames must be JSON text"));
   const ClientFrame f = ParseClientFrame(text);
   if (!f.error.ok()) return Answer(c, f.ref, f.error);
+  if (draining_ && f.type != "ping") {
+    return Answer(c, f.ref, Status::Unavailable("the server is shutting down"));
+  }
   if (f.type == "message") return HandleMessage(c, f);
   if (f.type == "read") return HandleRead(c, f);
   if (f.type == "typing_start" || f.type == "typing_stop") {

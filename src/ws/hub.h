@@ -66,7 +66,11 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
 
   // Loads the membership index, subscribes to the bus and starts the timers.
   Status Start();
-  // Closes every connection with 1001 (going away) and stops the timers.
+  // The first step of a graceful stop: client frames other than `ping` are answered with
+  // `unavailable` from now on, so that nothing new starts.
+  void Drain();
+  // Closes every connection with 1001 (going away), after the frames already queued for it,
+  // and stops the timers.
   void Shutdown();
   // Drops every connection at once (the grace period ran out).
   void Abort();
@@ -133,6 +137,8 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   boost::asio::steady_timer tick_timer_;   // on timer_strand_
   boost::asio::steady_timer sweep_timer_;  // on timer_strand_
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> draining_{false};
+  std::atomic<int> frames_in_hand_{0};  // OnFrame calls running now (Drain waits for them)
   Frame pong_;
 
   mutable std::shared_mutex conns_mu_;

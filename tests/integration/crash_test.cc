@@ -313,6 +313,7 @@ class CrashSafetyTest : public ::testing::Test {
     RecordProperty("attempted", static_cast<int>(s.attempted.size()));
     RecordProperty("acked", static_cast<int>(s.acked.size()));
     RecordProperty("found", static_cast<int>(all.size()));
+    found_ = all.size();
     RecordProperty("resent_created", created);
   }
 
@@ -320,6 +321,7 @@ class CrashSafetyTest : public ::testing::Test {
   HttpClient client_;
   std::vector<Account> users_;
   int64_t conv_ = 0;
+  size_t found_ = 0;  // messages stored after the restart (set by VerifyAfterRestart)
 };
 
 TEST_F(CrashSafetyTest, SigkillMidStreamLosesNoAcknowledgedMessage) {
@@ -332,6 +334,11 @@ TEST_F(CrashSafetyTest, SigtermMidStreamLosesNoAcknowledgedMessage) {
   const Stream s = RunAndStop(SIGTERM);
   EXPECT_EQ(s.exit_code, 0);  // a graceful stop
   VerifyAfterRestart(s, "SIGTERM");
+  // Not asserted yet: that nothing is stored whose sender did not hear about it. A graceful
+  // stop now drains (refuses new frames, waits for the accepted appends, flushes the answers
+  // before 1001), but about 1 run in 4 still stores one or two messages whose answer did not
+  // arrive.
+  std::printf("[SIGTERM] stored but not acknowledged: %zu\n", found_ - s.acked.size());
 }
 
 }  // namespace

@@ -325,6 +325,10 @@ void SqliteStore::AppendMessage(domain::NewMessage message,
   {
     std::lock_guard lock(queue_mu_);
     if (!stopping_) {
+      {
+        std::lock_guard pending(pending_mu_);
+        ++pending_appends_;
+      }
       queue_.push_back({std::move(message), std::move(done)});
       queue_cv_.notify_one();
       return;
@@ -332,6 +336,11 @@ void SqliteStore::AppendMessage(domain::NewMessage message,
   }
   // The writer has drained and stopped: nothing queued now would ever be answered.
   done(Status::Unavailable("the server is shutting down"));
+}
+
+bool SqliteStore::WaitForAppends(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(pending_mu_);
+  return answered_cv_.wait_for(lock, timeout, [this] { return pending_appends_ == 0; });
 }
 
 size_t SqliteStore::QueuedAppends() {
@@ -398,6 +407,11 @@ void SqliteStore::AnswerLoop() {
         spdlog::error("message append callback threw: {}", e.what());
       }
     }
+    {
+      std::lock_guard lock(pending_mu_);
+      pending_appends_ -= a.batch.size();
+    }
+    answered_cv_.notify_all();
   }
 }
 

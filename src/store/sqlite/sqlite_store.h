@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -104,6 +105,9 @@ class SqliteStore final : public domain::UserStore,
   // Appends waiting for the writer to take them, and transactions of appends committed so far
   // (for tests of the group commit).
   size_t QueuedAppends();
+  // Waits until every accepted append has been answered (a graceful stop waits for this before
+  // it closes the connections that would carry the answers); false after `timeout`.
+  bool WaitForAppends(std::chrono::milliseconds timeout);
   uint64_t CommittedBatches() const { return committed_batches_; }
 
  private:
@@ -159,7 +163,10 @@ class SqliteStore final : public domain::UserStore,
   std::condition_variable answers_room_cv_;  // the answer thread took one
   std::deque<Answered> answers_;             // guarded by answers_mu_
   std::atomic<uint64_t> committed_batches_{0};
-  bool writer_done_ = false;  // guarded by answers_mu_; nothing more will be answered
+  std::mutex pending_mu_;
+  std::condition_variable answered_cv_;
+  size_t pending_appends_ = 0;  // guarded by pending_mu_; accepted and not yet answered
+  bool writer_done_ = false;    // guarded by answers_mu_; nothing more will be answered
 
   // Started last, joined first: the writer, then the answer thread after it.
   std::thread writer_thread_;
