@@ -147,16 +147,20 @@ Json WsClient::Next(std::chrono::milliseconds timeout) {
   return Json::parse(text, nullptr, false);
 }
 
-Json WsClient::NextOfType(const std::string& type, std::chrono::milliseconds timeout) {
+Json WsClient::NextWhere(const std::function<bool(Json&)>& want,
+                         std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return nullptr;
     Json f = Next(left);
-    if (f.is_null()) return nullptr;
-    if (f.value("type", "") == type) return f;
+    if (f.is_null() || want(f)) return f;
   }
+}
+
+Json WsClient::NextOfType(const std::string& type, std::chrono::milliseconds timeout) {
+  return NextWhere([&](Json& f) { return f.value("type", "") == type; }, timeout);
 }
 
 size_t WsClient::Pending() const {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +38,10 @@ class WsClient {
 
   // The next frame, parsed; null after `timeout` or when the connection ended.
   Json Next(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  // The next frame for which `want` holds, discarding the others (`want` sees each one);
+  // null after `timeout` or when the connection ended.
+  Json NextWhere(const std::function<bool(Json&)>& want,
+                 std::chrono::milliseconds timeout = std::chrono::seconds(5));
   // The next frame of `type`, discarding frames of other types before it.
   Json NextOfType(const std::string& type,
                   std::chrono::milliseconds timeout = std::chrono::seconds(5));

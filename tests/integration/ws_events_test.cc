@@ -59,14 +59,7 @@ bool IsNoise(const Json& frame) {
 // the connection ended.
 template <class Pred>
 Json NextWhere(WsClient& ws, Pred want, std::chrono::milliseconds timeout = 5s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return nullptr;
-    Json f = ws.Next(left);
-    if (f.is_null() || want(f)) return f;
-  }
+  return ws.NextWhere([&](Json& f) { return want(f); }, timeout);
 }
 
 // The next frame that is neither presence nor a delivery receipt.

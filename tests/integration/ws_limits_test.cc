@@ -78,18 +78,15 @@ bool Eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
 // event. Other frames before it go to `before` (when given). Null after `timeout`.
 Json AwaitAnswer(WsClient& ws, const std::optional<std::string>& ref,
                  std::vector<Json>* before = nullptr, std::chrono::milliseconds timeout = 5s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return nullptr;
-    Json f = ws.Next(left);
-    if (f.is_null()) return nullptr;
-    const Json& d = Data(f);
-    if (ref && Type(f) == "ack" && d.is_object() && Field(d, "ref") == Json(*ref)) return f;
-    if (!ref && Type(f) == "error") return f;
-    if (before) before->push_back(std::move(f));
-  }
+  return ws.NextWhere(
+      [&](Json& f) {
+        const Json& d = Data(f);
+        if (ref && Type(f) == "ack" && d.is_object() && Field(d, "ref") == Json(*ref)) return true;
+        if (!ref && Type(f) == "error") return true;
+        if (before) before->push_back(f);
+        return false;
+      },
+      timeout);
 }
 
 // An ack with ok=false and `code`, a message, and no result.
