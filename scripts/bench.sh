@@ -29,7 +29,9 @@ start_server() {
   rm -rf "$work/run" && mkdir -p "$work/run"
   (cd "$work/run" && "$mmchat" user add --count 20000 --prefix bench --password benchpass1 \
     --tokens tokens.txt >/dev/null)
-  (cd "$work/run" && exec env HTTP_ADDR="127.0.0.1:$port" "$@" "$mmchat" >server.log 2>&1) &
+  # No abuse limits: the tool sends from one address as fast as it can.
+  (cd "$work/run" && exec env HTTP_ADDR="127.0.0.1:$port" MSG_RATE_PER_SEC=0 MAX_CONNS_PER_IP=0 \
+    WS_MAX_CONNS_PER_USER=0 WS_TYPING_RATE_PER_SEC=0 "$@" "$mmchat" >server.log 2>&1) &
   server_pid=$!
   for _ in $(seq 100); do
     grep -q "listening on" "$work/run/server.log" 2>/dev/null && return 0

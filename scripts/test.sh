@@ -1,7 +1,80 @@
 #!/usr/bin/env bash
-# Installs, builds and runs every test (unit and integration) with ctest.
+# Installs, builds and runs every test, in four stages:
+#   plain  the whole suite (unit + integration) on the release build in ./build
+#   asan   the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer (clang,
+#          ./build-asan), which also builds the fuzz targets
+#   tsan   the concurrency tests (hub, store writer, fan-out, ...) under ThreadSanitizer
+#          (./build-tsan)
+#   fuzz   each libFuzzer target for FUZZ_SECONDS (60) from its seed corpus in fuzz/corpus
+# With no argument all four run; `./scripts/test.sh plain` (or asan, tsan, fuzz) runs one.
+# Arguments after the stage go to ctest, e.g. `./scripts/test.sh plain -R Ws`.
+# A sanitizer report anywhere, in a test or in a server it started, fails the stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/build.sh
-cd build
-ctest --output-on-failure -j "$(nproc)" "$@"
+
+stages=(plain asan tsan fuzz)
+if [ $# -gt 0 ] && [[ " ${stages[*]} " == *" $1 "* ]]; then
+  stages=("$1")
+  shift
+fi
+jobs="$(nproc)"
+
+# The tests that run many threads at once; ThreadSanitizer is too slow for the rest to add much.
+tsan_tests='Ws|ws_|Sqlite|Message|Conversation|Bench|Presence|Capacity|Delivery|Crash|Limit'
+
+configure() {  # configure DIR [cmake args...]
+  local dir=$1
+  shift
+  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+}
+
+# Runs ctest in DIR with sanitizer reports going to files, then fails if any was written.
+ctest_sanitized() {  # ctest_sanitized DIR [ctest args...]
+  local dir=$1
+  shift
+  local reports="$PWD/$dir/sanitizer-reports"
+  rm -rf "$reports" && mkdir -p "$reports"
+  local status=0
+  ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1" \
+    UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1" \
+    TSAN_OPTIONS="log_path=$reports/tsan:second_deadlock_stack=1" \
+    ctest --test-dir "$dir" --output-on-failure -j "$jobs" "$@" || status=$?
+  if compgen -G "$reports/*" >/dev/null; then
+    echo "sanitizer reports in $reports:" >&2
+    head -n 60 "$reports"/* >&2
+    status=1
+  fi
+  return $status
+}
+
+build_asan() {
+  ./scripts/setup.sh
+  configure build-asan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
+    -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DMMCHAT_SANITIZE=address,undefined -DMMCHAT_FUZZ=ON
+  ninja -C build-asan
+}
+
+for stage in "${stages[@]}"; do
+  echo "=== test stage: $stage"
+  case $stage in
+    plain)
+      ./scripts/build.sh
+      ctest --test-dir build --output-on-failure -j "$jobs" "$@"
+      ;;
+    asan)
+      build_asan
+      ctest_sanitized build-asan "$@"
+      ;;
+    tsan)
+      ./scripts/setup.sh
+      configure build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+        -DMMCHAT_SANITIZE=thread
+      ninja -C build-tsan
+      ctest_sanitized build-tsan -R "$tsan_tests" "$@"
+      ;;
+    fuzz)
+      build_asan  # builds the fuzz targets (nothing to do after the asan stage)
+      ./scripts/fuzz.sh
+      ;;
+  esac
+done

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "app/services.h"
 #include "bus/local/local_bus.h"
 #include "crypto/argon2_hasher.h"
 #include "crypto/jwt_codec.h"
@@ -66,34 +67,10 @@ int Cores() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-Result<std::unique_ptr<store::sqlite::SqliteStore>> OpenStore(const Config& config) {
-  store::sqlite::Options options;
-  options.dsn = config.sqlite_dsn;
-  options.synchronous = config.sqlite_synchronous;
-  return store::sqlite::SqliteStore::Open(options);
-}
-
-// JWT_SECRET, or the secret kept in the database (generated on first start).
-Result<std::string> JwtSecret(const Config& config, domain::SettingsStore* settings) {
-  if (config.jwt_secret) return *config.jwt_secret;
-  auto secret = settings->GetOrCreateSetting("jwt_secret", crypto::GenerateSecret());
-  if (secret.ok()) {
-    spdlog::warn("JWT_SECRET is not set: using the secret generated and kept in the database");
-  }
-  return secret;
-}
-
-std::unique_ptr<domain::CodeSender> MakeSender(const Config& config) {
-  if (config.otp_sender == "smtp") {
-    return std::make_unique<mail::SmtpSender>(config.smtp_url, config.smtp_from);
-  }
-  return std::make_unique<mail::LogSender>();
-}
-
 }  // namespace
 
 Status MigrateOnly(const Config& config) {
-  auto store = OpenStore(config);
+  auto store = store::sqlite::SqliteStore::Open(StoreOptions(config));
   if (!store.ok()) return store.status();
   spdlog::info("database {} is up to date", config.sqlite_dsn);
   return Status::Ok();
@@ -110,23 +87,10 @@ Status AddUsers(const Config& config, const AddUsersOptions& options) {
   } else {
     accounts.push_back({options.username, options.email});
   }
-  auto store = OpenStore(config);
-  if (!store.ok()) return store.status();
-  auto secret = JwtSecret(config, store->get());
-  if (!secret.ok()) return secret.status();
-  crypto::Argon2Hasher hasher;
-  crypto::SodiumOtp otp(*secret);
-  crypto::JwtCodec tokens(*secret, config.jwt_ttl_min * 60'000);
-  mail::LogSender sender;  // no codes are sent: the accounts are verified by the administrator
-  domain::AccountService service({.users = store->get(),
-                                  .codes = store->get(),
-                                  .hasher = &hasher,
-                                  .otp = &otp,
-                                  .tokens = &tokens,
-                                  .sender = &sender,
-                                  .background = [](std::function<void()> task) { task(); }},
-                                 domain::AccountPolicy{});
-  auto created = service.CreateAccounts(accounts, options.password);
+  // No codes are sent: the accounts are verified by the administrator.
+  auto services = Services::Open(config, [](std::function<void()> task) { task(); });
+  if (!services.ok()) return services.status();
+  auto created = (*services)->accounts->CreateAccounts(accounts, options.password);
   if (!created.ok()) return created.status();
 
   std::ofstream file;
@@ -158,101 +122,65 @@ int Serve(const Config& config) {
   mallopt(M_TRIM_THRESHOLD, 16 << 20);
   mallopt(M_MMAP_THRESHOLD, 4 << 20);
   const size_t open_files = RaiseFileLimit();
-  auto store_or = OpenStore(config);
-  if (!store_or.ok()) {
-    spdlog::critical("{}", store_or.status().message());
-    return 1;
-  }
-  std::unique_ptr<store::sqlite::SqliteStore> store = std::move(store_or).value();
-  auto secret = JwtSecret(config, store.get());
-  if (!secret.ok()) {
-    spdlog::critical("cannot read the JWT secret: {}", secret.status().message());
-    return 1;
-  }
-
   // Slow work (password hashing, mail) runs here, never on io threads.
   const int worker_threads = config.worker_threads > 0 ? config.worker_threads : Cores();
   boost::asio::thread_pool workers(static_cast<size_t>(worker_threads));
-
-  // Crypto, mail and the domain.
-  crypto::Argon2Hasher hasher;
-  crypto::SodiumOtp otp(*secret);
-  crypto::JwtCodec tokens(*secret, config.jwt_ttl_min * 60'000);
-  std::unique_ptr<domain::CodeSender> sender = MakeSender(config);
-  domain::AccountPolicy policy;
-  policy.otp_digits = config.otp_digits;
-  policy.otp_ttl_ms = config.otp_ttl_sec * 1000;
-  domain::AccountService accounts(
-      {.users = store.get(),
-       .codes = store.get(),
-       .hasher = &hasher,
-       .otp = &otp,
-       .tokens = &tokens,
-       .sender = sender.get(),
-       .background =
-           [&workers](std::function<void()> task) { boost::asio::post(workers, std::move(task)); }},
-      policy);
-  bus::LocalBus bus;
-  domain::DeliveryTracker tracker;
-  domain::ConversationService conversations(
-      {.conversations = store.get(), .users = store.get(), .bus = &bus, .tracker = &tracker});
-  domain::MessageService messages({.conversations = store.get(),
-                                   .access = &conversations,
-                                   .bus = &bus,
-                                   .tracker = &tracker,
-                                   .max_message_len = static_cast<int>(config.max_message_len)});
-  domain::PresenceService presence(store.get(), &bus);
-
-  // Metrics fed by domain events.
-  metrics::Registry registry;
-  metrics::Counter* messages_sent =
-      registry.GetCounter("mmchat_messages_sent_total", "Messages committed.");
-  bus.Subscribe([messages_sent](const domain::Event& e) {
-    if (std::holds_alternative<domain::MessageCreated>(e)) messages_sent->Inc();
+  auto services_or = Services::Open(config, [&workers](std::function<void()> task) {
+    boost::asio::post(workers, std::move(task));
   });
+  if (!services_or.ok()) {
+    spdlog::critical("{}", services_or.status().message());
+    return 1;
+  }
+  Services& s = **services_or;
 
   const int io_threads = config.http_threads > 0 ? config.http_threads : Cores();
   boost::asio::io_context ioc(io_threads);
-  auto authenticate = [&accounts](std::string_view token) { return accounts.Authenticate(token); };
+  auto authenticate = [&s](std::string_view token) { return s.accounts->Authenticate(token); };
 
   // WebSocket: the hub is also who knows which users are online.
   ws::HubOptions hub_options;
   hub_options.ping_interval_ms = config.ws_ping_interval_sec * 1000;
   hub_options.typing_timeout_ms = config.ws_typing_timeout_sec * 1000;
   hub_options.max_queue_bytes = static_cast<size_t>(config.ws_max_queue_bytes);
+  hub_options.max_connections_per_user = static_cast<size_t>(config.ws_max_conns_per_user);
+  hub_options.typing_changes_per_sec = static_cast<double>(config.ws_typing_rate_per_sec);
   ws::Hub hub(ioc,
-              {.messages = &messages,
-               .conversations = &conversations,
-               .presence = &presence,
-               .store = store.get(),
-               .bus = &bus,
+              {.messages = s.messages.get(),
+               .conversations = s.conversations.get(),
+               .presence = s.presence.get(),
+               .store = s.store.get(),
+               .bus = &s.bus,
                .authenticate = authenticate,
                .workers = workers.get_executor(),
-               .registry = &registry},
+               .registry = &s.registry},
               hub_options);
-  if (Status s = hub.Start(); !s.ok()) {
-    spdlog::critical("cannot load conversation memberships: {}", s.message());
+  if (Status st = hub.Start(); !st.ok()) {
+    spdlog::critical("cannot load conversation memberships: {}", st.message());
     return 1;
   }
-  domain::UserService users(store.get(), &hub);
+  domain::UserService users(s.store.get(), &hub);
 
   // HTTP.
   http::Router router;
-  http::AddOpsRoutes(router, store.get(), &registry);
-  http::AddAccountRoutes(router, &accounts);
-  http::AddUserRoutes(router, &users);
-  http::AddConversationRoutes(router, &conversations);
-  http::AddMessageRoutes(router, &messages);
-  http::Dispatcher dispatcher(&router, authenticate, workers.get_executor(), &registry);
+  s.AddRoutes(router, &users);
+  http::ClientLimiter per_client(static_cast<double>(config.auth_rate_per_min) / 60.0,
+                                 static_cast<double>(config.auth_rate_per_min));
+  http::Dispatcher dispatcher(&router, authenticate, workers.get_executor(), &s.registry,
+                              &per_client);
   http::ServerOptions options;
   options.host = config.http_host;
   options.port = config.http_port;
   options.read_timeout = std::chrono::seconds(config.http_read_timeout_sec);
   options.max_open_files = open_files;
-  http::Server server(ioc, &dispatcher, &registry, options);
+  options.header_limit = static_cast<size_t>(config.http_max_header_bytes);
+  options.max_headers = static_cast<size_t>(config.http_max_headers);
+  options.max_connections = static_cast<size_t>(config.max_connections);
+  options.max_connections_per_address = static_cast<size_t>(config.max_conns_per_ip);
+  http::Server server(ioc, &dispatcher, &s.registry, options);
   server.SetUpgradeHandler(&hub);
-  if (Status s = server.Listen(); !s.ok()) {
-    spdlog::critical("{}", s.message());
+  if (Status st = server.Listen(); !st.ok()) {
+    spdlog::critical("{}", st.message());
     return 1;
   }
 
@@ -275,8 +203,8 @@ int Serve(const Config& config) {
     flush_timer.async_wait([&](const boost::system::error_code& ec) {
       if (ec || flushes_stopped) return;  // shutting down: the final flush comes below
       boost::asio::post(workers, [&] {
-        if (Status s = tracker.Flush(store.get()); !s.ok()) {
-          spdlog::warn("delivery receipts not saved yet: {}", s.message());
+        if (Status st = s.tracker.Flush(s.store.get()); !st.ok()) {
+          spdlog::warn("delivery receipts not saved yet: {}", st.message());
         }
       });
       schedule_flush();
@@ -304,7 +232,7 @@ int Serve(const Config& config) {
   // connections close with 1001 after the answers queued for them.
   server.Stop();
   hub.Drain();
-  if (!store->WaitForAppends(left())) spdlog::warn("messages still being written at shutdown");
+  if (!s.store->WaitForAppends(left())) spdlog::warn("messages still being written at shutdown");
   hub.Shutdown();
   if (!server.WaitForConnections(left()) || !hub.WaitForConnections(left())) {
     spdlog::warn("connections still open after {}s; closing them", kShutdownGrace.count());
@@ -330,10 +258,10 @@ int Serve(const Config& config) {
   ioc.stop();
   for (auto& t : threads) t.join();
   hub.FlushDeliveries();
-  if (Status s = tracker.Flush(store.get()); !s.ok()) {
-    spdlog::error("delivery receipts lost at shutdown: {}", s.message());
+  if (Status st = s.tracker.Flush(s.store.get()); !st.ok()) {
+    spdlog::error("delivery receipts lost at shutdown: {}", st.message());
   }
-  store.reset();  // writes queued messages, checkpoints the WAL, closes the database
+  s.store.reset();  // writes queued messages, checkpoints the WAL, closes the database
   spdlog::info("stopped cleanly");
   return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <limits>
+#include <tuple>
 
 namespace mmchat::app {
 namespace {
@@ -73,6 +74,26 @@ const std::vector<ConfigVar>& ConfigVars() {
        "a typing state not refreshed this long ends (`typing_stop`)"},
       {"WS_MAX_QUEUE_BYTES", "1048576",
        "events waiting for one WebSocket connection; past it the connection is closed (1008)"},
+      {"MSG_RATE_PER_SEC", "10",
+       "messages one user may send per second, REST and WebSocket together, on average "
+       "(`0`: no limit); over it `429 rate_limited`"},
+      {"MSG_RATE_BURST", "30", "messages one user may send at once before the rate applies"},
+      {"AUTH_RATE_PER_MIN", "60",
+       "requests per minute from one IP address to signup, login and forgot, with bursts of as "
+       "many (`0`: no limit); over it `429 rate_limited`"},
+      {"MAX_CONNECTIONS", "0",
+       "open connections, HTTP and WebSocket together (`0`: as many as the open-file limit "
+       "allows); over it new ones get `503 unavailable`"},
+      {"MAX_CONNS_PER_IP", "1000",
+       "open connections from one IP address (`0`: no limit); over it new ones get `429`"},
+      {"WS_MAX_CONNS_PER_USER", "20",
+       "open WebSocket connections of one user (`0`: no limit); over it the upgrade gets `429`"},
+      {"WS_TYPING_RATE_PER_SEC", "5",
+       "typing changes (start or stop) relayed per user and second, in bursts of twice as many "
+       "(`0`: no limit); over it the frame's answer is `rate_limited`"},
+      {"HTTP_MAX_HEADER_BYTES", "16384",
+       "size of a request's line and headers; over it `431` (a JSON `invalid_request`)"},
+      {"HTTP_MAX_HEADERS", "100", "header fields per request; over it `431`"},
   };
   return kVars;
 }
@@ -230,6 +251,21 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
   if (Status s = int_var("WS_MAX_QUEUE_BYTES", 65536, int64_t{1} << 30, &c.ws_max_queue_bytes);
       !s.ok()) {
     return s;
+  }
+  constexpr int64_t kMillion = 1'000'000;
+  for (auto [name, field, min, max] : {
+           std::tuple{"MSG_RATE_PER_SEC", &c.msg_rate_per_sec, int64_t{0}, kMillion},
+           std::tuple{"MSG_RATE_BURST", &c.msg_rate_burst, int64_t{1}, kMillion},
+           std::tuple{"AUTH_RATE_PER_MIN", &c.auth_rate_per_min, int64_t{0}, kMillion},
+           std::tuple{"MAX_CONNECTIONS", &c.max_connections, int64_t{0}, kMillion},
+           std::tuple{"MAX_CONNS_PER_IP", &c.max_conns_per_ip, int64_t{0}, kMillion},
+           std::tuple{"WS_MAX_CONNS_PER_USER", &c.ws_max_conns_per_user, int64_t{0}, kMillion},
+           std::tuple{"WS_TYPING_RATE_PER_SEC", &c.ws_typing_rate_per_sec, int64_t{0}, kMillion},
+           std::tuple{"HTTP_MAX_HEADER_BYTES", &c.http_max_header_bytes, int64_t{1024},
+                      int64_t{1} << 20},
+           std::tuple{"HTTP_MAX_HEADERS", &c.http_max_headers, int64_t{1}, int64_t{10000}},
+       }) {
+    if (Status s = int_var(name, min, max, field); !s.ok()) return s;
   }
   return c;
 }

@@ -37,6 +37,16 @@ struct Config {
   int64_t ws_ping_interval_sec = 30;
   int64_t ws_typing_timeout_sec = 10;
   int64_t ws_max_queue_bytes = 1 << 20;
+  // Abuse limits (0: off where allowed).
+  int64_t msg_rate_per_sec = 10;  // per sender, REST and WebSocket together
+  int64_t msg_rate_burst = 30;
+  int64_t auth_rate_per_min = 60;  // per client address, on signup, login and forgot
+  int64_t max_connections = 0;     // 0: as many as the open-file limit allows
+  int64_t max_conns_per_ip = 1000;
+  int64_t ws_max_conns_per_user = 20;
+  int64_t ws_typing_rate_per_sec = 5;
+  int64_t http_max_header_bytes = 16384;
+  int64_t http_max_headers = 100;
 };
 
 struct ConfigVar {

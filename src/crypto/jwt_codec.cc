@@ -31,6 +31,24 @@ bool ParseUserId(const char* s, int64_t* out) {
   return true;
 }
 
+// The value of an integer claim. Not jwt_get_grant_int: libjwt 1.10 answers 0 for a claim of
+// another JSON type ("ver": "0", 0.5, true), which would pass for token version 0.
+bool IntegerGrant(jwt_t* jwt, const char* name, int64_t* out) {
+  char* json = jwt_get_grants_json(jwt, name);
+  if (json == nullptr) return false;
+  const std::string text(json);
+  free(json);
+  const size_t digits = text.size() > 1 && text[0] == '-' ? 1 : 0;
+  if (text.size() == digits || text.find_first_not_of("0123456789", digits) != std::string::npos) {
+    return false;
+  }
+  errno = 0;
+  const long long v = std::strtoll(text.c_str(), nullptr, 10);
+  if (errno != 0) return false;
+  *out = v;
+  return true;
+}
+
 }  // namespace
 
 std::string GenerateSecret() {
@@ -89,12 +107,11 @@ Result<domain::TokenClaims> JwtCodec::Verify(std::string_view token, TimeMs now)
   }
   JwtPtr jwt(raw);
   if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256) return bad;
-  errno = 0;
-  const long exp = jwt_get_grant_int(jwt.get(), "exp");
-  if (errno != 0 || static_cast<int64_t>(exp) * 1000 <= now) return bad;
-  errno = 0;
-  const long ver = jwt_get_grant_int(jwt.get(), "ver");
-  if (errno != 0) return bad;
+  int64_t exp = 0;
+  int64_t ver = 0;
+  // exp in seconds against now / 1000: exp * 1000 could overflow.
+  if (!IntegerGrant(jwt.get(), "exp", &exp) || exp <= now / 1000) return bad;
+  if (!IntegerGrant(jwt.get(), "ver", &ver)) return bad;
   domain::TokenClaims claims;
   if (!ParseUserId(jwt_get_grant(jwt.get(), "sub"), &claims.user_id)) return bad;
   claims.token_version = ver;

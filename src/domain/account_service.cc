@@ -176,7 +176,10 @@ Status AccountService::ForgotReset(const std::string& email_in, const std::strin
   if (!user->has_value()) return Status::OtpInvalid("invalid verification code");
   auto hash = d_.hasher->Hash(new_password);
   if (!hash.ok()) return hash.status();
-  return d_.users->ReplacePassword((*user)->user.id, *hash);
+  if (Status s = d_.users->ReplacePassword((*user)->user.id, *hash); !s.ok()) return s;
+  // Tokens are checked when presented: open WebSocket connections must be told.
+  if (d_.bus != nullptr) d_.bus->Publish(TokensRevoked{(*user)->user.id});
+  return Status::Ok();
 }
 
 // ---------------------------------------------------------------------------------------------

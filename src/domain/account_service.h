@@ -14,6 +14,7 @@
 #include "common/status.h"
 #include "common/time.h"
 #include "domain/auth_ports.h"
+#include "domain/events.h"
 #include "domain/store.h"
 #include "domain/user.h"
 
@@ -64,6 +65,7 @@ class AccountService {
     // Runs a task later, off the caller's thread (reset mails go out this way, so that the
     // answer's timing does not tell registered emails apart). Inline when unset.
     std::function<void(std::function<void()>)> background;
+    EventBus* bus = nullptr;  // told of revoked tokens (a reset), when set
   };
 
   AccountService(Deps deps, AccountPolicy policy);

@@ -50,8 +50,13 @@ struct TypingChanged {
   bool typing = false;
 };
 
+// A password reset revoked every token the user had: connections opened with one must end.
+struct TokensRevoked {
+  int64_t user_id = 0;
+};
+
 using Event = std::variant<MessageCreated, ReadReceipt, DeliveryReceipt, ConversationChanged,
-                           ConversationRemoved, PresenceChanged, TypingChanged>;
+                           ConversationRemoved, PresenceChanged, TypingChanged, TokensRevoked>;
 
 // Thread-safe. Publish may be called from any thread; subscribers are called on the
 // publishing thread, in publish order, and must not block.

@@ -7,7 +7,8 @@
 
 namespace mmchat::domain {
 
-MessageService::MessageService(Deps deps) : d_(std::move(deps)) {}
+MessageService::MessageService(Deps deps)
+    : d_(std::move(deps)), send_limiter_(d_.send_rate_per_sec, d_.send_burst) {}
 
 void MessageService::Send(int64_t caller, SendInput input,
                           std::function<void(Result<AppendResult>)> done) {
@@ -21,6 +22,10 @@ void MessageService::Send(int64_t caller, SendInput input,
     if (!id_len || *id_len < 1 || *id_len > 64) {
       return done(Status::InvalidRequest("client_id must be 1 to 64 characters"));
     }
+  }
+  // After validation, so that only what would be stored counts against the sender.
+  if (const int64_t wait_ms = send_limiter_.TryTake(caller, d_.now())) {
+    return done(Status::RateLimited("too many messages; slow down", (wait_ms + 999) / 1000));
   }
   NewMessage m;
   m.conversation_id = input.conversation_id;

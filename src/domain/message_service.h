@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "common/rate_limiter.h"
 #include "common/status.h"
 #include "domain/conversation.h"
 #include "domain/conversation_service.h"
@@ -42,11 +43,14 @@ class MessageService {
     DeliveryTracker* tracker;
     int max_message_len = 4000;
     std::function<TimeMs()> now = NowMs;
+    // Each sender's token bucket (MSG_RATE_PER_SEC, MSG_RATE_BURST); 0 per second: no limit.
+    double send_rate_per_sec = 0;
+    double send_burst = 0;
   };
   explicit MessageService(Deps deps);
 
   // Calls `done` once: after the commit (from the store's writer thread), or at once for
-  // invalid input.
+  // invalid input and for a sender over its rate (kRateLimited with the seconds to wait).
   void Send(int64_t caller, SendInput input, std::function<void(Result<AppendResult>)> done);
   // `limit` <= 0 means the default; values above the maximum are capped.
   Result<MessagePage> List(int64_t caller, int64_t conversation_id, std::optional<int64_t> before,
@@ -62,6 +66,7 @@ class MessageService {
   void Delivered(const Conversation& c, int64_t reader, int64_t up_to);
 
   Deps d_;
+  RateLimiter<int64_t> send_limiter_;
 };
 
 }  // namespace mmchat::domain

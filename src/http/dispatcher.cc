@@ -8,6 +8,7 @@
 #include <exception>
 #include <memory>
 
+#include "common/utf8.h"
 #include "http/errors.h"
 #include "http/json_io.h"
 
@@ -31,11 +32,13 @@ Response MethodNotAllowed(const Request& req, const std::string& allowed) {
 }  // namespace
 
 Dispatcher::Dispatcher(const Router* router, Authenticator authenticate,
-                       boost::asio::any_io_executor workers, metrics::Registry* registry)
+                       boost::asio::any_io_executor workers, metrics::Registry* registry,
+                       ClientLimiter* per_client)
     : router_(router),
       authenticate_(std::move(authenticate)),
       workers_(std::move(workers)),
-      registry_(registry) {
+      registry_(registry),
+      per_client_(per_client) {
   auto make = [&](const std::string& label) {
     auto s = std::make_unique<RouteStats>();
     s->label = label;
@@ -83,7 +86,7 @@ void Dispatcher::Run(const Route& route, Request& req, Respond respond) {
     route.handler(req, once);
   } catch (const std::exception& e) {
     // A bug, not a client error: log the detail, show none of it.
-    spdlog::error("handler {} {} threw: {}", route.method, route.pattern, e.what());
+    spdlog::error("handler {} {} threw: {}", route.method, route.pattern, LogSafe(e.what()));
     once(ErrorResponse(Status::Internal("internal error")));
   }
 }
@@ -107,6 +110,13 @@ void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
   Respond respond = [finish = std::move(finish), &stats](Response res) mutable {
     finish(stats, std::move(res));
   };
+  if (m.route->options.per_client_rate && per_client_ != nullptr) {
+    // Checked before the worker pool: a flood must not queue password hashes.
+    if (const int64_t wait_ms = per_client_->TryTake(req.client_address, SteadyMs())) {
+      return respond(ErrorResponse(Status::RateLimited(
+          "too many requests from this address; try again later", (wait_ms + 999) / 1000)));
+    }
+  }
   if (!m.route->options.blocking) {
     Run(*m.route, req, std::move(respond));
     return;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/rate_limiter.h"
 #include "common/status.h"
 #include "http/message.h"
 #include "http/router.h"
@@ -19,11 +20,14 @@ namespace mmchat::http {
 
 // Turns a bearer token into a user id, or kUnauthorized.
 using Authenticator = std::function<Result<int64_t>(std::string_view token)>;
+// Requests per client address, for routes with RouteOptions::per_client_rate.
+using ClientLimiter = RateLimiter<std::string>;
 
 class Dispatcher {
  public:
+  // `per_client` may be null (no per-address limit).
   Dispatcher(const Router* router, Authenticator authenticate, boost::asio::any_io_executor workers,
-             metrics::Registry* registry);
+             metrics::Registry* registry, ClientLimiter* per_client = nullptr);
 
   // Calls `done` exactly once with the response, on this thread or on a worker thread.
   void Dispatch(Request req, std::function<void(Response)> done);
@@ -44,6 +48,7 @@ class Dispatcher {
   Authenticator authenticate_;
   boost::asio::any_io_executor workers_;
   metrics::Registry* registry_;
+  ClientLimiter* per_client_;
   std::vector<std::unique_ptr<RouteStats>> route_stats_;  // parallel to router_->routes()
   std::unique_ptr<RouteStats> unmatched_stats_;
 };

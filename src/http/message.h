@@ -17,6 +17,7 @@ struct Request {
   std::map<std::string, std::string> query;   // percent-decoded
   std::map<std::string, std::string> params;  // path parameters, e.g. "id" for /users/:id
   std::string authorization;                  // the Authorization header, or empty
+  std::string client_address;                 // the peer's IP address, e.g. "203.0.113.7"
   std::string body;
   int64_t user_id = 0;  // the authenticated caller, set for routes that require a token
 

@@ -21,6 +21,9 @@ using AsyncHandler = std::function<void(Request&, Respond respond)>;
 struct RouteOptions {
   bool auth = false;      // needs a valid bearer token; sets Request::user_id
   bool blocking = false;  // slow (password hashing, SMTP): run on the worker pool
+  // Counts against the client address's rate (AUTH_RATE_PER_MIN): for the unauthenticated
+  // routes that cost a password hash or a mail.
+  bool per_client_rate = false;
 };
 
 struct Route {

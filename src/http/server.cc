@@ -22,13 +22,26 @@ namespace bhttp = boost::beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+Request ToRequest(bhttp::request<bhttp::string_body>& msg) {
+  Request req;
+  req.method = std::string(msg.method_string());
+  const std::string_view target = msg.target();
+  const size_t q = target.find('?');
+  req.path = std::string(target.substr(0, q));
+  if (q != std::string_view::npos) req.query = ParseQuery(target.substr(q + 1));
+  req.authorization = std::string(msg[bhttp::field::authorization]);
+  req.body = std::move(msg.body());
+  return req;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Session: one connection
 // ---------------------------------------------------------------------------------------------
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, Server* server) : stream_(std::move(socket)), server_(server) {}
+  Session(tcp::socket&& socket, Server* server, ConnectionLimits::Lease lease)
+      : stream_(std::move(socket)), server_(server), lease_(std::move(lease)) {}
   ~Session() { server_->Unregister(this); }
 
   void Start() {
@@ -67,6 +80,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
     auto& req = parser_->get();
+    // The byte limit bounds memory; this bounds the work of many tiny headers.
+    if (static_cast<size_t>(std::distance(req.begin(), req.end())) >
+        server_->options_.max_headers) {
+      reading_ = false;
+      return WriteError(Status::InvalidRequest("too many request headers"), 431);
+    }
     if (beast::iequals(req[bhttp::field::expect], "100-continue") && !parser_->is_done()) {
       auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
                                                                        req.version());
@@ -115,16 +134,10 @@ class Session : public std::enable_shared_from_this<Session> {
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
 
-    Request req;
-    req.method = std::string(msg.method_string());
-    const std::string_view target = msg.target();
-    const size_t q = target.find('?');
-    req.path = std::string(target.substr(0, q));
-    if (q != std::string_view::npos) req.query = ParseQuery(target.substr(q + 1));
-    req.authorization = std::string(msg[bhttp::field::authorization]);
+    Request req = ToRequest(msg);
+    req.client_address = lease_.address().to_string();
     UpgradeHandler* upgrader = server_->upgrader_;
     if (upgrader != nullptr && req.path == upgrader->path()) return Upgrade(*upgrader, req);
-    req.body = std::move(msg.body());
 
     server_->dispatcher_->Dispatch(std::move(req), [self = shared_from_this()](Response res) {
       // May run on a worker thread: hop back to this connection's strand.
@@ -157,7 +170,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (stopping_) {
       return Write(ErrorResponse(Status::Unavailable("the server is shutting down")), true);
     }
-    upgrader.Accept(*user, stream_.release_socket(), parser_->release());
+    upgrader.Accept(*user, stream_.release_socket(), parser_->release(), std::move(lease_));
     // This session ends here; its destructor unregisters it from the HTTP server.
   }
 
@@ -194,6 +207,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   Server* server_;
+  ConnectionLimits::Lease lease_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bool reading_ = false;
@@ -213,6 +227,7 @@ Server::Server(net::io_context& ioc, Dispatcher* dispatcher, metrics::Registry* 
     : ioc_(ioc),
       dispatcher_(dispatcher),
       options_(std::move(options)),
+      limits_(options_.max_connections, options_.max_connections_per_address),
       acceptor_(net::make_strand(ioc)),
       accept_backoff_(acceptor_.get_executor()),
       open_connections_(registry->GetGauge("mmchat_http_connections", "Open HTTP connections.")),
@@ -220,7 +235,10 @@ Server::Server(net::io_context& ioc, Dispatcher* dispatcher, metrics::Registry* 
                                                  "HTTP connections accepted.")),
       refused_connections_(registry->GetCounter(
           "mmchat_connections_refused_total",
-          "Connections refused because the open-file limit was nearly reached.")) {
+          "Connections refused at capacity: the open-file limit or MAX_CONNECTIONS.")),
+      refused_per_address_(registry->GetCounter(
+          "mmchat_connections_refused_per_address_total",
+          "Connections refused because their address had MAX_CONNS_PER_IP open.")) {
   for (int i = 0; i < kStrands; ++i) strands_.push_back(net::make_strand(ioc));
 }
 
@@ -276,44 +294,69 @@ void Server::Accept() {
     // below it is taken: the process is within kReservedFiles of its limit.
     const auto fd = static_cast<size_t>(socket.native_handle());
     if (options_.max_open_files > 0 && fd + kReservedFiles >= options_.max_open_files) {
-      Refuse(socket);
-    } else {
-      socket.set_option(tcp::no_delay(true), ec);
-      auto session = std::make_shared<Session>(std::move(socket), this);
-      Register(session);
-      session->Start();
+      Refuse(socket, Over::kOpenFiles);
+      return Accept();
     }
+    const tcp::endpoint peer = socket.remote_endpoint(ec);  // fails if it already left
+    ConnectionLimits::Refusal refusal;
+    ConnectionLimits::Lease lease = limits_.Acquire(peer.address(), &refusal);
+    if (refusal != ConnectionLimits::Refusal::kNone) {
+      Refuse(socket,
+             refusal == ConnectionLimits::Refusal::kTotal ? Over::kConnections : Over::kPerAddress);
+      return Accept();
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto session = std::make_shared<Session>(std::move(socket), this, std::move(lease));
+    Register(session);
+    session->Start();
     Accept();
   });
 }
 
-void Server::Refuse(tcp::socket& socket) {
-  refused_connections_->Inc();
-  // Answered at once, without parsing the request: it fits in an empty socket buffer. What
-  // the client already sent is read first, as closing a socket with unread data resets the
-  // connection, and the client might then never see the answer.
-  static const std::string kBusy = [] {
-    const std::string body =
-        nlohmann::json{{"error",
-                        {{"code", ErrorCodeFor(StatusCode::kUnavailable)},
-                         {"message", "the server is at its connection limit"}}}}
-            .dump();
-    return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-           "Retry-After: 5\r\nConnection: close\r\nContent-Length: " +
-           std::to_string(body.size()) + "\r\n\r\n" + body;
-  }();
+namespace {
+
+// A whole response, written at once without parsing the request: it fits in an empty socket
+// buffer.
+std::string CannedError(std::string_view status_line, StatusCode code, std::string_view message) {
+  const std::string body =
+      nlohmann::json{{"error", {{"code", ErrorCodeFor(code)}, {"message", message}}}}.dump();
+  return "HTTP/1.1 " + std::string(status_line) +
+         "\r\nContent-Type: application/json\r\nRetry-After: 5\r\nConnection: close\r\n"
+         "Content-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+}  // namespace
+
+void Server::Refuse(tcp::socket& socket, Over over) {
+  static const std::string kAtCapacity = CannedError(
+      "503 Service Unavailable", StatusCode::kUnavailable, "the server is at its connection limit");
+  static const std::string kPerAddress = CannedError(
+      "429 Too Many Requests", StatusCode::kRateLimited, "too many connections from this address");
+  // What the client already sent is read first, as closing a socket with unread data resets
+  // the connection, and the client might then never see the answer.
   beast::error_code ignored;
   socket.non_blocking(true, ignored);
   char discard[4096];
   socket.read_some(net::buffer(discard), ignored);
-  socket.write_some(net::buffer(kBusy), ignored);
+  socket.write_some(net::buffer(over == Over::kPerAddress ? kPerAddress : kAtCapacity), ignored);
   socket.shutdown(tcp::socket::shutdown_send, ignored);
   socket.close(ignored);
+  if (over == Over::kPerAddress) {
+    refused_per_address_->Inc();
+    return;
+  }
+  refused_connections_->Inc();
   ++refusals_unlogged_;
   const auto now = std::chrono::steady_clock::now();
   if (now - refusal_logged_ >= std::chrono::seconds(10)) {
-    spdlog::warn("refused {} connection(s): the open-file limit ({}) is nearly reached",
-                 refusals_unlogged_, options_.max_open_files);
+    if (over == Over::kOpenFiles) {
+      spdlog::warn("refused {} connection(s): the open-file limit ({}) is nearly reached",
+                   refusals_unlogged_, options_.max_open_files);
+    } else {
+      spdlog::warn("refused {} connection(s): MAX_CONNECTIONS ({}) are open", refusals_unlogged_,
+                   options_.max_connections);
+    }
     refusals_unlogged_ = 0;
     refusal_logged_ = now;
   }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "http/connection_limits.h"
 #include "http/dispatcher.h"
 #include "metrics/registry.h"
 
@@ -29,9 +30,16 @@ namespace mmchat::http {
 struct ServerOptions {
   std::string host;  // empty: every IPv4 interface
   uint16_t port = 8080;
-  std::chrono::seconds read_timeout{30};  // for a whole request, and for an idle keep-alive
+  // For a whole request (headers and body: a client that dribbles bytes is cut off), and for
+  // an idle keep-alive connection.
+  std::chrono::seconds read_timeout{30};
   size_t body_limit = 64 * 1024;
-  size_t header_limit = 16 * 1024;
+  size_t header_limit = 16 * 1024;  // bytes of request line and headers
+  size_t max_headers = 100;         // header fields per request
+  // Open connections, HTTP and WebSocket together (0: no limit but the open-file limit), and
+  // per client address (0: none). Over them a connection is answered 503 or 429 and closed.
+  size_t max_connections = 0;
+  size_t max_connections_per_address = 0;
   // The process's open-file limit (0: not enforced). A connection that would leave fewer than
   // kReservedFiles descriptors free is answered 503 and closed, so the database, the logs and
   // the listener always have descriptors.
@@ -51,9 +59,14 @@ class UpgradeHandler {
   // object, and so is a request to the path that is not an upgrade.
   virtual Result<int64_t> Authorize(const Request& req) = 0;
   // From here on the connection is the handler's: it answers the handshake and runs it.
+  // `lease` is the connection's place under the connection limits: keep it while open.
   virtual void Accept(int64_t user_id, boost::asio::ip::tcp::socket socket,
-                      boost::beast::http::request<boost::beast::http::string_body> req) = 0;
+                      boost::beast::http::request<boost::beast::http::string_body> req,
+                      ConnectionLimits::Lease lease) = 0;
 };
+
+// The parts of a parsed request the handlers use; the body is moved out of `msg`.
+Request ToRequest(boost::beast::http::request<boost::beast::http::string_body>& msg);
 
 class Session;
 
@@ -80,9 +93,10 @@ class Server {
  private:
   friend class Session;
   void Accept();
-  // Answers 503 on a connection over capacity and closes it; counted in the metric and, at
-  // most every 10 s, in the log.
-  void Refuse(boost::asio::ip::tcp::socket& socket);
+  // Answers a connection over a limit and closes it: 503 at capacity (counted in the metric
+  // and, at most every 10 s, in the log), 429 over the per-address limit.
+  enum class Over { kOpenFiles, kConnections, kPerAddress };
+  void Refuse(boost::asio::ip::tcp::socket& socket, Over over);
   void Register(const std::shared_ptr<Session>& s);
   void Unregister(Session* s);
   // Strong references to every open session, taken under the lock. Callers act on them
@@ -93,6 +107,7 @@ class Server {
   Dispatcher* dispatcher_;
   UpgradeHandler* upgrader_ = nullptr;
   const ServerOptions options_;
+  ConnectionLimits limits_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer accept_backoff_;  // on the acceptor's strand
   // Connections take turns on a fixed set of strands instead of one strand each: a strand
@@ -105,8 +120,9 @@ class Server {
   metrics::Gauge* open_connections_;
   metrics::Counter* accepted_connections_;
   metrics::Counter* refused_connections_;
+  metrics::Counter* refused_per_address_;
   // On the acceptor's strand: refusals not yet logged, and when the log last said so.
-  uint64_t refusals_unlogged_ = 0;
+  uint64_t refusals_unlogged_ = 0;  // at capacity only: per-address refusals are not news
   std::chrono::steady_clock::time_point refusal_logged_{};
   std::chrono::steady_clock::time_point accept_error_logged_{};
 

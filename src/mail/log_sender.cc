@@ -2,17 +2,19 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/utf8.h"
+
 namespace mmchat::mail {
 
 Status LogSender::Send(const domain::OutgoingMail& mail) {
-  // One line per code: the body's line breaks become spaces. The address was validated
-  // (printable ASCII only), so it cannot forge log lines either.
+  // One line per code: the body's line breaks become spaces. The address is the client's
+  // text; validation upstream allows only printable ASCII, and LogSafe keeps it so here too.
   std::string body;
   for (char c : mail.body) {
     if (c == '\r') continue;
     body += c == '\n' ? ' ' : c;
   }
-  spdlog::info("otp: to={} subject=\"{}\" body=\"{}\"", mail.to, mail.subject, body);
+  spdlog::info("otp: to={} subject=\"{}\" body=\"{}\"", LogSafe(mail.to), mail.subject, body);
   return Status::Ok();
 }
 

@@ -8,6 +8,8 @@
 #include <ctime>
 #include <memory>
 
+#include "common/utf8.h"
+
 namespace mmchat::mail {
 namespace {
 
@@ -84,10 +86,12 @@ Status SmtpSender::Send(const domain::OutgoingMail& mail) {
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
   const CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) {
-    spdlog::error("smtp: sending to {} failed: {} ({})", mail.to, curl_easy_strerror(rc), detail);
+    // The address is the client's text and the detail may quote the mail server's reply.
+    spdlog::error("smtp: sending to {} failed: {} ({})", LogSafe(mail.to), curl_easy_strerror(rc),
+                  LogSafe(detail));
     return Status::Unavailable("could not send the verification code; try again later");
   }
-  spdlog::info("smtp: sent {} to {}", mail.subject, mail.to);
+  spdlog::info("smtp: sent {} to {}", mail.subject, LogSafe(mail.to));
   return Status::Ok();
 }
 

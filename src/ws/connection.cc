@@ -11,8 +11,9 @@ namespace beast = boost::beast;
 namespace websocket = boost::beast::websocket;
 namespace net = boost::asio;
 
-Connection::Connection(Socket socket, Hub* hub, int64_t user_id)
-    : ws_(std::move(socket)), hub_(hub), user_id_(user_id) {
+Connection::Connection(Socket socket, Hub* hub, int64_t user_id,
+                       http::ConnectionLimits::Lease lease)
+    : ws_(std::move(socket)), hub_(hub), user_id_(user_id), lease_(std::move(lease)) {
   ws_.next_layer().set_owner(this);
   ws_.read_message_max(hub_->options().max_frame_bytes);  // over it: Beast closes with 1009
   ws_.auto_fragment(false);
@@ -75,7 +76,33 @@ void Connection::OnRead(beast::error_code ec) {
   }
   hub_->OnFrame(shared_from_this(), text, ws_.got_text());
   read_buf_.reset();  // idle connections keep no read buffer
+  {
+    std::lock_guard lock(mu_);
+    if (in_flight_ >= kMaxFramesInFlight) {
+      read_paused_ = true;  // EndWork reads on
+      return;
+    }
+  }
   Read();  // after our close frame too: the read loop ends when the client's close arrives
+}
+
+void Connection::BeginWork() {
+  std::lock_guard lock(mu_);
+  ++in_flight_;
+}
+
+void Connection::EndWork() {
+  bool was_full;
+  {
+    std::lock_guard lock(mu_);
+    was_full = in_flight_-- == kMaxFramesInFlight;
+  }
+  if (!was_full) return;
+  net::dispatch(ws_.get_executor(), [self = shared_from_this()] {
+    if (!self->read_paused_ || self->finished_) return;
+    self->read_paused_ = false;
+    self->Read();
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/time.h"
+#include "http/connection_limits.h"
 #include "ws/buffered_socket.h"
 #include "ws/frames.h"
 
@@ -46,12 +47,18 @@ struct Outgoing {
 // behind, while the frames still queued stay shared with the other recipients.
 constexpr size_t kMaxBatchBytes = 64 * 1024;
 
+// Client frames answered later (message, read) that one connection may have outstanding. At
+// the limit it stops reading until an answer comes back: a client that floods frames is
+// slowed by TCP instead of queueing work in the server.
+constexpr uint16_t kMaxFramesInFlight = 64;
+
 class Connection : public std::enable_shared_from_this<Connection>, private BufferedSocket::Owner {
  public:
   using Socket = boost::asio::ip::tcp::socket;
   using UpgradeRequest = boost::beast::http::request<boost::beast::http::string_body>;
 
-  Connection(Socket socket, Hub* hub, int64_t user_id);
+  // `lease` holds the connection's place under the connection limits until it is destroyed.
+  Connection(Socket socket, Hub* hub, int64_t user_id, http::ConnectionLimits::Lease lease);
 
   // Answers the upgrade (the Hub registered the connection before) and starts reading.
   void Start(UpgradeRequest req);
@@ -70,6 +77,11 @@ class Connection : public std::enable_shared_from_this<Connection>, private Buff
   void Abort();
 
   int64_t user_id() const { return user_id_; }
+
+  // Around a frame answered later: BeginWork on the strand (in Hub::OnFrame), EndWork once
+  // its answer is queued, from any thread.
+  void BeginWork();
+  void EndWork();
 
  private:
   void OnAccepted(boost::beast::error_code ec);
@@ -93,6 +105,7 @@ class Connection : public std::enable_shared_from_this<Connection>, private Buff
   boost::beast::websocket::stream<BufferedSocket, /*deflateSupported=*/false> ws_;
   Hub* const hub_;
   const int64_t user_id_;
+  http::ConnectionLimits::Lease lease_;
   std::atomic<TimeMs> last_heard_{0};  // any frame or pong from the client
 
   // On the strand:
@@ -118,10 +131,12 @@ class Connection : public std::enable_shared_from_this<Connection>, private Buff
   bool writing_ = false;
   bool ping_due_ = false;
   bool close_sent_ = false;
+  bool read_paused_ = false;  // kMaxFramesInFlight reached: EndWork resumes reading
   std::optional<boost::beast::websocket::close_code> close_code_;
   // Guarded by mu_:
   bool pump_posted_ = false;  // a Pump is scheduled or the batch is running
   bool refusing_ = false;     // closing or over the limit: Send drops
+  uint16_t in_flight_ = 0;    // frames begun and not yet answered
 };
 
 }  // namespace mmchat::ws

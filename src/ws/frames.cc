@@ -13,6 +13,8 @@ Frame AnswerFrame(const std::optional<std::string>& ref, const Result<Json>& out
   if (!outcome.ok()) {
     const Status& s = outcome.status();
     Json error = {{"code", http::ErrorCodeFor(s.code())}, {"message", s.message()}};
+    // A frame has no Retry-After header: the seconds travel in the error object.
+    if (auto retry = s.retry_after_sec()) error["retry_after"] = *retry;
     if (!ref) return MakeFrame("error", error);
     return MakeFrame("ack", {{"ref", *ref}, {"ok", false}, {"error", std::move(error)}});
   }

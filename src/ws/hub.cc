@@ -53,6 +53,7 @@ Hub::Hub(net::io_context& ioc, HubDeps deps, HubOptions options)
       tick_timer_(timer_strand_),
       sweep_timer_(timer_strand_),
       pong_(MakeFrame("pong", Json::object())),
+      typing_limiter_(options_.typing_changes_per_sec, 2 * options_.typing_changes_per_sec),
       open_(d_.registry->GetGauge("mmchat_ws_connections", "Open WebSocket connections.")),
       accepted_(d_.registry->GetCounter("mmchat_ws_connections_accepted_total",
                                         "WebSocket upgrades accepted.")),
@@ -92,11 +93,20 @@ Result<int64_t> Hub::Authorize(const http::Request& req) {
     token = auth.substr(kBearer.size());
   }
   if (token.empty()) return Status::Unauthorized("missing token");
-  return d_.authenticate(token);
+  auto user = d_.authenticate(token);
+  if (!user.ok() || options_.max_connections_per_user == 0) return user;
+  std::shared_lock lock(conns_mu_);
+  auto it_user = by_user_.find(*user);
+  if (it_user != by_user_.end() && it_user->second.size() >= options_.max_connections_per_user) {
+    // Checked before the upgrade, so two racing upgrades may both pass: a bound, not a count.
+    return Status::RateLimited("too many WebSocket connections for this user", 5);
+  }
+  return user;
 }
 
-void Hub::Accept(int64_t user_id, net::ip::tcp::socket socket, Connection::UpgradeRequest req) {
-  auto c = std::make_shared<Connection>(std::move(socket), this, user_id);
+void Hub::Accept(int64_t user_id, net::ip::tcp::socket socket, Connection::UpgradeRequest req,
+                 http::ConnectionLimits::Lease lease) {
+  auto c = std::make_shared<Connection>(std::move(socket), this, user_id, std::move(lease));
   {
     // Registered before the handshake answer goes out, so that no event committed after the
     // client saw its 101 can miss it; frames wait in the queue until the handshake is done.
@@ -269,10 +279,19 @@ Status Hub::Typing(Connection* c, int64_t conversation_id, bool start) {
   // Announced under the lock, so that a start and a stop racing from two devices reach the
   // peers in the order they changed the state.
   std::lock_guard lock(typing_mu_);
+  auto it = typing_.find({conversation_id, user});
+  if (start && it != typing_.end()) {
+    it->second = {SteadyMs() + options_.typing_timeout_ms, c};
+    return Status::Ok();  // a refresh: the peers already know
+  }
+  if (!start && it == typing_.end()) return Status::Ok();  // a stop without a start
+  if (const int64_t wait_ms = typing_limiter_.TryTake(user, SteadyMs())) {
+    return Status::RateLimited("typing changes too fast", (wait_ms + 999) / 1000);
+  }
   if (start) {
-    typing_[{conversation_id, user}] = {SteadyMs() + options_.typing_timeout_ms, c};
-  } else if (typing_.erase({conversation_id, user}) == 0) {
-    return Status::Ok();  // a stop without a start: nothing to relay
+    typing_.emplace(Key{conversation_id, user}, Typist{SteadyMs() + options_.typing_timeout_ms, c});
+  } else {
+    typing_.erase(it);
   }
   d_.bus->Publish(domain::TypingChanged{conversation_id, user, start});
   return Status::Ok();
@@ -341,10 +360,15 @@ void Hub::HandleMessage(const std::shared_ptr<Connection>& c, const ClientFrame&
   if (!client_id.ok()) return Answer(c, f.ref, client_id.status());
   domain::SendInput input{*conversation, std::move(content).value(), std::move(client_id).value()};
   // Acked from the store's writer thread, after the commit.
+  c->BeginWork();
   d_.messages->Send(c->user_id(), std::move(input),
                     [this, c, ref = f.ref](Result<domain::AppendResult> r) {
-                      if (!r.ok()) return Answer(c, ref, r.status());
-                      Answer(c, ref, http::MessageJson(r->message));
+                      if (!r.ok()) {
+                        Answer(c, ref, r.status());
+                      } else {
+                        Answer(c, ref, http::MessageJson(r->message));
+                      }
+                      c->EndWork();
                     });
 }
 
@@ -353,10 +377,15 @@ void Hub::HandleRead(const std::shared_ptr<Connection>& c, const ClientFrame& f)
   if (!conversation.ok()) return Answer(c, f.ref, conversation.status());
   auto message = http::RequiredId(f.body, "message_id");
   if (!message.ok()) return Answer(c, f.ref, message.status());
+  c->BeginWork();
   net::post(d_.workers, [this, c, ref = f.ref, conversation = *conversation, message = *message] {
     auto mark = d_.messages->MarkRead(c->user_id(), conversation, message);
-    if (!mark.ok()) return Answer(c, ref, mark.status());
-    Answer(c, ref, http::ReadMarkJson(*mark));
+    if (!mark.ok()) {
+      Answer(c, ref, mark.status());
+    } else {
+      Answer(c, ref, http::ReadMarkJson(*mark));
+    }
+    c->EndWork();
   });
 }
 
@@ -450,6 +479,13 @@ void Hub::OnEvent(const domain::Event& event) {
     EndTyping([gone](const Key& k, const Typist&) { return k == gone; });
     SendToUsers({e->user_id},
                 {MakeFrame("conversation_removed", {{"conversation_id", e->conversation_id}})});
+  }
+  if (auto* e = std::get_if<domain::TokensRevoked>(&event)) {
+    // Their token no longer authenticates: the connections it opened end (1008).
+    std::shared_lock lock(conns_mu_);
+    auto it = by_user_.find(e->user_id);
+    if (it == by_user_.end()) return;
+    for (const auto& c : it->second) c->Close(websocket::close_code::policy_error);
   }
 }
 

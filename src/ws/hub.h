@@ -27,6 +27,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/rate_limiter.h"
 #include "common/status.h"
 #include "domain/conversation_service.h"
 #include "domain/events.h"
@@ -42,10 +43,15 @@ namespace mmchat::ws {
 
 struct HubOptions {
   std::string path = "/api/ws";
-  TimeMs ping_interval_ms = 30'000;    // idle this long: pinged; twice as long: dropped
-  TimeMs typing_timeout_ms = 10'000;   // a typing state not refreshed ends with typing_stop
-  size_t max_queue_bytes = 1 << 20;    // per connection; past it the connection closes (1008)
-  size_t max_frame_bytes = 64 * 1024;  // larger client frames close the connection (1009)
+  TimeMs ping_interval_ms = 30'000;     // idle this long: pinged; twice as long: dropped
+  TimeMs typing_timeout_ms = 10'000;    // a typing state not refreshed ends with typing_stop
+  size_t max_queue_bytes = 1 << 20;     // per connection; past it the connection closes (1008)
+  size_t max_frame_bytes = 64 * 1024;   // larger client frames close the connection (1009)
+  size_t max_connections_per_user = 0;  // more upgrades are refused with 429 (0: no limit)
+  // Typing changes relayed per user and second, twice as many at once (0: no limit). Each
+  // goes to every other member: a client flipping start and stop as fast as it can would
+  // multiply its frames by the size of the group.
+  double typing_changes_per_sec = 5;
 };
 
 struct HubDeps {
@@ -83,8 +89,8 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   // http::UpgradeHandler: the token comes from ?token= or the Authorization header.
   std::string_view path() const override { return options_.path; }
   Result<int64_t> Authorize(const http::Request& req) override;
-  void Accept(int64_t user_id, boost::asio::ip::tcp::socket socket,
-              Connection::UpgradeRequest req) override;
+  void Accept(int64_t user_id, boost::asio::ip::tcp::socket socket, Connection::UpgradeRequest req,
+              http::ConnectionLimits::Lease lease) override;
 
   // domain::PresenceView
   bool IsOnline(int64_t user_id) const override;
@@ -148,7 +154,8 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
 
   // Lock order: typing_mu_, then conns_mu_ (fan-out of the announcement), never the reverse.
   std::mutex typing_mu_;
-  std::map<Key, Typist> typing_;  // guarded by typing_mu_
+  std::map<Key, Typist> typing_;         // guarded by typing_mu_
+  RateLimiter<int64_t> typing_limiter_;  // HubOptions::typing_changes_per_sec
 
   std::mutex delivered_mu_;
   std::map<Key, int64_t> delivered_;  // highest message id pushed; guarded by delivered_mu_

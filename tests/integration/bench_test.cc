@@ -39,7 +39,7 @@ class BenchTest : public ::testing::Test {
     return RunProgram(MMCHAT_BENCH_BINARY, args, {}, server_.dir());
   }
 
-  TestServer server_;
+  TestServer server_{ServerOptions{.env = kNoAbuseLimits}};
 };
 
 TEST_F(BenchTest, IdleHoldsConnectionsAndReportsServerMemory) {

@@ -235,7 +235,7 @@ class CrashSafetyTest : public ::testing::Test {
     // The file is sound before anything opens it again.
     EXPECT_EQ(IntegrityCheck(server_.db_path()), "ok");
 
-    TestServer restarted(ServerOptions{.dir = server_.dir()});
+    TestServer restarted(ServerOptions{.env = kNoAbuseLimits, .dir = server_.dir()});
     HttpClient client(restarted.port());
 
     const Json all = AllMessages(client, users_[1], conv_);
@@ -317,7 +317,7 @@ class CrashSafetyTest : public ::testing::Test {
     RecordProperty("resent_created", created);
   }
 
-  TestServer server_;
+  TestServer server_{ServerOptions{.env = kNoAbuseLimits}};
   HttpClient client_;
   std::vector<Account> users_;
   int64_t conv_ = 0;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,7 +44,11 @@ std::string HttpResult::ErrorCode() const {
 void ExpectError(const HttpResult& r, int status, const std::string& code) {
   EXPECT_EQ(r.status, status) << r.body;
   EXPECT_EQ(r.ErrorCode(), code) << r.body;
-  EXPECT_TRUE(r.json["error"]["message"].is_string()) << r.body;
+  // Checked step by step: operator[] on a body that is not the error object would abort.
+  const bool has_message = r.json.is_object() && r.json.contains("error") &&
+                           r.json["error"].is_object() && r.json["error"].contains("message") &&
+                           r.json["error"]["message"].is_string();
+  EXPECT_TRUE(has_message) << r.body;
   ASSERT_TRUE(r.headers.contains("content-type")) << r.body;
   EXPECT_EQ(r.headers.at("content-type"), "application/json");
 }
@@ -159,6 +164,8 @@ pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, st
 
   const pid_t pid = fork();
   if (pid == 0) {
+    // A test binary that dies (an abort) must not leave its servers running.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (chdir(dir.c_str()) != 0) _exit(126);
     const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd < 0) _exit(126);
@@ -330,5 +337,38 @@ Account SignUp(TestServer& server, HttpClient& client, const std::string& userna
 }
 
 int64_t RssKib(pid_t pid) { return bench::RssKib(pid); }
+
+int OpenFdCount(pid_t pid, const std::string& target_prefix) {
+  std::error_code ec;
+  std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", ec);
+  if (ec) return -1;
+  int n = 0;
+  for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    if (target_prefix.empty()) {
+      ++n;
+      continue;
+    }
+    std::error_code link_ec;  // a descriptor closed meanwhile: not counted
+    const std::string target = std::filesystem::read_symlink(it->path(), link_ec).string();
+    if (!link_ec && target.rfind(target_prefix, 0) == 0) ++n;
+  }
+  return ec ? -1 : n;
+}
+
+std::optional<double> MetricValue(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t space = line.find(' ');
+    if (space == std::string::npos || line.substr(0, space) != name) continue;
+    try {
+      return std::stod(line.substr(space + 1));
+    } catch (...) {
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
 
 }  // namespace mmchat::test

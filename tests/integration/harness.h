@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace mmchat::test {
@@ -58,6 +59,13 @@ class HttpClient {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// For load tests: every abuse limit off, as one address opens thousands of connections and
+// each user sends as fast as it can (scripts/bench.sh does the same).
+inline const std::map<std::string, std::string> kNoAbuseLimits = {{"MSG_RATE_PER_SEC", "0"},
+                                                                  {"MAX_CONNS_PER_IP", "0"},
+                                                                  {"WS_MAX_CONNS_PER_USER", "0"},
+                                                                  {"WS_TYPING_RATE_PER_SEC", "0"}};
 
 struct ServerOptions {
   std::map<std::string, std::string> env;  // added to (and overriding) the defaults
@@ -131,6 +139,24 @@ RunResult RunProgram(const std::string& program, const std::vector<std::string>&
 
 // The resident set size of a process in KiB (VmRSS), or -1 when it cannot be read.
 int64_t RssKib(pid_t pid);
+// The number of open file descriptors of a process (entries of /proc/<pid>/fd), or -1 when
+// they cannot be listed. With a `target_prefix`, only those whose target starts with it, e.g.
+// "socket:" or a directory's path.
+int OpenFdCount(pid_t pid, const std::string& target_prefix = "");
+
+// Polls `pred` until it holds or `timeout` passes; the last result.
+template <class Pred>
+bool Eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return pred();
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+}
+
+// A value of an unlabelled series in Prometheus text, or nullopt when absent.
+std::optional<double> MetricValue(const std::string& text, const std::string& name);
 
 // A free TCP port on 127.0.0.1 at the time of the call.
 uint16_t FreePort();

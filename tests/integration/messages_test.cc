@@ -148,7 +148,9 @@ class MessagesFixture : public ::testing::Test {
     return AllMessages(client_, a, conversation);
   }
 
-  TestServer server_;
+  // These tests send hundreds of messages as fast as they can: no abuse limits (they have
+  // their own tests in abuse_limits_test.cc).
+  TestServer server_{ServerOptions{.env = kNoAbuseLimits}};
   HttpClient client_;
 };
 

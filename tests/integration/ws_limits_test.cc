@@ -63,17 +63,6 @@ std::string Repeat(const std::string& s, size_t n) {
   return out;
 }
 
-// Polls `pred` until it holds or `timeout` passes; the last result.
-template <class Pred>
-bool Eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return pred();
-    std::this_thread::sleep_for(25ms);
-  }
-}
-
 // The answer to a client frame: the ack carrying `ref`, or, without a ref, the next `error`
 // event. Other frames before it go to `before` (when given). Null after `timeout`.
 Json AwaitAnswer(WsClient& ws, const std::optional<std::string>& ref,
@@ -119,23 +108,6 @@ void ExpectAlive(WsClient& ws, const std::string& ref = "alive") {
   bool pong = false;
   for (const auto& f : before) pong = pong || Type(f) == "pong";
   EXPECT_TRUE(pong) << "the ping's pong did not come before its ack";
-}
-
-// A value of an unlabelled series in Prometheus text, or nullopt when absent.
-std::optional<double> MetricValue(const std::string& text, const std::string& name) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t space = line.find(' ');
-    if (space == std::string::npos || line.substr(0, space) != name) continue;
-    try {
-      return std::stod(line.substr(space + 1));
-    } catch (...) {
-      return std::nullopt;
-    }
-  }
-  return std::nullopt;
 }
 
 class WsBase : public ::testing::Test {
@@ -191,8 +163,10 @@ class WsBase : public ::testing::Test {
 // WsLifecycleTest: the upgrade and its refusals, liveness, shutdown. Pings every second.
 // =============================================================================================
 
+// The WebSocket tests open many connections per user and send as fast as they can: no abuse
+// limits (they have their own tests in abuse_limits_test.cc).
 ServerOptions QuickPings() {
-  ServerOptions o;
+  ServerOptions o{.env = kNoAbuseLimits};
   o.env["WS_PING_INTERVAL_SEC"] = "1";
   return o;
 }
@@ -812,7 +786,7 @@ TEST_F(WsFramesTest, MetricsCountConnectionsFramesAndDeliveries) {
 // =============================================================================================
 
 ServerOptions SmallQueue() {
-  ServerOptions o;
+  ServerOptions o{.env = kNoAbuseLimits};
   o.env["MAX_MESSAGE_LEN"] = "60000";
   o.env["WS_MAX_QUEUE_BYTES"] = "65536";
   return o;
@@ -922,7 +896,7 @@ TEST_F(WsLimitsTest, SlowConsumerIsClosedWith1008AndServerMemoryStaysBounded) {
 // ~60th descriptor a connection is answered 503 (or reset, when the request was already on
 // its way) and closed, counted and logged, and the server keeps serving the others.
 TEST(WsCapacityTest, ConnectionsPastTheFileLimitAreRefusedAndTheServerKeepsServing) {
-  ServerOptions o;
+  ServerOptions o{.env = kNoAbuseLimits};
   o.open_files = 160;
   TestServer server(o);
   ASSERT_TRUE(server.running()) << server.Log();

@@ -652,5 +652,33 @@ TEST_F(MessageServiceTest, ConcurrentSendsThroughTheLocalBusArriveAscending) {
   EXPECT_EQ(std::set<int64_t>(ids.begin(), ids.end()).size(), ids.size());
 }
 
+TEST_F(MessageServiceTest, ASenderPastItsBurstIsRateLimitedUntilTokensComeBack) {
+  MessageService service(MessageService::Deps{store_.get(), convs_.get(), &bus_, &tracker_, 4000,
+                                              clock_.Fn(), /*send_rate_per_sec=*/1,
+                                              /*send_burst=*/2});
+  const Conversation g = Group(alice_, {bob_});
+  auto send = [&](int64_t who, const std::string& content) {
+    test::AppendWaiter w;
+    service.Send(who, SendInput{g.id, content, std::nullopt}, w.Callback());
+    return w.Get();
+  };
+  EXPECT_TRUE(send(alice_, "one").ok());
+  EXPECT_TRUE(send(alice_, "two").ok());
+  auto refused = send(alice_, "three");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kRateLimited);
+  EXPECT_EQ(refused.status().retry_after_sec(), 1);
+  EXPECT_TRUE(send(bob_, "bob has his own bucket").ok());
+  // Invalid input is refused before the bucket: it does not cost a token.
+  clock_.Advance(1000);
+  EXPECT_EQ(send(alice_, "").status().code(), StatusCode::kInvalidRequest);
+  EXPECT_TRUE(send(alice_, "four").ok());
+  EXPECT_EQ(send(alice_, "five").status().code(), StatusCode::kRateLimited);
+  // Nothing refused was stored.
+  auto page = service.List(alice_, g.id, std::nullopt, std::nullopt, 50);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->messages.size(), 4u);
+}
+
 }  // namespace
 }  // namespace mmchat::domain

@@ -1,4 +1,5 @@
-// common/utf8 and common/time: code-point counting with strict validation, RFC 3339 output.
+// common/utf8 and common/time: code-point counting with strict validation, text made safe
+// for the log, RFC 3339 output.
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -83,6 +84,58 @@ TEST(Utf8LengthTest, RejectsStrayBytes) {
   EXPECT_EQ(Utf8Length("\xFE"), std::nullopt);
   EXPECT_EQ(Utf8Length("\xFF"), std::nullopt);
   EXPECT_EQ(Utf8Length("\xC3\xA9\xA9"), std::nullopt);  // one continuation too many
+}
+
+// ---------------------------------------------------------------------------------------------
+// LogSafe
+// ---------------------------------------------------------------------------------------------
+
+TEST(LogSafeTest, PrintableTextAndValidUtf8PassUnchanged) {
+  EXPECT_EQ(LogSafe(""), "");
+  EXPECT_EQ(LogSafe("o'brien%_+x@example.com"), "o'brien%_+x@example.com");
+  EXPECT_EQ(LogSafe("'; DROP TABLE users; --"), "'; DROP TABLE users; --");
+  EXPECT_EQ(LogSafe("caf\xC3\xA9 \xF0\x9F\x98\x80"), "caf\xC3\xA9 \xF0\x9F\x98\x80");  // é 😀
+  EXPECT_EQ(LogSafe("a\xE2\x80\x8Bz"), "a\xE2\x80\x8Bz");  // zero-width space: harmless
+}
+
+TEST(LogSafeTest, LineBreaksAndControlBytesAreEscaped) {
+  EXPECT_EQ(LogSafe("a\nFAKE LOG LINE"), "a\\x0aFAKE LOG LINE");
+  EXPECT_EQ(LogSafe("a\r\nb"), "a\\x0d\\x0ab");
+  EXPECT_EQ(LogSafe("\x1B[31mred"), "\\x1b[31mred");
+  EXPECT_EQ(LogSafe(std::string("a\0b", 3)), "a\\x00b");
+  EXPECT_EQ(LogSafe("\t\x7F"), "\\x09\\x7f");
+  EXPECT_EQ(LogSafe("\xC2\x9B[2J"), "\\xc2\\x9b[2J");  // U+009B: CSI in 8-bit terminals
+}
+
+TEST(LogSafeTest, BidiControlsAreEscaped) {
+  EXPECT_EQ(LogSafe("abc\xE2\x80\xAExyz"), "abc\\xe2\\x80\\xaexyz");  // U+202E
+  EXPECT_EQ(LogSafe("\xE2\x81\xA6x"), "\\xe2\\x81\\xa6x");            // U+2066
+}
+
+TEST(LogSafeTest, InvalidUtf8IsEscapedByteByByte) {
+  EXPECT_EQ(LogSafe("\xFF"), "\\xff");
+  EXPECT_EQ(LogSafe("ab\xE2\x82"), "ab\\xe2\\x82");                // truncated
+  EXPECT_EQ(LogSafe("\xC0\xAF"), "\\xc0\\xaf");                    // overlong '/'
+  EXPECT_EQ(LogSafe("\xE0\x80\xAF"), "\\xe0\\x80\\xaf");           // overlong '/'
+  EXPECT_EQ(LogSafe("\xED\xA0\x80"), "\\xed\\xa0\\x80");           // surrogate (CESU-8)
+  EXPECT_EQ(LogSafe("\xF4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");  // above U+10FFFF
+  // A stray lead byte does not swallow the valid character after it.
+  EXPECT_EQ(LogSafe("\xE2z\xC3\xA9"), "\\xe2z\xC3\xA9");
+}
+
+TEST(LogSafeTest, BackslashIsDoubledSoEscapesCannotBeFaked) {
+  EXPECT_EQ(LogSafe("\\x0a"), "\\\\x0a");
+  EXPECT_NE(LogSafe("\\x0a"), LogSafe("\n"));
+}
+
+TEST(LogSafeTest, LongInputIsCutAtACharacterBoundary) {
+  EXPECT_EQ(LogSafe(std::string(300, 'a')), std::string(256, 'a') + "...");
+  EXPECT_EQ(LogSafe("abcdef", 6), "abcdef");
+  EXPECT_EQ(LogSafe("abcdef", 3), "abc...");
+  // The 4-byte emoji would end past the limit: it is left out whole.
+  EXPECT_EQ(LogSafe("ab\xF0\x9F\x98\x80", 5), "ab...");
+  // The limit counts input bytes: escaped output may be longer, but stays bounded.
+  EXPECT_EQ(LogSafe(std::string(10, '\n'), 2), "\\x0a\\x0a...");
 }
 
 // ---------------------------------------------------------------------------------------------

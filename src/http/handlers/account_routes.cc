@@ -1,5 +1,6 @@
 // POST /api/signup/*, /api/login, /api/forgot/*: API.md's Authentication section.
-// All are blocking routes: they hash passwords or send mail on the worker pool.
+// All are blocking routes: they hash passwords or send mail on the worker pool, and each
+// counts against the client address's request rate.
 #include "http/errors.h"
 #include "http/handlers/routes.h"
 #include "http/json_io.h"
@@ -8,7 +9,7 @@
 namespace mmchat::http {
 
 void AddAccountRoutes(Router& router, domain::AccountService* accounts) {
-  const RouteOptions slow{.auth = false, .blocking = true};
+  const RouteOptions slow{.auth = false, .blocking = true, .per_client_rate = true};
 
   router.Add(
       "POST", "/api/signup/initiate",

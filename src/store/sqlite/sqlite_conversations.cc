@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "common/utf8.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace mmchat::store::sqlite {
@@ -404,7 +405,7 @@ void SqliteStore::AnswerLoop() {
       try {
         a.batch[i].done(std::move(a.results[i]));
       } catch (const std::exception& e) {
-        spdlog::error("message append callback threw: {}", e.what());
+        spdlog::error("message append callback threw: {}", LogSafe(e.what()));  // may quote input
       }
     }
     {

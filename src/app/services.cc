@@ -1,0 +1,100 @@
+#include "app/services.h"
+
+#include <spdlog/spdlog.h>
+
+#include "crypto/argon2_hasher.h"
+#include "http/handlers/routes.h"
+#include "mail/log_sender.h"
+#include "mail/smtp_sender.h"
+
+namespace mmchat::app {
+namespace {
+
+// JWT_SECRET, or the secret kept in the database (generated on first start).
+Result<std::string> JwtSecret(const Config& config, domain::SettingsStore* settings) {
+  if (config.jwt_secret) return *config.jwt_secret;
+  auto secret = settings->GetOrCreateSetting("jwt_secret", crypto::GenerateSecret());
+  if (secret.ok()) {
+    spdlog::warn("JWT_SECRET is not set: using the secret generated and kept in the database");
+  }
+  return secret;
+}
+
+std::unique_ptr<domain::CodeSender> MakeSender(const Config& config) {
+  if (config.otp_sender == "smtp") {
+    return std::make_unique<mail::SmtpSender>(config.smtp_url, config.smtp_from);
+  }
+  return std::make_unique<mail::LogSender>();
+}
+
+}  // namespace
+
+store::sqlite::Options StoreOptions(const Config& config) {
+  store::sqlite::Options options;
+  options.dsn = config.sqlite_dsn;
+  options.synchronous = config.sqlite_synchronous;
+  return options;
+}
+
+Result<std::unique_ptr<Services>> Services::Open(
+    const Config& config, std::function<void(std::function<void()>)> background,
+    std::unique_ptr<domain::PasswordHasher> hasher) {
+  auto s = std::make_unique<Services>();
+  auto store = store::sqlite::SqliteStore::Open(StoreOptions(config));
+  if (!store.ok()) return store.status();
+  s->store = std::move(store).value();
+  auto secret = JwtSecret(config, s->store.get());
+  if (!secret.ok())
+    return Status(secret.status().code(),
+                  "cannot read the JWT secret: " + secret.status().message());
+
+  s->hasher = hasher ? std::move(hasher) : std::make_unique<crypto::Argon2Hasher>();
+  s->otp = std::make_unique<crypto::SodiumOtp>(*secret);
+  s->tokens = std::make_unique<crypto::JwtCodec>(*secret, config.jwt_ttl_min * 60'000);
+  s->sender = MakeSender(config);
+  domain::AccountPolicy policy;
+  policy.otp_digits = config.otp_digits;
+  policy.otp_ttl_ms = config.otp_ttl_sec * 1000;
+  s->accounts = std::make_unique<domain::AccountService>(
+      domain::AccountService::Deps{.users = s->store.get(),
+                                   .codes = s->store.get(),
+                                   .hasher = s->hasher.get(),
+                                   .otp = s->otp.get(),
+                                   .tokens = s->tokens.get(),
+                                   .sender = s->sender.get(),
+                                   .background = std::move(background),
+                                   .bus = &s->bus},
+      policy);
+  s->conversations = std::make_unique<domain::ConversationService>(
+      domain::ConversationService::Deps{.conversations = s->store.get(),
+                                        .users = s->store.get(),
+                                        .bus = &s->bus,
+                                        .tracker = &s->tracker});
+  s->messages = std::make_unique<domain::MessageService>(domain::MessageService::Deps{
+      .conversations = s->store.get(),
+      .access = s->conversations.get(),
+      .bus = &s->bus,
+      .tracker = &s->tracker,
+      .max_message_len = static_cast<int>(config.max_message_len),
+      .send_rate_per_sec = static_cast<double>(config.msg_rate_per_sec),
+      .send_burst = static_cast<double>(config.msg_rate_burst)});
+  s->presence = std::make_unique<domain::PresenceService>(s->store.get(), &s->bus);
+
+  // Metrics fed by domain events.
+  metrics::Counter* messages_sent =
+      s->registry.GetCounter("mmchat_messages_sent_total", "Messages committed.");
+  s->bus.Subscribe([messages_sent](const domain::Event& e) {
+    if (std::holds_alternative<domain::MessageCreated>(e)) messages_sent->Inc();
+  });
+  return s;
+}
+
+void Services::AddRoutes(http::Router& router, domain::UserService* users) {
+  http::AddOpsRoutes(router, store.get(), &registry);
+  http::AddAccountRoutes(router, accounts.get());
+  http::AddUserRoutes(router, users);
+  http::AddConversationRoutes(router, conversations.get());
+  http::AddMessageRoutes(router, messages.get());
+}
+
+}  // namespace mmchat::app

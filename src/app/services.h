@@ -1,0 +1,53 @@
+// Everything below the transports, built from a Config: the store (migrated), crypto, mail,
+// the event bus and the domain services. Serve() and `mmchat user add` build one; so do the
+// fuzz targets, which then drive the real services with outside input.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "app/config.h"
+#include "bus/local/local_bus.h"
+#include "common/status.h"
+#include "crypto/jwt_codec.h"
+#include "crypto/sodium_otp.h"
+#include "domain/account_service.h"
+#include "domain/conversation_service.h"
+#include "domain/delivery_tracker.h"
+#include "domain/message_service.h"
+#include "domain/presence_service.h"
+#include "domain/user_service.h"
+#include "http/router.h"
+#include "metrics/registry.h"
+#include "store/sqlite/sqlite_store.h"
+
+namespace mmchat::app {
+
+store::sqlite::Options StoreOptions(const Config& config);
+
+struct Services {
+  // `background` runs slow account work (a hash, a mail); `hasher` replaces Argon2 with the
+  // given one (the fuzz targets use cheap settings). Fails when the database cannot be
+  // opened or migrated, or the JWT secret cannot be read.
+  static Result<std::unique_ptr<Services>> Open(
+      const Config& config, std::function<void(std::function<void()>)> background,
+      std::unique_ptr<domain::PasswordHasher> hasher = nullptr);
+
+  // Adds every REST route; `users` answers the online state (the WebSocket hub's view).
+  void AddRoutes(http::Router& router, domain::UserService* users);
+
+  std::unique_ptr<store::sqlite::SqliteStore> store;
+  std::unique_ptr<domain::PasswordHasher> hasher;
+  std::unique_ptr<crypto::SodiumOtp> otp;
+  std::unique_ptr<crypto::JwtCodec> tokens;
+  std::unique_ptr<domain::CodeSender> sender;
+  std::unique_ptr<domain::AccountService> accounts;
+  bus::LocalBus bus;
+  domain::DeliveryTracker tracker;
+  std::unique_ptr<domain::ConversationService> conversations;
+  std::unique_ptr<domain::MessageService> messages;
+  std::unique_ptr<domain::PresenceService> presence;
+  metrics::Registry registry;
+};
+
+}  // namespace mmchat::app
