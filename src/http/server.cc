@@ -129,6 +129,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Handle() {
     reading_ = false;
+    // Closed (Shutdown, Abort) while this request's read was completing: it could no longer
+    // be answered, so it must not be acted on either (a message stored, its sender never told).
+    if (!stream_.socket().is_open()) return;
     stream_.expires_never();  // our own handling time is not the client's fault
     auto& msg = parser_->get();
     keep_alive_ = msg.keep_alive();

@@ -68,6 +68,13 @@ void Connection::Read() {
 void Connection::OnRead(beast::error_code ec) {
   if (ec) return Finish();  // closed by either side, too big (1009 sent by Beast), or dropped
   last_heard_ = SteadyMs();
+  if (close_sent_) {
+    // Our close frame is out: Beast's close now reads and discards what the client still
+    // sends (it may have dropped the rest of this message). Only wait for the end; reading on
+    // into the message would trip Beast's assertion that some of it remains.
+    read_buf_.reset();
+    return Read();
+  }
   if (!ws_.is_message_done()) return Read();
   std::string_view text;
   if (read_buf_) {
