@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer targets built in ./build-asan (./scripts/test.sh asan builds them), each
-# for FUZZ_SECONDS (default 60) from its seed corpus in fuzz/corpus/<target>, two at a time.
+# for FUZZ_SECONDS (default 60) from its seed corpus in fuzz/corpus/<target>, one per core at a
+# time.
 # New inputs go to a scratch corpus, not the repository. A crash, leak, timeout (10 s per
 # input) or out-of-memory fails the run and leaves the input in build-asan/fuzz-artifacts.
 # Usage: ./scripts/fuzz.sh [target...]

@@ -8,6 +8,7 @@ packages=(
   libboost1.74-dev libsqlite3-dev sqlite3 libsodium-dev libssl-dev libjwt-dev
   libcurl4-openssl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev
+  clang libclang-rt-14-dev  # the sanitizer and fuzzing stages of test.sh (compiler-rt)
   python3-aiosmtpd
 )
 

@@ -135,6 +135,10 @@ int Serve(const Config& config) {
   Services& s = **services_or;
 
   const int io_threads = config.http_threads > 0 ? config.http_threads : Cores();
+  // Before the io_context: connections still referenced by its handlers release their place
+  // in it when the io_context goes, last.
+  http::ConnectionLimits connection_limits(static_cast<size_t>(config.max_connections),
+                                           static_cast<size_t>(config.max_conns_per_ip));
   boost::asio::io_context ioc(io_threads);
   auto authenticate = [&s](std::string_view token) { return s.accounts->Authenticate(token); };
 
@@ -175,8 +179,7 @@ int Serve(const Config& config) {
   options.max_open_files = open_files;
   options.header_limit = static_cast<size_t>(config.http_max_header_bytes);
   options.max_headers = static_cast<size_t>(config.http_max_headers);
-  options.max_connections = static_cast<size_t>(config.max_connections);
-  options.max_connections_per_address = static_cast<size_t>(config.max_conns_per_ip);
+  options.limits = &connection_limits;
   http::Server server(ioc, &dispatcher, &s.registry, options);
   server.SetUpgradeHandler(&hub);
   if (Status st = server.Listen(); !st.ok()) {

@@ -24,7 +24,7 @@ void MessageService::Send(int64_t caller, SendInput input,
     }
   }
   // After validation, so that only what would be stored counts against the sender.
-  if (const int64_t wait_ms = send_limiter_.TryTake(caller, d_.now())) {
+  if (const int64_t wait_ms = send_limiter_.TryTake(caller, d_.steady_now())) {
     return done(Status::RateLimited("too many messages; slow down", (wait_ms + 999) / 1000));
   }
   NewMessage m;

@@ -46,6 +46,7 @@ class MessageService {
     // Each sender's token bucket (MSG_RATE_PER_SEC, MSG_RATE_BURST); 0 per second: no limit.
     double send_rate_per_sec = 0;
     double send_burst = 0;
+    std::function<TimeMs()> steady_now = SteadyMs;  // the rate's clock: never jumps with NTP
   };
   explicit MessageService(Deps deps);
 

@@ -38,7 +38,7 @@ class ConnectionLimits {
 
   enum class Refusal { kNone, kTotal, kPerAddress };
 
-  // 0: no limit.
+  // 0: no limit. Every Lease must be gone before this is destroyed.
   ConnectionLimits(size_t max_total, size_t max_per_address)
       : max_total_(max_total), max_per_address_(max_per_address) {}
 

@@ -230,7 +230,7 @@ Server::Server(net::io_context& ioc, Dispatcher* dispatcher, metrics::Registry* 
     : ioc_(ioc),
       dispatcher_(dispatcher),
       options_(std::move(options)),
-      limits_(options_.max_connections, options_.max_connections_per_address),
+      limits_(options_.limits != nullptr ? *options_.limits : unlimited_),
       acceptor_(net::make_strand(ioc)),
       accept_backoff_(acceptor_.get_executor()),
       open_connections_(registry->GetGauge("mmchat_http_connections", "Open HTTP connections.")),
@@ -357,8 +357,7 @@ void Server::Refuse(tcp::socket& socket, Over over) {
       spdlog::warn("refused {} connection(s): the open-file limit ({}) is nearly reached",
                    refusals_unlogged_, options_.max_open_files);
     } else {
-      spdlog::warn("refused {} connection(s): MAX_CONNECTIONS ({}) are open", refusals_unlogged_,
-                   options_.max_connections);
+      spdlog::warn("refused {} connection(s): MAX_CONNECTIONS are open", refusals_unlogged_);
     }
     refusals_unlogged_ = 0;
     refusal_logged_ = now;

@@ -36,10 +36,11 @@ struct ServerOptions {
   size_t body_limit = 64 * 1024;
   size_t header_limit = 16 * 1024;  // bytes of request line and headers
   size_t max_headers = 100;         // header fields per request
-  // Open connections, HTTP and WebSocket together (0: no limit but the open-file limit), and
-  // per client address (0: none). Over them a connection is answered 503 or 429 and closed.
-  size_t max_connections = 0;
-  size_t max_connections_per_address = 0;
+  // Open connections, HTTP and WebSocket together, and per client address: over them a
+  // connection is answered 503 or 429 and closed. Null: no limits but the open-file limit.
+  // It must outlive every connection, the WebSocket ones too, whose last references may go
+  // only with the io_context: create it before the io_context.
+  ConnectionLimits* limits = nullptr;
   // The process's open-file limit (0: not enforced). A connection that would leave fewer than
   // kReservedFiles descriptors free is answered 503 and closed, so the database, the logs and
   // the listener always have descriptors.
@@ -107,7 +108,8 @@ class Server {
   Dispatcher* dispatcher_;
   UpgradeHandler* upgrader_ = nullptr;
   const ServerOptions options_;
-  ConnectionLimits limits_;
+  ConnectionLimits unlimited_{0, 0};  // when options_.limits is null
+  ConnectionLimits& limits_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer accept_backoff_;  // on the acceptor's strand
   // Connections take turns on a fixed set of strands instead of one strand each: a strand

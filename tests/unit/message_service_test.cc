@@ -655,7 +655,7 @@ TEST_F(MessageServiceTest, ConcurrentSendsThroughTheLocalBusArriveAscending) {
 TEST_F(MessageServiceTest, ASenderPastItsBurstIsRateLimitedUntilTokensComeBack) {
   MessageService service(MessageService::Deps{store_.get(), convs_.get(), &bus_, &tracker_, 4000,
                                               clock_.Fn(), /*send_rate_per_sec=*/1,
-                                              /*send_burst=*/2});
+                                              /*send_burst=*/2, /*steady_now=*/clock_.Fn()});
   const Conversation g = Group(alice_, {bob_});
   auto send = [&](int64_t who, const std::string& content) {
     test::AppendWaiter w;
