@@ -94,6 +94,18 @@ class AbuseLimitTest : public ::testing::Test {
     return client_->Post("/api/messages", {{"conversation_id", conversation}, {"content", content}},
                          a.token);
   }
+  // A new connection's answer once it is refused with `status`, or the last answer seen. The
+  // held connections count only once accepted, so this waits rather than assume the order.
+  std::string AwaitRefusal(int status) {
+    std::string answer;
+    Eventually([&] {
+      RawConnection extra(server_->port());
+      extra.Write("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+      answer = extra.ReadToClose();
+      return StatusAndCode(answer).first == status;
+    });
+    return answer;
+  }
   size_t Stored(const Account& reader, int64_t conversation) {
     auto r = client_->Get(
         "/api/conversations/" + std::to_string(conversation) + "/messages?limit=100", reader.token);
@@ -238,15 +250,9 @@ TEST_F(AbuseLimitTest, ConnectionsPastThePerAddressLimitGet429UntilOneCloses) {
   Start({{"MAX_CONNS_PER_IP", "4"}});
   std::vector<std::unique_ptr<RawConnection>> held;
   for (int i = 0; i < 4; ++i) held.push_back(std::make_unique<RawConnection>(server_->port()));
-  // The fifth is answered and closed. The held ones are only counted once accepted, so wait
-  // for the refusal rather than assuming the order.
-  std::string refusal;
-  ASSERT_TRUE(Eventually([&] {
-    RawConnection extra(server_->port());
-    extra.Write("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-    refusal = extra.ReadToClose();
-    return StatusAndCode(refusal).first == 429;
-  })) << refusal;
+  // The fifth is answered and closed.
+  const std::string refusal = AwaitRefusal(429);
+  ASSERT_EQ(StatusAndCode(refusal).first, 429) << refusal;
   EXPECT_EQ(StatusAndCode(refusal).second, "rate_limited") << refusal;
   EXPECT_TRUE(HasRetryAfter(refusal)) << refusal;
 
@@ -268,13 +274,8 @@ TEST_F(AbuseLimitTest, ConnectionsPastMaxConnectionsGet503) {
   Start({{"MAX_CONNECTIONS", "3"}});
   std::vector<std::unique_ptr<RawConnection>> held;
   for (int i = 0; i < 3; ++i) held.push_back(std::make_unique<RawConnection>(server_->port()));
-  std::string refusal;
-  ASSERT_TRUE(Eventually([&] {
-    RawConnection extra(server_->port());
-    extra.Write("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-    refusal = extra.ReadToClose();
-    return StatusAndCode(refusal).first == 503;
-  })) << refusal;
+  const std::string refusal = AwaitRefusal(503);
+  ASSERT_EQ(StatusAndCode(refusal).first, 503) << refusal;
   EXPECT_EQ(StatusAndCode(refusal).second, "unavailable") << refusal;
   EXPECT_TRUE(HasRetryAfter(refusal)) << refusal;
   held.clear();
