@@ -41,7 +41,10 @@ Request ToRequest(bhttp::request<bhttp::string_body>& msg) {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, Server* server, ConnectionLimits::Lease lease)
-      : stream_(std::move(socket)), server_(server), lease_(std::move(lease)) {}
+      : stream_(std::move(socket)),
+        server_(server),
+        lease_(std::move(lease)),
+        client_address_(lease_.address().to_string()) {}
   ~Session() { server_->Unregister(this); }
 
   void Start() {
@@ -138,7 +141,7 @@ class Session : public std::enable_shared_from_this<Session> {
     version_ = msg.version();
 
     Request req = ToRequest(msg);
-    req.client_address = lease_.address().to_string();
+    req.client_address = client_address_;
     UpgradeHandler* upgrader = server_->upgrader_;
     if (upgrader != nullptr && req.path == upgrader->path()) return Upgrade(*upgrader, req);
 
@@ -211,6 +214,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   Server* server_;
   ConnectionLimits::Lease lease_;
+  const std::string client_address_;  // formatted once per connection, not per request
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bool reading_ = false;
