@@ -25,7 +25,6 @@
 #include "http/router.h"
 #include "http/server.h"
 #include "metrics/registry.h"
-#include "store/sqlite/sqlite_store.h"
 #include "ws/hub.h"
 
 namespace mmchat::app {
@@ -59,9 +58,9 @@ int Cores() {
 }  // namespace
 
 Status MigrateOnly(const Config& config) {
-  auto store = store::sqlite::SqliteStore::Open(StoreOptions(config));
+  auto store = OpenStore(config);
   if (!store.ok()) return store.status();
-  spdlog::info("database {} is up to date", config.sqlite_dsn);
+  spdlog::info("database {} is up to date", DescribeStore(config));
   return Status::Ok();
 }
 
@@ -185,7 +184,7 @@ int Serve(const Config& config) {
   server.Start();
   const std::string shown_host = config.http_host.empty() ? "0.0.0.0" : config.http_host;
   spdlog::info("mmchat listening on http://{}:{} ({} io threads, {} workers, database {})",
-               shown_host, server.port(), io_threads, worker_threads, config.sqlite_dsn);
+               shown_host, server.port(), io_threads, worker_threads, DescribeStore(config));
 
   // Delivered watermarks go to the database in batches, off the io threads.
   boost::asio::steady_timer flush_timer(ioc);
@@ -224,7 +223,8 @@ int Serve(const Config& config) {
   // connections close with 1001 after the answers queued for them.
   server.Stop();
   hub.Drain();
-  if (!s.store->WaitForAppends(left())) spdlog::warn("messages still being written at shutdown");
+  if (!s.store->writer().WaitForAppends(left()))
+    spdlog::warn("messages still being written at shutdown");
   hub.Shutdown();
   if (!server.WaitForConnections(left()) || !hub.WaitForConnections(left())) {
     spdlog::warn("connections still open after {}s; closing them", kShutdownGrace.count());

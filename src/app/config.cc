@@ -61,6 +61,12 @@ const std::vector<ConfigVar>& ConfigVars() {
        "with `OTP_SENDER=smtp`"},
       {"SMTP_FROM", "mmchat@localhost", "sender address"},
       {"MAX_MESSAGE_LEN", "4000", "characters per message"},
+      {"DATABASE_URL", "-",
+       "a PostgreSQL URI (`postgres://user:pass@host:5432/db` or `postgresql://…`); when set, "
+       "PostgreSQL is the store and `SQLITE_DSN` is not used"},
+      {"DATABASE_POOL_SIZE", "16", "PostgreSQL connections each process keeps at most"},
+      {"DATABASE_WAIT_SEC", "30",
+       "how long start-up waits for an unreachable PostgreSQL before it exits"},
       {"HTTP_THREADS", "cores", "io threads serving connections"},
       {"WORKER_THREADS", "cores", "threads for password hashing and mail"},
       {"HTTP_READ_TIMEOUT_SEC", "30",
@@ -229,6 +235,15 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
     c.smtp_from = *v;
   }
   if (Status s = int_var("MAX_MESSAGE_LEN", 1, 65536, &c.max_message_len); !s.ok()) return s;
+  if (auto v = get("DATABASE_URL"); v && !v->empty()) {
+    // The value is not echoed: it may hold a password.
+    if (v->rfind("postgres://", 0) != 0 && v->rfind("postgresql://", 0) != 0) {
+      return Invalid("DATABASE_URL", "must start with postgres:// or postgresql://", "…");
+    }
+    c.database_url = *v;
+  }
+  if (Status s = int_var("DATABASE_POOL_SIZE", 1, 1000, &c.database_pool_size); !s.ok()) return s;
+  if (Status s = int_var("DATABASE_WAIT_SEC", 0, 3600, &c.database_wait_sec); !s.ok()) return s;
   if (Status s = int_var("HTTP_THREADS", 1, 256, &c.http_threads); !s.ok()) return s;
   if (Status s = int_var("WORKER_THREADS", 1, 256, &c.worker_threads); !s.ok()) return s;
   if (Status s = int_var("HTTP_READ_TIMEOUT_SEC", 1, kMaxInt, &c.http_read_timeout_sec); !s.ok()) {

@@ -28,9 +28,12 @@ struct Config {
   std::string smtp_url;
   std::string smtp_from = "mmchat@localhost";
   int64_t max_message_len = 4000;
+  std::string database_url;  // empty: SQLite (sqlite_dsn); else a PostgreSQL URI
   // MmChat's own
-  int http_threads = 0;    // 0: one per core
-  int worker_threads = 0;  // 0: one per core
+  int64_t database_pool_size = 16;  // PostgreSQL connections per process
+  int64_t database_wait_sec = 30;   // how long start-up waits for an unreachable database
+  int http_threads = 0;             // 0: one per core
+  int worker_threads = 0;           // 0: one per core
   int64_t http_read_timeout_sec = 30;
   std::string sqlite_synchronous = "NORMAL";  // NORMAL | FULL
   std::string log_level = "info";

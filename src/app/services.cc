@@ -6,6 +6,8 @@
 #include "http/handlers/routes.h"
 #include "mail/log_sender.h"
 #include "mail/smtp_sender.h"
+#include "store/postgres/postgres_store.h"
+#include "store/sqlite/sqlite_store.h"
 
 namespace mmchat::app {
 namespace {
@@ -29,18 +31,34 @@ std::unique_ptr<domain::CodeSender> MakeSender(const Config& config) {
 
 }  // namespace
 
-store::sqlite::Options StoreOptions(const Config& config) {
+Result<std::unique_ptr<store::Store>> OpenStore(const Config& config) {
+  if (!config.database_url.empty()) {
+    store::postgres::Options options;
+    options.url = config.database_url;
+    options.pool_size = static_cast<size_t>(config.database_pool_size);
+    options.startup_wait = std::chrono::seconds(config.database_wait_sec);
+    auto pg = store::postgres::PostgresStore::Open(options);
+    if (!pg.ok()) return pg.status();
+    return std::unique_ptr<store::Store>(std::move(pg).value());
+  }
   store::sqlite::Options options;
   options.dsn = config.sqlite_dsn;
   options.synchronous = config.sqlite_synchronous;
-  return options;
+  auto lite = store::sqlite::SqliteStore::Open(options);
+  if (!lite.ok()) return lite.status();
+  return std::unique_ptr<store::Store>(std::move(lite).value());
+}
+
+std::string DescribeStore(const Config& config) {
+  if (!config.database_url.empty()) return store::postgres::Describe(config.database_url);
+  return "sqlite " + config.sqlite_dsn;
 }
 
 Result<std::unique_ptr<Services>> Services::Open(
     const Config& config, std::function<void(std::function<void()>)> background,
     std::unique_ptr<domain::PasswordHasher> hasher) {
   auto s = std::make_unique<Services>();
-  auto store = store::sqlite::SqliteStore::Open(StoreOptions(config));
+  auto store = OpenStore(config);
   if (!store.ok()) return store.status();
   s->store = std::move(store).value();
   auto secret = JwtSecret(config, s->store.get());

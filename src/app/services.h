@@ -19,11 +19,14 @@
 #include "domain/user_service.h"
 #include "http/router.h"
 #include "metrics/registry.h"
-#include "store/sqlite/sqlite_store.h"
+#include "store/common/store.h"
 
 namespace mmchat::app {
 
-store::sqlite::Options StoreOptions(const Config& config);
+// The store configuration chose (PostgreSQL with DATABASE_URL, else SQLite), connected and
+// migrated; and how to name it in a log line.
+Result<std::unique_ptr<store::Store>> OpenStore(const Config& config);
+std::string DescribeStore(const Config& config);
 
 struct Services {
   // `background` runs slow account work (a hash, a mail); `hasher` replaces Argon2 with the
@@ -36,7 +39,7 @@ struct Services {
   // Adds every REST route; `users` answers the online state (the WebSocket hub's view).
   void AddRoutes(http::Router& router, domain::UserService* users);
 
-  std::unique_ptr<store::sqlite::SqliteStore> store;
+  std::unique_ptr<store::Store> store;
   std::unique_ptr<domain::PasswordHasher> hasher;
   std::unique_ptr<crypto::SodiumOtp> otp;
   std::unique_ptr<crypto::JwtCodec> tokens;

@@ -50,10 +50,10 @@ Result<int64_t> AccountService::SignupInitiate(const SignupRequest& req) {
 
   auto by_name = d_.users->FindUserByUsername(req.username);
   if (!by_name.ok()) return by_name.status();
-  if (by_name->has_value()) return Status::Conflict("username already taken");
+  if (by_name->has_value()) return Status::Conflict(kUsernameTaken);
   auto by_email = d_.users->FindUserByEmail(req.email);
   if (!by_email.ok()) return by_email.status();
-  if (by_email->has_value()) return Status::Conflict("email already registered");
+  if (by_email->has_value()) return Status::Conflict(kEmailTaken);
 
   const std::string email = AsciiLower(req.email);
   const TimeMs now = d_.now();
@@ -97,10 +97,11 @@ Result<AuthResult> AccountService::SignupVerify(const std::string& email, const 
 Result<AuthResult> AccountService::Login(const LoginRequest& req) {
   const Status bad = Status::InvalidCredentials("invalid username, email or password");
   Result<std::optional<UserRecord>> found = std::optional<UserRecord>();
+  // A name no store can hold matches no account.
   if (req.username) {
-    found = d_.users->FindUserByUsername(*req.username);
+    if (Storable(*req.username)) found = d_.users->FindUserByUsername(*req.username);
   } else if (req.email) {
-    found = d_.users->FindUserByEmail(*req.email);
+    if (Storable(*req.email)) found = d_.users->FindUserByEmail(*req.email);
   } else {
     return Status::InvalidRequest("username or email is required");
   }
@@ -265,6 +266,7 @@ Result<std::string> AccountService::StoreNewCode(PendingCode code) {
 Result<PendingCode> AccountService::UseCode(CodePurpose purpose, const std::string& email,
                                             const std::string& otp) {
   const Status invalid = Status::OtpInvalid("invalid verification code");
+  if (!Storable(email)) return invalid;  // no code is kept for it
   // Counting the try before comparing keeps concurrent guesses within the limit.
   auto found = d_.codes->ReserveCodeAttempt(purpose, email, policy_.max_code_attempts);
   if (!found.ok()) return found.status();

@@ -70,6 +70,18 @@ struct AppendResult {
   bool created = true;  // false: a repeated client_id returned the original
 };
 
+// What the store did with an append.
+enum class AppendOutcome {
+  kCreated,         // committed as a new message
+  kRepeated,        // the sender's client_id was used before: `message` is the original
+  kNoConversation,  // nothing stored
+  kNotParticipant,  // nothing stored
+};
+struct StoredAppend {
+  AppendOutcome outcome = AppendOutcome::kCreated;
+  Message message;  // kCreated and kRepeated only
+};
+
 // A page of messages in ascending id order.
 struct MessagePage {
   std::vector<Message> messages;

@@ -3,19 +3,34 @@
 #include <algorithm>
 #include <set>
 
-#include "common/utf8.h"
+#include "domain/validation.h"
 
 namespace mmchat::domain {
 namespace {
 
-Status ValidateGroupName(const std::string& name) {
-  const auto len = Utf8Length(name);
-  if (!len || *len < 1 || *len > 100)
-    return Status::InvalidRequest("name must be 1 to 100 characters");
-  return Status::Ok();
+Status ValidateGroupName(const std::string& name) { return ValidateText("name", name, 1, 100); }
+
+// The words for what a membership primitive refused.
+Status Refused(MembershipOutcome outcome) {
+  switch (outcome) {
+    case MembershipOutcome::kDone:
+      return Status::Ok();
+    case MembershipOutcome::kNoSuchUser:
+      return Status::NotFound(kUserNotFound);
+    case MembershipOutcome::kAlreadyParticipant:
+      return Status::Conflict("already a participant");
+    case MembershipOutcome::kNotParticipant:
+      return Status::NotFound("not a participant of this conversation");
+    case MembershipOutcome::kWouldLeaveNoAdmin:
+      return Status::InvalidRequest("role: the group needs an admin; promote someone first");
+  }
+  return Status::Internal("unknown membership outcome");
 }
 
 }  // namespace
+
+Status ConversationNotFound() { return Status::NotFound("conversation not found"); }
+Status NotAParticipant() { return Status::Forbidden("not a participant of this conversation"); }
 
 MessageStatuses::MessageStatuses(const Conversation& c, const DeliveryTracker& tracker) {
   marks_.reserve(c.participants.size());
@@ -54,10 +69,8 @@ ConversationService::ConversationService(Deps deps) : d_(std::move(deps)) {}
 Result<Conversation> ConversationService::LoadForParticipant(int64_t caller, int64_t id) {
   auto c = d_.conversations->GetConversation(id);
   if (!c.ok()) return c.status();
-  if (!c->has_value()) return Status::NotFound("conversation not found");
-  if ((*c)->Find(caller) == nullptr) {
-    return Status::Forbidden("not a participant of this conversation");
-  }
+  if (!c->has_value()) return ConversationNotFound();
+  if ((*c)->Find(caller) == nullptr) return NotAParticipant();
   return std::move(**c);
 }
 
@@ -83,25 +96,18 @@ Result<Conversation> ConversationService::Get(int64_t caller, int64_t id) {
 }
 
 Result<std::vector<Conversation>> ConversationService::List(int64_t caller) {
-  auto ids = d_.conversations->ListConversationIds(caller);
-  if (!ids.ok()) return ids.status();
-  std::vector<Conversation> out;
-  out.reserve(ids->size());
-  for (int64_t id : *ids) {
-    auto c = d_.conversations->GetConversation(id);
-    if (!c.ok()) return c.status();
-    if (!c->has_value() || (*c)->Find(caller) == nullptr) continue;  // changed meanwhile
-    auto view = ForReader(std::move(**c), caller);
-    if (!view.ok()) return view.status();
-    out.push_back(std::move(view).value());
+  auto list = d_.conversations->ListConversationsFor(caller);
+  if (!list.ok()) return list.status();
+  for (Conversation& c : *list) {
+    if (c.last_message) c.last_message->status = StatusOf(*c.last_message, c, *d_.tracker);
   }
-  return out;
+  return list;
 }
 
 Result<Conversation> ConversationService::Changed(int64_t caller, int64_t id) {
   auto c = d_.conversations->GetConversation(id);
   if (!c.ok()) return c.status();
-  if (!c->has_value()) return Status::NotFound("conversation not found");
+  if (!c->has_value()) return ConversationNotFound();
   d_.bus->Publish(ConversationChanged{**c});
   return ForReader(std::move(**c), caller);
 }
@@ -115,7 +121,7 @@ Result<std::pair<Conversation, bool>> ConversationService::CreatePrivate(int64_t
   if (other == caller) return Status::InvalidRequest("user_id: cannot talk to yourself");
   auto user = d_.users->FindUserById(other);
   if (!user.ok()) return user.status();
-  if (!user->has_value()) return Status::NotFound("user not found");
+  if (!user->has_value()) return Status::NotFound(kUserNotFound);
   auto created = d_.conversations->GetOrCreatePrivate(caller, other, d_.now());
   if (!created.ok()) return created.status();
   const auto [id, is_new] = *created;
@@ -132,9 +138,12 @@ Result<Conversation> ConversationService::CreateGroup(int64_t caller, const std:
   for (int64_t id : member_ids) {
     if (seen.insert(id).second) members.push_back(id);  // the creator and repeats once only
   }
-  auto id = d_.conversations->CreateGroup(name, caller, members, d_.now());
-  if (!id.ok()) return id.status();
-  return Changed(caller, *id);
+  auto created = d_.conversations->CreateGroup(name, caller, members, d_.now());
+  if (!created.ok()) return created.status();
+  if (created->outcome != MembershipOutcome::kDone) {
+    return Status::NotFound("user " + std::to_string(created->missing_user) + " not found");
+  }
+  return Changed(caller, created->id);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -175,12 +184,10 @@ Result<Conversation> ConversationService::AddParticipant(int64_t caller, int64_t
   auto c = LoadForAdmin(caller, id, &admin);
   if (!c.ok()) return c.status();
   if (!admin) return Status::Forbidden("only admins can add participants");
-  if (c->Find(user_id) != nullptr) return Status::Conflict("already a participant");
-  if (Status s =
-          d_.conversations->AddParticipant(id, user_id, role.value_or(Role::kMember), d_.now());
-      !s.ok()) {
-    return s;
-  }
+  auto added =
+      d_.conversations->AddParticipant(id, user_id, role.value_or(Role::kMember), d_.now());
+  if (!added.ok()) return added.status();
+  if (Status s = Refused(*added); !s.ok()) return s;
   return Changed(caller, id);
 }
 
@@ -191,16 +198,10 @@ Result<Conversation> ConversationService::SetRole(int64_t caller, int64_t id, in
   auto c = LoadForAdmin(caller, id, &admin);
   if (!c.ok()) return c.status();
   if (!admin) return Status::Forbidden("only admins can change roles");
-  const Participant* target = c->Find(user_id);
-  if (target == nullptr) return Status::NotFound("not a participant of this conversation");
-  if (role == Role::kMember && target->role == Role::kAdmin) {
-    const auto admins = std::count_if(c->participants.begin(), c->participants.end(),
-                                      [](const Participant& p) { return p.role == Role::kAdmin; });
-    if (admins == 1) {
-      return Status::InvalidRequest("role: the group needs an admin; promote someone first");
-    }
-  }
-  if (Status s = d_.conversations->SetRole(id, user_id, role, d_.now()); !s.ok()) return s;
+  // The store keeps an admin: a demotion of the last one comes back kWouldLeaveNoAdmin.
+  auto changed = d_.conversations->SetRole(id, user_id, role, d_.now());
+  if (!changed.ok()) return changed.status();
+  if (Status s = Refused(*changed); !s.ok()) return s;
   return Changed(caller, id);
 }
 
@@ -210,12 +211,13 @@ Status ConversationService::RemoveParticipant(int64_t caller, int64_t id, int64_
   auto c = LoadForAdmin(caller, id, &admin);
   if (!c.ok()) return c.status();
   if (user_id != caller && !admin) return Status::Forbidden("only admins can remove others");
-  if (c->Find(user_id) == nullptr)
-    return Status::NotFound("not a participant of this conversation");
+  if (c->Find(user_id) == nullptr) return Refused(MembershipOutcome::kNotParticipant);
   // Announced before the write: a message committed right after the removal must not be
   // pushed to the removed user while the real-time layer still counts it as a member.
   d_.bus->Publish(ConversationRemoved{id, user_id});
-  if (Status s = d_.conversations->RemoveParticipant(id, user_id, d_.now()); !s.ok()) {
+  auto removed = d_.conversations->RemoveParticipant(id, user_id, d_.now());
+  Status s = removed.ok() ? Refused(*removed) : removed.status();
+  if (!s.ok()) {
     if (auto unchanged = d_.conversations->GetConversation(id);
         unchanged.ok() && unchanged->has_value()) {
       d_.bus->Publish(ConversationChanged{**unchanged});  // still a member after all

@@ -41,6 +41,11 @@ class MessageStatuses {
 // The status of one message (see MessageStatuses).
 MessageStatus StatusOf(const Message& m, const Conversation& c, const DeliveryTracker& tracker);
 
+// The answers to a caller who may not see a conversation, worded once: kNotFound when it does
+// not exist, kForbidden when the caller is not (or no longer) a participant.
+Status ConversationNotFound();
+Status NotAParticipant();
+
 class ConversationService {
  public:
   struct Deps {

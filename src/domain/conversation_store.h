@@ -1,4 +1,7 @@
 // Storage of conversations, participants and messages, implemented by store/<backend>.
+//
+// The store offers atomic primitives and reports what happened as plain outcomes; the rules
+// and the words clients read live in the domain (conversation_service.cc, message_service.cc).
 // Thread-safe. AppendMessage is asynchronous: the backend commits many concurrent appends in
 // one transaction (group commit) and calls back only after the commit.
 #pragma once
@@ -14,43 +17,65 @@
 
 namespace mmchat::domain {
 
+// What a membership primitive did.
+enum class MembershipOutcome {
+  kDone,
+  kNoSuchUser,          // the user to add (or a group member) does not exist
+  kAlreadyParticipant,  // AddParticipant: nothing changed
+  kNotParticipant,      // SetRole, RemoveParticipant: nothing changed
+  kWouldLeaveNoAdmin,   // SetRole: the demotion would leave the group without an admin
+};
+
+struct CreatedGroup {
+  MembershipOutcome outcome = MembershipOutcome::kDone;  // kDone or kNoSuchUser
+  int64_t id = 0;                                        // the new group (kDone)
+  int64_t missing_user = 0;                              // the unknown member (kNoSuchUser)
+};
+
 class ConversationStore {
  public:
   virtual ~ConversationStore() = default;
 
-  // The private conversation of the pair, created when missing; `created` says which.
+  // The private conversation of the pair, created when missing; `created` says which. At most
+  // one exists per pair, also when several processes race to create it.
   virtual Result<std::pair<int64_t, bool>> GetOrCreatePrivate(int64_t a, int64_t b, TimeMs now) = 0;
-  // A group whose creator is its first admin; members join as members. kNotFound when a member
-  // id is not a user.
-  virtual Result<int64_t> CreateGroup(const std::string& name, int64_t creator,
-                                      const std::vector<int64_t>& members, TimeMs now) = 0;
+  // A group whose creator is its first admin; members join as members. Nothing is created
+  // when a member id is not a user (kNoSuchUser).
+  virtual Result<CreatedGroup> CreateGroup(const std::string& name, int64_t creator,
+                                           const std::vector<int64_t>& members, TimeMs now) = 0;
   // With its participants (usernames and pictures joined in); nullopt when there is none.
   virtual Result<std::optional<Conversation>> GetConversation(int64_t id) = 0;
-  // The user's conversations, newest activity first.
-  virtual Result<std::vector<int64_t>> ListConversationIds(int64_t user_id) = 0;
+  // The user's conversations, newest activity first, each with its participants, its last
+  // message (status not set), the user's read marker (last_read_message_id) and unread count,
+  // read from one snapshot in a fixed number of queries however many there are.
+  virtual Result<std::vector<Conversation>> ListConversationsFor(int64_t user_id) = 0;
   // Every (conversation id, user id) membership: loads the real-time layer's index at start.
   virtual Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() = 0;
   virtual Result<std::optional<Message>> LastMessage(int64_t conversation_id) = 0;
-  // Messages from others with id above `after_id`.
+  // Messages from others than `user_id` with id above `after_id`.
   virtual Result<int64_t> CountUnread(int64_t conversation_id, int64_t user_id,
                                       int64_t after_id) = 0;
 
   virtual Status Rename(int64_t conversation_id, const std::string& name, TimeMs now) = 0;
-  // kConflict when already a participant; kNotFound when the user does not exist.
-  virtual Status AddParticipant(int64_t conversation_id, int64_t user_id, Role role,
-                                TimeMs now) = 0;
-  // kNotFound when not a participant; kInvalidRequest (nothing changed) when a demotion would
-  // leave the conversation without an admin.
-  virtual Status SetRole(int64_t conversation_id, int64_t user_id, Role role, TimeMs now) = 0;
-  // Removes the participant; when no admin remains, the member with the earliest joined_at
-  // becomes admin, in the same transaction.
-  virtual Status RemoveParticipant(int64_t conversation_id, int64_t user_id, TimeMs now) = 0;
+  // kDone, kNoSuchUser or kAlreadyParticipant.
+  virtual Result<MembershipOutcome> AddParticipant(int64_t conversation_id, int64_t user_id,
+                                                   Role role, TimeMs now) = 0;
+  // kDone, kNotParticipant, or kWouldLeaveNoAdmin: a demotion happens only when another
+  // admin remains, checked atomically with the change (concurrent demotions cannot both pass).
+  virtual Result<MembershipOutcome> SetRole(int64_t conversation_id, int64_t user_id, Role role,
+                                            TimeMs now) = 0;
+  // kDone or kNotParticipant. When no admin remains, the remaining participant with the
+  // earliest joined_at (then lowest user id) becomes admin, in the same transaction.
+  virtual Result<MembershipOutcome> RemoveParticipant(int64_t conversation_id, int64_t user_id,
+                                                      TimeMs now) = 0;
 
   // Commits the message (seq = last + 1, the sender's read marker moves to it) and calls
-  // `done` after the commit, from the writer thread. A repeated (sender, client_id) returns the
-  // original with created = false. kForbidden when the sender is not a participant.
+  // `done` after the commit, from the writer thread, in commit order. `id` increases in
+  // commit order across every process sharing the database. A repeated (sender, client_id)
+  // returns the original (kRepeated); a missing conversation or a sender who is not a
+  // participant stores nothing.
   virtual void AppendMessage(NewMessage message,
-                             std::function<void(Result<AppendResult>)> done) = 0;
+                             std::function<void(Result<StoredAppend>)> done) = 0;
   virtual Result<std::optional<Message>> GetMessage(int64_t id) = 0;
   // Up to `limit` messages in ascending id order: the newest ones (no cursor), the newest
   // below `before`, or the oldest above `after`.
@@ -61,9 +86,9 @@ class ConversationStore {
   virtual Result<std::vector<Message>> MessagesSince(int64_t user_id, int64_t since, int limit) = 0;
 
   // Moves the read marker up to `message_id` (never down), stamping read_at = `now` when it
-  // moves; returns the marker after the call.
-  virtual Result<ReadMark> MoveReadMarker(int64_t conversation_id, int64_t user_id,
-                                          int64_t message_id, TimeMs now) = 0;
+  // moves; returns the marker after the call, or nullopt when the user is not a participant.
+  virtual Result<std::optional<ReadMark>> MoveReadMarker(int64_t conversation_id, int64_t user_id,
+                                                         int64_t message_id, TimeMs now) = 0;
   // Moves delivered markers forward (never down), in one transaction.
   virtual Status SaveDelivered(const std::vector<Watermark>& marks) = 0;
 };

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <map>
 
-#include "common/utf8.h"
+#include "domain/validation.h"
 
 namespace mmchat::domain {
 
@@ -12,16 +12,12 @@ MessageService::MessageService(Deps deps)
 
 void MessageService::Send(int64_t caller, SendInput input,
                           std::function<void(Result<AppendResult>)> done) {
-  const auto len = Utf8Length(input.content);
-  if (!len || *len < 1 || *len > static_cast<size_t>(d_.max_message_len)) {
-    return done(Status::InvalidRequest("content must be 1 to " +
-                                       std::to_string(d_.max_message_len) + " characters"));
+  if (Status s = ValidateText("content", input.content, 1, static_cast<size_t>(d_.max_message_len));
+      !s.ok()) {
+    return done(s);
   }
   if (input.client_id) {
-    const auto id_len = Utf8Length(*input.client_id);
-    if (!id_len || *id_len < 1 || *id_len > 64) {
-      return done(Status::InvalidRequest("client_id must be 1 to 64 characters"));
-    }
+    if (Status s = ValidateText("client_id", *input.client_id, 1, 64); !s.ok()) return done(s);
   }
   // After validation, so that only what would be stored counts against the sender.
   if (const int64_t wait_ms = send_limiter_.TryTake(caller, d_.steady_now())) {
@@ -34,16 +30,25 @@ void MessageService::Send(int64_t caller, SendInput input,
   m.client_id = std::move(input.client_id);
   m.created_at = d_.now();
   d_.conversations->AppendMessage(
-      std::move(m), [this, caller, done = std::move(done)](Result<AppendResult> r) {
-        if (r.ok() && r->created) {
-          // Announced from the writer thread in commit order: ids reach subscribers ascending.
-          d_.bus->Publish(MessageCreated{r->message});
-        } else if (r.ok()) {
-          // A retry returns the original, whose status may have moved on since (rare path).
-          auto c = d_.access->LoadForParticipant(caller, r->message.conversation_id);
-          if (c.ok()) r->message.status = StatusOf(r->message, *c, *d_.tracker);
+      std::move(m), [this, caller, done = std::move(done)](Result<StoredAppend> stored) {
+        if (!stored.ok()) return done(stored.status());
+        switch (stored->outcome) {
+          case AppendOutcome::kNoConversation:
+            return done(ConversationNotFound());
+          case AppendOutcome::kNotParticipant:
+            return done(NotAParticipant());
+          case AppendOutcome::kCreated:
+            // Announced from the writer thread in commit order: ids reach subscribers ascending.
+            d_.bus->Publish(MessageCreated{stored->message});
+            return done(AppendResult{std::move(stored->message), true});
+          case AppendOutcome::kRepeated: {
+            // A retry returns the original, whose status may have moved on since (rare path).
+            AppendResult r{std::move(stored->message), false};
+            auto c = d_.access->LoadForParticipant(caller, r.message.conversation_id);
+            if (c.ok()) r.message.status = StatusOf(r.message, *c, *d_.tracker);
+            return done(std::move(r));
+          }
         }
-        done(std::move(r));
       });
 }
 
@@ -85,10 +90,12 @@ Result<ReadMark> MessageService::MarkRead(int64_t caller, int64_t conversation_i
   }
   auto mark = d_.conversations->MoveReadMarker(conversation_id, caller, message_id, d_.now());
   if (!mark.ok()) return mark.status();
-  if (mark->moved) {
-    d_.bus->Publish(ReadReceipt{conversation_id, caller, mark->message_id, mark->read_at});
+  if (!mark->has_value()) return NotAParticipant();  // removed since the check above
+  const ReadMark& now = **mark;
+  if (now.moved) {
+    d_.bus->Publish(ReadReceipt{conversation_id, caller, now.message_id, now.read_at});
   }
-  return mark;
+  return now;
 }
 
 Result<SyncPage> MessageService::Sync(int64_t caller, int64_t since, int limit) {

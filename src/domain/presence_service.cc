@@ -8,7 +8,7 @@ PresenceService::PresenceService(UserStore* users, EventBus* bus, std::function<
 Status PresenceService::WentOnline(int64_t user_id) {
   auto rec = users_->FindUserById(user_id);
   if (!rec.ok()) return rec.status();
-  if (!rec->has_value()) return Status::NotFound("user not found");
+  if (!rec->has_value()) return Status::NotFound(kUserNotFound);
   bus_->Publish(PresenceChanged{user_id, true, (*rec)->user.last_seen});
   return Status::Ok();
 }

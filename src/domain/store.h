@@ -18,11 +18,17 @@ struct LoginGate {
   TimeMs window_start = 0;  // start of the failure window (for Retry-After when refused)
 };
 
+// The conflicts a user write can meet, worded once for every backend.
+inline constexpr const char* kUsernameTaken = "username already taken";
+inline constexpr const char* kEmailTaken = "email already registered";
+inline constexpr const char* kUserNotFound = "user not found";
+
 class UserStore {
  public:
   virtual ~UserStore() = default;
 
-  // Inserts a verified user. kConflict when the username or email is taken (case-insensitive).
+  // Inserts a verified user. kConflict (kUsernameTaken or kEmailTaken) when the username or
+  // email is taken (case-insensitive).
   virtual Result<User> CreateUser(const NewUser& user) = 0;
   // Inserts many verified users in one transaction: all or none (kConflict when one is taken).
   virtual Result<std::vector<User>> CreateUsers(const std::vector<NewUser>& users) = 0;

@@ -13,7 +13,7 @@ UserService::UserService(UserStore* users, const PresenceView* presence)
 Result<User> UserService::Get(int64_t id) {
   auto rec = users_->FindUserById(id);
   if (!rec.ok()) return rec.status();
-  if (!rec->has_value()) return Status::NotFound("user not found");
+  if (!rec->has_value()) return Status::NotFound(kUserNotFound);
   User user = std::move((*rec)->user);
   user.online = presence_->IsOnline(user.id);
   return user;
@@ -33,10 +33,7 @@ Result<User> UserService::UpdateProfile(int64_t id, const ProfileUpdate& update)
 }
 
 Result<std::vector<User>> UserService::Search(std::string_view prefix, int limit) {
-  const auto len = Utf8Length(prefix);
-  if (!len || *len < 1 || *len > 32) {
-    return Status::InvalidRequest("search must be 1 to 32 characters");
-  }
+  if (Status s = ValidateText("search", prefix, 1, 32); !s.ok()) return s;
   if (limit <= 0) limit = kDefaultSearchLimit;
   limit = std::min(limit, kMaxSearchLimit);
   auto users = users_->SearchUsersByPrefix(prefix, limit);

@@ -106,4 +106,18 @@ Status ValidateProfilePicture(std::string_view url) {
   return Status::Ok();
 }
 
+Status ValidateText(std::string_view field, std::string_view text, size_t min, size_t max) {
+  const auto len = Utf8Length(text);
+  if (!len || *len < min || *len > max) {
+    return Status::InvalidRequest(std::string(field) + " must be " + std::to_string(min) + " to " +
+                                  std::to_string(max) + " characters");
+  }
+  if (!Storable(text)) {
+    return Status::InvalidRequest(std::string(field) + " must not contain U+0000");
+  }
+  return Status::Ok();
+}
+
+bool Storable(std::string_view text) { return text.find('\0') == std::string_view::npos; }
+
 }  // namespace mmchat::domain

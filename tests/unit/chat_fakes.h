@@ -64,24 +64,26 @@ class RecordingBus final : public domain::EventBus {
   std::vector<std::function<void(const domain::Event&)>> subscribers_;  // guarded by mu_
 };
 
-// A callback for an asynchronous append and the future it fulfils.
-struct AppendWaiter {
-  std::shared_ptr<std::promise<Result<domain::AppendResult>>> promise =
-      std::make_shared<std::promise<Result<domain::AppendResult>>>();
-  std::future<Result<domain::AppendResult>> future = promise->get_future();
+// A callback for an asynchronous call (an append) and the future it fulfils.
+template <typename T>
+struct CallbackWaiter {
+  std::shared_ptr<std::promise<Result<T>>> promise = std::make_shared<std::promise<Result<T>>>();
+  std::future<Result<T>> future = promise->get_future();
 
-  std::function<void(Result<domain::AppendResult>)> Callback() {
-    return [p = promise](Result<domain::AppendResult> r) { p->set_value(std::move(r)); };
+  std::function<void(Result<T>)> Callback() {
+    return [p = promise](Result<T> r) { p->set_value(std::move(r)); };
   }
   // The result; a failure (not a hang) if the callback never comes.
-  Result<domain::AppendResult> Get() {
+  Result<T> Get() {
     if (future.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
-      ADD_FAILURE() << "append callback never came";
+      ADD_FAILURE() << "callback never came";
       return Status::Internal("no callback");
     }
     return future.get();
   }
 };
+using AppendWaiter = CallbackWaiter<domain::AppendResult>;  // MessageService::Send
+using StoredWaiter = CallbackWaiter<domain::StoredAppend>;  // ConversationStore::AppendMessage
 
 // The real SQLite store on a temporary file, the domain services over it, a recording bus and
 // a hand-moved clock.

@@ -60,20 +60,20 @@ class FakeConversationStore final : public ConversationStore {
   Result<std::pair<int64_t, bool>> GetOrCreatePrivate(int64_t, int64_t, TimeMs) override {
     return No();
   }
-  Result<int64_t> CreateGroup(const std::string&, int64_t, const std::vector<int64_t>&,
-                              TimeMs) override {
+  Result<CreatedGroup> CreateGroup(const std::string&, int64_t, const std::vector<int64_t>&,
+                                   TimeMs) override {
     return No();
   }
   Result<std::optional<Conversation>> GetConversation(int64_t) override { return No(); }
-  Result<std::vector<int64_t>> ListConversationIds(int64_t) override { return No(); }
+  Result<std::vector<Conversation>> ListConversationsFor(int64_t) override { return No(); }
   Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() override { return No(); }
   Result<std::optional<Message>> LastMessage(int64_t) override { return No(); }
   Result<int64_t> CountUnread(int64_t, int64_t, int64_t) override { return No(); }
   Status Rename(int64_t, const std::string&, TimeMs) override { return No(); }
-  Status AddParticipant(int64_t, int64_t, Role, TimeMs) override { return No(); }
-  Status SetRole(int64_t, int64_t, Role, TimeMs) override { return No(); }
-  Status RemoveParticipant(int64_t, int64_t, TimeMs) override { return No(); }
-  void AppendMessage(NewMessage, std::function<void(Result<AppendResult>)> done) override {
+  Result<MembershipOutcome> AddParticipant(int64_t, int64_t, Role, TimeMs) override { return No(); }
+  Result<MembershipOutcome> SetRole(int64_t, int64_t, Role, TimeMs) override { return No(); }
+  Result<MembershipOutcome> RemoveParticipant(int64_t, int64_t, TimeMs) override { return No(); }
+  void AppendMessage(NewMessage, std::function<void(Result<StoredAppend>)> done) override {
     done(No());
   }
   Result<std::optional<Message>> GetMessage(int64_t) override { return No(); }
@@ -82,7 +82,9 @@ class FakeConversationStore final : public ConversationStore {
     return No();
   }
   Result<std::vector<Message>> MessagesSince(int64_t, int64_t, int) override { return No(); }
-  Result<ReadMark> MoveReadMarker(int64_t, int64_t, int64_t, TimeMs) override { return No(); }
+  Result<std::optional<ReadMark>> MoveReadMarker(int64_t, int64_t, int64_t, TimeMs) override {
+    return No();
+  }
 
   std::mutex mu;
   bool fail = false;                          // guarded by mu

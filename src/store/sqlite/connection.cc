@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "store/common/statement_count.h"
+
 namespace mmchat::store::sqlite {
 
 // ---------------------------------------------------------------------------------------------
@@ -27,7 +29,10 @@ Statement& Statement::BindNull(int i) {
   return *this;
 }
 
-int Statement::Step() { return sqlite3_step(stmt_); }
+int Statement::Step() {
+  if (!sqlite3_stmt_busy(stmt_)) CountStatement();  // a new execution, not its next row
+  return sqlite3_step(stmt_);
+}
 
 void Statement::Reset() {
   sqlite3_reset(stmt_);
@@ -93,6 +98,7 @@ Result<ScopedStatement> Connection::Prepare(const std::string& sql) {
 }
 
 Status Connection::Exec(const std::string& sql) {
+  CountStatement();
   char* err = nullptr;
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";

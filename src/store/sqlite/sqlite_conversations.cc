@@ -2,6 +2,7 @@
 // receipt watermarks.
 #include <spdlog/spdlog.h>
 
+#include <map>
 #include <string>
 #include <utility>
 
@@ -11,26 +12,65 @@
 namespace mmchat::store::sqlite {
 namespace {
 
-using domain::AppendResult;
 using domain::Conversation;
 using domain::Message;
 using domain::Role;
+using domain::StoredAppend;
 
 const char* RoleName(Role r) { return r == Role::kAdmin ? "admin" : "member"; }
 
 constexpr const char* kMessageColumns =
     "id, conversation_id, seq, sender_id, content, client_id, created_at";
+constexpr int kMessageColumnCount = 7;
+// The same columns of the last message joined in as `m` (all NULL when there is none).
+constexpr const char* kLastMessageColumns =
+    "m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.client_id, m.created_at";
 
-Message ReadMessage(const Statement& st) {
+// Reads kMessageColumns starting at column `at`.
+Message ReadMessage(const Statement& st, int at = 0) {
   Message m;
-  m.id = st.Int(0);
-  m.conversation_id = st.Int(1);
-  m.seq = st.Int(2);
-  m.sender_id = st.Int(3);
-  m.content = st.Text(4);
-  m.client_id = st.OptText(5);
-  m.created_at = st.Int(6);
+  m.id = st.Int(at + 0);
+  m.conversation_id = st.Int(at + 1);
+  m.seq = st.Int(at + 2);
+  m.sender_id = st.Int(at + 3);
+  m.content = st.Text(at + 4);
+  m.client_id = st.OptText(at + 5);
+  m.created_at = st.Int(at + 6);
   return m;
+}
+
+constexpr const char* kConversationColumns =
+    "c.id, c.type, c.name, c.created_by, c.created_at, c.last_activity";
+constexpr int kConversationColumnCount = 6;
+
+Conversation ReadConversation(const Statement& st) {
+  Conversation conv;
+  conv.id = st.Int(0);
+  conv.type = st.Text(1) == "private" ? domain::ConversationType::kPrivate
+                                      : domain::ConversationType::kGroup;
+  conv.name = st.OptText(2);
+  conv.created_by = st.Int(3);
+  conv.created_at = st.Int(4);
+  conv.last_activity = st.Int(5);
+  return conv;
+}
+
+constexpr const char* kParticipantColumns =
+    "p.user_id, u.username, u.profile_picture, p.role, p.joined_at, p.read_marker, p.read_at, "
+    "p.delivered_marker";
+
+// Reads kParticipantColumns starting at column `at`.
+domain::Participant ReadParticipant(const Statement& st, int at = 0) {
+  domain::Participant p;
+  p.user_id = st.Int(at + 0);
+  p.username = st.Text(at + 1);
+  p.profile_picture = st.OptText(at + 2);
+  p.role = st.Text(at + 3) == "admin" ? Role::kAdmin : Role::kMember;
+  p.joined_at = st.Int(at + 4);
+  p.read_marker = st.Int(at + 5);
+  p.read_at = st.OptInt(at + 6);
+  p.delivered_marker = st.Int(at + 7);
+  return p;
 }
 
 // Runs a prepared SELECT of messages and collects every row.
@@ -61,11 +101,7 @@ Status InsertParticipant(Connection& c, int64_t conversation_id, int64_t user_id
   if (!st.ok()) return st.status();
   (*st)->Bind(1, conversation_id).Bind(2, user_id).Bind(3, std::string_view(RoleName(role)));
   (*st)->Bind(4, now);
-  if ((*st)->Step() == SQLITE_DONE) return Status::Ok();
-  if (sqlite3_extended_errcode(c.raw()) == SQLITE_CONSTRAINT_PRIMARYKEY) {
-    return Status::Conflict("already a participant");
-  }
-  return c.Error("add participant");
+  return Run(c, **st, "add participant");
 }
 
 Status Touch(Connection& c, int64_t conversation_id, TimeMs now) {
@@ -84,6 +120,15 @@ Status SqliteStore::InTransaction(const std::function<Status(Connection&)>& fn) 
     if (Status s = tx.Begin(); !s.ok()) return s;
     if (Status s = fn(c); !s.ok()) return s;  // rolled back by ~Transaction
     return tx.Commit();
+  });
+}
+
+Status SqliteStore::InSnapshot(const std::function<Status(Connection&)>& fn) {
+  return WithReader([&](Connection& c) -> Status {
+    if (Status st = c.Exec("BEGIN"); !st.ok()) return st;
+    Status s = fn(c);
+    if (Status end = c.Exec("COMMIT"); s.ok() && !end.ok()) return end;
+    return s;
   });
 }
 
@@ -121,14 +166,18 @@ Result<std::pair<int64_t, bool>> SqliteStore::GetOrCreatePrivate(int64_t a, int6
   return out;
 }
 
-Result<int64_t> SqliteStore::CreateGroup(const std::string& name, int64_t creator,
-                                         const std::vector<int64_t>& members, TimeMs now) {
-  int64_t id = 0;
+Result<domain::CreatedGroup> SqliteStore::CreateGroup(const std::string& name, int64_t creator,
+                                                      const std::vector<int64_t>& members,
+                                                      TimeMs now) {
+  domain::CreatedGroup out;
   Status s = InTransaction([&](Connection& c) -> Status {
     for (int64_t m : members) {
       auto exists = UserExists(c, m);
       if (!exists.ok()) return exists.status();
-      if (!*exists) return Status::NotFound("user " + std::to_string(m) + " not found");
+      if (!*exists) {
+        out = {domain::MembershipOutcome::kNoSuchUser, 0, m};
+        return Status::Ok();  // nothing written yet: the commit is empty
+      }
     }
     auto ins = c.Prepare(
         "INSERT INTO conversations(type, name, created_by, created_at, last_activity) "
@@ -136,61 +185,35 @@ Result<int64_t> SqliteStore::CreateGroup(const std::string& name, int64_t creato
     if (!ins.ok()) return ins.status();
     (*ins)->Bind(1, name).Bind(2, creator).Bind(3, now).Bind(4, now);
     if (Status st = Run(c, **ins, "create group"); !st.ok()) return st;
-    id = c.LastInsertId();
-    if (Status st = InsertParticipant(c, id, creator, Role::kAdmin, now); !st.ok()) return st;
+    out.id = c.LastInsertId();
+    if (Status st = InsertParticipant(c, out.id, creator, Role::kAdmin, now); !st.ok()) return st;
     for (int64_t m : members) {
-      if (Status st = InsertParticipant(c, id, m, Role::kMember, now); !st.ok()) return st;
+      if (Status st = InsertParticipant(c, out.id, m, Role::kMember, now); !st.ok()) return st;
     }
     return Status::Ok();
   });
   if (!s.ok()) return s;
-  return id;
+  return out;
 }
 
 Result<std::optional<Conversation>> SqliteStore::GetConversation(int64_t id) {
   std::optional<Conversation> out;
-  Status s = WithReader([&](Connection& c) -> Status {
-    // One snapshot for the row and its participants.
-    if (Status st = c.Exec("BEGIN"); !st.ok()) return st;
-    struct EndRead {
-      Connection& c;
-      ~EndRead() { c.Exec("COMMIT"); }
-    } end{c};
-    auto st = c.Prepare(
-        "SELECT type, name, created_by, created_at, last_activity FROM conversations "
-        "WHERE id = ?");
+  Status s = InSnapshot([&](Connection& c) -> Status {
+    auto st = c.Prepare(std::string("SELECT ") + kConversationColumns +
+                        " FROM conversations c WHERE c.id = ?");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, id);
     const int rc = (*st)->Step();
     if (rc == SQLITE_DONE) return Status::Ok();
     if (rc != SQLITE_ROW) return c.Error("get conversation");
-    Conversation conv;
-    conv.id = id;
-    conv.type = (*st)->Text(0) == "private" ? domain::ConversationType::kPrivate
-                                            : domain::ConversationType::kGroup;
-    conv.name = (*st)->OptText(1);
-    conv.created_by = (*st)->Int(2);
-    conv.created_at = (*st)->Int(3);
-    conv.last_activity = (*st)->Int(4);
-    auto ps = c.Prepare(
-        "SELECT p.user_id, u.username, u.profile_picture, p.role, p.joined_at, p.read_marker, "
-        "p.read_at, p.delivered_marker FROM participants p JOIN users u ON u.id = p.user_id "
-        "WHERE p.conversation_id = ? ORDER BY p.joined_at, p.user_id");
+    Conversation conv = ReadConversation(**st);
+    auto ps = c.Prepare(std::string("SELECT ") + kParticipantColumns +
+                        " FROM participants p JOIN users u ON u.id = p.user_id "
+                        "WHERE p.conversation_id = ? ORDER BY p.joined_at, p.user_id");
     if (!ps.ok()) return ps.status();
     (*ps)->Bind(1, id);
     int prc;
-    while ((prc = (*ps)->Step()) == SQLITE_ROW) {
-      domain::Participant p;
-      p.user_id = (*ps)->Int(0);
-      p.username = (*ps)->Text(1);
-      p.profile_picture = (*ps)->OptText(2);
-      p.role = (*ps)->Text(3) == "admin" ? Role::kAdmin : Role::kMember;
-      p.joined_at = (*ps)->Int(4);
-      p.read_marker = (*ps)->Int(5);
-      p.read_at = (*ps)->OptInt(6);
-      p.delivered_marker = (*ps)->Int(7);
-      conv.participants.push_back(std::move(p));
-    }
+    while ((prc = (*ps)->Step()) == SQLITE_ROW) conv.participants.push_back(ReadParticipant(**ps));
     if (prc != SQLITE_DONE) return c.Error("list participants");
     out = std::move(conv);
     return Status::Ok();
@@ -199,20 +222,49 @@ Result<std::optional<Conversation>> SqliteStore::GetConversation(int64_t id) {
   return out;
 }
 
-Result<std::vector<int64_t>> SqliteStore::ListConversationIds(int64_t user_id) {
-  std::vector<int64_t> ids;
-  Status s = WithReader([&](Connection& c) -> Status {
-    auto st = c.Prepare(
-        "SELECT c.id FROM participants p JOIN conversations c ON c.id = p.conversation_id "
-        "WHERE p.user_id = ? ORDER BY c.last_activity DESC, c.id DESC");
+Result<std::vector<Conversation>> SqliteStore::ListConversationsFor(int64_t user_id) {
+  std::vector<Conversation> out;
+  Status s = InSnapshot([&](Connection& c) -> Status {
+    // 1. The conversations with the reader's marker, the last message (seq = last_seq) and
+    //    the unread count (the messages index from the marker on).
+    auto st = c.Prepare(std::string("SELECT ") + kConversationColumns + ", me.read_marker, " +
+                        kLastMessageColumns +
+                        ", (SELECT COUNT(*) FROM messages u WHERE u.conversation_id = c.id "
+                        "AND u.id > me.read_marker AND u.sender_id != me.user_id) "
+                        "FROM participants me JOIN conversations c ON c.id = me.conversation_id "
+                        "LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq "
+                        "WHERE me.user_id = ? ORDER BY c.last_activity DESC, c.id DESC");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, user_id);
+    std::map<int64_t, size_t> index;
     int rc;
-    while ((rc = (*st)->Step()) == SQLITE_ROW) ids.push_back((*st)->Int(0));
-    return rc == SQLITE_DONE ? Status::Ok() : c.Error("list conversations");
+    while ((rc = (*st)->Step()) == SQLITE_ROW) {
+      Conversation conv = ReadConversation(**st);
+      conv.last_read_message_id = (*st)->Int(kConversationColumnCount);
+      if ((*st)->OptInt(kConversationColumnCount + 1)) {
+        conv.last_message = ReadMessage(**st, kConversationColumnCount + 1);
+      }
+      conv.unread_count = (*st)->Int(kConversationColumnCount + 1 + kMessageColumnCount);
+      index[conv.id] = out.size();
+      out.push_back(std::move(conv));
+    }
+    if (rc != SQLITE_DONE) return c.Error("list conversations");
+    // 2. Their participants, all at once.
+    auto ps = c.Prepare(std::string("SELECT p.conversation_id, ") + kParticipantColumns +
+                        " FROM participants me JOIN participants p "
+                        "ON p.conversation_id = me.conversation_id "
+                        "JOIN users u ON u.id = p.user_id WHERE me.user_id = ? "
+                        "ORDER BY p.conversation_id, p.joined_at, p.user_id");
+    if (!ps.ok()) return ps.status();
+    (*ps)->Bind(1, user_id);
+    while ((rc = (*ps)->Step()) == SQLITE_ROW) {
+      auto it = index.find((*ps)->Int(0));
+      if (it != index.end()) out[it->second].participants.push_back(ReadParticipant(**ps, 1));
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : c.Error("list participants");
   });
   if (!s.ok()) return s;
-  return ids;
+  return out;
 }
 
 Result<std::vector<std::pair<int64_t, int64_t>>> SqliteStore::ListMemberships() {
@@ -261,49 +313,77 @@ Status SqliteStore::Rename(int64_t conversation_id, const std::string& name, Tim
   });
 }
 
-Status SqliteStore::AddParticipant(int64_t conversation_id, int64_t user_id, Role role,
-                                   TimeMs now) {
-  return InTransaction([&](Connection& c) -> Status {
+Result<domain::MembershipOutcome> SqliteStore::AddParticipant(int64_t conversation_id,
+                                                              int64_t user_id, Role role,
+                                                              TimeMs now) {
+  auto out = domain::MembershipOutcome::kDone;
+  Status s = InTransaction([&](Connection& c) -> Status {
     auto exists = UserExists(c, user_id);
     if (!exists.ok()) return exists.status();
-    if (!*exists) return Status::NotFound("user not found");
-    if (Status s = InsertParticipant(c, conversation_id, user_id, role, now); !s.ok()) return s;
-    return Touch(c, conversation_id, now);
-  });
-}
-
-Status SqliteStore::SetRole(int64_t conversation_id, int64_t user_id, Role role, TimeMs now) {
-  return InTransaction([&](Connection& c) -> Status {
-    auto st =
-        c.Prepare("UPDATE participants SET role = ? WHERE conversation_id = ? AND user_id = ?");
+    if (!*exists) {
+      out = domain::MembershipOutcome::kNoSuchUser;
+      return Status::Ok();
+    }
+    auto st = c.Prepare(
+        "INSERT INTO participants(conversation_id, user_id, role, joined_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING");
     if (!st.ok()) return st.status();
-    (*st)->Bind(1, std::string_view(RoleName(role))).Bind(2, conversation_id).Bind(3, user_id);
-    if (Status r = Run(c, **st, "set role"); !r.ok()) return r;
-    if (c.Changes() == 0) return Status::NotFound("not a participant of this conversation");
-    if (role == Role::kMember) {
-      // Checked in the write transaction: concurrent demotions must not leave a group
-      // without an admin (the domain's check ran on an earlier snapshot).
-      auto admin = c.Prepare(
-          "SELECT 1 FROM participants WHERE conversation_id = ? AND role = 'admin' LIMIT 1");
-      if (!admin.ok()) return admin.status();
-      (*admin)->Bind(1, conversation_id);
-      const int rc = (*admin)->Step();
-      if (rc == SQLITE_DONE) {
-        return Status::InvalidRequest("role: the group needs an admin; promote someone first");
-      }
-      if (rc != SQLITE_ROW) return c.Error("count admins");
+    (*st)->Bind(1, conversation_id).Bind(2, user_id).Bind(3, std::string_view(RoleName(role)));
+    (*st)->Bind(4, now);
+    if (Status r = Run(c, **st, "add participant"); !r.ok()) return r;
+    if (c.Changes() == 0) {
+      out = domain::MembershipOutcome::kAlreadyParticipant;
+      return Status::Ok();
     }
     return Touch(c, conversation_id, now);
   });
+  if (!s.ok()) return s;
+  return out;
 }
 
-Status SqliteStore::RemoveParticipant(int64_t conversation_id, int64_t user_id, TimeMs now) {
-  return InTransaction([&](Connection& c) -> Status {
+Result<domain::MembershipOutcome> SqliteStore::SetRole(int64_t conversation_id, int64_t user_id,
+                                                       Role role, TimeMs now) {
+  auto out = domain::MembershipOutcome::kDone;
+  Status s = InTransaction([&](Connection& c) -> Status {
+    auto member = c.Prepare("SELECT 1 FROM participants WHERE conversation_id = ? AND user_id = ?");
+    if (!member.ok()) return member.status();
+    (*member)->Bind(1, conversation_id).Bind(2, user_id);
+    const int rc = (*member)->Step();
+    if (rc == SQLITE_DONE) {
+      out = domain::MembershipOutcome::kNotParticipant;
+      return Status::Ok();
+    }
+    if (rc != SQLITE_ROW) return c.Error("find participant");
+    // ?4: a demotion needs another admin, checked in this write transaction.
+    auto st = c.Prepare(
+        "UPDATE participants SET role = ?1 WHERE conversation_id = ?2 AND user_id = ?3 "
+        "AND (?1 = 'admin' OR EXISTS (SELECT 1 FROM participants WHERE conversation_id = ?2 "
+        "AND role = 'admin' AND user_id != ?3))");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, std::string_view(RoleName(role))).Bind(2, conversation_id).Bind(3, user_id);
+    if (Status r = Run(c, **st, "set role"); !r.ok()) return r;
+    if (c.Changes() == 0) {
+      out = domain::MembershipOutcome::kWouldLeaveNoAdmin;
+      return Status::Ok();
+    }
+    return Touch(c, conversation_id, now);
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<domain::MembershipOutcome> SqliteStore::RemoveParticipant(int64_t conversation_id,
+                                                                 int64_t user_id, TimeMs now) {
+  auto out = domain::MembershipOutcome::kDone;
+  Status s = InTransaction([&](Connection& c) -> Status {
     auto del = c.Prepare("DELETE FROM participants WHERE conversation_id = ? AND user_id = ?");
     if (!del.ok()) return del.status();
     (*del)->Bind(1, conversation_id).Bind(2, user_id);
     if (Status r = Run(c, **del, "remove participant"); !r.ok()) return r;
-    if (c.Changes() == 0) return Status::NotFound("not a participant of this conversation");
+    if (c.Changes() == 0) {
+      out = domain::MembershipOutcome::kNotParticipant;
+      return Status::Ok();
+    }
     // A group without an admin promotes its longest-standing member.
     auto promote = c.Prepare(
         "UPDATE participants SET role = 'admin' WHERE conversation_id = ?1 "
@@ -315,6 +395,8 @@ Status SqliteStore::RemoveParticipant(int64_t conversation_id, int64_t user_id, 
     if (Status r = Run(c, **promote, "promote admin"); !r.ok()) return r;
     return Touch(c, conversation_id, now);
   });
+  if (!s.ok()) return s;
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,109 +404,38 @@ Status SqliteStore::RemoveParticipant(int64_t conversation_id, int64_t user_id, 
 // ---------------------------------------------------------------------------------------------
 
 void SqliteStore::AppendMessage(domain::NewMessage message,
-                                std::function<void(Result<AppendResult>)> done) {
-  {
-    std::lock_guard lock(queue_mu_);
-    if (!stopping_) {
-      {
-        std::lock_guard pending(pending_mu_);
-        ++pending_appends_;
-      }
-      queue_.push_back({std::move(message), std::move(done)});
-      queue_cv_.notify_one();
-      return;
-    }
-  }
-  // The writer has drained and stopped: nothing queued now would ever be answered.
-  done(Status::Unavailable("the server is shutting down"));
+                                std::function<void(Result<StoredAppend>)> done) {
+  message_writer_->Append(std::move(message), std::move(done));
 }
 
-bool SqliteStore::WaitForAppends(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(pending_mu_);
-  return answered_cv_.wait_for(lock, timeout, [this] { return pending_appends_ == 0; });
+GroupCommitWriter::Committed SqliteStore::CommitBatch(
+    const std::vector<domain::NewMessage>& batch) {
+  GroupCommitWriter::Committed out;
+  out.results.reserve(batch.size());
+  Status committed = InTransaction([&](Connection& c) -> Status {
+    for (const auto& m : batch) {
+      out.results.push_back(AppendOne(c, m));
+      // SQLite may roll the whole transaction back by itself (disk full, I/O error). Then
+      // later appends would run outside it and commit on their own: fail the batch instead.
+      if (sqlite3_get_autocommit(c.raw())) return c.Error("batch aborted");
+    }
+    return Status::Ok();
+  });
+  out.committed = committed.ok();
+  // Nobody hears "ok" unless the commit happened.
+  if (!committed.ok()) out.results.assign(batch.size(), committed);
+  return out;
 }
 
-size_t SqliteStore::QueuedAppends() {
-  std::lock_guard lock(queue_mu_);
-  return queue_.size();
-}
-
-void SqliteStore::WriterLoop() {
-  for (;;) {
-    std::vector<PendingAppend> batch;
-    {
-      std::unique_lock lock(queue_mu_);
-      queue_cv_.wait(lock, [this] { return !queue_.empty() || stopping_; });
-      if (queue_.empty()) return;  // stopping, and everything accepted was written
-      // No waiting for more: while one batch commits, the next one gathers by itself.
-      while (!queue_.empty() && batch.size() < kMaxBatch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-    }
-    std::vector<Result<AppendResult>> results;
-    results.reserve(batch.size());
-    Status committed = InTransaction([&](Connection& c) -> Status {
-      for (const auto& p : batch) {
-        results.push_back(AppendOne(c, p.message));
-        // SQLite may roll the whole transaction back by itself (disk full, I/O error). Then
-        // later appends would run outside it and commit on their own: fail the batch instead.
-        if (sqlite3_get_autocommit(c.raw())) return c.Error("batch aborted");
-      }
-      return Status::Ok();
-    });
-    // Nobody hears "ok" unless the commit happened.
-    if (!committed.ok()) {
-      for (auto& r : results) r = committed;
-      results.resize(batch.size(), committed);
-    } else {
-      ++committed_batches_;
-    }
-    {
-      std::unique_lock lock(answers_mu_);
-      answers_room_cv_.wait(lock, [this] { return answers_.size() < kMaxWaitingAnswers; });
-      answers_.push_back({std::move(batch), std::move(results)});
-    }
-    answers_cv_.notify_one();
-  }
-}
-
-void SqliteStore::AnswerLoop() {
-  for (;;) {
-    Answered a;
-    {
-      std::unique_lock lock(answers_mu_);
-      answers_cv_.wait(lock, [this] { return !answers_.empty() || writer_done_; });
-      if (answers_.empty()) return;  // the writer stopped and everything was answered
-      a = std::move(answers_.front());
-      answers_.pop_front();
-    }
-    answers_room_cv_.notify_one();
-    for (size_t i = 0; i < a.batch.size(); ++i) {
-      // One failing callback must not keep the others from their answers, nor end the thread.
-      try {
-        a.batch[i].done(std::move(a.results[i]));
-      } catch (const std::exception& e) {
-        spdlog::error("message append callback threw: {}", LogSafe(e.what()));  // may quote input
-      }
-    }
-    {
-      std::lock_guard lock(pending_mu_);
-      pending_appends_ -= a.batch.size();
-    }
-    answered_cv_.notify_all();
-  }
-}
-
-Result<AppendResult> SqliteStore::AppendOne(Connection& c, const domain::NewMessage& m) {
+Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMessage& m) {
   auto member = c.Prepare(
       "SELECT (SELECT 1 FROM conversations WHERE id = ?1), "
       "(SELECT 1 FROM participants WHERE conversation_id = ?1 AND user_id = ?2)");
   if (!member.ok()) return member.status();
   (*member)->Bind(1, m.conversation_id).Bind(2, m.sender_id);
   if ((*member)->Step() != SQLITE_ROW) return c.Error("check participant");
-  if (!(*member)->OptInt(0)) return Status::NotFound("conversation not found");
-  if (!(*member)->OptInt(1)) return Status::Forbidden("not a participant of this conversation");
+  if (!(*member)->OptInt(0)) return StoredAppend{domain::AppendOutcome::kNoConversation, {}};
+  if (!(*member)->OptInt(1)) return StoredAppend{domain::AppendOutcome::kNotParticipant, {}};
 
   if (m.client_id) {
     auto dup = c.Prepare(std::string("SELECT ") + kMessageColumns +
@@ -432,12 +443,12 @@ Result<AppendResult> SqliteStore::AppendOne(Connection& c, const domain::NewMess
     if (!dup.ok()) return dup.status();
     (*dup)->Bind(1, m.sender_id).Bind(2, *m.client_id);
     const int rc = (*dup)->Step();
-    if (rc == SQLITE_ROW) return AppendResult{ReadMessage(**dup), false};
+    if (rc == SQLITE_ROW) return StoredAppend{domain::AppendOutcome::kRepeated, ReadMessage(**dup)};
     if (rc != SQLITE_DONE) return c.Error("find client_id");
   }
 
   if (Status s = c.Exec("SAVEPOINT append"); !s.ok()) return s;
-  auto fail = [&](Status s) -> Result<AppendResult> {
+  auto fail = [&](Status s) -> Result<StoredAppend> {
     c.Exec("ROLLBACK TO append; RELEASE append");
     return s;
   };
@@ -474,7 +485,7 @@ Result<AppendResult> SqliteStore::AppendOne(Connection& c, const domain::NewMess
   out.content = m.content;
   out.client_id = m.client_id;
   out.created_at = m.created_at;
-  return AppendResult{std::move(out), true};
+  return StoredAppend{domain::AppendOutcome::kCreated, std::move(out)};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -534,10 +545,11 @@ Result<std::vector<Message>> SqliteStore::MessagesSince(int64_t user_id, int64_t
 // Receipts
 // ---------------------------------------------------------------------------------------------
 
-Result<domain::ReadMark> SqliteStore::MoveReadMarker(int64_t conversation_id, int64_t user_id,
-                                                     int64_t message_id, TimeMs now) {
-  domain::ReadMark mark;
-  mark.conversation_id = conversation_id;
+Result<std::optional<domain::ReadMark>> SqliteStore::MoveReadMarker(int64_t conversation_id,
+                                                                    int64_t user_id,
+                                                                    int64_t message_id,
+                                                                    TimeMs now) {
+  std::optional<domain::ReadMark> out;
   Status s = InTransaction([&](Connection& c) -> Status {
     auto up = c.Prepare(
         "UPDATE participants SET read_marker = ?1, read_at = ?2 "
@@ -545,18 +557,19 @@ Result<domain::ReadMark> SqliteStore::MoveReadMarker(int64_t conversation_id, in
     if (!up.ok()) return up.status();
     (*up)->Bind(1, message_id).Bind(2, now).Bind(3, conversation_id).Bind(4, user_id);
     if (Status r = Run(c, **up, "move read marker"); !r.ok()) return r;
-    mark.moved = c.Changes() == 1;
+    const bool moved = c.Changes() == 1;
     auto sel = c.Prepare(
         "SELECT read_marker, read_at FROM participants WHERE conversation_id = ? AND user_id = ?");
     if (!sel.ok()) return sel.status();
     (*sel)->Bind(1, conversation_id).Bind(2, user_id);
-    if ((*sel)->Step() != SQLITE_ROW) return Status::Forbidden("not a participant");
-    mark.message_id = (*sel)->Int(0);
-    mark.read_at = (*sel)->OptInt(1).value_or(now);
+    const int rc = (*sel)->Step();
+    if (rc == SQLITE_DONE) return Status::Ok();  // not a participant
+    if (rc != SQLITE_ROW) return c.Error("read marker");
+    out = domain::ReadMark{conversation_id, (*sel)->Int(0), (*sel)->OptInt(1).value_or(now), moved};
     return Status::Ok();
   });
   if (!s.ok()) return s;
-  return mark;
+  return out;
 }
 
 Status SqliteStore::SaveDelivered(const std::vector<domain::Watermark>& marks) {

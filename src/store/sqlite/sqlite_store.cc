@@ -1,6 +1,5 @@
 #include "store/sqlite/sqlite_store.h"
 
-#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <string>
@@ -56,9 +55,9 @@ Status UserWriteError(Connection& c, std::string_view what) {
   if (sqlite3_extended_errcode(c.raw()) == SQLITE_CONSTRAINT_UNIQUE) {
     const std::string msg = sqlite3_errmsg(c.raw());
     if (msg.find("users.email") != std::string::npos) {
-      return Status::Conflict("email already registered");
+      return Status::Conflict(domain::kEmailTaken);
     }
-    return Status::Conflict("username already taken");
+    return Status::Conflict(domain::kUsernameTaken);
   }
   return c.Error(what);
 }
@@ -78,30 +77,13 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const Options& options) {
 
 SqliteStore::SqliteStore(Options options, std::unique_ptr<Connection> writer)
     : options_(std::move(options)), writer_(std::move(writer)) {
-  writer_thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "mmchat-writer");  // for top -H and perf
-    WriterLoop();
-  });
-  answer_thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "mmchat-answers");
-    AnswerLoop();
-  });
+  message_writer_ = std::make_unique<GroupCommitWriter>(
+      [this](const std::vector<domain::NewMessage>& batch) { return CommitBatch(batch); },
+      "mmchat");
 }
 
 SqliteStore::~SqliteStore() {
-  {
-    // The writer drains the queue before it stops: an accepted append is never dropped.
-    std::lock_guard lock(queue_mu_);
-    stopping_ = true;
-  }
-  queue_cv_.notify_all();
-  writer_thread_.join();
-  {
-    std::lock_guard lock(answers_mu_);
-    writer_done_ = true;
-  }
-  answers_cv_.notify_all();
-  answer_thread_.join();  // every accepted append has been answered
+  message_writer_->Stop();  // every accepted append is written and answered
   std::scoped_lock lock(writer_mu_, readers_mu_);
   idle_readers_.clear();
   // Fold the WAL back into the main file so a cleanly stopped server leaves one file.
@@ -243,7 +225,7 @@ Status SqliteStore::UpdateProfile(int64_t id, const domain::ProfileUpdate& updat
     (*st)->Bind(4, int64_t{update.profile_picture.has_value()});
     (*st)->Bind(5, update.profile_picture ? *update.profile_picture : std::nullopt);
     if ((*st)->Step() != SQLITE_DONE) return UserWriteError(c, "update profile");
-    return c.Changes() == 1 ? Status::Ok() : Status::NotFound("user not found");
+    return c.Changes() == 1 ? Status::Ok() : Status::NotFound(domain::kUserNotFound);
   });
 }
 
@@ -255,7 +237,7 @@ Status SqliteStore::ReplacePassword(int64_t id, const std::string& password_hash
     if (!st.ok()) return st.status();
     (*st)->Bind(1, id).Bind(2, password_hash);
     if ((*st)->Step() != SQLITE_DONE) return c.Error("replace password");
-    return c.Changes() == 1 ? Status::Ok() : Status::NotFound("user not found");
+    return c.Changes() == 1 ? Status::Ok() : Status::NotFound(domain::kUserNotFound);
   });
 }
 
@@ -265,7 +247,7 @@ Status SqliteStore::SetLastSeen(int64_t id, TimeMs at) {
     if (!st.ok()) return st.status();
     (*st)->Bind(1, id).Bind(2, at);
     if ((*st)->Step() != SQLITE_DONE) return c.Error("set last seen");
-    return c.Changes() == 1 ? Status::Ok() : Status::NotFound("user not found");
+    return c.Changes() == 1 ? Status::Ok() : Status::NotFound(domain::kUserNotFound);
   });
 }
 

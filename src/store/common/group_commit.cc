@@ -1,0 +1,128 @@
+#include "store/common/group_commit.h"
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <utility>
+
+#include "common/utf8.h"
+
+namespace mmchat::store {
+
+GroupCommitWriter::GroupCommitWriter(CommitBatch commit, const std::string& name)
+    : commit_(std::move(commit)) {
+  // Thread names (at most 15 characters) for top -H and perf.
+  writer_thread_ = std::thread([this, n = (name + "-writer").substr(0, 15)] {
+    pthread_setname_np(pthread_self(), n.c_str());
+    WriterLoop();
+  });
+  answer_thread_ = std::thread([this, n = (name + "-answers").substr(0, 15)] {
+    pthread_setname_np(pthread_self(), n.c_str());
+    AnswerLoop();
+  });
+}
+
+GroupCommitWriter::~GroupCommitWriter() { Stop(); }
+
+void GroupCommitWriter::Stop() {
+  std::call_once(stopped_, [this] {
+    {
+      // The writer drains the queue before it stops: an accepted append is never dropped.
+      std::lock_guard lock(queue_mu_);
+      stopping_ = true;
+    }
+    queue_cv_.notify_all();
+    writer_thread_.join();
+    {
+      std::lock_guard lock(answers_mu_);
+      writer_done_ = true;
+    }
+    answers_cv_.notify_all();
+    answer_thread_.join();  // every accepted append has been answered
+  });
+}
+
+void GroupCommitWriter::Append(domain::NewMessage message, Done done) {
+  {
+    std::lock_guard lock(queue_mu_);
+    if (!stopping_) {
+      {
+        std::lock_guard pending(pending_mu_);
+        ++pending_appends_;
+      }
+      queue_.push_back({std::move(message), std::move(done)});
+      queue_cv_.notify_one();
+      return;
+    }
+  }
+  // The writer has drained and stopped: nothing queued now would ever be answered.
+  done(Status::Unavailable("the server is shutting down"));
+}
+
+bool GroupCommitWriter::WaitForAppends(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(pending_mu_);
+  return answered_cv_.wait_for(lock, timeout, [this] { return pending_appends_ == 0; });
+}
+
+size_t GroupCommitWriter::QueuedAppends() {
+  std::lock_guard lock(queue_mu_);
+  return queue_.size();
+}
+
+void GroupCommitWriter::WriterLoop() {
+  for (;;) {
+    std::vector<domain::NewMessage> batch;
+    Answered answered;
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait(lock, [this] { return !queue_.empty() || stopping_; });
+      if (queue_.empty()) return;  // stopping, and everything accepted was written
+      // No waiting for more: while one batch commits, the next one gathers by itself.
+      while (!queue_.empty() && batch.size() < kMaxBatch) {
+        batch.push_back(std::move(queue_.front().message));
+        answered.callbacks.push_back(std::move(queue_.front().done));
+        queue_.pop_front();
+      }
+    }
+    Committed c = commit_(batch);
+    if (c.committed) ++committed_batches_;
+    // A backend that answered short is a bug; still, every caller must hear something.
+    c.results.resize(batch.size(), Status::Unavailable("database error"));
+    answered.results = std::move(c.results);
+    {
+      std::unique_lock lock(answers_mu_);
+      answers_room_cv_.wait(lock, [this] { return answers_.size() < kMaxWaitingAnswers; });
+      answers_.push_back(std::move(answered));
+    }
+    answers_cv_.notify_one();
+  }
+}
+
+void GroupCommitWriter::AnswerLoop() {
+  for (;;) {
+    Answered a;
+    {
+      std::unique_lock lock(answers_mu_);
+      answers_cv_.wait(lock, [this] { return !answers_.empty() || writer_done_; });
+      if (answers_.empty()) return;  // the writer stopped and everything was answered
+      a = std::move(answers_.front());
+      answers_.pop_front();
+    }
+    answers_room_cv_.notify_one();
+    for (size_t i = 0; i < a.callbacks.size(); ++i) {
+      // One failing callback must not keep the others from their answers, nor end the thread.
+      try {
+        a.callbacks[i](std::move(a.results[i]));
+      } catch (const std::exception& e) {
+        spdlog::error("message append callback threw: {}", LogSafe(e.what()));  // may quote input
+      }
+    }
+    {
+      std::lock_guard lock(pending_mu_);
+      pending_appends_ -= a.callbacks.size();
+    }
+    answered_cv_.notify_all();
+  }
+}
+
+}  // namespace mmchat::store

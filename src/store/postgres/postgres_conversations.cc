@@ -1,0 +1,598 @@
+// PostgresStore: conversations, participants, messages (with the group-commit writer's
+// batches) and receipt watermarks.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <utility>
+
+#include "store/postgres/postgres_store.h"
+
+namespace mmchat::store::postgres {
+namespace {
+
+using domain::AppendOutcome;
+using domain::Conversation;
+using domain::MembershipOutcome;
+using domain::Message;
+using domain::Role;
+using domain::StoredAppend;
+
+const char* RoleName(Role r) { return r == Role::kAdmin ? "admin" : "member"; }
+
+constexpr const char* kMessageColumns =
+    "id, conversation_id, seq, sender_id, content, client_id, created_at";
+constexpr int kMessageColumnCount = 7;
+// The same columns of a message joined in as `m` (all NULL when there is none).
+constexpr const char* kJoinedMessageColumns =
+    "m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.client_id, m.created_at";
+
+// Reads kMessageColumns starting at column `at`.
+Message ReadMessage(const PgResult& r, int row, int at = 0) {
+  Message m;
+  m.id = r.Int(row, at + 0);
+  m.conversation_id = r.Int(row, at + 1);
+  m.seq = r.Int(row, at + 2);
+  m.sender_id = r.Int(row, at + 3);
+  m.content = r.Text(row, at + 4);
+  m.client_id = r.OptText(row, at + 5);
+  m.created_at = r.Int(row, at + 6);
+  return m;
+}
+
+constexpr const char* kConversationColumns =
+    "c.id, c.type, c.name, c.created_by, c.created_at, c.last_activity";
+constexpr int kConversationColumnCount = 6;
+
+Conversation ReadConversation(const PgResult& r, int row) {
+  Conversation conv;
+  conv.id = r.Int(row, 0);
+  conv.type = r.Text(row, 1) == "private" ? domain::ConversationType::kPrivate
+                                          : domain::ConversationType::kGroup;
+  conv.name = r.OptText(row, 2);
+  conv.created_by = r.Int(row, 3);
+  conv.created_at = r.Int(row, 4);
+  conv.last_activity = r.Int(row, 5);
+  return conv;
+}
+
+constexpr const char* kParticipantColumns =
+    "p.user_id, u.username, u.profile_picture, p.role, p.joined_at, p.read_marker, p.read_at, "
+    "p.delivered_marker";
+
+// Reads kParticipantColumns starting at column `at`.
+domain::Participant ReadParticipant(const PgResult& r, int row, int at) {
+  domain::Participant p;
+  p.user_id = r.Int(row, at + 0);
+  p.username = r.Text(row, at + 1);
+  p.profile_picture = r.OptText(row, at + 2);
+  p.role = r.Text(row, at + 3) == "admin" ? Role::kAdmin : Role::kMember;
+  p.joined_at = r.Int(row, at + 4);
+  p.read_marker = r.Int(row, at + 5);
+  p.read_at = r.OptInt(row, at + 6);
+  p.delivered_marker = r.Int(row, at + 7);
+  return p;
+}
+
+// Taken first by every transaction that changes a conversation's participants: the message
+// writer locks the conversation row before participant rows, so everyone does.
+constexpr const char* kLockConversation =
+    "SELECT 1 FROM conversations WHERE id = $1 FOR NO KEY UPDATE";
+constexpr const char* kTouch =
+    "UPDATE conversations SET last_activity = GREATEST(last_activity, $2) WHERE id = $1";
+
+Status Touch(PgConnection& c, int64_t conversation_id, TimeMs now) {
+  auto r = c.Query(kTouch, Params().Add(conversation_id).Add(now));
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+// Locks the conversation's row; false when there is none.
+Result<bool> LockConversation(PgConnection& c, int64_t conversation_id) {
+  auto r = c.Query(kLockConversation, Params().Add(conversation_id));
+  if (!r.ok()) return r.status();
+  return r->rows() == 1;
+}
+
+// One cluster-wide lock for the message writers of every process sharing the database, held
+// from the start of a batch transaction to its end.
+const std::string kWriterLock =
+    "SELECT pg_advisory_xact_lock(" + std::to_string(kMessageWriterLock) + ")";
+
+// One append in the batch transaction, as one statement, so that a batch is one round trip:
+// checks the conversation and the sender's membership, finds an earlier message with the
+// sender's client_id, and only when both pass draws the next seq from the conversation's
+// counter row and inserts with the next id. Nothing fails on a refusal: the row says what
+// happened (conversation, member: true or NULL; created: true, false for the original, or
+// NULL), so one refused append cannot abort the others.
+constexpr const char* kAppend = R"sql(
+WITH target AS (
+  SELECT (SELECT true FROM conversations WHERE id = $1::bigint) AS conversation,
+         (SELECT true FROM participants
+           WHERE conversation_id = $1::bigint AND user_id = $2::bigint) AS member),
+original AS (
+  SELECT id, conversation_id, seq, sender_id, content, client_id, created_at FROM messages
+   WHERE sender_id = $2::bigint AND client_id = $4::text),
+next AS (
+  UPDATE conversations SET last_seq = last_seq + 1,
+         last_activity = GREATEST(last_activity, $5::bigint)
+   WHERE id = $1::bigint AND (SELECT member FROM target)
+     AND NOT EXISTS (SELECT 1 FROM original)
+  RETURNING last_seq),
+created AS (
+  INSERT INTO messages(id, conversation_id, seq, sender_id, content, client_id, created_at)
+  SELECT nextval('message_ids'), $1::bigint, last_seq, $2::bigint, $3::text, $4::text,
+         $5::bigint FROM next
+  RETURNING id, conversation_id, seq, sender_id, content, client_id, created_at)
+SELECT t.conversation, t.member, m.created, m.id, m.conversation_id, m.seq, m.sender_id,
+       m.content, m.client_id, m.created_at
+  FROM target t
+  LEFT JOIN (SELECT true AS created, * FROM created
+             UNION ALL SELECT false, * FROM original) m ON true
+)sql";
+
+Result<StoredAppend> ReadAppend(const PgResult& r) {
+  if (r.rows() != 1) return Status::Unavailable("database error");
+  if (r.IsNull(0, 0)) return StoredAppend{AppendOutcome::kNoConversation, {}};
+  if (r.IsNull(0, 1)) return StoredAppend{AppendOutcome::kNotParticipant, {}};
+  if (r.IsNull(0, 2)) return Status::Unavailable("database error");  // neither stored nor found
+  return StoredAppend{r.Bool(0, 2) ? AppendOutcome::kCreated : AppendOutcome::kRepeated,
+                      ReadMessage(r, 0, 3)};
+}
+
+constexpr const char* kMoveReadMarker =
+    "UPDATE participants SET read_marker = $3, read_at = $4 "
+    "WHERE conversation_id = $1 AND user_id = $2 AND read_marker < $3";
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Conversations
+// ---------------------------------------------------------------------------------------------
+
+Result<std::pair<int64_t, bool>> PostgresStore::GetOrCreatePrivate(int64_t a, int64_t b,
+                                                                   TimeMs now) {
+  const std::string key = std::to_string(std::min(a, b)) + ":" + std::to_string(std::max(a, b));
+  std::pair<int64_t, bool> out{0, false};
+  Status s = InTransaction([&](PgConnection& c) -> Status {
+    // pair_key is unique: of racing creators (in any process) one inserts, the others wait
+    // for its commit and then find its row.
+    auto ins = c.Query(
+        "INSERT INTO conversations(type, name, created_by, created_at, last_activity, pair_key) "
+        "VALUES ('private', NULL, $1, $2, $2, $3) ON CONFLICT (pair_key) DO NOTHING RETURNING id",
+        Params().Add(a).Add(now).Add(key));
+    if (!ins.ok()) return ins.status();
+    if (ins->rows() == 0) {
+      auto found = c.Query("SELECT id FROM conversations WHERE pair_key = $1", Params().Add(key));
+      if (!found.ok()) return found.status();
+      if (found->rows() != 1) return Status::Unavailable("database error");
+      out = {found->Int(0, 0), false};
+      return Status::Ok();
+    }
+    out = {ins->Int(0, 0), true};
+    auto parts = c.Query(
+        "INSERT INTO participants(conversation_id, user_id, role, joined_at) "
+        "VALUES ($1::bigint, $2::bigint, 'member', $4::bigint), ($1, $3::bigint, 'member', $4)",
+        Params().Add(out.first).Add(a).Add(b).Add(now));
+    return parts.ok() ? Status::Ok() : parts.status();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<domain::CreatedGroup> PostgresStore::CreateGroup(const std::string& name, int64_t creator,
+                                                        const std::vector<int64_t>& members,
+                                                        TimeMs now) {
+  domain::CreatedGroup out;
+  Status s = InTransaction([&](PgConnection& c) -> Status {
+    auto missing = c.Query(
+        "SELECT m FROM unnest($1::bigint[]) WITH ORDINALITY AS t(m, n) "
+        "WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = t.m) ORDER BY n LIMIT 1",
+        Params().AddArray(members));
+    if (!missing.ok()) return missing.status();
+    if (missing->rows() == 1) {
+      out = {MembershipOutcome::kNoSuchUser, 0, missing->Int(0, 0)};
+      return Status::Ok();
+    }
+    auto ins = c.Query(
+        "INSERT INTO conversations(type, name, created_by, created_at, last_activity) "
+        "VALUES ('group', $1, $2, $3, $3) RETURNING id",
+        Params().Add(name).Add(creator).Add(now));
+    if (!ins.ok()) return ins.status();
+    out.id = ins->Int(0, 0);
+    std::vector<int64_t> everyone{creator};
+    everyone.insert(everyone.end(), members.begin(), members.end());
+    auto parts = c.Query(
+        "INSERT INTO participants(conversation_id, user_id, role, joined_at) "
+        "SELECT $1::bigint, u, CASE WHEN u = $2::bigint THEN 'admin' ELSE 'member' END, "
+        "$3::bigint "
+        "FROM unnest($4::bigint[]) AS u",
+        Params().Add(out.id).Add(creator).Add(now).AddArray(everyone));
+    return parts.ok() ? Status::Ok() : parts.status();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<std::optional<Conversation>> PostgresStore::GetConversation(int64_t id) {
+  // One statement, so one snapshot: the row with its participants joined in.
+  auto r = Query(std::string("SELECT ") + kConversationColumns + ", " + kParticipantColumns +
+                     " FROM conversations c LEFT JOIN participants p ON p.conversation_id = c.id "
+                     "LEFT JOIN users u ON u.id = p.user_id WHERE c.id = $1 "
+                     "ORDER BY p.joined_at, p.user_id",
+                 Params().Add(id));
+  if (!r.ok()) return r.status();
+  if (r->rows() == 0) return std::optional<Conversation>();
+  Conversation conv = ReadConversation(*r, 0);
+  for (int i = 0; i < r->rows(); ++i) {
+    if (!r->IsNull(i, kConversationColumnCount)) {
+      conv.participants.push_back(ReadParticipant(*r, i, kConversationColumnCount));
+    }
+  }
+  return std::optional<Conversation>(std::move(conv));
+}
+
+Result<std::vector<Conversation>> PostgresStore::ListConversationsFor(int64_t user_id) {
+  std::vector<Conversation> out;
+  Status s = WithConnection([&](PgConnection& c) -> Status {
+    // Two queries on one snapshot, in one round trip.
+    auto r = c.Pipeline({
+        {"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}},
+        // 1. The conversations with the reader's marker, the last message (seq = last_seq)
+        //    and the unread count (the messages index from the marker on).
+        {std::string("SELECT ") + kConversationColumns + ", me.read_marker, " +
+             kJoinedMessageColumns +
+             ", (SELECT count(*) FROM messages u WHERE u.conversation_id = c.id "
+             "AND u.id > me.read_marker AND u.sender_id <> me.user_id) "
+             "FROM participants me JOIN conversations c ON c.id = me.conversation_id "
+             "LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq "
+             "WHERE me.user_id = $1 ORDER BY c.last_activity DESC, c.id DESC",
+         Params().Add(user_id)},
+        // 2. Their participants, all at once.
+        {std::string("SELECT p.conversation_id, ") + kParticipantColumns +
+             " FROM participants me JOIN participants p ON p.conversation_id = me.conversation_id "
+             "JOIN users u ON u.id = p.user_id WHERE me.user_id = $1 "
+             "ORDER BY p.conversation_id, p.joined_at, p.user_id",
+         Params().Add(user_id)},
+        {"COMMIT", {}},
+    });
+    if (!r.ok()) {
+      if (!c.broken() && c.InTransaction()) c.Exec("ROLLBACK");
+      return r.status();
+    }
+    const PgResult& convs = (*r)[1];
+    const PgResult& parts = (*r)[2];
+    std::map<int64_t, size_t> index;
+    for (int i = 0; i < convs.rows(); ++i) {
+      Conversation conv = ReadConversation(convs, i);
+      conv.last_read_message_id = convs.Int(i, kConversationColumnCount);
+      if (!convs.IsNull(i, kConversationColumnCount + 1)) {
+        conv.last_message = ReadMessage(convs, i, kConversationColumnCount + 1);
+      }
+      conv.unread_count = convs.Int(i, kConversationColumnCount + 1 + kMessageColumnCount);
+      index[conv.id] = out.size();
+      out.push_back(std::move(conv));
+    }
+    for (int i = 0; i < parts.rows(); ++i) {
+      auto it = index.find(parts.Int(i, 0));
+      if (it != index.end()) out[it->second].participants.push_back(ReadParticipant(parts, i, 1));
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<std::vector<std::pair<int64_t, int64_t>>> PostgresStore::ListMemberships() {
+  auto r = Query("SELECT conversation_id, user_id FROM participants");
+  if (!r.ok()) return r.status();
+  std::vector<std::pair<int64_t, int64_t>> out;
+  out.reserve(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) out.emplace_back(r->Int(i, 0), r->Int(i, 1));
+  return out;
+}
+
+Result<std::optional<Message>> PostgresStore::LastMessage(int64_t conversation_id) {
+  auto r = ListMessages(conversation_id, std::nullopt, std::nullopt, 1);
+  if (!r.ok()) return r.status();
+  if (r->empty()) return std::optional<Message>();
+  return std::optional<Message>(std::move(r->back()));
+}
+
+Result<int64_t> PostgresStore::CountUnread(int64_t conversation_id, int64_t user_id,
+                                           int64_t after_id) {
+  auto r = Query(
+      "SELECT count(*) FROM messages WHERE conversation_id = $1 AND id > $2 AND sender_id <> $3",
+      Params().Add(conversation_id).Add(after_id).Add(user_id));
+  if (!r.ok()) return r.status();
+  return r->Int(0, 0);
+}
+
+Status PostgresStore::Rename(int64_t conversation_id, const std::string& name, TimeMs now) {
+  auto r = Query(
+      "UPDATE conversations SET name = $2, last_activity = GREATEST(last_activity, $3) "
+      "WHERE id = $1",
+      Params().Add(conversation_id).Add(name).Add(now));
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+Result<MembershipOutcome> PostgresStore::AddParticipant(int64_t conversation_id, int64_t user_id,
+                                                        Role role, TimeMs now) {
+  auto out = MembershipOutcome::kDone;
+  Status s = InTransaction([&](PgConnection& c) -> Status {
+    auto locked = LockConversation(c, conversation_id);
+    if (!locked.ok()) return locked.status();
+    auto user = c.Query("SELECT 1 FROM users WHERE id = $1", Params().Add(user_id));
+    if (!user.ok()) return user.status();
+    if (user->rows() == 0) {
+      out = MembershipOutcome::kNoSuchUser;
+      return Status::Ok();
+    }
+    auto ins = c.Query(
+        "INSERT INTO participants(conversation_id, user_id, role, joined_at) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        Params().Add(conversation_id).Add(user_id).Add(RoleName(role)).Add(now));
+    if (!ins.ok()) return ins.status();
+    if (ins->Affected() == 0) {
+      out = MembershipOutcome::kAlreadyParticipant;
+      return Status::Ok();
+    }
+    return Touch(c, conversation_id, now);
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<MembershipOutcome> PostgresStore::SetRole(int64_t conversation_id, int64_t user_id,
+                                                 Role role, TimeMs now) {
+  auto out = MembershipOutcome::kDone;
+  Status s = InTransaction([&](PgConnection& c) -> Status {
+    // With the row locked, concurrent role changes of this conversation run one at a time:
+    // two demotions cannot both see the other admin.
+    auto locked = LockConversation(c, conversation_id);
+    if (!locked.ok()) return locked.status();
+    auto member = c.Query("SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = $2",
+                          Params().Add(conversation_id).Add(user_id));
+    if (!member.ok()) return member.status();
+    if (member->rows() == 0) {
+      out = MembershipOutcome::kNotParticipant;
+      return Status::Ok();
+    }
+    // A demotion needs another admin.
+    auto up = c.Query(
+        "UPDATE participants SET role = $3 WHERE conversation_id = $1 AND user_id = $2 "
+        "AND ($3 = 'admin' OR EXISTS (SELECT 1 FROM participants WHERE conversation_id = $1 "
+        "AND role = 'admin' AND user_id <> $2))",
+        Params().Add(conversation_id).Add(user_id).Add(RoleName(role)));
+    if (!up.ok()) return up.status();
+    if (up->Affected() == 0) {
+      out = MembershipOutcome::kWouldLeaveNoAdmin;
+      return Status::Ok();
+    }
+    return Touch(c, conversation_id, now);
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<MembershipOutcome> PostgresStore::RemoveParticipant(int64_t conversation_id, int64_t user_id,
+                                                           TimeMs now) {
+  auto out = MembershipOutcome::kDone;
+  Status s = InTransaction([&](PgConnection& c) -> Status {
+    auto locked = LockConversation(c, conversation_id);
+    if (!locked.ok()) return locked.status();
+    auto del = c.Query("DELETE FROM participants WHERE conversation_id = $1 AND user_id = $2",
+                       Params().Add(conversation_id).Add(user_id));
+    if (!del.ok()) return del.status();
+    if (del->Affected() == 0) {
+      out = MembershipOutcome::kNotParticipant;
+      return Status::Ok();
+    }
+    // A group without an admin promotes its longest-standing member.
+    auto promote = c.Query(
+        "UPDATE participants SET role = 'admin' WHERE conversation_id = $1 "
+        "AND NOT EXISTS (SELECT 1 FROM participants WHERE conversation_id = $1 AND role = 'admin') "
+        "AND user_id = (SELECT user_id FROM participants WHERE conversation_id = $1 "
+        "ORDER BY joined_at, user_id LIMIT 1)",
+        Params().Add(conversation_id));
+    if (!promote.ok()) return promote.status();
+    return Touch(c, conversation_id, now);
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages: the group-commit writer's batches
+// ---------------------------------------------------------------------------------------------
+
+void PostgresStore::AppendMessage(domain::NewMessage message,
+                                  std::function<void(Result<StoredAppend>)> done) {
+  message_writer_->Append(std::move(message), std::move(done));
+}
+
+// Why ids increase in commit order across processes: every batch transaction of every process
+// takes the same advisory lock before it draws its first id, and holds it until it ends. A
+// transaction-level lock is released only after the commit is visible, so the next holder
+// draws its ids (nextval, which never goes back) after every id of the previous batch is
+// committed: a reader that sees an id sees every lower one that will ever commit. The lock is
+// taken once per batch, not per message.
+Result<std::vector<StoredAppend>> PostgresStore::WriteBatch(
+    PgConnection& c, const std::vector<domain::NewMessage>& batch) {
+  std::vector<Statement> round;
+  round.reserve(batch.size() + 2);
+  round.push_back({"BEGIN", {}});
+  round.push_back({kWriterLock, {}});
+  for (const auto& m : batch) {
+    round.push_back({kAppend, Params()
+                                  .Add(m.conversation_id)
+                                  .Add(m.sender_id)
+                                  .Add(m.content)
+                                  .Add(m.client_id)
+                                  .Add(m.created_at)});
+  }
+  auto results = c.Pipeline(round);
+  if (!results.ok()) return results.status();
+  std::vector<StoredAppend> out;
+  out.reserve(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    auto one = ReadAppend((*results)[i + 2]);
+    if (!one.ok()) return one.status();
+    out.push_back(std::move(one).value());
+  }
+  return out;
+}
+
+GroupCommitWriter::Committed PostgresStore::CommitBatch(
+    const std::vector<domain::NewMessage>& batch) {
+  GroupCommitWriter::Committed out;
+  Status failed = Status::Unavailable("database error");
+  // A batch that failed before COMMIT left nothing behind: it is tried once more on a fresh
+  // connection when the old one was lost (a database restart) or lost a deadlock.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!writer_conn_ || writer_conn_->broken()) {
+      auto conn = pool_.Open();
+      if (!conn.ok()) {
+        spdlog::error("postgres: message writer cannot connect: {}", conn.status().message());
+        failed = conn.status();
+        break;
+      }
+      writer_conn_ = std::move(conn).value();
+    }
+    PgConnection& c = *writer_conn_;
+    auto appended = WriteBatch(c, batch);
+    if (appended.ok()) {
+      // The senders' read markers, in (conversation, user) order like SaveDelivered, then
+      // COMMIT, in a second round trip.
+      std::map<std::pair<int64_t, int64_t>, std::pair<int64_t, TimeMs>> markers;
+      for (const StoredAppend& a : *appended) {
+        if (a.outcome != AppendOutcome::kCreated) continue;
+        auto& mark = markers[{a.message.conversation_id, a.message.sender_id}];
+        mark = std::max(mark, std::make_pair(a.message.id, a.message.created_at));
+      }
+      std::vector<Statement> round;
+      for (const auto& [key, mark] : markers) {
+        round.push_back({kMoveReadMarker,
+                         Params().Add(key.first).Add(key.second).Add(mark.first).Add(mark.second)});
+      }
+      round.push_back({"COMMIT", {}});
+      auto committed = c.Pipeline(round);
+      if (committed.ok()) {
+        out.committed = true;
+        out.results.assign(appended->begin(), appended->end());
+        return out;
+      }
+      // Lost during COMMIT: the outcome is unknown, so it is not tried again; the senders
+      // hear an error, and a retry with their client_id finds what did commit.
+      if (!c.broken()) c.Exec("ROLLBACK");
+      failed = committed.status();
+      break;
+    }
+    failed = appended.status();
+    const bool retry =
+        c.broken() || c.sqlstate() == kDeadlockDetected || c.sqlstate() == kSerializationFailure;
+    if (!c.broken()) c.Exec("ROLLBACK");
+    if (!retry) break;
+  }
+  out.results.assign(batch.size(), failed);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages: reading
+// ---------------------------------------------------------------------------------------------
+
+Result<std::vector<Message>> PostgresStore::Messages(std::string_view sql, const Params& params) {
+  auto r = Query(sql, params);
+  if (!r.ok()) return r.status();
+  std::vector<Message> out;
+  out.reserve(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) out.push_back(ReadMessage(*r, i));
+  return out;
+}
+
+Result<std::optional<Message>> PostgresStore::GetMessage(int64_t id) {
+  auto rows = Messages(std::string("SELECT ") + kMessageColumns + " FROM messages WHERE id = $1",
+                       Params().Add(id));
+  if (!rows.ok()) return rows.status();
+  if (rows->empty()) return std::optional<Message>();
+  return std::optional<Message>(std::move(rows->front()));
+}
+
+Result<std::vector<Message>> PostgresStore::ListMessages(int64_t conversation_id,
+                                                         std::optional<int64_t> before,
+                                                         std::optional<int64_t> after, int limit) {
+  // Every variant walks the (conversation_id, id) index from the cursor.
+  const std::string cols = std::string("SELECT ") + kMessageColumns + " FROM messages ";
+  const int64_t cursor = after ? *after : before.value_or(INT64_MAX);
+  auto rows =
+      Messages(after ? cols + "WHERE conversation_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                     : cols + "WHERE conversation_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+               Params().Add(conversation_id).Add(cursor).Add(int64_t{limit}));
+  if (!rows.ok()) return rows.status();
+  if (!after) std::reverse(rows->begin(), rows->end());  // always ascending
+  return rows;
+}
+
+Result<std::vector<Message>> PostgresStore::MessagesSince(int64_t user_id, int64_t since,
+                                                          int limit) {
+  return Messages(std::string("SELECT ") + kMessageColumns +
+                      " FROM messages WHERE conversation_id IN "
+                      "(SELECT conversation_id FROM participants WHERE user_id = $1) "
+                      "AND id > $2 ORDER BY id LIMIT $3",
+                  Params().Add(user_id).Add(since).Add(int64_t{limit}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receipts
+// ---------------------------------------------------------------------------------------------
+
+Result<std::optional<domain::ReadMark>> PostgresStore::MoveReadMarker(int64_t conversation_id,
+                                                                      int64_t user_id,
+                                                                      int64_t message_id,
+                                                                      TimeMs now) {
+  std::optional<domain::ReadMark> out;
+  Status s = WithConnection([&](PgConnection& c) -> Status {
+    // One implicit transaction, one round trip: move, then read what is there now.
+    auto r = c.Pipeline(
+        {{kMoveReadMarker, Params().Add(conversation_id).Add(user_id).Add(message_id).Add(now)},
+         {"SELECT read_marker, read_at FROM participants WHERE conversation_id = $1 "
+          "AND user_id = $2",
+          Params().Add(conversation_id).Add(user_id)}});
+    if (!r.ok()) return r.status();
+    const PgResult& mark = (*r)[1];
+    if (mark.rows() == 0) return Status::Ok();  // not a participant
+    out = domain::ReadMark{conversation_id, mark.Int(0, 0), mark.OptInt(0, 1).value_or(now),
+                           (*r)[0].Affected() == 1};
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Status PostgresStore::SaveDelivered(const std::vector<domain::Watermark>& marks) {
+  if (marks.empty()) return Status::Ok();
+  // In (conversation, user) order, like the message writer's read markers: two transactions
+  // that update the same rows take their locks in the same order and cannot deadlock.
+  std::vector<domain::Watermark> sorted = marks;
+  std::sort(sorted.begin(), sorted.end(), [](const auto& x, const auto& y) {
+    return std::tie(x.conversation_id, x.user_id) < std::tie(y.conversation_id, y.user_id);
+  });
+  std::vector<Statement> round;
+  round.reserve(sorted.size() + 2);
+  round.push_back({"BEGIN", {}});
+  for (const auto& m : sorted) {
+    round.push_back(
+        {"UPDATE participants SET delivered_marker = GREATEST(delivered_marker, $3) "
+         "WHERE conversation_id = $1 AND user_id = $2",
+         Params().Add(m.conversation_id).Add(m.user_id).Add(m.message_id)});
+  }
+  round.push_back({"COMMIT", {}});
+  return WithConnection([&](PgConnection& c) -> Status {
+    auto r = c.Pipeline(round);
+    if (!r.ok() && !c.broken() && c.InTransaction()) c.Exec("ROLLBACK");
+    return r.ok() ? Status::Ok() : r.status();
+  });
+}
+
+}  // namespace mmchat::store::postgres

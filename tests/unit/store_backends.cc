@@ -1,0 +1,190 @@
+#include "store_backends.h"
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+
+#include "store/postgres/postgres_store.h"
+#include "store/sqlite/sqlite_store.h"
+
+namespace mmchat::test {
+namespace {
+
+// Runs `sql` on a raw libpq connection; the first column of the first row.
+std::string PgQueryOne(PGconn* conn, const std::string& sql) {
+  PGresult* r = PQexec(conn, sql.c_str());
+  std::string out;
+  const auto st = PQresultStatus(r);
+  if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+    ADD_FAILURE() << sql << ": " << PQresultErrorMessage(r);
+  } else if (st == PGRES_TUPLES_OK && PQntuples(r) > 0) {
+    out = PQgetisnull(r, 0, 0) ? "NULL" : PQgetvalue(r, 0, 0);
+  }
+  PQclear(r);
+  return out;
+}
+
+// A raw connection for the test's own statements; null (with a failure) when it cannot open.
+std::unique_ptr<PGconn, decltype(&PQfinish)> PgConnect(const std::string& url) {
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(url.c_str()), PQfinish);
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    ADD_FAILURE() << "cannot connect to the test PostgreSQL: " << PQerrorMessage(conn.get());
+    return {nullptr, PQfinish};
+  }
+  PQsetNoticeProcessor(
+      conn.get(), [](void*, const char*) {}, nullptr);
+  return conn;
+}
+
+// Holds SQLite's write lock from a second connection.
+class SqliteWriterBlock final : public WriterBlock {
+ public:
+  explicit SqliteWriterBlock(const std::string& path) {
+    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK ||
+        sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << "cannot take the write lock: " << sqlite3_errmsg(db_);
+    }
+  }
+  ~SqliteWriterBlock() override {
+    Release();
+    sqlite3_close(db_);
+  }
+  void Release() override {
+    if (!released_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    released_ = true;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+  bool released_ = false;
+};
+
+// Holds the message writers' advisory lock from another session.
+class PostgresWriterBlock final : public WriterBlock {
+ public:
+  explicit PostgresWriterBlock(const std::string& url) : conn_(PgConnect(url)) {
+    if (conn_) {
+      PgQueryOne(conn_.get(), "SELECT pg_advisory_lock(" +
+                                  std::to_string(store::postgres::kMessageWriterLock) + ")");
+    }
+  }
+  ~PostgresWriterBlock() override { Release(); }
+  void Release() override { conn_.reset(); }  // the session ends, and its lock with it
+
+ private:
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// SQLite
+// ---------------------------------------------------------------------------------------------
+
+Result<std::unique_ptr<store::Store>> SqliteBackend::Open() {
+  store::sqlite::Options opts;
+  opts.dsn = path_;
+  auto s = store::sqlite::SqliteStore::Open(opts);
+  if (!s.ok()) return s.status();
+  return std::unique_ptr<store::Store>(std::move(s).value());
+}
+
+std::string SqliteBackend::QueryOne(const std::string& sql) {
+  sqlite3* db = nullptr;
+  std::string out;
+  if (sqlite3_open(path_.c_str(), &db) != SQLITE_OK) {
+    ADD_FAILURE() << sqlite3_errmsg(db);
+  } else {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db);
+    } else if (sqlite3_step(st) == SQLITE_ROW) {
+      const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+      out = t ? t : "NULL";
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return out;
+}
+
+void SqliteBackend::Exec(const std::string& sql) {
+  sqlite3* db = nullptr;
+  char* err = nullptr;
+  if (sqlite3_open(path_.c_str(), &db) != SQLITE_OK ||
+      sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    ADD_FAILURE() << sql << ": " << (err ? err : sqlite3_errmsg(db));
+  }
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+std::unique_ptr<WriterBlock> SqliteBackend::BlockWriter() {
+  return std::make_unique<SqliteWriterBlock>(path_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+// ---------------------------------------------------------------------------------------------
+
+std::string TestPostgresUrl() {
+  const char* url = std::getenv("MMCHAT_TEST_DATABASE_URL");
+  if (url == nullptr || *url == '\0') {
+    ADD_FAILURE() << "MMCHAT_TEST_DATABASE_URL is not set: the PostgreSQL tests need the server "
+                     "that scripts/with-postgres.sh starts (scripts/test.sh does it; by hand: "
+                     "scripts/with-postgres.sh ctest --test-dir build ...)";
+    return "";
+  }
+  return url;
+}
+
+std::string WithDatabase(const std::string& url, const std::string& database) {
+  const size_t scheme = url.find("://");
+  const size_t slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+  if (slash == std::string::npos) return url + "/" + database;
+  const size_t query = url.find('?', slash);
+  return url.substr(0, slash + 1) + database +
+         (query == std::string::npos ? "" : url.substr(query));
+}
+
+PostgresBackend::PostgresBackend() {
+  admin_url_ = TestPostgresUrl();
+  if (admin_url_.empty()) return;
+  static std::atomic<int> counter{0};
+  name_ = "mmchat_t" + std::to_string(getpid()) + "_" + std::to_string(++counter);
+  url_ = WithDatabase(admin_url_, name_);
+  auto admin = PgConnect(admin_url_);
+  if (admin) PgQueryOne(admin.get(), "CREATE DATABASE " + name_);
+}
+
+PostgresBackend::~PostgresBackend() {
+  if (name_.empty()) return;
+  auto admin = PgConnect(admin_url_);
+  if (admin) PgQueryOne(admin.get(), "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+}
+
+Result<std::unique_ptr<store::Store>> PostgresBackend::Open() {
+  if (url_.empty()) return Status::Unavailable("no test PostgreSQL");
+  store::postgres::Options opts;
+  opts.url = url_;
+  opts.startup_wait = std::chrono::seconds(5);
+  auto s = store::postgres::PostgresStore::Open(opts);
+  if (!s.ok()) return s.status();
+  return std::unique_ptr<store::Store>(std::move(s).value());
+}
+
+std::string PostgresBackend::QueryOne(const std::string& sql) {
+  auto conn = PgConnect(url_);
+  return conn ? PgQueryOne(conn.get(), sql) : "";
+}
+
+void PostgresBackend::Exec(const std::string& sql) { QueryOne(sql); }
+
+std::unique_ptr<WriterBlock> PostgresBackend::BlockWriter() {
+  return std::make_unique<PostgresWriterBlock>(url_);
+}
+
+}  // namespace mmchat::test
