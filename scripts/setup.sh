@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything MmChat needs to build, serve and test, from Debian 12 packages.
+# Installs everything MmChat needs to build and serve, from Debian 12 packages; with `test`,
+# also what the tests need (compilers' sanitizer runtimes, an SMTP sink, a PostgreSQL server
+# that scripts/with-postgres.sh starts privately).
 # Idempotent: packages already present are skipped by apt; safe to run on every build.
 set -euo pipefail
 
@@ -7,10 +9,16 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.74-dev libsqlite3-dev sqlite3 libsodium-dev libssl-dev libjwt-dev
   libcurl4-openssl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev
+  libpq-dev  # the PostgreSQL store's client library (DATABASE_URL)
   libgtest-dev libgmock-dev
-  clang libclang-rt-14-dev  # the sanitizer and fuzzing stages of test.sh (compiler-rt)
-  python3-aiosmtpd
 )
+if [ "${1:-}" = test ]; then
+  packages+=(
+    clang libclang-rt-14-dev  # the sanitizer and fuzzing stages of test.sh (compiler-rt)
+    python3-aiosmtpd
+    postgresql-15  # the server the tests run privately (scripts/with-postgres.sh)
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -21,6 +29,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   export DEBIAN_FRONTEND=noninteractive
+  # The tests start their own PostgreSQL: the package need not create and start a system one.
+  if [[ " ${missing[*]} " == *" postgresql-15 "* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    $sudo_cmd mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" | $sudo_cmd tee /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
   $sudo_cmd apt-get update
-  $sudo_cmd apt-get install -y --no-install-recommends "${missing[@]}"
+  $sudo_cmd apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-confold \
+    "${missing[@]}"
 fi

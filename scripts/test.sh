@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs, builds and runs every test, in four stages:
-#   plain  the whole suite (unit + integration) on the release build in ./build
+#   plain  the whole suite (unit + integration) on the release build in ./build: the store
+#          conformance suite against SQLite and PostgreSQL, the integration suite once on
+#          SQLite and once on PostgreSQL (tests named pg.*)
 #   asan   the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer (clang,
 #          ./build-asan), which also builds the fuzz targets
 #   tsan   the concurrency tests (hub, store writer, fan-out, ...) under ThreadSanitizer
@@ -9,6 +11,7 @@
 # With no argument all four run; `./scripts/test.sh plain` (or asan, tsan, fuzz) runs one.
 # Arguments after the stage go to ctest, e.g. `./scripts/test.sh plain -R Ws`.
 # A sanitizer report anywhere, in a test or in a server it started, fails the stage.
+# Each stage's tests run beside a private PostgreSQL (scripts/with-postgres.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +23,7 @@ fi
 jobs="$(nproc)"
 
 # The tests that run many threads at once; ThreadSanitizer is too slow for the rest to add much.
-tsan_tests='Ws|ws_|Sqlite|Message|Conversation|Bench|Presence|Capacity|Delivery|Crash|Limit'
+tsan_tests='Ws|ws_|Sqlite|Postgres|Store|Message|Conversation|Bench|Presence|Capacity|Delivery|Crash|Limit'
 
 configure() {  # configure DIR [cmake args...]
   local dir=$1
@@ -40,7 +43,8 @@ ctest_sanitized() {  # ctest_sanitized DIR [ctest args...]
   ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:quarantine_size_mb=32" \
     UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1" \
     TSAN_OPTIONS="log_path=$reports/tsan:second_deadlock_stack=1" \
-    ctest --test-dir "$dir" --output-on-failure -j "$jobs" "$@" || status=$?
+    ./scripts/with-postgres.sh ctest --test-dir "$dir" --output-on-failure -j "$jobs" "$@" ||
+    status=$?
   if compgen -G "$reports/*" >/dev/null; then
     echo "sanitizer reports in $reports:" >&2
     head -n 60 "$reports"/* >&2
@@ -50,25 +54,24 @@ ctest_sanitized() {  # ctest_sanitized DIR [ctest args...]
 }
 
 build_asan() {
-  ./scripts/setup.sh
   configure build-asan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
     -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DMMCHAT_SANITIZE=address,undefined -DMMCHAT_FUZZ=ON
   ninja -C build-asan
 }
 
+./scripts/setup.sh test
 for stage in "${stages[@]}"; do
   echo "=== test stage: $stage"
   case $stage in
     plain)
       ./scripts/build.sh
-      ctest --test-dir build --output-on-failure -j "$jobs" "$@"
+      ./scripts/with-postgres.sh ctest --test-dir build --output-on-failure -j "$jobs" "$@"
       ;;
     asan)
       build_asan
       ctest_sanitized build-asan "$@"
       ;;
     tsan)
-      ./scripts/setup.sh
       configure build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
         -DMMCHAT_SANITIZE=thread
       ninja -C build-tsan

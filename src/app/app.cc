@@ -14,6 +14,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <iostream>
 #include <thread>
 #include <vector>
@@ -158,8 +159,16 @@ int Serve(const Config& config) {
   s.AddRoutes(router, &users);
   http::ClientLimiter per_client(static_cast<double>(config.auth_rate_per_min) / 60.0,
                                  static_cast<double>(config.auth_rate_per_min));
+  // With PostgreSQL every read is a network round trip: requests run on threads of their
+  // own, one per pooled connection, so that io threads only move bytes.
+  std::optional<boost::asio::thread_pool> database_threads;
+  std::optional<boost::asio::any_io_executor> database_executor;
+  if (!config.database_url.empty()) {
+    database_threads.emplace(static_cast<size_t>(config.database_pool_size));
+    database_executor = database_threads->get_executor();
+  }
   http::Dispatcher dispatcher(&router, authenticate, workers.get_executor(), &s.registry,
-                              &per_client);
+                              &per_client, database_executor);
   http::ServerOptions options;
   options.host = config.http_host;
   options.port = config.http_port;
@@ -241,6 +250,7 @@ int Serve(const Config& config) {
   // Worker tasks (a hash, a mail) finish and post their answers to closed connections, which
   // then end. Every session must be gone before the io_context stops: a session destroyed
   // later, with the io_context, would outlive the server it belongs to.
+  if (database_threads) database_threads->join();
   workers.join();
   while (!server.WaitForConnections(std::chrono::seconds(5))) {
     spdlog::warn("waiting for connections to close");

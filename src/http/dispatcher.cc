@@ -33,10 +33,12 @@ Response MethodNotAllowed(const Request& req, const std::string& allowed) {
 
 Dispatcher::Dispatcher(const Router* router, Authenticator authenticate,
                        boost::asio::any_io_executor workers, metrics::Registry* registry,
-                       ClientLimiter* per_client)
+                       ClientLimiter* per_client,
+                       std::optional<boost::asio::any_io_executor> database)
     : router_(router),
       authenticate_(std::move(authenticate)),
       workers_(std::move(workers)),
+      database_(std::move(database)),
       registry_(registry),
       per_client_(per_client) {
   auto make = [&](const std::string& label) {
@@ -117,12 +119,12 @@ void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
           "too many requests from this address; try again later", (wait_ms + 999) / 1000)));
     }
   }
-  if (!m.route->options.blocking) {
+  if (!m.route->options.blocking && !database_) {
     Run(*m.route, req, std::move(respond));
     return;
   }
   boost::asio::post(
-      workers_, [this, route = m.route, req = std::move(req),
+      m.route->options.blocking ? workers_ : *database_, [this, route = m.route, req = std::move(req),
                  respond = std::move(respond)]() mutable { Run(*route, req, std::move(respond)); });
 }
 

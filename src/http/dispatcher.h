@@ -1,5 +1,6 @@
 // Runs a parsed request through the router: authentication for protected routes, the
-// handler (on the worker pool when the route is blocking), the error object for failures,
+// handler (on the worker pool when the route is blocking; on the database threads, when
+// there are, otherwise), the error object for failures,
 // and per-route request metrics. Thread-safe once built.
 #pragma once
 
@@ -8,6 +9,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "common/rate_limiter.h"
@@ -25,9 +27,12 @@ using ClientLimiter = RateLimiter<std::string>;
 
 class Dispatcher {
  public:
-  // `per_client` may be null (no per-address limit).
+  // `per_client` may be null (no per-address limit). `database`, when given, is where the
+  // routes that are not blocking run instead of inline on the io thread: with a database
+  // across the network, their round trips must not hold an io thread.
   Dispatcher(const Router* router, Authenticator authenticate, boost::asio::any_io_executor workers,
-             metrics::Registry* registry, ClientLimiter* per_client = nullptr);
+             metrics::Registry* registry, ClientLimiter* per_client = nullptr,
+             std::optional<boost::asio::any_io_executor> database = std::nullopt);
 
   // Calls `done` exactly once with the response, on this thread or on a worker thread.
   void Dispatch(Request req, std::function<void(Response)> done);
@@ -47,6 +52,7 @@ class Dispatcher {
   const Router* router_;
   Authenticator authenticate_;
   boost::asio::any_io_executor workers_;
+  std::optional<boost::asio::any_io_executor> database_;
   metrics::Registry* registry_;
   ClientLimiter* per_client_;
   std::vector<std::unique_ptr<RouteStats>> route_stats_;  // parallel to router_->routes()
