@@ -55,7 +55,7 @@ std::string Repeat(const std::string& s, int n) {
 // The table. Rules from API.md: text fields are UTF-8 and lengths count code points; invalid
 // JSON or invalid UTF-8 is 400 invalid_request; a body over 65,536 bytes is 413. API.md trims
 // nothing and forbids no code point in content or names, so any valid string of the right
-// length is kept as it is (U+0000 included: JSON carries it as \u0000, and it is a code point).
+// length is kept as it is, except U+0000, which no store keeps (docs/API.md, decision 10).
 std::vector<Payload> Payloads() {
   constexpr auto S = Outcome::kStored;
   constexpr auto I = Outcome::kInvalid;
@@ -90,9 +90,10 @@ std::vector<Payload> Payloads() {
       same("like_wildcard_legal_username", "___", S, S, S),
       same("username_at_32", Repeat("_", 32), S, S, S),
       same("username_over_32", Repeat("_", 33), S, I, S),
-      // NUL as the JSON escape is a code point like any other; raw, it is invalid JSON.
-      {"nul_escaped", R"(a\u0000b)", "a" + nul + "b", S, I, S},
-      {"nul_only", R"(\u0000)", nul, S, I, S},
+      // NUL as the JSON escape is valid JSON, but no store keeps it (PostgreSQL's text cannot:
+      // docs/API.md, decision 10); raw, it is invalid JSON.
+      {"nul_escaped", R"(a\u0000b)", "a" + nul + "b", I, I, I},
+      {"nul_only", R"(\u0000)", nul, I, I, I},
       bad("nul_raw", "a" + nul + "b"),
       // Invalid UTF-8 (API.md: 400 invalid_request; over WebSocket the text frame breaks the
       // protocol: 1007).
