@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fails when a source file includes a project header from a layer it may not use
-# (ARCHITECTURE.md): the domain knows nothing of SQL, HTTP, crypto libraries or mail, and so on.
+# (docs/ARCHITECTURE.md, "Layers"): the domain knows nothing of SQL, HTTP, crypto libraries or
+# mail, and so on. It checks top-level folders only: store/<a> including store/<b> passes.
 set -euo pipefail
 src=${1:?usage: check_layers.sh SRC_DIR}
 
