@@ -2,10 +2,7 @@
 
 #include <libpq-fe.h>
 #include <sqlite3.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cstdlib>
 
 #include "store/postgres/postgres_store.h"
 #include "store/sqlite/sqlite_store.h"
@@ -130,61 +127,18 @@ std::unique_ptr<WriterBlock> SqliteBackend::BlockWriter() {
 // PostgreSQL
 // ---------------------------------------------------------------------------------------------
 
-std::string TestPostgresUrl() {
-  const char* url = std::getenv("MMCHAT_TEST_DATABASE_URL");
-  if (url == nullptr || *url == '\0') {
-    ADD_FAILURE() << "MMCHAT_TEST_DATABASE_URL is not set: the PostgreSQL tests need the server "
-                     "that scripts/with-postgres.sh starts (scripts/test.sh does it; by hand: "
-                     "scripts/with-postgres.sh ctest --test-dir build ...)";
-    return "";
-  }
-  return url;
-}
-
-std::string WithDatabase(const std::string& url, const std::string& database) {
-  const size_t scheme = url.find("://");
-  const size_t slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
-  if (slash == std::string::npos) return url + "/" + database;
-  const size_t query = url.find('?', slash);
-  return url.substr(0, slash + 1) + database +
-         (query == std::string::npos ? "" : url.substr(query));
-}
-
-PostgresBackend::PostgresBackend() {
-  admin_url_ = TestPostgresUrl();
-  if (admin_url_.empty()) return;
-  static std::atomic<int> counter{0};
-  name_ = "mmchat_t" + std::to_string(getpid()) + "_" + std::to_string(++counter);
-  url_ = WithDatabase(admin_url_, name_);
-  auto admin = PgConnect(admin_url_);
-  if (admin) PgQueryOne(admin.get(), "CREATE DATABASE " + name_);
-}
-
-PostgresBackend::~PostgresBackend() {
-  if (name_.empty()) return;
-  auto admin = PgConnect(admin_url_);
-  if (admin) PgQueryOne(admin.get(), "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
-}
-
 Result<std::unique_ptr<store::Store>> PostgresBackend::Open() {
-  if (url_.empty()) return Status::Unavailable("no test PostgreSQL");
+  if (url().empty()) return Status::Unavailable("no test PostgreSQL");
   store::postgres::Options opts;
-  opts.url = url_;
+  opts.url = url();
   opts.startup_wait = std::chrono::seconds(5);
   auto s = store::postgres::PostgresStore::Open(opts);
   if (!s.ok()) return s.status();
   return std::unique_ptr<store::Store>(std::move(s).value());
 }
 
-std::string PostgresBackend::QueryOne(const std::string& sql) {
-  auto conn = PgConnect(url_);
-  return conn ? PgQueryOne(conn.get(), sql) : "";
-}
-
-void PostgresBackend::Exec(const std::string& sql) { QueryOne(sql); }
-
 std::unique_ptr<WriterBlock> PostgresBackend::BlockWriter() {
-  return std::make_unique<PostgresWriterBlock>(url_);
+  return std::make_unique<PostgresWriterBlock>(url());
 }
 
 }  // namespace mmchat::test

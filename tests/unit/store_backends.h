@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "fakes.h"
 #include "store/common/store.h"
+#include "test_postgres.h"
 
 namespace mmchat::test {
 
@@ -50,28 +51,18 @@ class SqliteBackend final : public StoreBackend {
   const std::string path_ = dir_.File("store.db");
 };
 
+// A fresh database on the test server; a test failure when there is none.
 class PostgresBackend final : public StoreBackend {
  public:
-  // Creates a fresh database; fails the test when no server was given.
-  PostgresBackend();
-  ~PostgresBackend() override;
   std::string Name() const override { return "Postgres"; }
   Result<std::unique_ptr<store::Store>> Open() override;
-  std::string QueryOne(const std::string& sql) override;
-  void Exec(const std::string& sql) override;
+  std::string QueryOne(const std::string& sql) override { return db_.QueryOne(sql); }
+  void Exec(const std::string& sql) override { db_.Query(sql); }
   std::unique_ptr<WriterBlock> BlockWriter() override;
-  const std::string& url() const { return url_; }
+  const std::string& url() const { return db_.url(); }
 
  private:
-  std::string admin_url_;  // the server's maintenance database
-  std::string name_;       // this test's database
-  std::string url_;
+  TestDatabase db_;
 };
-
-// The server's URL from scripts/with-postgres.sh, or "" (with a test failure saying how to
-// get one) when the tests were started without it.
-std::string TestPostgresUrl();
-// `url` with its database name replaced.
-std::string WithDatabase(const std::string& url, const std::string& database);
 
 }  // namespace mmchat::test

@@ -1,0 +1,109 @@
+#include "test_postgres.h"
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+
+namespace mmchat::test {
+namespace {
+
+using PgConn = std::unique_ptr<PGconn, decltype(&PQfinish)>;
+
+PgConn Connect(const std::string& url) {
+  PgConn conn(PQconnectdb(url.c_str()), PQfinish);
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    ADD_FAILURE() << "cannot connect to the test PostgreSQL: " << PQerrorMessage(conn.get());
+    return {nullptr, PQfinish};
+  }
+  PQsetNoticeProcessor(conn.get(), [](void*, const char*) {}, nullptr);
+  return conn;
+}
+
+std::vector<std::vector<std::string>> Rows(PGconn* conn, const std::string& sql) {
+  std::vector<std::vector<std::string>> out;
+  PGresult* r = PQexec(conn, sql.c_str());
+  const auto st = PQresultStatus(r);
+  if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+    ADD_FAILURE() << sql << ": " << PQresultErrorMessage(r);
+  } else if (st == PGRES_TUPLES_OK) {
+    for (int i = 0; i < PQntuples(r); ++i) {
+      auto& row = out.emplace_back();
+      for (int j = 0; j < PQnfields(r); ++j) {
+        row.push_back(PQgetisnull(r, i, j) ? "NULL" : PQgetvalue(r, i, j));
+      }
+    }
+  }
+  PQclear(r);
+  return out;
+}
+
+}  // namespace
+
+std::string TestPostgresUrl() {
+  const char* url = std::getenv("MMCHAT_TEST_DATABASE_URL");
+  if (url == nullptr || *url == '\0') {
+    ADD_FAILURE() << "MMCHAT_TEST_DATABASE_URL is not set: the PostgreSQL tests need the server "
+                     "that scripts/with-postgres.sh starts (scripts/test.sh does it; by hand: "
+                     "scripts/with-postgres.sh ctest --test-dir build ...)";
+    return "";
+  }
+  return url;
+}
+
+std::string WithDatabase(const std::string& url, const std::string& database) {
+  const size_t scheme = url.find("://");
+  const size_t slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+  if (slash == std::string::npos) return url + "/" + database;
+  const size_t query = url.find('?', slash);
+  return url.substr(0, slash + 1) + database +
+         (query == std::string::npos ? "" : url.substr(query));
+}
+
+TestDatabase::TestDatabase() {
+  admin_url_ = TestPostgresUrl();
+  if (admin_url_.empty()) return;
+  static std::atomic<int> counter{0};
+  name_ = "mmchat_t" + std::to_string(getpid()) + "_" + std::to_string(++counter);
+  if (auto admin = Connect(admin_url_)) {
+    Rows(admin.get(), "CREATE DATABASE " + name_);
+    url_ = WithDatabase(admin_url_, name_);
+  }
+}
+
+TestDatabase::~TestDatabase() {
+  if (url_.empty()) return;
+  if (::testing::Test::HasFailure()) {
+    std::fprintf(stderr, "kept database %s\n", name_.c_str());
+    return;
+  }
+  if (auto admin = Connect(admin_url_)) {
+    Rows(admin.get(), "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+  }
+}
+
+std::vector<std::vector<std::string>> TestDatabase::Query(const std::string& sql) const {
+  if (url_.empty()) return {};
+  auto conn = Connect(url_);
+  return conn ? Rows(conn.get(), sql) : std::vector<std::vector<std::string>>{};
+}
+
+std::string TestDatabase::QueryOne(const std::string& sql) const {
+  auto rows = Query(sql);
+  return rows.empty() || rows[0].empty() ? "" : rows[0][0];
+}
+
+bool PgCtl(const std::string& args) {
+  const char* ctl = std::getenv("MMCHAT_TEST_PG_CTL");
+  if (ctl == nullptr || *ctl == '\0') {
+    ADD_FAILURE() << "MMCHAT_TEST_PG_CTL is not set: run the tests through scripts/with-postgres.sh";
+    return false;
+  }
+  const int rc = std::system((std::string(ctl) + " " + args).c_str());
+  if (rc != 0) ADD_FAILURE() << ctl << " " << args << " failed (" << rc << ")";
+  return rc == 0;
+}
+
+}  // namespace mmchat::test
