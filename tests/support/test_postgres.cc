@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 
 namespace mmchat::test {
 namespace {
@@ -18,7 +20,8 @@ PgConn Connect(const std::string& url) {
     ADD_FAILURE() << "cannot connect to the test PostgreSQL: " << PQerrorMessage(conn.get());
     return {nullptr, PQfinish};
   }
-  PQsetNoticeProcessor(conn.get(), [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn.get(), [](void*, const char*) {}, nullptr);
   return conn;
 }
 
@@ -95,14 +98,37 @@ std::string TestDatabase::QueryOne(const std::string& sql) const {
   return rows.empty() || rows[0].empty() ? "" : rows[0][0];
 }
 
-bool PgCtl(const std::string& args) {
-  const char* ctl = std::getenv("MMCHAT_TEST_PG_CTL");
-  if (ctl == nullptr || *ctl == '\0') {
-    ADD_FAILURE() << "MMCHAT_TEST_PG_CTL is not set: run the tests through scripts/with-postgres.sh";
-    return false;
+PrivatePostgres::PrivatePostgres() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "mmchat-pg-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    ADD_FAILURE() << "mkdtemp failed";
+    return;
   }
-  const int rc = std::system((std::string(ctl) + " " + args).c_str());
-  if (rc != 0) ADD_FAILURE() << ctl << " " << args << " failed (" << rc << ")";
+  dir_ = tmpl;
+  const std::string init = std::string(PG_SERVER_SCRIPT) + " init '" + dir_ + "'";
+  FILE* out = popen(init.c_str(), "r");
+  char line[512] = {};
+  if (out == nullptr || fgets(line, sizeof line, out) == nullptr || pclose(out) != 0) {
+    ADD_FAILURE() << init << " failed";
+    return;
+  }
+  url_ = line;
+  while (!url_.empty() && (url_.back() == '\n' || url_.back() == '\r')) url_.pop_back();
+  if (!Control("start")) url_.clear();
+}
+
+PrivatePostgres::~PrivatePostgres() {
+  if (dir_.empty()) return;
+  const std::string destroy = std::string(PG_SERVER_SCRIPT) + " destroy '" + dir_ + "'";
+  if (std::system(destroy.c_str()) != 0) std::fprintf(stderr, "%s failed\n", destroy.c_str());
+}
+
+bool PrivatePostgres::Control(const std::string& args) {
+  const std::string cmd = std::string(PG_SERVER_SCRIPT) + " " + args.substr(0, args.find(' ')) +
+                          " '" + dir_ + "'" +
+                          (args.find(' ') == std::string::npos ? "" : args.substr(args.find(' ')));
+  const int rc = std::system(cmd.c_str());
+  if (rc != 0) ADD_FAILURE() << cmd << " failed (" << rc << ")";
   return rc == 0;
 }
 

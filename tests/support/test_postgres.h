@@ -1,7 +1,7 @@
-// The private PostgreSQL server scripts/with-postgres.sh starts for the tests: its URL, a
-// fresh database per test (dropped afterwards), raw SQL behind the server's back, and
-// stopping and starting the server for the outage tests. Shared by the unit and integration
-// tests.
+// PostgreSQL for the tests: the private server scripts/with-postgres.sh starts (its URL, a
+// fresh database per test, dropped afterwards, raw SQL behind the server's back), and servers
+// of a test's own that it may stop and start (scripts/pg-server.sh) without disturbing the
+// tests running beside it. Shared by the unit and integration tests.
 #pragma once
 
 #include <memory>
@@ -39,8 +39,23 @@ class TestDatabase {
   std::string url_;
 };
 
-// Runs the test server's control script (`stop fast`, `stop immediate`, `start`); false (with
-// a test failure) when it fails or there is none.
-bool PgCtl(const std::string& args);
+// A PostgreSQL server of one test's own, in a temporary directory: initialized and started
+// now (a second or two), destroyed with this object.
+class PrivatePostgres {
+ public:
+  PrivatePostgres();
+  ~PrivatePostgres();
+  PrivatePostgres(const PrivatePostgres&) = delete;
+  PrivatePostgres& operator=(const PrivatePostgres&) = delete;
+
+  // The superuser's URL to its `postgres` database ("" when it could not start).
+  const std::string& url() const { return url_; }
+  // `stop fast`, `stop immediate` (a crash) or `start`; false (with a test failure) on error.
+  bool Control(const std::string& args);
+
+ private:
+  std::string dir_;
+  std::string url_;
+};
 
 }  // namespace mmchat::test

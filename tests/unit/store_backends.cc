@@ -3,7 +3,6 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
-
 #include "store/postgres/postgres_store.h"
 #include "store/sqlite/sqlite_store.h"
 
