@@ -37,7 +37,14 @@ OutgoingMail CodeMail(CodePurpose purpose, const std::string& to, const std::str
 }  // namespace
 
 AccountService::AccountService(Deps deps, AccountPolicy policy)
-    : d_(std::move(deps)), policy_(policy) {}
+    : d_(std::move(deps)), policy_(policy) {
+  // Revocations made elsewhere (another process, through the bus) end what is cached here.
+  if (d_.bus != nullptr) {
+    d_.bus->Subscribe([this](const Event& e) {
+      if (const auto* r = std::get_if<TokensRevoked>(&e)) versions_.Revoke(r->user_id);
+    });
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Signup
@@ -178,6 +185,7 @@ Status AccountService::ForgotReset(const std::string& email_in, const std::strin
   auto hash = d_.hasher->Hash(new_password);
   if (!hash.ok()) return hash.status();
   if (Status s = d_.users->ReplacePassword((*user)->user.id, *hash); !s.ok()) return s;
+  versions_.Revoke((*user)->user.id);
   // Tokens are checked when presented: open WebSocket connections must be told.
   if (d_.bus != nullptr) d_.bus->Publish(TokensRevoked{(*user)->user.id});
   return Status::Ok();
@@ -190,12 +198,17 @@ Status AccountService::ForgotReset(const std::string& email_in, const std::strin
 Result<int64_t> AccountService::Authenticate(std::string_view token) {
   auto claims = d_.tokens->Verify(token, d_.now());
   if (!claims.ok()) return claims.status();
+  const Status revoked = Status::Unauthorized("token revoked");
+  if (auto version = versions_.Get(claims->user_id, d_.steady_now())) {
+    if (*version != claims->token_version) return revoked;
+    return claims->user_id;
+  }
+  const uint64_t epoch = versions_.Epoch();  // before the read: see TokenVersions::Put
   auto rec = d_.users->FindUserById(claims->user_id);
   if (!rec.ok()) return rec.status();
   if (!rec->has_value()) return Status::Unauthorized("unknown user");
-  if ((*rec)->token_version != claims->token_version) {
-    return Status::Unauthorized("token revoked");
-  }
+  versions_.Put(claims->user_id, (*rec)->token_version, epoch, d_.steady_now());
+  if ((*rec)->token_version != claims->token_version) return revoked;
   return claims->user_id;
 }
 

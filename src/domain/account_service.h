@@ -2,7 +2,8 @@
 // a one-time code, login with lockout, and token authentication.
 //
 // Thread-safe (state lives in the stores). Signup, login and reset hash passwords and may send
-// mail, so callers must run them off io threads; Authenticate is cheap (one indexed read).
+// mail, so callers must run them off io threads; Authenticate is cheap (a signature check and,
+// at most every few seconds per user, one indexed read).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,7 @@
 #include "domain/auth_ports.h"
 #include "domain/events.h"
 #include "domain/store.h"
+#include "domain/token_versions.h"
 #include "domain/user.h"
 
 namespace mmchat::domain {
@@ -66,7 +68,10 @@ class AccountService {
     // answer's timing does not tell registered emails apart). Inline when unset.
     std::function<void(std::function<void()>)> background;
     EventBus* bus = nullptr;  // told of revoked tokens (a reset), when set
+    std::function<TimeMs()> steady_now = SteadyMs;  // the token-version cache's clock
   };
+  // How long a user's token version is trusted without reading the row again.
+  static constexpr TimeMs kTokenVersionTtlMs = 5'000;
 
   AccountService(Deps deps, AccountPolicy policy);
 
@@ -104,6 +109,7 @@ class AccountService {
   // Verified against for unknown users, so that timing does not tell which accounts exist.
   std::once_flag dummy_once_;
   std::string dummy_hash_;
+  TokenVersions versions_{kTokenVersionTtlMs, 100'000};
 };
 
 }  // namespace mmchat::domain

@@ -10,7 +10,9 @@
 
 #include "crypto/jwt_codec.h"
 #include "crypto/sodium_otp.h"
+#include "chat_fakes.h"
 #include "fakes.h"
+#include "store/common/statement_count.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace mmchat::domain {
@@ -549,6 +551,41 @@ TEST_F(AccountServiceTest, ResetChangesPasswordAndRevokesOldTokens) {
   EXPECT_TRUE(LoginName("alice", "password-2").ok());
 }
 
+TEST_F(AccountServiceTest, TokenChecksReadTheUserAtMostOncePerTtl) {
+  AccountService::Deps deps{store_.get(), store_.get(), &hasher_,   &otp_,
+                            &jwt_,        &sender_,     clock_.Fn()};
+  deps.steady_now = clock_.Fn();
+  service_ = std::make_unique<AccountService>(deps, AccountPolicy{});
+  const AuthResult alice = SignUp("alice", "alice@example.com", "password-1");
+  auto statements = [&](const std::string& token) {
+    const uint64_t before = store::StatementsOnThisThread();
+    EXPECT_TRUE(service_->Authenticate(token).ok());
+    return store::StatementsOnThisThread() - before;
+  };
+  EXPECT_EQ(statements(alice.token.token), 1u);
+  EXPECT_EQ(statements(alice.token.token), 0u);
+  clock_.Advance(AccountService::kTokenVersionTtlMs - 1);
+  EXPECT_EQ(statements(alice.token.token), 0u);
+  clock_.Advance(1);
+  EXPECT_EQ(statements(alice.token.token), 1u);  // expired: read again
+}
+
+TEST_F(AccountServiceTest, ARevocationFromTheBusEndsWhatIsCached) {
+  test::RecordingBus bus;
+  AccountService::Deps deps{store_.get(), store_.get(), &hasher_,   &otp_,
+                            &jwt_,        &sender_,     clock_.Fn()};
+  deps.bus = &bus;
+  deps.steady_now = clock_.Fn();
+  service_ = std::make_unique<AccountService>(deps, AccountPolicy{});
+  const AuthResult alice = SignUp("alice", "alice@example.com", "password-1");
+  ASSERT_TRUE(service_->Authenticate(alice.token.token).ok());  // cached now
+  // Another process resets the password: the row changes, and the bus tells this one.
+  ASSERT_TRUE(store_->ReplacePassword(alice.user.id, "h:other").ok());
+  bus.Publish(domain::TokensRevoked{alice.user.id});
+  EXPECT_EQ(service_->Authenticate(alice.token.token).status().code(),
+            StatusCode::kUnauthorized);
+}
+
 TEST_F(AccountServiceTest, ResetClearsALockout) {
   SignUp("alice", "alice@example.com", "password-1");
   for (int i = 0; i < 10; ++i) (void)LoginName("alice", "wrong");
@@ -656,4 +693,34 @@ TEST_F(AccountServiceTest, CreateAccountsIsAllOrNothing) {
 }
 
 }  // namespace
+TEST(TokenVersionsTest, KeepsForTheTtlAndForgetsOnRevoke) {
+  domain::TokenVersions v(1000, 100);
+  EXPECT_FALSE(v.Get(7, 0).has_value());
+  v.Put(7, 3, v.Epoch(), 0);
+  EXPECT_EQ(v.Get(7, 999), std::optional<int64_t>(3));
+  EXPECT_FALSE(v.Get(7, 1000).has_value());  // expired
+  v.Put(7, 3, v.Epoch(), 1000);
+  v.Revoke(7);
+  EXPECT_FALSE(v.Get(7, 1001).has_value());
+}
+
+TEST(TokenVersionsTest, AReadFromBeforeARevocationIsNotKept) {
+  domain::TokenVersions v(1000, 100);
+  const uint64_t epoch = v.Epoch();  // a check reads the epoch, then the (old) row...
+  v.Revoke(7);                       // ...a reset revokes meanwhile...
+  v.Put(7, 3, epoch, 0);             // ...and the old version must not be cached
+  EXPECT_FALSE(v.Get(7, 1).has_value());
+  v.Put(7, 4, v.Epoch(), 0);
+  EXPECT_EQ(v.Get(7, 1), std::optional<int64_t>(4));
+}
+
+TEST(TokenVersionsTest, StaysBounded) {
+  domain::TokenVersions v(1'000'000, 64);
+  for (int64_t u = 0; u < 10'000; ++u) v.Put(u, 1, v.Epoch(), 0);
+  int kept = 0;
+  for (int64_t u = 0; u < 10'000; ++u) kept += v.Get(u, 1).has_value() ? 1 : 0;
+  EXPECT_LE(kept, 64 + 16);
+  EXPECT_GT(kept, 0);
+}
+
 }  // namespace mmchat::domain
