@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -21,6 +22,7 @@
 #include <thread>
 
 #include "bench/stats.h"
+#include "test_postgres.h"
 
 namespace mmchat::test {
 
@@ -212,11 +214,11 @@ TestServer::TestServer(ServerOptions options) {
   if (!options.dotenv.empty()) std::ofstream(dir_ / ".env") << options.dotenv;
   std::map<std::string, std::string> env = {
       {"HTTP_ADDR", "127.0.0.1:0"},
-      {"SQLITE_DSN", (dir_ / "chat.db").string()},
       {"JWT_SECRET", "integration-test-secret-0123456789"},
       {"HTTP_THREADS", "2"},
       {"WORKER_THREADS", "2"},
   };
+  env.merge(StoreEnv(dir_));
   for (const auto& [k, v] : options.env) {
     if (v.empty()) {
       env.erase(k);  // an empty override removes a default
@@ -253,6 +255,7 @@ TestServer::TestServer(ServerOptions options) {
 
 TestServer::~TestServer() {
   if (pid_ > 0) Stop(SIGKILL);
+  if (own_dir_ && !::testing::Test::HasFailure()) DropStore(dir_);
   if (own_dir_ && !::testing::Test::HasFailure()) {
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
@@ -312,6 +315,81 @@ int TestServer::WaitExit(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return -1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stores
+// ---------------------------------------------------------------------------------------------
+
+bool OnPostgres() {
+  const char* store = std::getenv("MMCHAT_TEST_STORE");
+  return store != nullptr && std::string_view(store) == "postgres";
+}
+
+namespace {
+
+// The directory's PostgreSQL database name, created on first use.
+std::string DatabaseOf(const std::filesystem::path& dir) {
+  const auto file = dir / "database_url";
+  if (std::ifstream in(file); in) {
+    std::string name;
+    std::getline(in, name);
+    if (!name.empty()) return name;
+  }
+  const std::string name = UniqueDatabaseName("mmchat_i");
+  if (CreateTestDatabase(name).empty()) return "";
+  std::ofstream(file) << name << "\n";
+  return name;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> StoreEnv(const std::filesystem::path& dir) {
+  if (!OnPostgres()) return {{"SQLITE_DSN", (dir / "chat.db").string()}};
+  return {{"DATABASE_URL", WithDatabase(TestPostgresUrl(), DatabaseOf(dir))}};
+}
+
+std::vector<std::vector<std::string>> QueryStore(const std::filesystem::path& dir,
+                                                 const std::string& sql) {
+  if (OnPostgres()) return QueryAt(StoreEnv(dir).at("DATABASE_URL"), sql);
+  std::vector<std::vector<std::string>> out;
+  const auto path = dir / "chat.db";
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << "cannot open " << path << ": " << (db ? sqlite3_errmsg(db) : "");
+    sqlite3_close(db);
+    return out;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db);
+  } else {
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      auto& row = out.emplace_back();
+      for (int i = 0; i < sqlite3_column_count(st); ++i) {
+        const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(st, i));
+        row.push_back(t ? t : "NULL");
+      }
+    }
+    if (rc != SQLITE_DONE) ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+std::string QueryStoreOne(const std::filesystem::path& dir, const std::string& sql) {
+  auto rows = QueryStore(dir, sql);
+  return rows.empty() || rows[0].empty() ? "" : rows[0][0];
+}
+
+void DropStore(const std::filesystem::path& dir) {
+  if (!OnPostgres()) return;
+  std::ifstream in(dir / "database_url");
+  std::string name;
+  if (in && std::getline(in, name) && !name.empty()) DropTestDatabase(name);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -110,6 +110,23 @@ class TestServer {
   uint16_t port_ = 0;
 };
 
+// Which store the servers of this run use: SQLite by default; PostgreSQL when
+// MMCHAT_TEST_STORE=postgres (ctest runs the whole suite that way too, as pg.*), on the test
+// server scripts/with-postgres.sh started.
+bool OnPostgres();
+// The environment that points mmchat (a server, --migrate, user add) at the database of the
+// directory `dir`: SQLITE_DSN=dir/chat.db, or on PostgreSQL the DATABASE_URL of a database of
+// that directory's own (created on first use; its name is kept in dir/database_url).
+std::map<std::string, std::string> StoreEnv(const std::filesystem::path& dir);
+// Every row of `sql` on the database of `dir`, on either store, each column as text ("NULL"
+// for NULL); a failure is a test failure. Write SQL both stores take.
+std::vector<std::vector<std::string>> QueryStore(const std::filesystem::path& dir,
+                                                 const std::string& sql);
+// The first column of the first row ("" for none).
+std::string QueryStoreOne(const std::filesystem::path& dir, const std::string& sql);
+// Drops the directory's PostgreSQL database, if it has one.
+void DropStore(const std::filesystem::path& dir);
+
 // A verified account, made through signup/initiate + verify with the logged code.
 struct Account {
   int64_t id = 0;

@@ -65,15 +65,38 @@ std::string WithDatabase(const std::string& url, const std::string& database) {
          (query == std::string::npos ? "" : url.substr(query));
 }
 
-TestDatabase::TestDatabase() {
-  admin_url_ = TestPostgresUrl();
-  if (admin_url_.empty()) return;
-  static std::atomic<int> counter{0};
-  name_ = "mmchat_t" + std::to_string(getpid()) + "_" + std::to_string(++counter);
-  if (auto admin = Connect(admin_url_)) {
-    Rows(admin.get(), "CREATE DATABASE " + name_);
-    url_ = WithDatabase(admin_url_, name_);
+std::string CreateTestDatabase(const std::string& name) {
+  const std::string admin_url = TestPostgresUrl();
+  if (admin_url.empty()) return "";
+  auto admin = Connect(admin_url);
+  if (!admin) return "";
+  PGresult* r = PQexec(admin.get(), ("CREATE DATABASE " + name).c_str());
+  const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  if (!ok) ADD_FAILURE() << "CREATE DATABASE " << name << ": " << PQresultErrorMessage(r);
+  PQclear(r);
+  return ok ? WithDatabase(admin_url, name) : "";
+}
+
+void DropTestDatabase(const std::string& name) {
+  const std::string admin_url = TestPostgresUrl();
+  if (admin_url.empty()) return;
+  if (auto admin = Connect(admin_url)) {
+    Rows(admin.get(), "DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
   }
+}
+
+std::vector<std::vector<std::string>> QueryAt(const std::string& url, const std::string& sql) {
+  auto conn = Connect(url);
+  return conn ? Rows(conn.get(), sql) : std::vector<std::vector<std::string>>{};
+}
+
+std::string UniqueDatabaseName(const std::string& prefix) {
+  static std::atomic<int> counter{0};
+  return prefix + std::to_string(getpid()) + "_" + std::to_string(++counter);
+}
+
+TestDatabase::TestDatabase() : name_(UniqueDatabaseName("mmchat_t")) {
+  url_ = CreateTestDatabase(name_);
 }
 
 TestDatabase::~TestDatabase() {
@@ -82,15 +105,12 @@ TestDatabase::~TestDatabase() {
     std::fprintf(stderr, "kept database %s\n", name_.c_str());
     return;
   }
-  if (auto admin = Connect(admin_url_)) {
-    Rows(admin.get(), "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
-  }
+  DropTestDatabase(name_);
 }
 
 std::vector<std::vector<std::string>> TestDatabase::Query(const std::string& sql) const {
   if (url_.empty()) return {};
-  auto conn = Connect(url_);
-  return conn ? Rows(conn.get(), sql) : std::vector<std::vector<std::string>>{};
+  return QueryAt(url_, sql);
 }
 
 std::string TestDatabase::QueryOne(const std::string& sql) const {

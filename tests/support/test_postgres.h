@@ -16,6 +16,16 @@ std::string TestPostgresUrl();
 // `url` with its database name replaced.
 std::string WithDatabase(const std::string& url, const std::string& database);
 
+// Creates a database on the test server; its URL ("" with a test failure when it cannot).
+std::string CreateTestDatabase(const std::string& name);
+// Drops it, ending any session still on it.
+void DropTestDatabase(const std::string& name);
+// Every row of `sql` on the database at `url`, each column as text ("NULL" for NULL); a
+// failure is a test failure.
+std::vector<std::vector<std::string>> QueryAt(const std::string& url, const std::string& sql);
+// A name no other test of any process uses: `prefix`, the process id and a counter.
+std::string UniqueDatabaseName(const std::string& prefix);
+
 // A database of its own on the test server, created now and dropped (with any session still
 // on it) when this ends, unless `keep` says to leave it for a look after a failure.
 class TestDatabase {
@@ -34,7 +44,6 @@ class TestDatabase {
   std::string QueryOne(const std::string& sql) const;
 
  private:
-  std::string admin_url_;
   std::string name_;
   std::string url_;
 };
