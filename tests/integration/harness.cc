@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -228,6 +229,8 @@ TestServer::TestServer(ServerOptions options) {
   std::error_code size_ec;
   const auto offset = std::filesystem::file_size(dir_ / "server.log", size_ec);
   const size_t start = size_ec ? 0 : static_cast<size_t>(offset);
+  log_start_ = start;
+  expected_errors_ = options.expected_errors;
   pid_ = Spawn(options.args, env, dir_, dir_ / "server.log", MMCHAT_BINARY, options.open_files);
   if (!options.wait_ready) return;
   auto ready = [&] { return Log().find("listening on http://", start) != std::string::npos; };
@@ -252,6 +255,7 @@ TestServer::TestServer(ServerOptions options) {
 }
 
 TestServer::~TestServer() {
+  CheckAtTeardown();
   if (pid_ > 0) Stop(SIGKILL);
   if (own_dir_ && !::testing::Test::HasFailure()) {
     std::error_code ec;
@@ -262,6 +266,64 @@ TestServer::~TestServer() {
 }
 
 std::string TestServer::Log() const { return ReadFile(dir_ / "server.log"); }
+
+namespace {
+
+// A sanitizer's report (ASan, UBSan, TSan, LSan), wherever it is in the line.
+bool IsSanitizerLine(const std::string& line) {
+  for (const char* mark : {"ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer",
+                           "ERROR: LeakSanitizer", "ERROR: UndefinedBehaviorSanitizer"}) {
+    if (line.find(mark) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// An spdlog line of level error or critical ("<timestamp>Z error ...").
+bool IsErrorLine(const std::string& line) {
+  static const std::regex kLevel(R"(^\d{4}-\d\d-\d\dT[\d:.]+Z (error|critical) )");
+  return std::regex_search(line, kLevel);
+}
+
+}  // namespace
+
+void TestServer::CheckAtTeardown() {
+  const bool check_end = !stopped_by_test_;
+  if (check_end) {
+    if (Reap(WNOHANG)) {
+      ADD_FAILURE() << "the server exited by itself during the test, with "
+                    << exit_code_.value_or(-1) << "; its log:\n"
+                    << Log().substr(log_start_);
+    } else {
+      // A graceful stop must be quick; bounded, so that a hang fails instead of timing out.
+      kill(pid_, SIGTERM);
+      const int code = WaitExit(std::chrono::seconds(30));
+      if (code == -1) {
+        ADD_FAILURE() << "the server did not exit within 30 s of SIGTERM at the end of the test";
+        Stop(SIGKILL);
+      } else if (code != 0) {
+        ADD_FAILURE() << "the server exited with " << code
+                      << " on SIGTERM at the end of the test; its log:\n"
+                      << Log().substr(log_start_);
+      }
+    }
+  }
+  const std::string log = Log();
+  std::istringstream in(log.substr(std::min(log_start_, log.size())));
+  std::string unexpected;
+  for (std::string line; std::getline(in, line);) {
+    bool bad = IsSanitizerLine(line);
+    if (!bad && check_end && IsErrorLine(line)) {
+      bad = std::none_of(expected_errors_.begin(), expected_errors_.end(),
+                         [&](const std::string& e) { return line.find(e) != std::string::npos; });
+    }
+    if (bad) unexpected += line + "\n";
+  }
+  if (!unexpected.empty()) {
+    ADD_FAILURE() << "unexpected error or sanitizer lines in the server log (" << dir_.string()
+                  << "/server.log):\n"
+                  << unexpected;
+  }
+}
 
 bool TestServer::WaitForLog(const std::string& needle, std::chrono::milliseconds timeout) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -298,6 +360,7 @@ bool TestServer::Reap(int options) const {
 }
 
 int TestServer::Stop(int sig) {
+  stopped_by_test_ = true;
   if (pid_ > 0) {
     kill(pid_, sig);
     Reap(0);
@@ -306,6 +369,7 @@ int TestServer::Stop(int sig) {
 }
 
 int TestServer::WaitExit(std::chrono::milliseconds timeout) {
+  stopped_by_test_ = true;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (Reap(WNOHANG)) return exit_code_.value_or(-1);

@@ -74,8 +74,15 @@ struct ServerOptions {
   bool wait_ready = true;        // wait for the "listening on" line
   std::filesystem::path dir;     // working directory; a fresh temporary one when empty
   unsigned long open_files = 0;  // the server's open-file limit (soft and hard); 0: inherited
+  // Substrings of the error (or critical) log lines the test provokes on purpose. Any other
+  // such line, or any sanitizer report, in the log fails the test at teardown.
+  std::vector<std::string> expected_errors;
 };
 
+// At destruction a server still running must not have exited by itself; it is stopped with
+// SIGTERM and must exit 0. Its log (this run's part) must hold no unexpected error line and no
+// sanitizer report. A server the test stopped itself (Stop, WaitExit) is only checked for
+// sanitizer reports: the test chose how it ends.
 class TestServer {
  public:
   explicit TestServer(ServerOptions options = {});
@@ -102,8 +109,13 @@ class TestServer {
  private:
   std::filesystem::path dir_;
   bool own_dir_ = false;
+  size_t log_start_ = 0;  // this run's part of a log shared with earlier runs in dir_
+  std::vector<std::string> expected_errors_;
+  bool stopped_by_test_ = false;  // Stop or WaitExit was called: the test checks the end
   // Reaps the process if it has exited; returns true when it is gone.
   bool Reap(int options) const;
+  // The teardown checks (see the class comment), as gtest failures.
+  void CheckAtTeardown();
 
   mutable pid_t pid_ = -1;
   mutable std::optional<int> exit_code_;
