@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <fstream>
 #include <random>
 #include <regex>
@@ -79,6 +82,18 @@ struct HttpClient::Impl {
     stream->connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
     buffer.clear();
   }
+
+  // Whether the kept-alive connection was closed by the server while idle (end of stream or
+  // an error waiting on it). Bytes on an idle connection answer no request: a failure.
+  bool ClosedWhileIdle() {
+    if (buffer.size() > 0) throw std::runtime_error("HTTP: bytes after the previous response");
+    pollfd p{stream->socket().native_handle(), POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return false;
+    char c = 0;
+    const ssize_t n = ::recv(p.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) throw std::runtime_error("HTTP: unsolicited bytes on an idle connection");
+    return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+  }
 };
 
 HttpClient::HttpClient(uint16_t port) : impl_(std::make_unique<Impl>()) { impl_->port = port; }
@@ -95,24 +110,32 @@ HttpResult HttpClient::Request(const std::string& method, const std::string& tar
   req.body() = body;
   req.prepare_payload();
 
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    if (!impl_->stream || !impl_->stream->socket().is_open()) impl_->Connect();
-    beast::error_code ec;
-    bhttp::write(*impl_->stream, req, ec);
-    bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(64 * 1024 * 1024);
-    if (!ec) bhttp::read(*impl_->stream, impl_->buffer, parser, ec);
-    if (ec) {
-      // The server closed a kept-alive connection between requests: retry once, fresh.
-      impl_->stream.reset();
-      if (attempt == 0) continue;
-      throw std::runtime_error("HTTP " + method + " " + target + " failed: " + ec.message());
-    }
-    auto res = parser.release();
-    if (!res.keep_alive()) impl_->stream.reset();
-    return ToResult(res);
+  const auto fail = [&](const beast::error_code& ec) {
+    impl_->stream.reset();
+    return std::runtime_error("HTTP " + method + " " + target + " failed: " + ec.message());
+  };
+  if (impl_->stream && (!impl_->stream->socket().is_open() || impl_->ClosedWhileIdle())) {
+    impl_->stream.reset();
   }
-  throw std::runtime_error("unreachable");
+  const bool reused = impl_->stream.has_value();
+  if (!reused) impl_->Connect();
+  beast::error_code ec;
+  const size_t written = bhttp::write(*impl_->stream, req, ec);
+  if (ec && written == 0 && reused) {
+    // Closed between the check and the write, before any byte of the request went out: the
+    // one case where sending it again on a new connection cannot send it twice.
+    impl_->Connect();
+    ec = {};
+    bhttp::write(*impl_->stream, req, ec);
+  }
+  if (ec) throw fail(ec);
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(64 * 1024 * 1024);
+  bhttp::read(*impl_->stream, impl_->buffer, parser, ec);
+  if (ec) throw fail(ec);
+  auto res = parser.release();
+  if (!res.keep_alive()) impl_->stream.reset();
+  return ToResult(res);
 }
 
 // ---------------------------------------------------------------------------------------------

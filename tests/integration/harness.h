@@ -37,7 +37,9 @@ HttpResult ToResult(const boost::beast::http::response<boost::beast::http::strin
 // Asserts an API.md error answer: the status, the error code, a message, JSON content type.
 void ExpectError(const HttpResult& r, int status, const std::string& code);
 
-// A keep-alive HTTP/1.1 client on one connection; reconnects when the server closed it.
+// A keep-alive HTTP/1.1 client on one connection. It reconnects only when the server closed the
+// idle connection before a request was written; a request that fails once written throws (a
+// retry could hide a dropped connection or send a write twice).
 class HttpClient {
  public:
   explicit HttpClient(uint16_t port);
