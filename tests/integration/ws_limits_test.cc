@@ -862,7 +862,7 @@ TEST_F(WsLimitsTest, SlowConsumerIsClosedWith1008AndServerMemoryStaysBounded) {
   RecordProperty("messages_sent", sent);
   RecordProperty("rss_growth_kib", static_cast<int>(rss_after - rss_before));
   // AddressSanitizer keeps freed memory in a quarantine (256 MiB by default) before reuse.
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(MMCHAT_ASAN)
   constexpr int64_t kAllowedGrowthKib = (100 + 300) * 1024;
 #else
   constexpr int64_t kAllowedGrowthKib = 100 * 1024;
