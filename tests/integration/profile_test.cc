@@ -2,6 +2,7 @@
 // /api/users/:id/last-seen, with every status and error code of those rows.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <regex>
 #include <string>
 #include <vector>
@@ -384,6 +385,29 @@ TEST_F(ProfileSearchTest, IsAPrefixMatchNotASubstringOrPattern) {
 }
 
 TEST_F(ProfileSearchTest, LimitIsRespectedAndCapped) {
+  // More matching users than the cap (100) and the default (20), so that both show; made in one
+  // go by `mmchat user add --count` (signing up 120 would take minutes of Argon2id).
+  constexpr int kCap = 100, kDefault = 20, kUsers = 120;
+  const RunResult added = RunBinary({"user", "add", "--count", std::to_string(kUsers), "--prefix",
+                                     "cap", "--password", "correct horse"},
+                                    {{"SQLITE_DSN", server_.db_path().string()},
+                                     {"JWT_SECRET", "integration-test-secret-0123456789"}},
+                                    server_.dir());
+  ASSERT_EQ(added.exit_code, 0) << added.output;
+  std::vector<std::string> names;  // cap_1 ... cap_120, in the server's (alphabetical) order
+  for (int i = 1; i <= kUsers; ++i) names.push_back("cap_" + std::to_string(i));
+  std::sort(names.begin(), names.end());
+  auto first = [&](int n) { return std::vector<std::string>(names.begin(), names.begin() + n); };
+  for (const std::string limit : {"101", "1000", "99999"}) {
+    SCOPED_TRACE(limit);
+    auto capped = Search("search=cap&limit=" + limit);
+    ASSERT_EQ(capped.status, 200) << capped.body.substr(0, 300);
+    EXPECT_EQ(Usernames(capped), first(kCap));
+  }
+  EXPECT_EQ(Usernames(Search("search=cap&limit=100")), first(kCap));
+  EXPECT_EQ(Usernames(Search("search=cap&limit=99")), first(99));
+  EXPECT_EQ(Usernames(Search("search=cap")), first(kDefault));
+
   auto two = Search("search=al&limit=2");
   ASSERT_EQ(two.status, 200) << two.body;
   EXPECT_EQ(Usernames(two), (std::vector<std::string>{"Albert", "alice"}));
