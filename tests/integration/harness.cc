@@ -458,4 +458,199 @@ std::optional<double> MetricValue(const std::string& text, const std::string& na
   return std::nullopt;
 }
 
+// ---------------------------------------------------------------------------------------------
+// API.md
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// Fields of API.md's objects that the server does not implement yet. They must be absent from
+// its answers (so this list cannot go stale): remove a field here when implementing it.
+const std::map<std::string, std::set<std::string>>& NotYetImplemented() {
+  static const std::map<std::string, std::set<std::string>> kFields = {
+      // Replies, attachments, reactions, edits and deletions, and the change_id sync cursor:
+      // a later issue.
+      {"Message", {"reply_to", "attachments", "reactions", "edited_at", "deleted_at", "change_id"}},
+  };
+  return kFields;
+}
+
+// API.md's text, read once; empty, with a failure each time it is asked for, when unreadable.
+const std::string& ApiMd() {
+  static const std::string text = ReadFile(MMCHAT_API_MD);
+  if (text.empty()) ADD_FAILURE() << "cannot read API.md at " << MMCHAT_API_MD;
+  return text;
+}
+
+// The top-level keys of the JSON-like object starting at text[open] ('{'). API.md's examples
+// are not strict JSON (`[Attachment, …]`, `Message|null`), so keys are found by scanning:
+// a string at depth 1, followed by ':'.
+std::set<std::string> TopLevelKeys(const std::string& text, size_t open) {
+  std::set<std::string> keys;
+  int depth = 0;
+  for (size_t i = open; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '"') {
+      const size_t end = text.find('"', i + 1);
+      if (end == std::string::npos) break;
+      const size_t next = text.find_first_not_of(" \n", end + 1);
+      if (depth == 1 && next != std::string::npos && text[next] == ':') {
+        keys.insert(text.substr(i + 1, end - i - 1));
+      }
+      i = end;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (--depth == 0) break;
+    }
+  }
+  return keys;
+}
+
+}  // namespace
+
+std::set<std::string> ApiObjectFields(const std::string& object) {
+  const std::string& md = ApiMd();
+  // "**Message**:" or "**User** (public form; ...):" at the start of a line; its example is the
+  // first object after it (a ```json block or inline code).
+  const size_t at = md.find("\n**" + object + "**");
+  const size_t open = at == std::string::npos ? at : md.find('{', at);
+  if (open == std::string::npos) {
+    ADD_FAILURE() << "no example of " << object << " in " << MMCHAT_API_MD;
+    return {};
+  }
+  return TopLevelKeys(md, open);
+}
+
+std::vector<std::string> ConfigTableVariables(const std::filesystem::path& markdown) {
+  const std::string md = ReadFile(markdown);
+  const size_t section = md.find("\n## Configuration\n");
+  if (section == std::string::npos) {
+    ADD_FAILURE() << "no Configuration section in " << markdown << " (or it cannot be read)";
+    return {};
+  }
+  const size_t section_end = md.find("\n## ", section + 1);
+  std::istringstream in(md.substr(section, section_end - section));
+  // Table rows: "| `NAME` | default | meaning |".
+  static const std::regex kRow(R"(^\| `([A-Z0-9_]+)` \|)");
+  std::vector<std::string> out;
+  std::smatch m;
+  for (std::string line; std::getline(in, line);) {
+    if (std::regex_search(line, m, kRow)) out.push_back(m[1]);
+  }
+  if (out.empty()) ADD_FAILURE() << "no variables in the Configuration table of " << markdown;
+  return out;
+}
+
+std::vector<std::string> ApiConfigVariables() { return ConfigTableVariables(MMCHAT_API_MD); }
+
+void ExpectApiFields(const Json& j, const std::string& object,
+                     const std::set<std::string>& omitted) {
+  ASSERT_TRUE(j.is_object()) << object << ": " << j.dump();
+  const std::set<std::string> documented = ApiObjectFields(object);
+  ASSERT_FALSE(documented.empty()) << object;
+  const auto it = NotYetImplemented().find(object);
+  const std::set<std::string> pending =
+      it == NotYetImplemented().end() ? std::set<std::string>() : it->second;
+  std::set<std::string> expected, actual;
+  for (const auto& f : documented) {
+    if (!omitted.contains(f) && !pending.contains(f)) expected.insert(f);
+  }
+  for (const auto& [k, v] : j.items()) actual.insert(k);
+  EXPECT_EQ(actual, expected) << object
+                              << " fields (API.md, less those not implemented yet): " << j.dump();
+  for (const auto& f : pending) {
+    EXPECT_TRUE(documented.contains(f)) << object << "." << f << " is no longer in API.md";
+    EXPECT_FALSE(j.contains(f)) << object << "." << f
+                                << " is implemented now: remove it from NotYetImplemented() in "
+                                   "harness.cc";
+  }
+}
+
+namespace {
+
+const std::regex kRfc3339Millis(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$)");
+
+// `key` of an object, or null when absent (const operator[] must not see a missing key).
+Json FieldOf(const Json& j, const std::string& key) {
+  const auto it = j.find(key);
+  return it == j.end() ? Json() : *it;
+}
+
+void ExpectTimestamp(const Json& j, const std::string& key) {
+  const Json v = FieldOf(j, key);
+  EXPECT_TRUE(v.is_string() && std::regex_match(v.get<std::string>(), kRfc3339Millis))
+      << key << ": " << j.dump();
+}
+
+void ExpectNullOr(const Json& j, const std::string& key, bool (Json::*is)() const noexcept) {
+  EXPECT_TRUE(j.contains(key)) << key << ": " << j.dump();
+  const Json v = FieldOf(j, key);
+  EXPECT_TRUE(v.is_null() || (v.*is)()) << key << ": " << j.dump();
+}
+
+bool IsPositiveInt(const Json& v) { return v.is_number_integer() && v.get<int64_t>() > 0; }
+
+}  // namespace
+
+void ExpectUserShape(const Json& u, bool with_email) {
+  ExpectApiFields(u, "User", with_email ? std::set<std::string>() : std::set<std::string>{"email"});
+  if (!u.is_object()) return;
+  EXPECT_TRUE(IsPositiveInt(FieldOf(u, "id"))) << u.dump();
+  EXPECT_TRUE(FieldOf(u, "username").is_string()) << u.dump();
+  ExpectNullOr(u, "profile_picture", &Json::is_string);
+  ExpectTimestamp(u, "created_at");
+  EXPECT_TRUE(FieldOf(u, "online").is_boolean()) << u.dump();
+  ExpectNullOr(u, "last_seen", &Json::is_string);
+  if (with_email) {
+    EXPECT_TRUE(FieldOf(u, "email").is_string()) << u.dump();
+  }
+}
+
+void ExpectParticipantShape(const Json& p) {
+  ExpectApiFields(p, "Participant");
+  if (!p.is_object()) return;
+  EXPECT_TRUE(IsPositiveInt(FieldOf(p, "user_id"))) << p.dump();
+  EXPECT_TRUE(FieldOf(p, "username").is_string()) << p.dump();
+  ExpectNullOr(p, "profile_picture", &Json::is_string);
+  const Json role = FieldOf(p, "role");
+  EXPECT_TRUE(role == "admin" || role == "member") << p.dump();
+  ExpectTimestamp(p, "joined_at");
+}
+
+void ExpectMessageShape(const Json& m) {
+  ExpectApiFields(m, "Message");
+  if (!m.is_object()) return;
+  EXPECT_TRUE(IsPositiveInt(FieldOf(m, "id"))) << m.dump();
+  EXPECT_TRUE(IsPositiveInt(FieldOf(m, "conversation_id"))) << m.dump();
+  EXPECT_TRUE(IsPositiveInt(FieldOf(m, "seq"))) << m.dump();
+  EXPECT_TRUE(IsPositiveInt(FieldOf(m, "sender_id"))) << m.dump();
+  EXPECT_TRUE(FieldOf(m, "content").is_string()) << m.dump();
+  ExpectNullOr(m, "client_id", &Json::is_string);
+  ExpectTimestamp(m, "created_at");
+  const Json status = FieldOf(m, "status");
+  EXPECT_TRUE(status == "sent" || status == "delivered" || status == "read") << m.dump();
+}
+
+void ExpectConversationShape(const Json& c) {
+  ExpectApiFields(c, "Conversation");
+  if (!c.is_object()) return;
+  EXPECT_TRUE(IsPositiveInt(FieldOf(c, "id"))) << c.dump();
+  const Json type = FieldOf(c, "type");
+  EXPECT_TRUE(type == "private" || type == "group") << c.dump();
+  const Json name = FieldOf(c, "name");
+  EXPECT_TRUE(type == "private" ? name.is_null() : name.is_string()) << c.dump();
+  EXPECT_TRUE(IsPositiveInt(FieldOf(c, "created_by"))) << c.dump();
+  ExpectTimestamp(c, "created_at");
+  const Json participants = FieldOf(c, "participants");
+  EXPECT_TRUE(participants.is_array()) << c.dump();
+  if (participants.is_array()) {
+    for (const auto& p : participants) ExpectParticipantShape(p);
+  }
+  const Json last = FieldOf(c, "last_message");
+  if (!last.is_null()) ExpectMessageShape(last);
+  EXPECT_TRUE(FieldOf(c, "unread_count").is_number_integer()) << c.dump();
+  EXPECT_TRUE(FieldOf(c, "last_read_message_id").is_number_integer()) << c.dump();
+}
+
 }  // namespace mmchat::test

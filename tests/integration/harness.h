@@ -13,6 +13,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -189,5 +190,30 @@ std::optional<double> MetricValue(const std::string& text, const std::string& na
 
 // A free TCP port on 127.0.0.1 at the time of the call.
 uint16_t FreePort();
+
+// ---------------------------------------------------------------------------------------------
+// API.md, the wire contract (MMCHAT_API_MD), read at test time so that a field or variable it
+// gains is checked without editing the tests. Unreadable: a test failure.
+// ---------------------------------------------------------------------------------------------
+
+// The top-level keys of the example of `object` ("User", "Participant", "Message",
+// "Conversation") in API.md's "Objects"; empty (and a failure) when it cannot be found.
+std::set<std::string> ApiObjectFields(const std::string& object);
+// The first column of the "## Configuration" table of a Markdown file (API.md, the README), in
+// its order; empty (and a failure) when there is none.
+std::vector<std::string> ConfigTableVariables(const std::filesystem::path& markdown);
+std::vector<std::string> ApiConfigVariables();
+
+// `j` has exactly the fields API.md lists for `object`, except `omitted` (absent from this
+// form, e.g. User's email outside /api/me) and those not implemented yet (see harness.cc),
+// which must be absent.
+void ExpectApiFields(const Json& j, const std::string& object,
+                     const std::set<std::string>& omitted = {});
+
+// The objects of API.md's "Objects": their fields (ExpectApiFields) and the values' types.
+void ExpectUserShape(const Json& u, bool with_email);
+void ExpectParticipantShape(const Json& p);
+void ExpectMessageShape(const Json& m);
+void ExpectConversationShape(const Json& c);
 
 }  // namespace mmchat::test

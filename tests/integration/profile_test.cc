@@ -14,25 +14,6 @@ namespace {
 
 const std::regex kRfc3339Millis(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$)");
 
-// The public User object of API.md's "Objects" section, with or without email.
-void ExpectUserShape(const Json& u, bool with_email) {
-  ASSERT_TRUE(u.is_object()) << u.dump();
-  EXPECT_TRUE(u["id"].is_number_integer()) << u.dump();
-  EXPECT_TRUE(u["username"].is_string()) << u.dump();
-  EXPECT_TRUE(u.contains("profile_picture")) << u.dump();
-  EXPECT_TRUE(u["profile_picture"].is_null() || u["profile_picture"].is_string()) << u.dump();
-  ASSERT_TRUE(u["created_at"].is_string()) << u.dump();
-  EXPECT_TRUE(std::regex_match(u["created_at"].get<std::string>(), kRfc3339Millis)) << u.dump();
-  EXPECT_TRUE(u["online"].is_boolean()) << u.dump();
-  EXPECT_TRUE(u.contains("last_seen")) << u.dump();
-  EXPECT_TRUE(u["last_seen"].is_null() || u["last_seen"].is_string()) << u.dump();
-  if (with_email) {
-    EXPECT_TRUE(u["email"].is_string()) << u.dump();
-  } else {
-    EXPECT_FALSE(u.contains("email")) << u.dump();
-  }
-}
-
 std::vector<std::string> Usernames(const HttpResult& r) {
   std::vector<std::string> out;
   if (!r.json.is_object() || !r.json["users"].is_array()) return out;
