@@ -9,7 +9,8 @@
 #          (./build-tsan)
 #   fuzz   each libFuzzer target for FUZZ_SECONDS (60) from its seed corpus in fuzz/corpus
 # With no argument all four run; `./scripts/test.sh plain` (or asan, tsan, fuzz) runs one.
-# Arguments after the stage go to ctest, e.g. `./scripts/test.sh plain -R Ws`.
+# Arguments after the stage go to ctest, e.g. `./scripts/test.sh plain -R Ws`; a selection that
+# matches no test is an error (--no-tests=error), not a pass.
 # A sanitizer report anywhere, in a test or in a server it started, fails the stage.
 # Each stage's tests run beside a private PostgreSQL (scripts/with-postgres.sh).
 set -euo pipefail
@@ -43,8 +44,8 @@ ctest_sanitized() {  # ctest_sanitized DIR [ctest args...]
   ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:quarantine_size_mb=32" \
     UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1" \
     TSAN_OPTIONS="log_path=$reports/tsan:second_deadlock_stack=1" \
-    ./scripts/with-postgres.sh ctest --test-dir "$dir" --output-on-failure -j "$jobs" "$@" ||
-    status=$?
+    ./scripts/with-postgres.sh ctest --test-dir "$dir" --output-on-failure --no-tests=error \
+      -j "$jobs" "$@" || status=$?
   if compgen -G "$reports/*" >/dev/null; then
     echo "sanitizer reports in $reports:" >&2
     head -n 60 "$reports"/* >&2
@@ -65,7 +66,8 @@ for stage in "${stages[@]}"; do
   case $stage in
     plain)
       ./scripts/build.sh
-      ./scripts/with-postgres.sh ctest --test-dir build --output-on-failure -j "$jobs" "$@"
+      ./scripts/with-postgres.sh ctest --test-dir build --output-on-failure --no-tests=error \
+        -j "$jobs" "$@"
       ;;
     asan)
       build_asan

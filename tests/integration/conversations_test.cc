@@ -6,7 +6,6 @@
 #include <chrono>
 #include <ctime>
 #include <latch>
-#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -16,8 +15,6 @@
 
 namespace mmchat::test {
 namespace {
-
-const std::regex kRfc3339Millis(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$)");
 
 // Milliseconds since the epoch of an RFC 3339 UTC timestamp with milliseconds.
 int64_t ParseMillis(const Json& v) {
@@ -43,57 +40,6 @@ int64_t NowMillis() {
 // strictly later than one it already handed out.
 void AwaitClockAfter(int64_t ms) {
   while (NowMillis() <= ms) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-}
-
-void ExpectTimestamp(const Json& v) {
-  ASSERT_TRUE(v.is_string()) << v.dump();
-  EXPECT_TRUE(std::regex_match(v.get<std::string>(), kRfc3339Millis)) << v.dump();
-}
-
-// API.md "Objects": Participant.
-void ExpectParticipantShape(const Json& p) {
-  ASSERT_TRUE(p.is_object()) << p.dump();
-  EXPECT_TRUE(p["user_id"].is_number_integer()) << p.dump();
-  EXPECT_TRUE(p["username"].is_string()) << p.dump();
-  EXPECT_TRUE(p.contains("profile_picture")) << p.dump();
-  EXPECT_TRUE(p["profile_picture"].is_null() || p["profile_picture"].is_string()) << p.dump();
-  EXPECT_TRUE(p["role"] == "admin" || p["role"] == "member") << p.dump();
-  ExpectTimestamp(p["joined_at"]);
-}
-
-// API.md "Objects": Message.
-void ExpectMessageShape(const Json& m) {
-  ASSERT_TRUE(m.is_object()) << m.dump();
-  EXPECT_TRUE(m["id"].is_number_integer()) << m.dump();
-  EXPECT_TRUE(m["conversation_id"].is_number_integer()) << m.dump();
-  EXPECT_TRUE(m["seq"].is_number_integer()) << m.dump();
-  EXPECT_TRUE(m["sender_id"].is_number_integer()) << m.dump();
-  EXPECT_TRUE(m["content"].is_string()) << m.dump();
-  EXPECT_TRUE(m.contains("client_id")) << m.dump();
-  ExpectTimestamp(m["created_at"]);
-  EXPECT_TRUE(m["status"] == "sent" || m["status"] == "delivered" || m["status"] == "read")
-      << m.dump();
-}
-
-// API.md "Objects": Conversation.
-void ExpectConversationShape(const Json& c) {
-  ASSERT_TRUE(c.is_object()) << c.dump();
-  EXPECT_TRUE(c["id"].is_number_integer()) << c.dump();
-  EXPECT_TRUE(c["type"] == "private" || c["type"] == "group") << c.dump();
-  EXPECT_TRUE(c.contains("name")) << c.dump();
-  if (c["type"] == "private") {
-    EXPECT_TRUE(c["name"].is_null()) << c.dump();
-  } else {
-    EXPECT_TRUE(c["name"].is_string()) << c.dump();
-  }
-  EXPECT_TRUE(c["created_by"].is_number_integer()) << c.dump();
-  ExpectTimestamp(c["created_at"]);
-  ASSERT_TRUE(c["participants"].is_array()) << c.dump();
-  for (const auto& p : c["participants"]) ExpectParticipantShape(p);
-  ASSERT_TRUE(c.contains("last_message")) << c.dump();
-  if (!c["last_message"].is_null()) ExpectMessageShape(c["last_message"]);
-  EXPECT_TRUE(c["unread_count"].is_number_integer()) << c.dump();
-  EXPECT_TRUE(c["last_read_message_id"].is_number_integer()) << c.dump();
 }
 
 // The participant entry of `user_id`, or null.

@@ -2,18 +2,22 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <fstream>
 #include <random>
 #include <regex>
@@ -80,6 +84,18 @@ struct HttpClient::Impl {
     stream->connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
     buffer.clear();
   }
+
+  // Whether the kept-alive connection was closed by the server while idle (end of stream or
+  // an error waiting on it). Bytes on an idle connection answer no request: a failure.
+  bool ClosedWhileIdle() {
+    if (buffer.size() > 0) throw std::runtime_error("HTTP: bytes after the previous response");
+    pollfd p{stream->socket().native_handle(), POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return false;
+    char c = 0;
+    const ssize_t n = ::recv(p.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) throw std::runtime_error("HTTP: unsolicited bytes on an idle connection");
+    return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+  }
 };
 
 HttpClient::HttpClient(uint16_t port) : impl_(std::make_unique<Impl>()) { impl_->port = port; }
@@ -96,24 +112,32 @@ HttpResult HttpClient::Request(const std::string& method, const std::string& tar
   req.body() = body;
   req.prepare_payload();
 
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    if (!impl_->stream || !impl_->stream->socket().is_open()) impl_->Connect();
-    beast::error_code ec;
-    bhttp::write(*impl_->stream, req, ec);
-    bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(64 * 1024 * 1024);
-    if (!ec) bhttp::read(*impl_->stream, impl_->buffer, parser, ec);
-    if (ec) {
-      // The server closed a kept-alive connection between requests: retry once, fresh.
-      impl_->stream.reset();
-      if (attempt == 0) continue;
-      throw std::runtime_error("HTTP " + method + " " + target + " failed: " + ec.message());
-    }
-    auto res = parser.release();
-    if (!res.keep_alive()) impl_->stream.reset();
-    return ToResult(res);
+  const auto fail = [&](const beast::error_code& ec) {
+    impl_->stream.reset();
+    return std::runtime_error("HTTP " + method + " " + target + " failed: " + ec.message());
+  };
+  if (impl_->stream && (!impl_->stream->socket().is_open() || impl_->ClosedWhileIdle())) {
+    impl_->stream.reset();
   }
-  throw std::runtime_error("unreachable");
+  const bool reused = impl_->stream.has_value();
+  if (!reused) impl_->Connect();
+  beast::error_code ec;
+  const size_t written = bhttp::write(*impl_->stream, req, ec);
+  if (ec && written == 0 && reused) {
+    // Closed between the check and the write, before any byte of the request went out: the
+    // one case where sending it again on a new connection cannot send it twice.
+    impl_->Connect();
+    ec = {};
+    bhttp::write(*impl_->stream, req, ec);
+  }
+  if (ec) throw fail(ec);
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(64 * 1024 * 1024);
+  bhttp::read(*impl_->stream, impl_->buffer, parser, ec);
+  if (ec) throw fail(ec);
+  auto res = parser.release();
+  if (!res.keep_alive()) impl_->stream.reset();
+  return ToResult(res);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,6 +254,8 @@ TestServer::TestServer(ServerOptions options) {
   std::error_code size_ec;
   const auto offset = std::filesystem::file_size(dir_ / "server.log", size_ec);
   const size_t start = size_ec ? 0 : static_cast<size_t>(offset);
+  log_start_ = start;
+  expected_errors_ = options.expected_errors;
   pid_ = Spawn(options.args, env, dir_, dir_ / "server.log", MMCHAT_BINARY, options.open_files);
   if (!options.wait_ready) return;
   auto ready = [&] { return Log().find("listening on http://", start) != std::string::npos; };
@@ -254,6 +280,7 @@ TestServer::TestServer(ServerOptions options) {
 }
 
 TestServer::~TestServer() {
+  CheckAtTeardown();
   if (pid_ > 0) Stop(SIGKILL);
   if (own_dir_ && !::testing::Test::HasFailure()) DropStore(dir_);
   if (own_dir_ && !::testing::Test::HasFailure()) {
@@ -265,6 +292,64 @@ TestServer::~TestServer() {
 }
 
 std::string TestServer::Log() const { return ReadFile(dir_ / "server.log"); }
+
+namespace {
+
+// A sanitizer's report (ASan, UBSan, TSan, LSan), wherever it is in the line.
+bool IsSanitizerLine(const std::string& line) {
+  for (const char* mark : {"ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer",
+                           "ERROR: LeakSanitizer", "ERROR: UndefinedBehaviorSanitizer"}) {
+    if (line.find(mark) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// An spdlog line of level error or critical ("<timestamp>Z error ...").
+bool IsErrorLine(const std::string& line) {
+  static const std::regex kLevel(R"(^\d{4}-\d\d-\d\dT[\d:.]+Z (error|critical) )");
+  return std::regex_search(line, kLevel);
+}
+
+}  // namespace
+
+void TestServer::CheckAtTeardown() {
+  const bool check_end = !stopped_by_test_;
+  if (check_end) {
+    if (Reap(WNOHANG)) {
+      ADD_FAILURE() << "the server exited by itself during the test, with "
+                    << exit_code_.value_or(-1) << "; its log:\n"
+                    << Log().substr(log_start_);
+    } else {
+      // A graceful stop must be quick; bounded, so that a hang fails instead of timing out.
+      kill(pid_, SIGTERM);
+      const int code = WaitExit(std::chrono::seconds(30));
+      if (code == -1) {
+        ADD_FAILURE() << "the server did not exit within 30 s of SIGTERM at the end of the test";
+        Stop(SIGKILL);
+      } else if (code != 0) {
+        ADD_FAILURE() << "the server exited with " << code
+                      << " on SIGTERM at the end of the test; its log:\n"
+                      << Log().substr(log_start_);
+      }
+    }
+  }
+  const std::string log = Log();
+  std::istringstream in(log.substr(std::min(log_start_, log.size())));
+  std::string unexpected;
+  for (std::string line; std::getline(in, line);) {
+    bool bad = IsSanitizerLine(line);
+    if (!bad && check_end && IsErrorLine(line)) {
+      bad = std::none_of(expected_errors_.begin(), expected_errors_.end(),
+                         [&](const std::string& e) { return line.find(e) != std::string::npos; });
+    }
+    if (bad) unexpected += line + "\n";
+  }
+  if (!unexpected.empty()) {
+    ADD_FAILURE() << "unexpected error or sanitizer lines in the server log (" << dir_.string()
+                  << "/server.log):\n"
+                  << unexpected;
+  }
+}
 
 bool TestServer::WaitForLog(const std::string& needle, std::chrono::milliseconds timeout) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -301,6 +386,7 @@ bool TestServer::Reap(int options) const {
 }
 
 int TestServer::Stop(int sig) {
+  stopped_by_test_ = true;
   if (pid_ > 0) {
     kill(pid_, sig);
     Reap(0);
@@ -309,6 +395,7 @@ int TestServer::Stop(int sig) {
 }
 
 int TestServer::WaitExit(std::chrono::milliseconds timeout) {
+  stopped_by_test_ = true;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (Reap(WNOHANG)) return exit_code_.value_or(-1);
@@ -447,6 +534,201 @@ std::optional<double> MetricValue(const std::string& text, const std::string& na
     }
   }
   return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------------
+// API.md
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// Fields of API.md's objects that the server does not implement yet. They must be absent from
+// its answers (so this list cannot go stale): remove a field here when implementing it.
+const std::map<std::string, std::set<std::string>>& NotYetImplemented() {
+  static const std::map<std::string, std::set<std::string>> kFields = {
+      // Replies, attachments, reactions, edits and deletions, and the change_id sync cursor:
+      // a later issue.
+      {"Message", {"reply_to", "attachments", "reactions", "edited_at", "deleted_at", "change_id"}},
+  };
+  return kFields;
+}
+
+// API.md's text, read once; empty, with a failure each time it is asked for, when unreadable.
+const std::string& ApiMd() {
+  static const std::string text = ReadFile(MMCHAT_API_MD);
+  if (text.empty()) ADD_FAILURE() << "cannot read API.md at " << MMCHAT_API_MD;
+  return text;
+}
+
+// The top-level keys of the JSON-like object starting at text[open] ('{'). API.md's examples
+// are not strict JSON (`[Attachment, …]`, `Message|null`), so keys are found by scanning:
+// a string at depth 1, followed by ':'.
+std::set<std::string> TopLevelKeys(const std::string& text, size_t open) {
+  std::set<std::string> keys;
+  int depth = 0;
+  for (size_t i = open; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '"') {
+      const size_t end = text.find('"', i + 1);
+      if (end == std::string::npos) break;
+      const size_t next = text.find_first_not_of(" \n", end + 1);
+      if (depth == 1 && next != std::string::npos && text[next] == ':') {
+        keys.insert(text.substr(i + 1, end - i - 1));
+      }
+      i = end;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (--depth == 0) break;
+    }
+  }
+  return keys;
+}
+
+}  // namespace
+
+std::set<std::string> ApiObjectFields(const std::string& object) {
+  const std::string& md = ApiMd();
+  // "**Message**:" or "**User** (public form; ...):" at the start of a line; its example is the
+  // first object after it (a ```json block or inline code).
+  const size_t at = md.find("\n**" + object + "**");
+  const size_t open = at == std::string::npos ? at : md.find('{', at);
+  if (open == std::string::npos) {
+    ADD_FAILURE() << "no example of " << object << " in " << MMCHAT_API_MD;
+    return {};
+  }
+  return TopLevelKeys(md, open);
+}
+
+std::vector<std::string> ConfigTableVariables(const std::filesystem::path& markdown) {
+  const std::string md = ReadFile(markdown);
+  const size_t section = md.find("\n## Configuration\n");
+  if (section == std::string::npos) {
+    ADD_FAILURE() << "no Configuration section in " << markdown << " (or it cannot be read)";
+    return {};
+  }
+  const size_t section_end = md.find("\n## ", section + 1);
+  std::istringstream in(md.substr(section, section_end - section));
+  // Table rows: "| `NAME` | default | meaning |".
+  static const std::regex kRow(R"(^\| `([A-Z0-9_]+)` \|)");
+  std::vector<std::string> out;
+  std::smatch m;
+  for (std::string line; std::getline(in, line);) {
+    if (std::regex_search(line, m, kRow)) out.push_back(m[1]);
+  }
+  if (out.empty()) ADD_FAILURE() << "no variables in the Configuration table of " << markdown;
+  return out;
+}
+
+std::vector<std::string> ApiConfigVariables() { return ConfigTableVariables(MMCHAT_API_MD); }
+
+void ExpectApiFields(const Json& j, const std::string& object,
+                     const std::set<std::string>& omitted) {
+  ASSERT_TRUE(j.is_object()) << object << ": " << j.dump();
+  const std::set<std::string> documented = ApiObjectFields(object);
+  ASSERT_FALSE(documented.empty()) << object;
+  const auto it = NotYetImplemented().find(object);
+  const std::set<std::string> pending =
+      it == NotYetImplemented().end() ? std::set<std::string>() : it->second;
+  std::set<std::string> expected, actual;
+  for (const auto& f : documented) {
+    if (!omitted.contains(f) && !pending.contains(f)) expected.insert(f);
+  }
+  for (const auto& [k, v] : j.items()) actual.insert(k);
+  EXPECT_EQ(actual, expected) << object
+                              << " fields (API.md, less those not implemented yet): " << j.dump();
+  for (const auto& f : pending) {
+    EXPECT_TRUE(documented.contains(f)) << object << "." << f << " is no longer in API.md";
+    EXPECT_FALSE(j.contains(f)) << object << "." << f
+                                << " is implemented now: remove it from NotYetImplemented() in "
+                                   "harness.cc";
+  }
+}
+
+namespace {
+
+const std::regex kRfc3339Millis(R"(^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$)");
+
+// `key` of an object, or null when absent (const operator[] must not see a missing key).
+Json FieldOf(const Json& j, const std::string& key) {
+  const auto it = j.find(key);
+  return it == j.end() ? Json() : *it;
+}
+
+void ExpectTimestamp(const Json& j, const std::string& key) {
+  const Json v = FieldOf(j, key);
+  EXPECT_TRUE(v.is_string() && std::regex_match(v.get<std::string>(), kRfc3339Millis))
+      << key << ": " << j.dump();
+}
+
+void ExpectNullOr(const Json& j, const std::string& key, bool (Json::*is)() const noexcept) {
+  EXPECT_TRUE(j.contains(key)) << key << ": " << j.dump();
+  const Json v = FieldOf(j, key);
+  EXPECT_TRUE(v.is_null() || (v.*is)()) << key << ": " << j.dump();
+}
+
+bool IsPositiveInt(const Json& v) { return v.is_number_integer() && v.get<int64_t>() > 0; }
+
+}  // namespace
+
+void ExpectUserShape(const Json& u, bool with_email) {
+  ExpectApiFields(u, "User", with_email ? std::set<std::string>() : std::set<std::string>{"email"});
+  if (!u.is_object()) return;
+  EXPECT_TRUE(IsPositiveInt(FieldOf(u, "id"))) << u.dump();
+  EXPECT_TRUE(FieldOf(u, "username").is_string()) << u.dump();
+  ExpectNullOr(u, "profile_picture", &Json::is_string);
+  ExpectTimestamp(u, "created_at");
+  EXPECT_TRUE(FieldOf(u, "online").is_boolean()) << u.dump();
+  ExpectNullOr(u, "last_seen", &Json::is_string);
+  if (with_email) {
+    EXPECT_TRUE(FieldOf(u, "email").is_string()) << u.dump();
+  }
+}
+
+void ExpectParticipantShape(const Json& p) {
+  ExpectApiFields(p, "Participant");
+  if (!p.is_object()) return;
+  EXPECT_TRUE(IsPositiveInt(FieldOf(p, "user_id"))) << p.dump();
+  EXPECT_TRUE(FieldOf(p, "username").is_string()) << p.dump();
+  ExpectNullOr(p, "profile_picture", &Json::is_string);
+  const Json role = FieldOf(p, "role");
+  EXPECT_TRUE(role == "admin" || role == "member") << p.dump();
+  ExpectTimestamp(p, "joined_at");
+}
+
+void ExpectMessageShape(const Json& m) {
+  ExpectApiFields(m, "Message");
+  if (!m.is_object()) return;
+  EXPECT_TRUE(IsPositiveInt(FieldOf(m, "id"))) << m.dump();
+  EXPECT_TRUE(IsPositiveInt(FieldOf(m, "conversation_id"))) << m.dump();
+  EXPECT_TRUE(IsPositiveInt(FieldOf(m, "seq"))) << m.dump();
+  EXPECT_TRUE(IsPositiveInt(FieldOf(m, "sender_id"))) << m.dump();
+  EXPECT_TRUE(FieldOf(m, "content").is_string()) << m.dump();
+  ExpectNullOr(m, "client_id", &Json::is_string);
+  ExpectTimestamp(m, "created_at");
+  const Json status = FieldOf(m, "status");
+  EXPECT_TRUE(status == "sent" || status == "delivered" || status == "read") << m.dump();
+}
+
+void ExpectConversationShape(const Json& c) {
+  ExpectApiFields(c, "Conversation");
+  if (!c.is_object()) return;
+  EXPECT_TRUE(IsPositiveInt(FieldOf(c, "id"))) << c.dump();
+  const Json type = FieldOf(c, "type");
+  EXPECT_TRUE(type == "private" || type == "group") << c.dump();
+  const Json name = FieldOf(c, "name");
+  EXPECT_TRUE(type == "private" ? name.is_null() : name.is_string()) << c.dump();
+  EXPECT_TRUE(IsPositiveInt(FieldOf(c, "created_by"))) << c.dump();
+  ExpectTimestamp(c, "created_at");
+  const Json participants = FieldOf(c, "participants");
+  EXPECT_TRUE(participants.is_array()) << c.dump();
+  if (participants.is_array()) {
+    for (const auto& p : participants) ExpectParticipantShape(p);
+  }
+  const Json last = FieldOf(c, "last_message");
+  if (!last.is_null()) ExpectMessageShape(last);
+  EXPECT_TRUE(FieldOf(c, "unread_count").is_number_integer()) << c.dump();
+  EXPECT_TRUE(FieldOf(c, "last_read_message_id").is_number_integer()) << c.dump();
 }
 
 }  // namespace mmchat::test

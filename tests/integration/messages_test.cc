@@ -32,25 +32,6 @@ std::string Repeat(const std::string& s, int n) {
   return out;
 }
 
-// The Message object of API.md's "Objects" section.
-void ExpectMessageShape(const Json& m) {
-  ASSERT_TRUE(m.is_object()) << m.dump();
-  EXPECT_TRUE(m["id"].is_number_integer()) << m.dump();
-  EXPECT_GT(m.value("id", int64_t{0}), 0) << m.dump();
-  EXPECT_TRUE(m["conversation_id"].is_number_integer()) << m.dump();
-  EXPECT_TRUE(m["seq"].is_number_integer()) << m.dump();
-  EXPECT_GE(m.value("seq", int64_t{0}), 1) << m.dump();
-  EXPECT_TRUE(m["sender_id"].is_number_integer()) << m.dump();
-  EXPECT_TRUE(m["content"].is_string()) << m.dump();
-  EXPECT_TRUE(m.contains("client_id")) << m.dump();
-  EXPECT_TRUE(m["client_id"].is_null() || m["client_id"].is_string()) << m.dump();
-  ASSERT_TRUE(m["created_at"].is_string()) << m.dump();
-  EXPECT_TRUE(std::regex_match(m["created_at"].get<std::string>(), kRfc3339Millis)) << m.dump();
-  ASSERT_TRUE(m["status"].is_string()) << m.dump();
-  const std::string status = m["status"].get<std::string>();
-  EXPECT_TRUE(status == "sent" || status == "delivered" || status == "read") << m.dump();
-}
-
 std::vector<int64_t> Ids(const Json& messages) {
   std::vector<int64_t> out;
   for (const auto& m : messages) out.push_back(m["id"].get<int64_t>());

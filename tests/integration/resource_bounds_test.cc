@@ -50,17 +50,6 @@ using Clock = std::chrono::steady_clock;
 // (measured: 170 MiB over the 10,000 connections, 405-420 MiB in the two other tests); under
 // ThreadSanitizer shadow memory adds several times what the server touches (measured: 25-45
 // MiB). There the RSS bounds only catch runaway growth; the plain build is where they bite.
-#if defined(__SANITIZE_ADDRESS__)
-#define MMCHAT_ASAN 1
-#elif defined(__SANITIZE_THREAD__)
-#define MMCHAT_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MMCHAT_ASAN 1
-#elif __has_feature(thread_sanitizer)
-#define MMCHAT_TSAN 1
-#endif
-#endif
 #if defined(MMCHAT_ASAN)
 constexpr int64_t kSanitizerSlackKib = 512 * 1024;
 #elif defined(MMCHAT_TSAN)

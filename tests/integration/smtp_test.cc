@@ -226,12 +226,15 @@ class SmtpSink {
 
 class SmtpTest : public ::testing::Test {
  protected:
-  void StartServer(std::map<std::string, std::string> env = {}) {
+  // `expected_errors`: the log lines of the failed deliveries a test provokes.
+  void StartServer(std::map<std::string, std::string> env = {},
+                   std::vector<std::string> expected_errors = {}) {
     env.emplace("OTP_SENDER", "smtp");
     env.emplace("SMTP_URL", "smtp://127.0.0.1:" + std::to_string(sink_.port()));
     env.emplace("SMTP_FROM", kFrom);
     ServerOptions options;
     options.env = std::move(env);
+    options.expected_errors = std::move(expected_errors);
     server_ = std::make_unique<TestServer>(options);
     client_ = std::make_unique<HttpClient>(server_->port());
   }
@@ -399,7 +402,7 @@ TEST_F(SmtpTest, ForgotMailsOnlyRegisteredAddresses) {
 }
 
 TEST_F(SmtpTest, RejectedRecipientLeavesNoAccount) {
-  StartServer();
+  StartServer({}, {"smtp: sending to reject.carol@example.com failed"});  // the sink's 550
   const auto init = Initiate("carol", "reject.carol@example.com");
   ExpectUnavailable(init);
   EXPECT_TRUE(sink_.Mails().empty());
@@ -423,7 +426,8 @@ TEST_F(SmtpTest, RejectedRecipientLeavesNoAccount) {
 
 TEST_F(SmtpTest, ClosedSmtpPortLeavesNoAccount) {
   // Nothing listens on this port (the sink runs on another one).
-  StartServer({{"SMTP_URL", "smtp://127.0.0.1:" + std::to_string(FreePort())}});
+  StartServer({{"SMTP_URL", "smtp://127.0.0.1:" + std::to_string(FreePort())}},
+              {"smtp: sending to dave@example.com failed"});
   ExpectUnavailable(Initiate("dave", "dave@example.com"));
   ExpectNothingLeft("dave", "dave@example.com");
   ExpectUnavailable(Initiate("dave", "dave@example.com"));  // not 429
@@ -435,7 +439,7 @@ TEST_F(SmtpTest, ClosedSmtpPortLeavesNoAccount) {
 }
 
 TEST_F(SmtpTest, ForgotAnswers202EvenWhenTheMailIsRefused) {
-  StartServer();
+  StartServer({}, {"smtp: sending to gus@example.com failed"});  // the sink is stopped
   ASSERT_FALSE(SignUpByMail("gus", "gus@example.com").empty());
   const auto unknown = client_->Post("/api/forgot/initiate", {{"email", "reject.x@example.com"}});
   EXPECT_EQ(unknown.status, 202) << unknown.body;
