@@ -31,6 +31,8 @@ class PostgresOutageTest : public ::testing::Test {
     ServerOptions options;
     options.env = kNoAbuseLimits;
     options.env["DATABASE_URL"] = WithDatabase(pg_.url(), "postgres");
+    // The outage, as the server logs it: lost connections and refused connects.
+    options.expected_errors = {"postgres"};
     server_ = std::make_unique<TestServer>(options);
     client_ = std::make_unique<HttpClient>(server_->port());
     alice_ = SignUp(*server_, *client_, "alice");

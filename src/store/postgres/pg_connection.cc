@@ -185,6 +185,19 @@ PgConnection::~PgConnection() { PQfinish(conn_); }
 
 bool PgConnection::broken() const { return lost_ || PQstatus(conn_) != CONNECTION_OK; }
 
+bool PgConnection::StillUp() {
+  if (broken()) return false;
+  // Nothing to read: nobody closed it. Something: news to take in (a setting changed), or a
+  // goodbye: a FATAL message, which libpq takes as a notice while idle, then the end of the
+  // stream, which only the next read sees.
+  for (int reads = 0; reads < 4 && !lost_; ++reads) {
+    pollfd p{PQsocket(conn_), POLLIN, 0};
+    if (poll(&p, 1, 0) <= 0) break;
+    if (PQconsumeInput(conn_) == 0) lost_ = true;
+  }
+  return !broken();
+}
+
 bool PgConnection::InTransaction() const {
   const auto t = PQtransactionStatus(conn_);
   return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;

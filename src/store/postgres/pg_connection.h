@@ -109,6 +109,10 @@ class PgConnection {
   const std::string& constraint() const { return constraint_; }
   // The connection can no longer be used (lost, timed out, or left mid-protocol).
   bool broken() const;
+  // Looks at an idle connection without a round trip: a server that ended the session (a
+  // restart, a crash, an administrator) has closed the socket or said so on it. False when
+  // it is broken; called before a connection is handed out again.
+  bool StillUp();
   // In a transaction block (or in a failed one).
   bool InTransaction() const;
 

@@ -8,6 +8,8 @@ namespace {
 // After a failed connect, connects fail at once for this long: during an outage each request
 // gets its 503 quickly, and the database is asked again a few times a second.
 constexpr auto kRetryPause = std::chrono::milliseconds(250);
+// While the database stays away, one log line this often.
+constexpr auto kOutageLogPeriod = std::chrono::seconds(10);
 
 }  // namespace
 
@@ -19,7 +21,26 @@ PgPool::~PgPool() {
   idle_.clear();
 }
 
-Result<std::unique_ptr<PgConnection>> PgPool::Open() { return PgConnection::Connect(options_); }
+Result<std::unique_ptr<PgConnection>> PgPool::Open() { return Connect(); }
+
+Result<std::unique_ptr<PgConnection>> PgPool::Connect() {
+  auto conn = PgConnection::Connect(options_);
+  std::lock_guard lock(log_mu_);
+  if (conn.ok()) {
+    if (failed_connects_ > 0) {
+      spdlog::info("postgres: connected again after {} failed attempts", failed_connects_);
+    }
+    failed_connects_ = 0;
+    return conn;
+  }
+  ++failed_connects_;
+  if (const auto now = Clock::now(); now >= next_log_) {
+    spdlog::error("postgres: cannot connect ({} attempts so far): {}", failed_connects_,
+                  conn.status().message());
+    next_log_ = now + kOutageLogPeriod;
+  }
+  return conn;
+}
 
 Result<PgPool::Lease> PgPool::Acquire() {
   std::unique_lock lock(mu_);
@@ -28,20 +49,19 @@ Result<PgPool::Lease> PgPool::Acquire() {
     while (!idle_.empty()) {
       std::unique_ptr<PgConnection> conn = std::move(idle_.back());
       idle_.pop_back();
-      if (!conn->broken()) return Lease(this, std::move(conn));
+      if (conn->StillUp()) return Lease(this, std::move(conn));
       --open_;  // dropped: a new one may be opened in its place
     }
     if (open_ < max_size_) {
       if (Clock::now() < retry_after_) return Status::Unavailable("database unavailable");
       ++open_;
       lock.unlock();
-      auto conn = PgConnection::Connect(options_);
+      auto conn = Connect();
       lock.lock();
       if (conn.ok()) return Lease(this, std::move(conn).value());
       --open_;
       retry_after_ = Clock::now() + kRetryPause;
       returned_.notify_one();  // the place is free again
-      spdlog::error("postgres: cannot connect: {}", conn.status().message());
       return Status::Unavailable("database unavailable");
     }
     if (returned_.wait_until(lock, deadline) == std::cv_status::timeout) {

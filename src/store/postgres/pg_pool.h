@@ -48,6 +48,9 @@ class PgPool {
 
  private:
   void Return(std::unique_ptr<PgConnection> conn);
+  // Connects, and tells the log about an outage once (then every 10 s while it lasts) and
+  // about its end, rather than once per failed attempt.
+  Result<std::unique_ptr<PgConnection>> Connect();
 
   const ConnectOptions options_;
   const size_t max_size_;
@@ -58,6 +61,10 @@ class PgPool {
   std::vector<std::unique_ptr<PgConnection>> idle_;  // guarded by mu_
   size_t open_ = 0;                                  // guarded by mu_; idle and leased
   Clock::time_point retry_after_{};                  // guarded by mu_; after a failed connect
+
+  std::mutex log_mu_;
+  uint64_t failed_connects_ = 0;      // guarded by log_mu_; since the last success
+  Clock::time_point next_log_{};      // guarded by log_mu_
 };
 
 }  // namespace mmchat::store::postgres

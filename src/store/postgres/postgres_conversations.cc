@@ -451,10 +451,9 @@ GroupCommitWriter::Committed PostgresStore::CommitBatch(
   // A batch that failed before COMMIT left nothing behind: it is tried once more on a fresh
   // connection when the old one was lost (a database restart) or lost a deadlock.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    if (!writer_conn_ || writer_conn_->broken()) {
+    if (!writer_conn_ || !writer_conn_->StillUp()) {
       auto conn = pool_.Open();
       if (!conn.ok()) {
-        spdlog::error("postgres: message writer cannot connect: {}", conn.status().message());
         failed = conn.status();
         break;
       }
