@@ -70,7 +70,7 @@ class ConversationStore {
                                                       TimeMs now) = 0;
 
   // Commits the message (seq = last + 1, the sender's read marker moves to it) and calls
-  // `done` after the commit, from the writer thread, in commit order. `id` increases in
+  // `done` after the commit, from the answer thread, in commit order. `id` increases in
   // commit order across every process sharing the database. A repeated (sender, client_id)
   // returns the original (kRepeated); a missing conversation or a sender who is not a
   // participant stores nothing.

@@ -38,7 +38,7 @@ void MessageService::Send(int64_t caller, SendInput input,
           case AppendOutcome::kNotParticipant:
             return done(NotAParticipant());
           case AppendOutcome::kCreated:
-            // Announced from the writer thread in commit order: ids reach subscribers ascending.
+            // Announced from the answer thread in commit order: ids reach subscribers ascending.
             d_.bus->Publish(MessageCreated{stored->message});
             return done(AppendResult{std::move(stored->message), true});
           case AppendOutcome::kRepeated: {

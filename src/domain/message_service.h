@@ -50,7 +50,7 @@ class MessageService {
   };
   explicit MessageService(Deps deps);
 
-  // Calls `done` once: after the commit (from the store's writer thread), or at once for
+  // Calls `done` once: after the commit (from the store's answer thread), or at once for
   // invalid input and for a sender over its rate (kRateLimited with the seconds to wait).
   void Send(int64_t caller, SendInput input, std::function<void(Result<AppendResult>)> done);
   // `limit` <= 0 means the default; values above the maximum are capped.

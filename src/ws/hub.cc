@@ -359,7 +359,7 @@ void Hub::HandleMessage(const std::shared_ptr<Connection>& c, const ClientFrame&
   auto client_id = http::OptionalString(f.body, "client_id");
   if (!client_id.ok()) return Answer(c, f.ref, client_id.status());
   domain::SendInput input{*conversation, std::move(content).value(), std::move(client_id).value()};
-  // Acked from the store's writer thread, after the commit.
+  // Acked from the store's answer thread, after the commit.
   c->BeginWork();
   d_.messages->Send(c->user_id(), std::move(input),
                     [this, c, ref = f.ref](Result<domain::AppendResult> r) {
