@@ -14,8 +14,8 @@
 #include <boost/asio/thread_pool.hpp>
 #include <fstream>
 #include <future>
-#include <optional>
 #include <iostream>
+#include <optional>
 #include <thread>
 #include <vector>
 

@@ -67,7 +67,7 @@ class AccountService {
     // Runs a task later, off the caller's thread (reset mails go out this way, so that the
     // answer's timing does not tell registered emails apart). Inline when unset.
     std::function<void(std::function<void()>)> background;
-    EventBus* bus = nullptr;  // told of revoked tokens (a reset), when set
+    EventBus* bus = nullptr;                        // told of revoked tokens (a reset), when set
     std::function<TimeMs()> steady_now = SteadyMs;  // the token-version cache's clock
   };
   // How long a user's token version is trusted without reading the row again.

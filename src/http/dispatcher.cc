@@ -124,8 +124,10 @@ void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
     return;
   }
   boost::asio::post(
-      m.route->options.blocking ? workers_ : *database_, [this, route = m.route, req = std::move(req),
-                 respond = std::move(respond)]() mutable { Run(*route, req, std::move(respond)); });
+      m.route->options.blocking ? workers_ : *database_,
+      [this, route = m.route, req = std::move(req), respond = std::move(respond)]() mutable {
+        Run(*route, req, std::move(respond));
+      });
 }
 
 }  // namespace mmchat::http

@@ -63,8 +63,8 @@ class PgPool {
   Clock::time_point retry_after_{};                  // guarded by mu_; after a failed connect
 
   std::mutex log_mu_;
-  uint64_t failed_connects_ = 0;      // guarded by log_mu_; since the last success
-  Clock::time_point next_log_{};      // guarded by log_mu_
+  uint64_t failed_connects_ = 0;  // guarded by log_mu_; since the last success
+  Clock::time_point next_log_{};  // guarded by log_mu_
 };
 
 }  // namespace mmchat::store::postgres
