@@ -3,7 +3,7 @@
 # and prints the JSON line of every run plus the medians. Server and tool share this machine.
 #   ./scripts/bench.sh                 # all rows
 #   ./scripts/bench.sh idle persist    # some rows: idle fanout1000 fanout10 halfrate direct
-#                                      #   persist http
+#                                      #   persist http conversations
 # Results go to stdout and to bench-results.jsonl in the working directory.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -13,7 +13,7 @@ bench="$root/build/mmchat-bench"
 runs="${RUNS:-3}"
 port="${PORT:-18080}"
 rows=("$@")
-[ ${#rows[@]} -eq 0 ] && rows=(idle fanout1000 fanout10 halfrate direct persist http)
+[ ${#rows[@]} -eq 0 ] && rows=(idle fanout1000 fanout10 halfrate direct persist http conversations)
 out="$PWD/bench-results.jsonl"
 : >"$out"
 work="$(mktemp -d)"
@@ -102,6 +102,12 @@ for row in "${rows[@]}"; do
         run http-small http --kind small --connections 64 --duration-sec 5
         run http-history http --kind history --connections 64 --duration-sec 5
         ;;
+      conversations)
+        # A server of its own: the user must be in no other conversation (history adds one).
+        start_server
+        run http-conversations http --kind conversations --conversations 200 --connections 64 \
+          --duration-sec 5
+        ;;
       *) echo "unknown row $row" >&2 && exit 2 ;;
     esac
   done
@@ -109,7 +115,7 @@ done
 
 echo
 echo "Medians of $runs runs:"
-printf '%-15s %s\n' \
+printf '%-19s %s\n' \
   "idle" "KiB/conn $(median idle 'r["steps"][-1]["kib_per_connection_since_first_step"]'), connects/s $(median idle 'r["steps"][-1]["connects_per_sec"]'), held CPU % $(median idle 'r["steps"][-1]["held_server_cpu_percent"]')" \
   "fanout1000" "deliveries/s $(median fanout1000 'r["deliveries_per_sec"]'), p99 ms $(median fanout1000 'r["latency_ms"]["p99"]')" \
   "fanout10" "deliveries/s $(median fanout10 'r["deliveries_per_sec"]'), p99 ms $(median fanout10 'r["latency_ms"]["p99"]')" \
@@ -118,4 +124,5 @@ printf '%-15s %s\n' \
   "persist-normal" "messages/s $(median persist-normal 'r["messages_per_sec"]'), p99 ack ms $(median persist-normal 'r["ack_latency_ms"]["p99"]')" \
   "persist-full" "messages/s $(median persist-full 'r["messages_per_sec"]'), p99 ack ms $(median persist-full 'r["ack_latency_ms"]["p99"]')" \
   "http-small" "req/s $(median http-small 'r["requests_per_sec"]'), p99 ms $(median http-small 'r["latency_ms"]["p99"]')" \
-  "http-history" "req/s $(median http-history 'r["requests_per_sec"]'), p99 ms $(median http-history 'r["latency_ms"]["p99"]')"
+  "http-history" "req/s $(median http-history 'r["requests_per_sec"]'), p99 ms $(median http-history 'r["latency_ms"]["p99"]')" \
+  "http-conversations" "req/s $(median http-conversations 'r["requests_per_sec"]'), p99 ms $(median http-conversations 'r["latency_ms"]["p99"]'), KiB/response $(median http-conversations 'r["body_bytes_per_response"] / 1024'), server % $(median http-conversations 'r["server_cpu_percent"]'), tool % $(median http-conversations 'r["tool_cpu_percent"]')"

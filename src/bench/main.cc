@@ -95,8 +95,17 @@ int main(int argc, char** argv) {
   AddTargetOptions(http_cmd, http.target, tokens_path, /*websocket=*/false);
   http_cmd->add_option("--connections", http.connections, "keep-alive connections")
       ->capture_default_str();
-  http_cmd->add_option("--kind", http.kind, "small: GET /api/me; history: a 50-message page")
-      ->check(CLI::IsMember({"small", "history"}))
+  http_cmd
+      ->add_option("--kind", http.kind,
+                   "small: GET /api/me; history: a 50-message page; conversations: GET "
+                   "/api/conversations of a user in --conversations conversations")
+      ->check(CLI::IsMember({"small", "history", "conversations"}))
+      ->capture_default_str();
+  http_cmd
+      ->add_option("--conversations", http.conversations,
+                   "--kind conversations: the conversations the tool puts the first user in, "
+                   "half private, half groups of 3 to 10, each with one message (needs more "
+                   "accounts than half this number)")
       ->capture_default_str();
   http_cmd->add_option("--duration-sec", http.duration_sec, "requesting time")
       ->capture_default_str();

@@ -252,26 +252,42 @@ Json LoadJson(const LoadOptions& o, const LoadResult& r) {
 // Set-up over HTTP
 // ---------------------------------------------------------------------------------------------
 
-Json PostJson(const Target& t, const std::string& path, const Json& body,
-              const std::string& token) {
+namespace {
+
+// One request on a connection of its own; throws on a non-2xx answer.
+Json RequestJson(const Target& t, bhttp::verb verb, const std::string& path, const Json* body,
+                 const std::string& token) {
   net::io_context ioc;
   beast::tcp_stream stream(ioc);
   stream.connect(tcp::endpoint(net::ip::make_address(t.host), t.port));
-  bhttp::request<bhttp::string_body> req{bhttp::verb::post, path, 11};
+  bhttp::request<bhttp::string_body> req{verb, path, 11};
   req.set(bhttp::field::host, t.host);
   req.set(bhttp::field::authorization, "Bearer " + token);
-  req.set(bhttp::field::content_type, "application/json");
-  req.body() = body.dump();
+  if (body) {
+    req.set(bhttp::field::content_type, "application/json");
+    req.body() = body->dump();
+  }
   req.prepare_payload();
   bhttp::write(stream, req);
   beast::flat_buffer buffer;
   bhttp::response<bhttp::string_body> res;
   bhttp::read(stream, buffer, res);
   if (res.result_int() / 100 != 2) {
-    throw std::runtime_error("POST " + path + ": " + std::to_string(res.result_int()) + " " +
-                             res.body());
+    throw std::runtime_error(std::string(bhttp::to_string(verb)) + " " + path + ": " +
+                             std::to_string(res.result_int()) + " " + res.body());
   }
   return Json::parse(res.body());
+}
+
+}  // namespace
+
+Json PostJson(const Target& t, const std::string& path, const Json& body,
+              const std::string& token) {
+  return RequestJson(t, bhttp::verb::post, path, &body, token);
+}
+
+Json GetJson(const Target& t, const std::string& path, const std::string& token) {
+  return RequestJson(t, bhttp::verb::get, path, nullptr, token);
 }
 
 }  // namespace mmchat::bench

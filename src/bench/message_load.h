@@ -61,5 +61,7 @@ nlohmann::json LoadJson(const LoadOptions& options, const LoadResult& result);
 // Throws on a non-2xx answer.
 nlohmann::json PostJson(const Target& target, const std::string& path, const nlohmann::json& body,
                         const std::string& token);
+// One GET, for checking the set-up; throws on a non-2xx answer.
+nlohmann::json GetJson(const Target& target, const std::string& path, const std::string& token);
 
 }  // namespace mmchat::bench

@@ -47,7 +47,9 @@ int RunPersist(const PersistOptions& options, const std::vector<Account>& accoun
 struct HttpOptions {
   Target target;
   int connections = 64;        // keep-alive, one request in flight on each
-  std::string kind = "small";  // small: GET /api/me; history: a 50-message page
+  std::string kind = "small";  // small: GET /api/me; history: a 50-message page;
+                               // conversations: GET /api/conversations
+  int conversations = 200;     // the conversations kind: how many the user is in
   double duration_sec = 5;
   int threads = 1;       // the tool's io threads
   pid_t server_pid = 0;  // for its CPU use; 0: not reported

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -151,6 +152,54 @@ TEST_F(BenchTest, HttpHistoryReadsFullPages) {
   EXPECT_EQ(summary["errors"], 0);
   EXPECT_GT(summary["body_bytes_per_response"].get<int64_t>(), 50 * 100);  // 50 messages
   EXPECT_EQ(summary["server_cpu_percent"], -1);                            // no --server-pid
+}
+
+// The tool puts the first user in the conversations itself, half private and half groups, each
+// with one message, half of them from another member; every connection then lists them.
+TEST_F(BenchTest, HttpConversationsListsEveryConversation) {
+  const RunResult r =
+      Bench({"http", "--kind", "conversations", "--conversations", "10", "--connections", "3",
+             "--duration-sec", "0.3", "--server-pid", std::to_string(server_.pid())});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Json summary = SummaryLine(r.output);
+  ASSERT_TRUE(summary.is_object()) << r.output;
+  EXPECT_EQ(summary["kind"], "conversations");
+  EXPECT_EQ(summary["path"], "/api/conversations");
+  EXPECT_GT(summary["requests"].get<int64_t>(), 0) << r.output;
+  EXPECT_EQ(summary["non_2xx"], 0);
+  EXPECT_EQ(summary["errors"], 0);
+  EXPECT_GT(summary["body_bytes_per_response"].get<int64_t>(), 10 * 100);  // 10 last messages
+  EXPECT_EQ(summary["conversations"],
+            (Json{{"total", 10}, {"private", 5}, {"groups", 5}, {"unread", 4}}));
+
+  // What the measured user (the first account) sees.
+  const auto accounts = bench::LoadAccounts((server_.dir() / "tokens.txt").string());
+  HttpClient http(server_.port());
+  const HttpResult list = http.Get("/api/conversations", accounts[0].token);
+  ASSERT_EQ(list.status, 200) << list.body;
+  ASSERT_EQ(list.json["conversations"].size(), 10u) << list.body;
+  int privates = 0, unread = 0;
+  std::multiset<size_t> group_sizes;
+  for (const Json& c : list.json["conversations"]) {
+    EXPECT_TRUE(c["last_message"].is_object()) << c.dump();
+    unread += c["unread_count"].get<int>();
+    if (c["type"] == "private") {
+      ++privates;
+      EXPECT_EQ(c["participants"].size(), 2u);
+    } else {
+      group_sizes.insert(c["participants"].size());
+    }
+  }
+  EXPECT_EQ(privates, 5);
+  EXPECT_EQ(unread, 4);  // one message each
+  // 3, 4, 5, 6 and 7 members, but there are only 6 accounts.
+  EXPECT_EQ(group_sizes, (std::multiset<size_t>{3, 4, 5, 6, 6}));
+}
+
+// Private conversations need a partner each: 12 conversations, 6 of them private, need 7.
+TEST_F(BenchTest, HttpConversationsWithTooFewAccountsIsRefused) {
+  const RunResult r = Bench({"http", "--kind", "conversations", "--conversations", "12"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
 }
 
 // Tokens the server refuses (here: signed with another secret) make every connection fail.
