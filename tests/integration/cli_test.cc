@@ -86,7 +86,6 @@ std::string OneLine(const Exited& e) {
 const std::set<std::string> kConfigNotYetImplemented = {
     "MAX_UPLOAD_BYTES",      // attachments: a later issue
     "CORS_ALLOWED_ORIGINS",  // CORS: a later issue
-    "DATABASE_URL",          // PostgreSQL store: issue 12
     "CLUSTER_NODE_TTL_SEC",  // cluster (Redis bus): a later issue
     "REDIS_URL",             // cluster (Redis bus): a later issue
 };
