@@ -28,11 +28,12 @@ Json SummaryLine(const std::string& output) {
 class BenchTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // On the running server's database (either store), with its secret.
+    auto env = StoreEnv(server_.dir());
+    env["JWT_SECRET"] = "integration-test-secret-0123456789";
     const RunResult added = RunBinary({"user", "add", "--count", "6", "--prefix", "bench",
                                        "--password", "benchpass1", "--tokens", "tokens.txt"},
-                                      {{"SQLITE_DSN", server_.db_path().string()},
-                                       {"JWT_SECRET", "integration-test-secret-0123456789"}},
-                                      server_.dir());
+                                      env, server_.dir());
     ASSERT_EQ(added.exit_code, 0) << added.output;
   }
   RunResult Bench(std::vector<std::string> args) {

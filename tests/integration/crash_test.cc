@@ -2,15 +2,15 @@
 // WebSocket (acked with the committed Message) and two over HTTP (201), each message with a
 // unique client_id; the server is stopped mid-stream with SIGKILL or SIGTERM and restarted on
 // the same database. Afterwards every acknowledged message is there exactly once, the
-// conversation's seq is gapless, nothing appears that was never sent, the SQLite file passes
-// `PRAGMA integrity_check`, a client resumes with `GET /api/sync?since=`, and re-sending with
+// conversation's seq is gapless, nothing appears that was never sent, the database passes the
+// store's integrity check (SQLite's `PRAGMA integrity_check`, PostgreSQL's amcheck: harness.h,
+// StoreIntegrityCheck), a client resumes with `GET /api/sync?since=`, and re-sending with
 // the same client_id creates no duplicate (API.md: a repeated client_id returns the original).
 //
 // The figures (acknowledged before the stop, stored after the restart) are printed and
 // recorded as test properties (acked, attempted, found, resent_created).
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sqlite3.h>
 
 #include <algorithm>
 #include <atomic>
@@ -35,29 +35,6 @@ constexpr int kWsWindow = 8;  // message frames in flight per WebSocket sender
 // mid-stream. The deadline only bounds a stalled stream: not a speed requirement (TSan, ctest -j).
 constexpr int kAckedPerSenderBeforeStop = 50;
 constexpr auto kStreamDeadline = std::chrono::seconds(60);
-
-// `PRAGMA integrity_check` on the database file (the server must not be running).
-std::string IntegrityCheck(const std::filesystem::path& db) {
-  sqlite3* handle = nullptr;
-  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
-    std::string error = handle ? sqlite3_errmsg(handle) : "open failed";
-    sqlite3_close(handle);
-    return "cannot open: " + error;
-  }
-  std::string out;
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(handle, "PRAGMA integrity_check", -1, &stmt, nullptr) != SQLITE_OK) {
-    out = std::string("cannot prepare: ") + sqlite3_errmsg(handle);
-  } else {
-    while (sqlite3_step(stmt) == SQLITE_ROW) {
-      if (!out.empty()) out += "\n";
-      out += reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
-    }
-  }
-  sqlite3_finalize(stmt);
-  sqlite3_close(handle);
-  return out;
-}
 
 // What the senders did before the stop.
 struct Stream {
@@ -246,8 +223,8 @@ class CrashSafetyTest : public ::testing::Test {
   }
 
   void VerifyAfterRestart(const Stream& s, const std::string& label) {
-    // The file is sound before anything opens it again.
-    EXPECT_EQ(IntegrityCheck(server_.db_path()), "ok");
+    // The database is sound before the server opens it again.
+    EXPECT_EQ(StoreIntegrityCheck(server_.dir()), "ok");
 
     TestServer restarted(ServerOptions{.env = kNoAbuseLimits, .dir = server_.dir()});
     HttpClient client(restarted.port());
@@ -313,7 +290,7 @@ class CrashSafetyTest : public ::testing::Test {
     EXPECT_EQ(final_stored.size(), s.attempted.size());  // everything sent is there, once
 
     EXPECT_EQ(restarted.Stop(SIGTERM), 0);
-    EXPECT_EQ(IntegrityCheck(server_.db_path()), "ok");
+    EXPECT_EQ(StoreIntegrityCheck(server_.dir()), "ok");
 
     std::printf(
         "[%s] attempted %zu, acked %zu, in flight at stop %d, refused %d, found after restart "

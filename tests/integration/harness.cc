@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -456,8 +457,10 @@ std::vector<std::vector<std::string>> QueryStore(const std::filesystem::path& di
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
       auto& row = out.emplace_back();
       for (int i = 0; i < sqlite3_column_count(st); ++i) {
+        // Every byte, NULs included (a text or blob column), so that comparisons are exact.
         const auto* t = reinterpret_cast<const char*>(sqlite3_column_text(st, i));
-        row.push_back(t ? t : "NULL");
+        row.push_back(t ? std::string(t, static_cast<size_t>(sqlite3_column_bytes(st, i)))
+                        : "NULL");
       }
     }
     if (rc != SQLITE_DONE) ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db);
@@ -477,6 +480,82 @@ void DropStore(const std::filesystem::path& dir) {
   std::ifstream in(dir / "database_url");
   std::string name;
   if (in && std::getline(in, name) && !name.empty()) DropTestDatabase(name);
+}
+
+std::vector<std::string> StoreTables(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  if (!OnPostgres() && !std::filesystem::exists(dir / "chat.db")) return out;
+  const auto rows =
+      QueryStore(dir, OnPostgres() ? "SELECT table_name FROM information_schema.tables "
+                                     "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+                                   : "SELECT name FROM sqlite_master WHERE type = 'table'");
+  for (const auto& row : rows) out.push_back(row.at(0));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string StoreIntegrityCheck(const std::filesystem::path& dir) {
+  std::string problems;
+  auto add = [&](const std::string& p) { problems += (problems.empty() ? "" : "\n") + p; };
+  if (!OnPostgres()) {
+    const auto rows = QueryStore(dir, "PRAGMA integrity_check");
+    if (rows.empty()) add("no answer from PRAGMA integrity_check on " + (dir / "chat.db").string());
+    for (const auto& row : rows) {
+      if (row.at(0) != "ok") add(row.at(0));
+    }
+    return problems.empty() ? "ok" : problems;
+  }
+  // Each index on its own statement, so that one index's error does not hide the others'.
+  const std::string url = StoreEnv(dir).at("DATABASE_URL");
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(url.c_str()), PQfinish);
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    return "cannot connect: " + std::string(PQerrorMessage(conn.get()));
+  }
+  PQsetNoticeProcessor(
+      conn.get(), [](void*, const char*) {}, nullptr);
+  auto exec = [&](const std::string& sql, std::vector<std::string>* first_column) {
+    PGresult* r = PQexec(conn.get(), sql.c_str());
+    const auto st = PQresultStatus(r);
+    const bool ok = st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
+    if (!ok) {
+      std::string error = PQresultErrorMessage(r);
+      while (!error.empty() && error.back() == '\n') error.pop_back();
+      add(sql + ": " + error);
+    } else if (first_column != nullptr && st == PGRES_TUPLES_OK) {
+      for (int i = 0; i < PQntuples(r); ++i) first_column->push_back(PQgetvalue(r, i, 0));
+    }
+    PQclear(r);
+    return ok;
+  };
+  if (!exec("CREATE EXTENSION IF NOT EXISTS amcheck", nullptr)) return problems;
+  std::vector<std::string> indexes;
+  if (!exec("SELECT c.oid::regclass::text FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_am a ON a.oid = c.relam "
+            "WHERE n.nspname = 'public' AND a.amname = 'btree' ORDER BY 1",
+            &indexes)) {
+    return problems;
+  }
+  if (indexes.empty()) add("no btree index in the public schema");
+  for (const std::string& index : indexes) {
+    exec("SELECT bt_index_check('" + index + "'::regclass, true)", nullptr);
+  }
+  return problems.empty() ? "ok" : problems;
+}
+
+std::string StoreContents(const std::filesystem::path& dir) {
+  std::string out;
+  if (!OnPostgres()) {
+    for (const char* suffix : {"", "-wal"}) out += ReadFile(dir.string() + "/chat.db" + suffix);
+    return out;
+  }
+  for (const std::string& table : StoreTables(dir)) {
+    for (const auto& row : QueryStore(dir, "SELECT t::text FROM \"" + table + "\" t")) {
+      out += table + " " + row.at(0) + "\n";
+    }
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

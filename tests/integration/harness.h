@@ -156,6 +156,18 @@ std::vector<std::vector<std::string>> QueryStore(const std::filesystem::path& di
 std::string QueryStoreOne(const std::filesystem::path& dir, const std::string& sql);
 // Drops the directory's PostgreSQL database, if it has one.
 void DropStore(const std::filesystem::path& dir);
+// The tables of the database of `dir`, sorted: on SQLite those of dir/chat.db (none when the
+// file does not exist), on PostgreSQL the base tables of the public schema.
+std::vector<std::string> StoreTables(const std::filesystem::path& dir);
+// "ok" when the database of `dir` is sound, else the problems, a line each. SQLite:
+// `PRAGMA integrity_check` on dir/chat.db (run it with the server stopped). PostgreSQL: the
+// amcheck extension's bt_index_check(index, heapallindexed => true) on every btree index of
+// the public schema (a database without any is a problem too: nothing would be checked).
+std::string StoreIntegrityCheck(const std::filesystem::path& dir);
+// Everything the database of `dir` holds, for looking for what must not be stored: on SQLite
+// the raw bytes of dir/chat.db and its -wal; on PostgreSQL the text of every row of every
+// table of the public schema (`SELECT t::text FROM table t`), a line each.
+std::string StoreContents(const std::filesystem::path& dir);
 
 // A verified account, made through signup/initiate + verify with the logged code.
 struct Account {

@@ -1,18 +1,22 @@
 // The harness's own checks: a test must not pass because its tools looked away. The teardown of
-// TestServer (a crash, an error line, a sanitizer report) and HttpClient's one retry.
+// TestServer (a crash, an error line, a sanitizer report), HttpClient's one retry, and the
+// store helpers (StoreIntegrityCheck, StoreContents) on the store of the run.
 #include "harness.h"
 
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <string>
@@ -150,6 +154,73 @@ TEST(HarnessHttpClientTest, RequestIsNotSentTwiceWhenTheAnswerFails) {
   EXPECT_EQ(again.Get("/a").status, 200);
   EXPECT_THROW(again.Post("/api/messages", {{"content", "once"}}), std::runtime_error);
   EXPECT_EQ(keeps_one.requests(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Store helpers
+// ---------------------------------------------------------------------------------------------
+
+// A migrated database of a directory of its own (StoreEnv), with a table of the test's: two
+// rows and an index.
+class HarnessStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const RunResult migrated = RunBinary({"--migrate"}, StoreEnv(dir_), dir_);
+    ASSERT_EQ(migrated.exit_code, 0) << migrated.output;
+    QueryStore(dir_, "CREATE TABLE probe (a INTEGER, b TEXT)");
+    QueryStore(dir_, "CREATE INDEX probe_a ON probe (a)");
+    QueryStore(dir_, "INSERT INTO probe VALUES (1, 'first row'), (2, 'second row')");
+  }
+  ~HarnessStoreTest() override {
+    if (HasFailure()) {
+      std::fprintf(stderr, "kept directory %s\n", dir_.c_str());
+      return;
+    }
+    DropStore(dir_);
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  const std::filesystem::path dir_ = MakeTempDir();
+};
+
+TEST_F(HarnessStoreTest, IntegrityCheckFindsARowMissingFromAnIndex) {
+  ASSERT_EQ(StoreIntegrityCheck(dir_), "ok");
+  if (OnPostgres()) {
+    // A row inserted while the index is not maintained (each QueryStore is a new session).
+    QueryStore(dir_,
+               "UPDATE pg_index SET indisready = false WHERE indexrelid = 'probe_a'::regclass");
+    QueryStore(dir_, "INSERT INTO probe VALUES (3, 'third row')");
+    QueryStore(dir_,
+               "UPDATE pg_index SET indisready = true WHERE indexrelid = 'probe_a'::regclass");
+  } else {
+    // The index is redefined behind SQLite's back: its entries hold `a`, the table's rows say
+    // they should hold `b`.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ / "chat.db").c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db,
+                           "PRAGMA writable_schema = ON; UPDATE sqlite_master SET sql = 'CREATE "
+                           "INDEX probe_a ON probe (b)' WHERE name = 'probe_a'",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  const std::string problems = StoreIntegrityCheck(dir_);
+  EXPECT_NE(problems, "ok");
+  EXPECT_NE(problems.find("probe_a"), std::string::npos) << problems;
+}
+
+TEST_F(HarnessStoreTest, ContentsHoldEveryTablesRows) {
+  const auto tables = StoreTables(dir_);
+  EXPECT_TRUE(std::find(tables.begin(), tables.end(), "probe") != tables.end());
+  EXPECT_TRUE(std::find(tables.begin(), tables.end(), "users") != tables.end());
+  QueryStore(dir_, "INSERT INTO settings (key, value) VALUES ('probe key', 'a stored value')");
+  const std::string contents = StoreContents(dir_);
+  for (const char* stored : {"first row", "second row", "probe key", "a stored value"}) {
+    EXPECT_NE(contents.find(stored), std::string::npos) << stored;
+  }
+  EXPECT_EQ(contents.find("third row"), std::string::npos);
 }
 
 }  // namespace

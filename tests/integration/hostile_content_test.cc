@@ -3,7 +3,8 @@
 // UTF-8, overlong forms, 4-byte emoji, bidi overrides, zero-width and control characters and
 // whitespace up to and past every size limit are either stored and returned byte-exact or
 // refused with API.md's 400 (413 past the body limit); never a 500. Afterwards the server still
-// answers and the SQLite file passes `PRAGMA integrity_check`.
+// answers and its database, SQLite or PostgreSQL, passes the store's integrity check
+// (StoreIntegrityCheck).
 //
 // The log half: hostile paths, headers, usernames, emails, JSON and WebSocket frames never put a
 // raw control byte, invalid UTF-8 or a line of their own into the server's log (the harness
@@ -11,7 +12,6 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -180,26 +180,10 @@ void ExpectRefused(const HttpResult& r, Outcome outcome) {
   }
 }
 
-// The first column of every row of `sql` on the database file, as bytes.
-std::vector<std::string> DbColumn(const std::filesystem::path& db, const std::string& sql) {
+// The first column of every row of `sql` on the server's database (either store), as bytes.
+std::vector<std::string> DbColumn(const TestServer& server, const std::string& sql) {
   std::vector<std::string> out;
-  sqlite3* handle = nullptr;
-  if (sqlite3_open_v2(db.c_str(), &handle, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    ADD_FAILURE() << "cannot open " << db << ": " << (handle ? sqlite3_errmsg(handle) : "");
-    sqlite3_close(handle);
-    return out;
-  }
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v2(handle, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
-    ADD_FAILURE() << "cannot prepare " << sql << ": " << sqlite3_errmsg(handle);
-  } else {
-    while (sqlite3_step(stmt) == SQLITE_ROW) {
-      const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt, 0));
-      out.emplace_back(p ? p : "", static_cast<size_t>(sqlite3_column_bytes(stmt, 0)));
-    }
-  }
-  sqlite3_finalize(stmt);
-  sqlite3_close(handle);
+  for (const auto& row : QueryStore(server.dir(), sql)) out.push_back(row.at(0));
   return out;
 }
 
@@ -231,12 +215,11 @@ class HostileFixture : public ::testing::Test {
     return r.json.value("id", int64_t{0});
   }
 
-  // After everything: the server answers, stops cleanly, and the database file is sound.
+  // After everything: the server answers, stops cleanly, and the database is sound.
   void ExpectServerSound() {
     EXPECT_EQ(client_.Get("/healthz").status, 200);
     EXPECT_EQ(server_.Stop(SIGTERM), 0);
-    EXPECT_EQ(DbColumn(server_.db_path(), "PRAGMA integrity_check"),
-              std::vector<std::string>{"ok"});
+    EXPECT_EQ(StoreIntegrityCheck(server_.dir()), "ok");
   }
 
   TestServer server_;
@@ -275,10 +258,22 @@ class HostileMessagesTest : public HostileFixture {
     for (const auto& m : r.json["messages"]) listed.push_back(Str(m["content"]));
     EXPECT_EQ(listed, stored);
     ExpectServerSound();
-    EXPECT_EQ(DbColumn(server_.db_path(), "SELECT content FROM messages ORDER BY id"), stored);
-    EXPECT_EQ(DbColumn(server_.db_path(),
-                       "SELECT count(*) FROM messages WHERE typeof(content) != 'text'"),
-              std::vector<std::string>{"0"});
+    EXPECT_EQ(DbColumn(server_, "SELECT content FROM messages ORDER BY id"), stored);
+    if (OnPostgres()) {
+      // Text of a UTF-8 database: PostgreSQL itself refuses anything but valid UTF-8 in it.
+      EXPECT_EQ(DbColumn(server_,
+                         "SELECT data_type FROM information_schema.columns "
+                         "WHERE table_name = 'messages' AND column_name = 'content'"),
+                std::vector<std::string>{"text"});
+      EXPECT_EQ(DbColumn(server_,
+                         "SELECT pg_encoding_to_char(encoding) FROM pg_database "
+                         "WHERE datname = current_database()"),
+                std::vector<std::string>{"UTF8"});
+    } else {
+      // SQLite keeps any value in any column: every content is stored as text, none as a blob.
+      EXPECT_EQ(DbColumn(server_, "SELECT count(*) FROM messages WHERE typeof(content) != 'text'"),
+                std::vector<std::string>{"0"});
+    }
   }
 
   Account alice_, bob_;

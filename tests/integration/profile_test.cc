@@ -369,11 +369,11 @@ TEST_F(ProfileSearchTest, LimitIsRespectedAndCapped) {
   // More matching users than the cap (100) and the default (20), so that both show; made in one
   // go by `mmchat user add --count` (signing up 120 would take minutes of Argon2id).
   constexpr int kCap = 100, kDefault = 20, kUsers = 120;
+  auto env = StoreEnv(server_.dir());  // the running server's database, either store
+  env["JWT_SECRET"] = "integration-test-secret-0123456789";
   const RunResult added = RunBinary({"user", "add", "--count", std::to_string(kUsers), "--prefix",
                                      "cap", "--password", "correct horse"},
-                                    {{"SQLITE_DSN", server_.db_path().string()},
-                                     {"JWT_SECRET", "integration-test-secret-0123456789"}},
-                                    server_.dir());
+                                    env, server_.dir());
   ASSERT_EQ(added.exit_code, 0) << added.output;
   std::vector<std::string> names;  // cap_1 ... cap_120, in the server's (alphabetical) order
   for (int i = 1; i <= kUsers; ++i) names.push_back("cap_" + std::to_string(i));
