@@ -83,6 +83,30 @@ Params& Params::AddArray(const std::vector<int64_t>& v) {
   return *this;
 }
 
+Params& Params::AddTextArray(const std::vector<std::optional<std::string>>& v) {
+  std::string s = "{";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i > 0) s += ',';
+    if (!v[i]) {
+      s += "NULL";
+      continue;
+    }
+    s += '"';
+    for (char c : *v[i]) {
+      if (c == '"' || c == '\\') s += '\\';
+      s += c;
+    }
+    s += '"';
+  }
+  s += '}';
+  values_.emplace_back(std::move(s));
+  return *this;
+}
+
+Params& Params::AddTextArray(const std::vector<std::string>& v) {
+  return AddTextArray(std::vector<std::optional<std::string>>(v.begin(), v.end()));
+}
+
 std::vector<const char*> Params::Pointers() const {
   std::vector<const char*> out;
   out.reserve(values_.size());

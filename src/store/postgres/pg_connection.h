@@ -38,6 +38,9 @@ class Params {
   Params& AddNull();
   // A bigint[] literal, e.g. {1,2,3}.
   Params& AddArray(const std::vector<int64_t>& v);
+  // A text[] literal: every element quoted, nullopt as NULL.
+  Params& AddTextArray(const std::vector<std::optional<std::string>>& v);
+  Params& AddTextArray(const std::vector<std::string>& v);
 
   size_t size() const { return values_.size(); }
   // libpq's arrays; valid while this object lives and is not changed.

@@ -87,9 +87,14 @@ CREATE TABLE participants (
 );
 CREATE INDEX participants_by_user ON participants(user_id, conversation_id);
 
--- Message ids are drawn only by the message writer, inside its batch transaction and under
--- its advisory lock, so that they increase in commit order (PostgresStore::CommitBatch).
-CREATE SEQUENCE message_ids AS BIGINT;
+-- The last id given out. Read and moved only by the message writer, inside its batch
+-- transaction and under its advisory lock, so that ids increase in commit order
+-- (PostgresStore::WriteBatch).
+CREATE TABLE id_counters (
+  name    TEXT   PRIMARY KEY,
+  last_id BIGINT NOT NULL
+);
+INSERT INTO id_counters VALUES ('messages', 0);
 CREATE TABLE messages (
   id              BIGINT PRIMARY KEY,
   conversation_id BIGINT NOT NULL REFERENCES conversations(id),

@@ -99,46 +99,56 @@ Result<bool> LockConversation(PgConnection& c, int64_t conversation_id) {
 const std::string kWriterLock =
     "SELECT pg_advisory_xact_lock(" + std::to_string(kMessageWriterLock) + ")";
 
-// One append in the batch transaction, as one statement, so that a batch is one round trip:
-// checks the conversation and the sender's membership, finds an earlier message with the
-// sender's client_id, and only when both pass draws the next seq from the conversation's
-// counter row and inserts with the next id. Nothing fails on a refusal: the row says what
-// happened (conversation, member: true or NULL; created: true, false for the original, or
-// NULL), so one refused append cannot abort the others.
-constexpr const char* kAppend = R"sql(
-WITH target AS (
-  SELECT (SELECT true FROM conversations WHERE id = $1::bigint) AS conversation,
-         (SELECT true FROM participants
-           WHERE conversation_id = $1::bigint AND user_id = $2::bigint) AS member),
-original AS (
-  SELECT id, conversation_id, seq, sender_id, content, client_id, created_at FROM messages
-   WHERE sender_id = $2::bigint AND client_id = $4::text),
-next AS (
-  UPDATE conversations SET last_seq = last_seq + 1,
-         last_activity = GREATEST(last_activity, $5::bigint)
-   WHERE id = $1::bigint AND (SELECT member FROM target)
-     AND NOT EXISTS (SELECT 1 FROM original)
-  RETURNING last_seq),
-created AS (
-  INSERT INTO messages(id, conversation_id, seq, sender_id, content, client_id, created_at)
-  SELECT nextval('message_ids'), $1::bigint, last_seq, $2::bigint, $3::text, $4::text,
-         $5::bigint FROM next
-  RETURNING id, conversation_id, seq, sender_id, content, client_id, created_at)
-SELECT t.conversation, t.member, m.created, m.id, m.conversation_id, m.seq, m.sender_id,
-       m.content, m.client_id, m.created_at
-  FROM target t
-  LEFT JOIN (SELECT true AS created, * FROM created
-             UNION ALL SELECT false, * FROM original) m ON true
+// A batch's first round trip, after BEGIN and the lock. The conversation rows of the batch
+// are locked first, in id order (membership changes lock the same row first, so none can
+// commit between the checks below and the commit); their seq counters come with them, and
+// a conversation that does not come back does not exist.
+constexpr const char* kLockConversations =
+    "SELECT id, last_seq FROM conversations WHERE id = ANY($1::bigint[]) ORDER BY id "
+    "FOR NO KEY UPDATE";
+// Then, per append in order: is the sender a participant, and the sender's earlier message
+// with this client_id, if any. (LATERAL with LIMIT keeps each a probe of an index, whatever
+// the statistics of a young table suggest: a hash of the whole table is what they did.)
+constexpr const char* kCheckAppends = R"sql(
+SELECT p.ok IS NOT NULL,
+       o.id, o.conversation_id, o.seq, o.sender_id, o.content, o.client_id, o.created_at
+  FROM unnest($1::bigint[], $2::bigint[], $3::text[])
+       WITH ORDINALITY AS t(conversation_id, sender_id, client_id, n)
+  LEFT JOIN LATERAL (SELECT true AS ok FROM participants
+                      WHERE conversation_id = t.conversation_id AND user_id = t.sender_id
+                      LIMIT 1) p ON true
+  LEFT JOIN LATERAL (SELECT * FROM messages
+                      WHERE sender_id = t.sender_id AND client_id = t.client_id LIMIT 1) o ON true
+ ORDER BY t.n
 )sql";
+constexpr const char* kLastId = "SELECT last_id FROM id_counters WHERE name = 'messages'";
 
-Result<StoredAppend> ReadAppend(const PgResult& r) {
-  if (r.rows() != 1) return Status::Unavailable("database error");
-  if (r.IsNull(0, 0)) return StoredAppend{AppendOutcome::kNoConversation, {}};
-  if (r.IsNull(0, 1)) return StoredAppend{AppendOutcome::kNotParticipant, {}};
-  if (r.IsNull(0, 2)) return Status::Unavailable("database error");  // neither stored nor found
-  return StoredAppend{r.Bool(0, 2) ? AppendOutcome::kCreated : AppendOutcome::kRepeated,
-                      ReadMessage(r, 0, 3)};
-}
+// The second round trip: every new message in one statement, the counters, and the senders'
+// read markers (their rows locked in (conversation, user) order first, as SaveDelivered
+// does, so that the two cannot deadlock).
+constexpr const char* kInsertMessages = R"sql(
+INSERT INTO messages(id, conversation_id, seq, sender_id, content, client_id, created_at)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
+                     $6::text[], $7::bigint[])
+)sql";
+constexpr const char* kAdvanceConversations = R"sql(
+UPDATE conversations c SET last_seq = v.last_seq,
+       last_activity = GREATEST(c.last_activity, v.activity)
+  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, last_seq, activity)
+ WHERE c.id = v.id
+)sql";
+constexpr const char* kAdvanceLastId =
+    "UPDATE id_counters SET last_id = $1 WHERE name = 'messages'";
+constexpr const char* kLockSenders = R"sql(
+SELECT 1 FROM participants
+ WHERE (conversation_id, user_id) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))
+ ORDER BY conversation_id, user_id FOR NO KEY UPDATE
+)sql";
+constexpr const char* kMoveSendersMarkers = R"sql(
+UPDATE participants p SET read_marker = v.mark, read_at = v.at
+  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v(c, u, mark, at)
+ WHERE p.conversation_id = v.c AND p.user_id = v.u AND p.read_marker < v.mark
+)sql";
 
 constexpr const char* kMoveReadMarker =
     "UPDATE participants SET read_marker = $3, read_at = $4 "
@@ -413,35 +423,136 @@ void PostgresStore::AppendMessage(domain::NewMessage message,
 }
 
 // Why ids increase in commit order across processes: every batch transaction of every process
-// takes the same advisory lock before it draws its first id, and holds it until it ends. A
+// takes the same advisory lock before it reads the id counter, and holds it until it ends. A
 // transaction-level lock is released only after the commit is visible, so the next holder
-// draws its ids (nextval, which never goes back) after every id of the previous batch is
-// committed: a reader that sees an id sees every lower one that will ever commit. The lock is
-// taken once per batch, not per message.
-Result<std::vector<StoredAppend>> PostgresStore::WriteBatch(
+// reads a counter that covers every id already committed and gives out ids above them: a
+// reader that sees an id sees every lower one that will ever commit. The lock is taken once
+// per batch, not per message.
+Result<PostgresStore::Batch> PostgresStore::WriteBatch(
     PgConnection& c, const std::vector<domain::NewMessage>& batch) {
-  std::vector<Statement> round;
-  round.reserve(batch.size() + 2);
-  round.push_back({"BEGIN", {}});
-  round.push_back({kWriterLock, {}});
+  std::vector<int64_t> conversation_ids, senders;
+  std::vector<std::optional<std::string>> client_ids;
   for (const auto& m : batch) {
-    round.push_back({kAppend, Params()
-                                  .Add(m.conversation_id)
-                                  .Add(m.sender_id)
-                                  .Add(m.content)
-                                  .Add(m.client_id)
-                                  .Add(m.created_at)});
+    conversation_ids.push_back(m.conversation_id);
+    senders.push_back(m.sender_id);
+    client_ids.push_back(m.client_id);
   }
-  auto results = c.Pipeline(round);
-  if (!results.ok()) return results.status();
-  std::vector<StoredAppend> out;
-  out.reserve(batch.size());
+  std::vector<int64_t> distinct = conversation_ids;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+
+  auto checked =
+      c.Pipeline({{"BEGIN", {}},
+                  {kWriterLock, {}},
+                  {kLockConversations, Params().AddArray(distinct)},
+                  {kCheckAppends,
+                   Params().AddArray(conversation_ids).AddArray(senders).AddTextArray(client_ids)},
+                  {kLastId, {}}});
+  if (!checked.ok()) return checked.status();
+  const PgResult& seqs = (*checked)[2];
+  const PgResult& checks = (*checked)[3];
+  if (checks.rows() != static_cast<int>(batch.size()) || (*checked)[4].rows() != 1) {
+    return Status::Unavailable("database error");
+  }
+  Batch out;
+  out.last_id = (*checked)[4].Int(0, 0);
+  std::map<int64_t, int64_t> last_seq;  // of the conversations that exist
+  for (int i = 0; i < seqs.rows(); ++i) last_seq[seqs.Int(i, 0)] = seqs.Int(i, 1);
+
+  // The rules of an append, in batch order (the same as SqliteStore::AppendOne's, in SQL
+  // there): the conversation, then membership, then a repeated client_id (an earlier message,
+  // or an earlier append of this batch), and only then a new message with the next seq and id.
+  std::map<std::pair<int64_t, std::string>, size_t> first_with_client_id;
   for (size_t i = 0; i < batch.size(); ++i) {
-    auto one = ReadAppend((*results)[i + 2]);
-    if (!one.ok()) return one.status();
-    out.push_back(std::move(one).value());
+    const domain::NewMessage& m = batch[i];
+    const int row = static_cast<int>(i);
+    if (!last_seq.contains(m.conversation_id)) {
+      out.appends.push_back({AppendOutcome::kNoConversation, {}});
+      continue;
+    }
+    if (!checks.Bool(row, 0)) {
+      out.appends.push_back({AppendOutcome::kNotParticipant, {}});
+      continue;
+    }
+    if (!checks.IsNull(row, 1)) {
+      out.appends.push_back({AppendOutcome::kRepeated, ReadMessage(checks, row, 1)});
+      continue;
+    }
+    if (m.client_id) {
+      auto [it, first] = first_with_client_id.emplace(std::make_pair(m.sender_id, *m.client_id),
+                                                      out.appends.size());
+      if (!first) {
+        out.appends.push_back({AppendOutcome::kRepeated, out.appends[it->second].message});
+        continue;
+      }
+    }
+    Message stored;
+    stored.id = ++out.last_id;
+    stored.conversation_id = m.conversation_id;
+    stored.seq = ++last_seq[m.conversation_id];
+    stored.sender_id = m.sender_id;
+    stored.content = m.content;
+    stored.client_id = m.client_id;
+    stored.created_at = m.created_at;
+    out.appends.push_back({AppendOutcome::kCreated, std::move(stored)});
   }
   return out;
+}
+
+std::vector<Statement> PostgresStore::CommitStatements(const Batch& batch) {
+  std::vector<int64_t> ids, conversations, seqs, senders, times;
+  std::vector<std::optional<std::string>> contents, client_ids;
+  std::map<int64_t, std::pair<int64_t, TimeMs>> counters;  // conversation -> last seq, activity
+  std::map<std::pair<int64_t, int64_t>, std::pair<int64_t, TimeMs>> markers;  // -> id, at
+  for (const StoredAppend& a : batch.appends) {
+    if (a.outcome != AppendOutcome::kCreated) continue;
+    const Message& m = a.message;
+    ids.push_back(m.id);
+    conversations.push_back(m.conversation_id);
+    seqs.push_back(m.seq);
+    senders.push_back(m.sender_id);
+    contents.push_back(m.content);
+    client_ids.push_back(m.client_id);
+    times.push_back(m.created_at);
+    auto& counter = counters[m.conversation_id];
+    counter = {m.seq, std::max(counter.second, m.created_at)};
+    markers[{m.conversation_id, m.sender_id}] = {m.id, m.created_at};  // ids ascend
+  }
+  std::vector<Statement> round;
+  if (!ids.empty()) {
+    round.push_back({kInsertMessages, Params()
+                                          .AddArray(ids)
+                                          .AddArray(conversations)
+                                          .AddArray(seqs)
+                                          .AddArray(senders)
+                                          .AddTextArray(contents)
+                                          .AddTextArray(client_ids)
+                                          .AddArray(times)});
+    std::vector<int64_t> counter_ids, last_seqs, activities;
+    for (const auto& [id, counter] : counters) {
+      counter_ids.push_back(id);
+      last_seqs.push_back(counter.first);
+      activities.push_back(counter.second);
+    }
+    round.push_back({kAdvanceConversations,
+                     Params().AddArray(counter_ids).AddArray(last_seqs).AddArray(activities)});
+    round.push_back({kAdvanceLastId, Params().Add(batch.last_id)});
+    std::vector<int64_t> mark_conversations, mark_users, mark_ids, mark_times;
+    for (const auto& [key, mark] : markers) {  // in (conversation, user) order
+      mark_conversations.push_back(key.first);
+      mark_users.push_back(key.second);
+      mark_ids.push_back(mark.first);
+      mark_times.push_back(mark.second);
+    }
+    round.push_back({kLockSenders, Params().AddArray(mark_conversations).AddArray(mark_users)});
+    round.push_back({kMoveSendersMarkers, Params()
+                                              .AddArray(mark_conversations)
+                                              .AddArray(mark_users)
+                                              .AddArray(mark_ids)
+                                              .AddArray(mark_times)});
+  }
+  round.push_back({"COMMIT", {}});
+  return round;
 }
 
 GroupCommitWriter::Committed PostgresStore::CommitBatch(
@@ -460,26 +571,12 @@ GroupCommitWriter::Committed PostgresStore::CommitBatch(
       writer_conn_ = std::move(conn).value();
     }
     PgConnection& c = *writer_conn_;
-    auto appended = WriteBatch(c, batch);
-    if (appended.ok()) {
-      // The senders' read markers, in (conversation, user) order like SaveDelivered, then
-      // COMMIT, in a second round trip.
-      std::map<std::pair<int64_t, int64_t>, std::pair<int64_t, TimeMs>> markers;
-      for (const StoredAppend& a : *appended) {
-        if (a.outcome != AppendOutcome::kCreated) continue;
-        auto& mark = markers[{a.message.conversation_id, a.message.sender_id}];
-        mark = std::max(mark, std::make_pair(a.message.id, a.message.created_at));
-      }
-      std::vector<Statement> round;
-      for (const auto& [key, mark] : markers) {
-        round.push_back({kMoveReadMarker,
-                         Params().Add(key.first).Add(key.second).Add(mark.first).Add(mark.second)});
-      }
-      round.push_back({"COMMIT", {}});
-      auto committed = c.Pipeline(round);
+    auto written = WriteBatch(c, batch);
+    if (written.ok()) {
+      auto committed = c.Pipeline(CommitStatements(*written));
       if (committed.ok()) {
         out.committed = true;
-        out.results.assign(appended->begin(), appended->end());
+        out.results.assign(written->appends.begin(), written->appends.end());
         return out;
       }
       // Lost during COMMIT: the outcome is unknown, so it is not tried again; the senders
@@ -488,7 +585,7 @@ GroupCommitWriter::Committed PostgresStore::CommitBatch(
       failed = committed.status();
       break;
     }
-    failed = appended.status();
+    failed = written.status();
     const bool retry =
         c.broken() || c.sqlstate() == kDeadlockDetected || c.sqlstate() == kSerializationFailure;
     if (!c.broken()) c.Exec("ROLLBACK");

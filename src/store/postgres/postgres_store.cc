@@ -58,22 +58,6 @@ PendingCode ReadCode(const PgResult& r, CodePurpose purpose, std::string_view em
   return code;
 }
 
-// A text[] literal: every element quoted, with backslashes and quotes escaped.
-std::string TextArray(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ',';
-    out += '"';
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  out += '}';
-  return out;
-}
-
 // Maps a failed user write: a unique violation is the conflict API.md names.
 Status UserWriteError(const PgConnection& c, Status failed) {
   if (c.sqlstate() != kUniqueViolation) return failed;
@@ -228,11 +212,7 @@ Result<std::vector<User>> PostgresStore::CreateUsers(const std::vector<domain::N
           "SELECT username, email, password_hash, created_at FROM input ORDER BY n "
           "RETURNING id, username) "
           "SELECT ins.id FROM ins JOIN input ON input.username = ins.username ORDER BY input.n",
-          Params()
-              .Add(TextArray(names))
-              .Add(TextArray(emails))
-              .Add(TextArray(hashes))
-              .AddArray(times));
+          Params().AddTextArray(names).AddTextArray(emails).AddTextArray(hashes).AddArray(times));
       if (!r.ok()) return UserWriteError(c, r.status());
       for (size_t i = from; i < to; ++i) {
         User& u = users.emplace_back();

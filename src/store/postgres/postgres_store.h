@@ -3,12 +3,12 @@
 //
 // Reads and single writes borrow a connection from a bounded pool (PgPool); each is one
 // statement, or a few pipelined in one round trip. Messages are appended by the shared
-// GroupCommitWriter on a connection of its own: each batch is one transaction that first
-// takes a cluster-wide advisory lock and then draws the batch's ids from a sequence, so
-// batches of every process commit one after another in id order (CommitBatch explains why
-// that keeps `id` increasing in commit order). Transactions that lock a conversation's row
-// and its participants lock the row first, and the writer updates participants in a fixed
-// order, so that they cannot deadlock.
+// GroupCommitWriter on a connection of its own: each batch is one transaction, two round trips
+// of set-based statements, that first takes a cluster-wide advisory lock and then draws the
+// batch's ids from a counter row, so batches of every process commit one after another in id
+// order (WriteBatch explains why that keeps `id` increasing in commit order). Transactions that
+// lock a conversation's row and its participants lock the row first, and the writer updates
+// participants in a fixed order, so that they cannot deadlock.
 //
 // Thread-safe. Accounts live in postgres_store.cc, conversations and messages in
 // postgres_conversations.cc.
@@ -129,12 +129,18 @@ class PostgresStore final : public Store {
                                                           const Params& params);
   Result<std::vector<domain::Message>> Messages(std::string_view sql, const Params& params);
 
+  // A batch checked and numbered, not yet written.
+  struct Batch {
+    std::vector<domain::StoredAppend> appends;  // one per message, in order
+    int64_t last_id = 0;                        // the id counter after the batch
+  };
   // The message writer's side: one batch in one transaction (GroupCommitWriter's CommitBatch).
   GroupCommitWriter::Committed CommitBatch(const std::vector<domain::NewMessage>& batch);
-  // The batch's statements up to (not including) COMMIT; the appends' outcomes, or a failure
-  // that left nothing committed.
-  Result<std::vector<domain::StoredAppend>> WriteBatch(
-      PgConnection& c, const std::vector<domain::NewMessage>& batch);
+  // First round trip: BEGIN, the lock, the checks; decides each append's outcome, seq and id.
+  // A failure leaves nothing committed.
+  Result<Batch> WriteBatch(PgConnection& c, const std::vector<domain::NewMessage>& batch);
+  // Second round trip: the new messages, counters and read markers, then COMMIT.
+  static std::vector<Statement> CommitStatements(const Batch& batch);
 
   PgPool pool_;
   std::unique_ptr<PgConnection> writer_conn_;  // used by the writer thread only
