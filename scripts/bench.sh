@@ -5,6 +5,9 @@
 #   ./scripts/bench.sh idle persist    # some rows: idle fanout1000 fanout10 halfrate direct
 #                                      #   persist http conversations
 # Results go to stdout and to bench-results.jsonl in the working directory.
+# STORE=postgres runs every server on PostgreSQL instead: a private server (pg-server.sh,
+# synchronous_commit on, shared_buffers 256MB; PG_SETTINGS adds settings) beside MmChat and
+# the tool on this machine, a fresh database per run.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/build.sh" mmchat mmchat-bench >/dev/null
@@ -18,7 +21,16 @@ out="$PWD/bench-results.jsonl"
 : >"$out"
 work="$(mktemp -d)"
 server_pid=""
-trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+pg_dir=""
+trap 'kill "$server_pid" 2>/dev/null || true; [ -z "$pg_dir" ] || "$root/scripts/pg-server.sh" destroy "$pg_dir"; rm -rf "$work"' EXIT
+store_env=()
+databases=0
+if [ "${STORE:-sqlite}" = postgres ]; then
+  "$root/scripts/setup.sh" test >/dev/null  # the PostgreSQL server package
+  pg_dir="$(mktemp -d)"
+  pg_url=$("$root/scripts/pg-server.sh" init "$pg_dir")
+  "$root/scripts/pg-server.sh" start "$pg_dir"
+fi
 
 # A fresh server with 20,000 accounts; extra arguments are environment settings.
 start_server() {
@@ -27,11 +39,17 @@ start_server() {
     wait "$server_pid" 2>/dev/null || true
   fi
   rm -rf "$work/run" && mkdir -p "$work/run"
-  (cd "$work/run" && "$mmchat" user add --count 20000 --prefix bench --password benchpass1 \
-    --tokens tokens.txt >/dev/null)
+  if [ -n "$pg_dir" ]; then
+    databases=$((databases + 1))
+    psql -q "$pg_url" -c "CREATE DATABASE bench$databases"
+    store_env=("DATABASE_URL=${pg_url%/postgres}/bench$databases")
+  fi
+  (cd "$work/run" && env "${store_env[@]}" "$mmchat" user add --count 20000 --prefix bench \
+    --password benchpass1 --tokens tokens.txt >/dev/null)
   # No abuse limits: the tool sends from one address as fast as it can.
   (cd "$work/run" && exec env HTTP_ADDR="127.0.0.1:$port" MSG_RATE_PER_SEC=0 MAX_CONNS_PER_IP=0 \
-    WS_MAX_CONNS_PER_USER=0 WS_TYPING_RATE_PER_SEC=0 "$@" "$mmchat" >server.log 2>&1) &
+    WS_MAX_CONNS_PER_USER=0 WS_TYPING_RATE_PER_SEC=0 "${store_env[@]}" "$@" "$mmchat" \
+    >server.log 2>&1) &
   server_pid=$!
   for _ in $(seq 100); do
     grep -q "listening on" "$work/run/server.log" 2>/dev/null && return 0
