@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "test_postgres.h"
 
 namespace mmchat::test {
 namespace {
@@ -274,6 +275,45 @@ struct BadConfig {
   const char* named;  // the variable the message must name
   const char* value;  // the value it should quote, or nullptr
 };
+
+// PostgreSQL start-up problems: the binary exits 1 with one line naming the problem, after
+// waiting DATABASE_WAIT_SEC for an unreachable server, at once for the rest; the password in
+// DATABASE_URL never reaches the output.
+TEST(CliPostgresStartupTest, EachProblemIsOneLineAndExitOne) {
+  const std::string url = TestPostgresUrl();
+  ASSERT_FALSE(url.empty());
+  struct Case {
+    std::string what;
+    std::string database_url;
+    std::string expected;
+  };
+  const size_t at = url.find('@');
+  const std::string wrong_password =
+      url.substr(0, url.rfind(':', at) + 1) + "not-the-password" + url.substr(at);
+  const std::vector<Case> cases = {
+      {"unreachable", "postgresql://mmchat:secret-pw@127.0.0.1:1/mmchat", "database unreachable"},
+      {"wrong password", WithDatabase(wrong_password, "postgres"), "authentication failed"},
+      {"missing database", WithDatabase(url, "no_such_database_anywhere"), "database missing"},
+  };
+  for (const auto& c : cases) {
+    for (const std::vector<std::string>& args :
+         {std::vector<std::string>{}, std::vector<std::string>{"--migrate"}}) {
+      SCOPED_TRACE(c.what + (args.empty() ? " (serve)" : " (--migrate)"));
+      TempDir dir;
+      const RunResult r = RunBinary(
+          args, {{"DATABASE_URL", c.database_url}, {"DATABASE_WAIT_SEC", "1"}}, dir.path());
+      EXPECT_EQ(r.exit_code, 1) << r.output;
+      std::vector<std::string> problems;
+      for (const auto& line : NonEmptyLines(r.output)) {
+        if (line.find(" critical ") != std::string::npos) problems.push_back(line);
+      }
+      ASSERT_EQ(problems.size(), 1u) << r.output;
+      EXPECT_NE(problems[0].find(c.expected), std::string::npos) << problems[0];
+      EXPECT_EQ(r.output.find("secret-pw"), std::string::npos) << r.output;
+      EXPECT_EQ(r.output.find("not-the-password"), std::string::npos) << r.output;
+    }
+  }
+}
 
 class CliConfigTest : public ::testing::TestWithParam<BadConfig> {};
 
