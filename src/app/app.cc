@@ -177,6 +177,7 @@ int Serve(const Config& config) {
   options.header_limit = static_cast<size_t>(config.http_max_header_bytes);
   options.max_headers = static_cast<size_t>(config.http_max_headers);
   options.limits = &connection_limits;
+  options.database = database_executor;
   http::Server server(ioc, &dispatcher, &s.registry, options);
   server.SetUpgradeHandler(&hub);
   if (Status st = server.Listen(); !st.ok()) {

@@ -199,8 +199,11 @@ Result<int64_t> AccountService::Authenticate(std::string_view token) {
   auto claims = d_.tokens->Verify(token, d_.now());
   if (!claims.ok()) return claims.status();
   const Status revoked = Status::Unauthorized("token revoked");
-  if (auto version = versions_.Get(claims->user_id, d_.steady_now())) {
-    if (*version != claims->token_version) return revoked;
+  // A token older than the version seen is revoked; a newer one (a reset this process did not
+  // see yet) is checked against the row.
+  if (auto version = versions_.Get(claims->user_id, d_.steady_now());
+      version && *version >= claims->token_version) {
+    if (*version > claims->token_version) return revoked;
     return claims->user_id;
   }
   const uint64_t epoch = versions_.Epoch();  // before the read: see TokenVersions::Put

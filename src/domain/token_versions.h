@@ -2,11 +2,13 @@
 // WebSocket upgrade) does not read the user's row each time: with PostgreSQL that read is a
 // network round trip, the largest part of a small request.
 //
-// Entries live `ttl_ms` and are dropped at once when a user's tokens are revoked (a reset,
-// told by the bus: AccountService subscribes). A read that began before a revocation cannot
-// put its old version back afterwards (the epoch check in Put). With several processes, a
-// revocation another process made reaches this one through the bus, or at the latest when
-// the entry expires.
+// Entries live `ttl_ms` and are dropped at once when a user's tokens are revoked by this
+// process (a reset) or by news on the bus (AccountService subscribes). A read that began
+// before a revocation cannot put its old version back afterwards (the epoch check in Put). A
+// token newer than the version kept is checked against the row, so a login right after a
+// reset made elsewhere works at once; an older token that another process revoked, or the
+// token of a user deleted behind the server's back, keeps working for at most `ttl_ms` (until
+// the bus carries revocations between processes: the cluster).
 //
 // Thread-safe: a few mutex-guarded shards.
 #pragma once

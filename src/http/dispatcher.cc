@@ -119,7 +119,7 @@ void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
           "too many requests from this address; try again later", (wait_ms + 999) / 1000)));
     }
   }
-  if (!m.route->options.blocking && !database_) {
+  if (!m.route->options.blocking && (!database_ || m.route->options.no_database)) {
     Run(*m.route, req, std::move(respond));
     return;
   }

@@ -21,6 +21,9 @@ using AsyncHandler = std::function<void(Request&, Respond respond)>;
 struct RouteOptions {
   bool auth = false;      // needs a valid bearer token; sets Request::user_id
   bool blocking = false;  // slow (password hashing, SMTP): run on the worker pool
+  // Needs nothing from the database: runs inline on the io thread even where requests go to
+  // the database threads (PostgreSQL), so that liveness and metrics answer during an outage.
+  bool no_database = false;
   // Counts against the client address's rate (AUTH_RATE_PER_MIN): for the unauthenticated
   // routes that cost a password hash or a mail.
   bool per_client_rate = false;

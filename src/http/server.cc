@@ -160,7 +160,20 @@ class Session : public std::enable_shared_from_this<Session> {
       res.headers.emplace_back("Allow", "GET");
       return Write(std::move(res), false);
     }
-    auto user = upgrader.Authorize(req);
+    if (!server_->options_.database) return FinishUpgrade(upgrader, upgrader.Authorize(req));
+    // The token check may read the database: off the strand, then back to it.
+    net::post(*server_->options_.database, [self = shared_from_this(), &upgrader, req] {
+      auto user = upgrader.Authorize(req);
+      net::post(self->stream_.get_executor(), [self, &upgrader, user = std::move(user)]() mutable {
+        self->FinishUpgrade(upgrader, std::move(user));
+      });
+    });
+  }
+
+  void FinishUpgrade(UpgradeHandler& upgrader, Result<int64_t> user) {
+    // Closed (Shutdown, Abort) while the token was being checked: nobody to answer.
+    if (!stream_.socket().is_open()) return;
+    auto& msg = parser_->get();
     if (!user.ok()) return Write(ErrorResponse(user.status()), false);
     if (!beast::websocket::is_upgrade(msg)) {
       return Write(ErrorResponse(Status::InvalidRequest("a WebSocket upgrade is required")), false);

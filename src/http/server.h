@@ -6,6 +6,7 @@
 // handled finish and are answered before their connections close.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -16,6 +17,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -45,13 +47,17 @@ struct ServerOptions {
   // kReservedFiles descriptors free is answered 503 and closed, so the database, the logs and
   // the listener always have descriptors.
   size_t max_open_files = 0;
+  // Where WebSocket upgrades check their token when that may read a remote database (the
+  // same threads as the Dispatcher's database executor); unset: on the connection's strand.
+  std::optional<boost::asio::any_io_executor> database;
 };
 
 // Descriptors kept free for everything that is not a client connection.
 constexpr size_t kReservedFiles = 100;
 
 // Takes over connections that ask for a WebSocket upgrade on its path (the ws layer does).
-// Called on the connection's strand.
+// Called on the connection's strand, but for Authorize, which may run on the database
+// threads (ServerOptions::database).
 class UpgradeHandler {
  public:
   virtual ~UpgradeHandler() = default;

@@ -8,9 +8,9 @@
 #include <memory>
 #include <string>
 
+#include "chat_fakes.h"
 #include "crypto/jwt_codec.h"
 #include "crypto/sodium_otp.h"
-#include "chat_fakes.h"
 #include "fakes.h"
 #include "store/common/statement_count.h"
 #include "store/sqlite/sqlite_store.h"
@@ -570,6 +570,22 @@ TEST_F(AccountServiceTest, TokenChecksReadTheUserAtMostOncePerTtl) {
   EXPECT_EQ(statements(alice.token.token), 1u);  // expired: read again
 }
 
+TEST_F(AccountServiceTest, ATokenNewerThanTheCachedVersionIsCheckedAgainstTheRow) {
+  AccountService::Deps deps{store_.get(), store_.get(), &hasher_,   &otp_,
+                            &jwt_,        &sender_,     clock_.Fn()};
+  deps.steady_now = clock_.Fn();
+  service_ = std::make_unique<AccountService>(deps, AccountPolicy{});
+  const AuthResult alice = SignUp("alice", "alice@example.com", "password-1");
+  ASSERT_TRUE(service_->Authenticate(alice.token.token).ok());  // version 0 cached
+  // Another process resets the password (and nobody tells this one); the user logs in again.
+  ASSERT_TRUE(store_->ReplacePassword(alice.user.id, "h:password-2").ok());
+  auto fresh = LoginName("alice", "password-2");
+  ASSERT_TRUE(fresh.ok()) << fresh.status().message();
+  // The new token works at once; with the row read, the old one is refused at once too.
+  EXPECT_TRUE(service_->Authenticate(fresh->token.token).ok());
+  EXPECT_EQ(service_->Authenticate(alice.token.token).status().code(), StatusCode::kUnauthorized);
+}
+
 TEST_F(AccountServiceTest, ARevocationFromTheBusEndsWhatIsCached) {
   test::RecordingBus bus;
   AccountService::Deps deps{store_.get(), store_.get(), &hasher_,   &otp_,
@@ -582,8 +598,7 @@ TEST_F(AccountServiceTest, ARevocationFromTheBusEndsWhatIsCached) {
   // Another process resets the password: the row changes, and the bus tells this one.
   ASSERT_TRUE(store_->ReplacePassword(alice.user.id, "h:other").ok());
   bus.Publish(domain::TokensRevoked{alice.user.id});
-  EXPECT_EQ(service_->Authenticate(alice.token.token).status().code(),
-            StatusCode::kUnauthorized);
+  EXPECT_EQ(service_->Authenticate(alice.token.token).status().code(), StatusCode::kUnauthorized);
 }
 
 TEST_F(AccountServiceTest, ResetClearsALockout) {

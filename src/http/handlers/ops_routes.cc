@@ -7,9 +7,11 @@
 namespace mmchat::http {
 
 void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Registry* registry) {
-  router.Add("GET", "/healthz", [](Request&) -> Response {
-    return JsonResponse(200, {{"status", "ok"}});
-  });
+  router.Add("GET", "/healthz",
+             [](Request&) -> Response {
+               return JsonResponse(200, {{"status", "ok"}});
+             },
+             {.no_database = true});
 
   router.Add("GET", "/readyz",
              [health](Request&) -> Response {
@@ -20,12 +22,14 @@ void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Re
              },
              {.auth = false, .blocking = true});  // a stuck database must not stall an io thread
 
-  router.Add("GET", "/metrics", [registry](Request&) -> Response {
-    Response res;
-    res.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    res.body = registry->Render();
-    return res;
-  });
+  router.Add("GET", "/metrics",
+             [registry](Request&) -> Response {
+               Response res;
+               res.content_type = "text/plain; version=0.0.4; charset=utf-8";
+               res.body = registry->Render();
+               return res;
+             },
+             {.no_database = true});
 }
 
 }  // namespace mmchat::http

@@ -14,11 +14,7 @@ namespace {
 
 // libpq's messages end with a newline and may run over several lines: the first line, safe
 // for a log line.
-std::string FirstLine(const char* message) {
-  std::string_view m = message ? message : "";
-  m = m.substr(0, m.find('\n'));
-  return LogSafe(m);
-}
+std::string FirstLine(std::string_view m) { return LogSafe(m.substr(0, m.find('\n'))); }
 
 ConnectFailure Classify(std::string_view message) {
   auto has = [&](std::string_view s) { return message.find(s) != std::string_view::npos; };
@@ -28,7 +24,8 @@ ConnectFailure Classify(std::string_view message) {
     return ConnectFailure::kAuthentication;
   }
   if (has("database \"") && has("does not exist")) return ConnectFailure::kNoDatabase;
-  if (has("starting up") || has("shutting down") || has("in recovery mode")) {
+  if (has("starting up") || has("shutting down") || has("in recovery mode") ||
+      has("not yet accepting connections") || has("too many clients")) {
     return ConnectFailure::kStartingUp;
   }
   if (has("Connection refused") || has("timeout expired") || has("could not translate host") ||
@@ -168,16 +165,29 @@ Result<std::unique_ptr<PgConnection>> PgConnection::Connect(const ConnectOptions
                         nullptr};
   const char* values[] = {options.url.c_str(), "mmchat", "1", "30", "10", "3", nullptr};
   PGconn* conn = PQconnectStartParams(keys, values, /*expand_dbname=*/1);
-  auto fail = [&](std::string message) -> Result<std::unique_ptr<PgConnection>> {
-    if (failure) *failure = Classify(message);
+  // libpq may try several addresses (::1, then 127.0.0.1): the reason is in any of its lines,
+  // and the line shown is the one that gave it.
+  auto fail = [&](std::string_view whole) -> Result<std::unique_ptr<PgConnection>> {
+    const ConnectFailure why = Classify(whole);
+    if (failure) *failure = why;
+    std::string shown = FirstLine(whole);
+    for (size_t at = 0; at < whole.size();) {
+      const size_t end = std::min(whole.find('\n', at), whole.size());
+      const std::string_view line = whole.substr(at, end - at);
+      if (!line.empty() && Classify(line) == why) {
+        shown = LogSafe(line);
+        break;
+      }
+      at = end + 1;
+    }
     if (conn) PQfinish(conn);
-    return Status::Unavailable(message);
+    return Status::Unavailable(shown);
   };
   if (conn == nullptr) return fail("out of memory");
-  if (PQstatus(conn) == CONNECTION_BAD) return fail(FirstLine(PQerrorMessage(conn)));
+  if (PQstatus(conn) == CONNECTION_BAD) return fail(PQerrorMessage(conn));
   PostgresPollingStatusType st = PGRES_POLLING_WRITING;
   while (st != PGRES_POLLING_OK) {
-    if (st == PGRES_POLLING_FAILED) return fail(FirstLine(PQerrorMessage(conn)));
+    if (st == PGRES_POLLING_FAILED) return fail(PQerrorMessage(conn));
     pollfd p{PQsocket(conn), static_cast<short>(st == PGRES_POLLING_READING ? POLLIN : POLLOUT), 0};
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -188,14 +198,16 @@ Result<std::unique_ptr<PgConnection>> PgConnection::Connect(const ConnectOptions
     }
     st = PQconnectPoll(conn);
   }
-  if (PQsetnonblocking(conn, 1) != 0) return fail(FirstLine(PQerrorMessage(conn)));
+  if (PQsetnonblocking(conn, 1) != 0) return fail(PQerrorMessage(conn));
   // Server notices ("relation already exists, skipping") are not for the server's log.
   PQsetNoticeProcessor(
       conn, [](void*, const char*) {}, nullptr);
   std::unique_ptr<PgConnection> out(new PgConnection(conn, options.query_timeout));
   // A process that hangs inside a transaction must not hold its locks (the message writer's
-  // among them) forever: the server ends such a session.
-  if (Status s = out->Exec("SET idle_in_transaction_session_timeout = '60s'"); !s.ok()) {
+  // among them) forever: the server ends such a session. And a statement this side gave up on
+  // (the query timeout) must not run on without anyone waiting: the server ends it first.
+  if (Status s = out->Exec("SET idle_in_transaction_session_timeout = '60s'");
+      !s.ok() || !(s = out->SetQueryTimeout(options.query_timeout)).ok()) {
     if (failure) *failure = ConnectFailure::kOther;
     return s;
   }
@@ -262,6 +274,17 @@ Status PgConnection::AwaitResult(Clock::time_point deadline) {
   return Status::Ok();
 }
 
+Status PgConnection::SetQueryTimeout(std::chrono::milliseconds timeout) {
+  query_timeout_ = timeout;
+  const auto statement_ms = std::max<int64_t>(1000, timeout.count() - 2000);
+  return Exec("SET statement_timeout = " + std::to_string(statement_ms));
+}
+
+void PgConnection::ClearError() {
+  sqlstate_.clear();
+  constraint_.clear();
+}
+
 Status PgConnection::Lost(std::string_view what) {
   lost_ = true;
   sqlstate_.clear();
@@ -318,6 +341,7 @@ Result<std::string> PgConnection::Prepared(std::string_view sql) {
 }
 
 Result<PgResult> PgConnection::Query(std::string_view sql, const Params& params) {
+  ClearError();
   if (broken()) return Status::Unavailable("database error");
   if (!params.Sendable()) return Status::InvalidRequest("text must not contain U+0000");
   auto name = Prepared(sql);
@@ -334,6 +358,7 @@ Result<PgResult> PgConnection::Query(std::string_view sql, const Params& params)
 }
 
 Status PgConnection::Exec(std::string_view sql) {
+  ClearError();
   if (broken()) return Status::Unavailable("database error");
   CountStatement();
   const auto deadline = Clock::now() + query_timeout_;
@@ -344,6 +369,7 @@ Status PgConnection::Exec(std::string_view sql) {
 }
 
 Result<std::vector<PgResult>> PgConnection::Pipeline(const std::vector<Statement>& statements) {
+  ClearError();
   if (broken()) return Status::Unavailable("database error");
   std::vector<std::string> names;
   names.reserve(statements.size());

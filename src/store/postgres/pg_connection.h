@@ -105,6 +105,9 @@ class PgConnection {
   // Runs one or more statements without parameters (DDL, BEGIN, COMMIT) by the simple
   // protocol.
   Status Exec(std::string_view sql);
+  // How long each later call may take (the server is told the same, less a margin); for
+  // migrations, which may build indexes on big tables.
+  Status SetQueryTimeout(std::chrono::milliseconds timeout);
 
   // The SQLSTATE of the last failed statement ("" when it was no server error).
   const std::string& sqlstate() const { return sqlstate_; }
@@ -134,9 +137,10 @@ class PgConnection {
   // Records and logs a failed result, or a connection error when `r` is null.
   Status Failed(const PGresult* r, std::string_view what);
   Status Lost(std::string_view what);
+  void ClearError();
 
   PGconn* conn_;
-  const std::chrono::milliseconds query_timeout_;
+  std::chrono::milliseconds query_timeout_;
   std::unordered_map<std::string, std::string> prepared_;  // SQL text -> statement name
   std::string sqlstate_;
   std::string constraint_;

@@ -159,6 +159,9 @@ int LatestSchemaVersion() { return Migrations().back().version; }
 
 Status Migrate(PgConnection& conn, int* applied) {
   if (applied) *applied = 0;
+  // A migration may build an index on a big table, and another process may hold the lock
+  // while it does: no deadline here.
+  if (Status s = conn.SetQueryTimeout(std::chrono::hours(24)); !s.ok()) return s;
   if (Status s = conn.Exec(kMigrationLock); !s.ok()) return s;
   Status s = MigrateLocked(conn, applied);
   conn.Exec(kMigrationUnlock);

@@ -42,9 +42,9 @@ Result<std::unique_ptr<PgConnection>> PgPool::Connect() {
   return conn;
 }
 
-Result<PgPool::Lease> PgPool::Acquire() {
+Result<PgPool::Lease> PgPool::Acquire(std::optional<std::chrono::milliseconds> wait) {
   std::unique_lock lock(mu_);
-  const auto deadline = Clock::now() + wait_;
+  const auto deadline = Clock::now() + wait.value_or(wait_);
   for (;;) {
     while (!idle_.empty()) {
       std::unique_ptr<PgConnection> conn = std::move(idle_.back());

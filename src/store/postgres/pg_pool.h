@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "store/postgres/pg_connection.h"
@@ -38,9 +39,9 @@ class PgPool {
     std::unique_ptr<PgConnection> conn_;
   };
 
-  // An idle connection, a new one, or one that comes back within the wait; kUnavailable
-  // when none can be had.
-  Result<Lease> Acquire();
+  // An idle connection, a new one, or one that comes back within the wait (the pool's, or
+  // `wait`); kUnavailable when none can be had.
+  Result<Lease> Acquire(std::optional<std::chrono::milliseconds> wait = std::nullopt);
   // Opens a connection outside the pool (the message writer keeps its own).
   Result<std::unique_ptr<PgConnection>> Open();
 

@@ -99,16 +99,17 @@ Result<bool> LockConversation(PgConnection& c, int64_t conversation_id) {
 const std::string kWriterLock =
     "SELECT pg_advisory_xact_lock(" + std::to_string(kMessageWriterLock) + ")";
 
-// A batch's first round trip, after BEGIN and the lock. The conversation rows of the batch
-// are locked first, in id order (membership changes lock the same row first, so none can
-// commit between the checks below and the commit); their seq counters come with them, and
-// a conversation that does not come back does not exist.
+// A batch's first round trip. The conversation rows of the batch are locked first, in id
+// order (membership changes lock the same row first, so none can commit between the checks
+// below and the commit); their seq counters come with them, and a conversation that does
+// not come back does not exist.
 constexpr const char* kLockConversations =
     "SELECT id, last_seq FROM conversations WHERE id = ANY($1::bigint[]) ORDER BY id "
     "FOR NO KEY UPDATE";
-// Then, per append in order: is the sender a participant, and the sender's earlier message
-// with this client_id, if any. (LATERAL with LIMIT keeps each a probe of an index, whatever
-// the statistics of a young table suggest: a hash of the whole table is what they did.)
+// Then, after the cluster-wide lock, per append in order: is the sender a participant, and
+// the sender's earlier message with this client_id, if any. (LATERAL with LIMIT keeps each a probe
+// of an index, whatever the statistics of a young table suggest: a hash of the whole table is what
+// they did.)
 constexpr const char* kCheckAppends = R"sql(
 SELECT p.ok IS NOT NULL,
        o.id, o.conversation_id, o.seq, o.sender_id, o.content, o.client_id, o.created_at
@@ -392,6 +393,12 @@ Result<MembershipOutcome> PostgresStore::RemoveParticipant(int64_t conversation_
   Status s = InTransaction([&](PgConnection& c) -> Status {
     auto locked = LockConversation(c, conversation_id);
     if (!locked.ok()) return locked.status();
+    // The removal and the promotion touch two participant rows: lock them all in user order
+    // first, the order SaveDelivered takes them in, so that the two cannot deadlock.
+    auto rows =
+        c.Query("SELECT 1 FROM participants WHERE conversation_id = $1 ORDER BY user_id FOR UPDATE",
+                Params().Add(conversation_id));
+    if (!rows.ok()) return rows.status();
     auto del = c.Query("DELETE FROM participants WHERE conversation_id = $1 AND user_id = $2",
                        Params().Add(conversation_id).Add(user_id));
     if (!del.ok()) return del.status();
@@ -441,15 +448,18 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(
   std::sort(distinct.begin(), distinct.end());
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
 
+  // The conversation rows before the cluster-wide lock: a writer waiting for a row (held by a
+  // membership change) does not hold up the writers of other conversations meanwhile. Every
+  // writer takes both kinds of locks in one order, so writers cannot deadlock.
   auto checked =
       c.Pipeline({{"BEGIN", {}},
-                  {kWriterLock, {}},
                   {kLockConversations, Params().AddArray(distinct)},
+                  {kWriterLock, {}},
                   {kCheckAppends,
                    Params().AddArray(conversation_ids).AddArray(senders).AddTextArray(client_ids)},
                   {kLastId, {}}});
   if (!checked.ok()) return checked.status();
-  const PgResult& seqs = (*checked)[2];
+  const PgResult& seqs = (*checked)[1];
   const PgResult& checks = (*checked)[3];
   if (checks.rows() != static_cast<int>(batch.size()) || (*checked)[4].rows() != 1) {
     return Status::Unavailable("database error");
@@ -569,6 +579,15 @@ GroupCommitWriter::Committed PostgresStore::CommitBatch(
         break;
       }
       writer_conn_ = std::move(conn).value();
+      // Every statement of the writer finds rows by key. A young table's statistics can make a
+      // hash of the whole table look cheaper (seen with messages: the plan stuck while the
+      // table grew); on this connection, only index probes.
+      if (Status s = writer_conn_->Exec(
+              "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off");
+          !s.ok()) {
+        failed = s;
+        break;
+      }
     }
     PgConnection& c = *writer_conn_;
     auto written = WriteBatch(c, batch);

@@ -131,6 +131,16 @@ Result<std::unique_ptr<PostgresStore>> PostgresStore::Open(const Options& option
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
+  // Text is UTF-8 end to end (decision 10): a database in another encoding would turn valid
+  // text into errors, or keep what it cannot show.
+  auto encoding = conn->Query(
+      "SELECT pg_encoding_to_char(encoding) FROM pg_database "
+      "WHERE datname = current_database()");
+  if (!encoding.ok()) return Status::Unavailable("cannot read the database's encoding");
+  if (encoding->Text(0, 0) != "UTF8") {
+    return Status::Unavailable("database encoding is " + encoding->Text(0, 0) +
+                               "; MmChat needs a UTF8 database (createdb -E UTF8)");
+  }
   if (Status s = Migrate(*conn); !s.ok()) return s;
   return std::unique_ptr<PostgresStore>(new PostgresStore(options));
 }
@@ -176,7 +186,10 @@ Result<PgResult> PostgresStore::Query(std::string_view sql, const Params& params
 }
 
 Status PostgresStore::Ping() {
-  auto r = Query("SELECT 1");
+  // A short wait for a connection: readiness is about the database, not a busy pool.
+  auto lease = pool_.Acquire(std::chrono::seconds(1));
+  if (!lease.ok()) return lease.status();
+  auto r = (*lease)->Query("SELECT 1");
   return r.ok() ? Status::Ok() : r.status();
 }
 
