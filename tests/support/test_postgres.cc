@@ -10,11 +10,7 @@
 #include <filesystem>
 
 namespace mmchat::test {
-namespace {
-
-using PgConn = std::unique_ptr<PGconn, decltype(&PQfinish)>;
-
-PgConn Connect(const std::string& url) {
+PgConn ConnectTo(const std::string& url) {
   PgConn conn(PQconnectdb(url.c_str()), PQfinish);
   if (PQstatus(conn.get()) != CONNECTION_OK) {
     ADD_FAILURE() << "cannot connect to the test PostgreSQL: " << PQerrorMessage(conn.get());
@@ -43,8 +39,6 @@ std::vector<std::vector<std::string>> Rows(PGconn* conn, const std::string& sql)
   return out;
 }
 
-}  // namespace
-
 std::string TestPostgresUrl() {
   const char* url = std::getenv("MMCHAT_TEST_DATABASE_URL");
   if (url == nullptr || *url == '\0') {
@@ -68,7 +62,7 @@ std::string WithDatabase(const std::string& url, const std::string& database) {
 std::string CreateTestDatabase(const std::string& name) {
   const std::string admin_url = TestPostgresUrl();
   if (admin_url.empty()) return "";
-  auto admin = Connect(admin_url);
+  auto admin = ConnectTo(admin_url);
   if (!admin) return "";
   PGresult* r = PQexec(admin.get(), ("CREATE DATABASE " + name).c_str());
   const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -80,13 +74,13 @@ std::string CreateTestDatabase(const std::string& name) {
 void DropTestDatabase(const std::string& name) {
   const std::string admin_url = TestPostgresUrl();
   if (admin_url.empty()) return;
-  if (auto admin = Connect(admin_url)) {
+  if (auto admin = ConnectTo(admin_url)) {
     Rows(admin.get(), "DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
   }
 }
 
 std::vector<std::vector<std::string>> QueryAt(const std::string& url, const std::string& sql) {
-  auto conn = Connect(url);
+  auto conn = ConnectTo(url);
   return conn ? Rows(conn.get(), sql) : std::vector<std::vector<std::string>>{};
 }
 

@@ -4,6 +4,8 @@
 // tests running beside it. Shared by the unit and integration tests.
 #pragma once
 
+#include <libpq-fe.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +17,14 @@ namespace mmchat::test {
 std::string TestPostgresUrl();
 // `url` with its database name replaced.
 std::string WithDatabase(const std::string& url, const std::string& database);
+
+// A raw libpq connection for a test's own statements; null (with a test failure) when it
+// cannot open.
+using PgConn = std::unique_ptr<PGconn, decltype(&PQfinish)>;
+PgConn ConnectTo(const std::string& url);
+// Every row of `sql` on `conn`, each column as text ("NULL" for NULL); a failure is a test
+// failure.
+std::vector<std::vector<std::string>> Rows(PGconn* conn, const std::string& sql);
 
 // Creates a database on the test server; its URL ("" with a test failure when it cannot).
 std::string CreateTestDatabase(const std::string& name);

@@ -9,32 +9,6 @@
 namespace mmchat::test {
 namespace {
 
-// Runs `sql` on a raw libpq connection; the first column of the first row.
-std::string PgQueryOne(PGconn* conn, const std::string& sql) {
-  PGresult* r = PQexec(conn, sql.c_str());
-  std::string out;
-  const auto st = PQresultStatus(r);
-  if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-    ADD_FAILURE() << sql << ": " << PQresultErrorMessage(r);
-  } else if (st == PGRES_TUPLES_OK && PQntuples(r) > 0) {
-    out = PQgetisnull(r, 0, 0) ? "NULL" : PQgetvalue(r, 0, 0);
-  }
-  PQclear(r);
-  return out;
-}
-
-// A raw connection for the test's own statements; null (with a failure) when it cannot open.
-std::unique_ptr<PGconn, decltype(&PQfinish)> PgConnect(const std::string& url) {
-  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(url.c_str()), PQfinish);
-  if (PQstatus(conn.get()) != CONNECTION_OK) {
-    ADD_FAILURE() << "cannot connect to the test PostgreSQL: " << PQerrorMessage(conn.get());
-    return {nullptr, PQfinish};
-  }
-  PQsetNoticeProcessor(
-      conn.get(), [](void*, const char*) {}, nullptr);
-  return conn;
-}
-
 // Holds SQLite's write lock from a second connection.
 class SqliteWriterBlock final : public WriterBlock {
  public:
@@ -61,17 +35,17 @@ class SqliteWriterBlock final : public WriterBlock {
 // Holds the message writers' advisory lock from another session.
 class PostgresWriterBlock final : public WriterBlock {
  public:
-  explicit PostgresWriterBlock(const std::string& url) : conn_(PgConnect(url)) {
+  explicit PostgresWriterBlock(const std::string& url) : conn_(ConnectTo(url)) {
     if (conn_) {
-      PgQueryOne(conn_.get(), "SELECT pg_advisory_lock(" +
-                                  std::to_string(store::postgres::kMessageWriterLock) + ")");
+      Rows(conn_.get(),
+           "SELECT pg_advisory_lock(" + std::to_string(store::postgres::kMessageWriterLock) + ")");
     }
   }
   ~PostgresWriterBlock() override { Release(); }
   void Release() override { conn_.reset(); }  // the session ends, and its lock with it
 
  private:
-  std::unique_ptr<PGconn, decltype(&PQfinish)> conn_;
+  PgConn conn_;
 };
 
 }  // namespace

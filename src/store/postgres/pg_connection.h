@@ -77,6 +77,16 @@ class PgResult {
   std::shared_ptr<PGresult> r_;
 };
 
+// One row of a result, with the accessors store/common/rows.h reads through.
+struct PgRow {
+  const PgResult& result;
+  int row;
+  int64_t Int(int col) const { return result.Int(row, col); }
+  std::string Text(int col) const { return result.Text(row, col); }
+  std::optional<std::string> OptText(int col) const { return result.OptText(row, col); }
+  std::optional<int64_t> OptInt(int col) const { return result.OptInt(row, col); }
+};
+
 // Where a connection goes and how long each step may take.
 struct ConnectOptions {
   std::string url;  // a libpq connection URI (postgres:// or postgresql://)

@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "store/common/rows.h"
 #include "store/postgres/postgres_store.h"
 
 namespace mmchat::store::postgres {
@@ -18,62 +19,6 @@ using domain::MembershipOutcome;
 using domain::Message;
 using domain::Role;
 using domain::StoredAppend;
-
-const char* RoleName(Role r) { return r == Role::kAdmin ? "admin" : "member"; }
-
-constexpr const char* kMessageColumns =
-    "id, conversation_id, seq, sender_id, content, client_id, created_at";
-constexpr int kMessageColumnCount = 7;
-// The same columns of a message joined in as `m` (all NULL when there is none).
-constexpr const char* kJoinedMessageColumns =
-    "m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.client_id, m.created_at";
-
-// Reads kMessageColumns starting at column `at`.
-Message ReadMessage(const PgResult& r, int row, int at = 0) {
-  Message m;
-  m.id = r.Int(row, at + 0);
-  m.conversation_id = r.Int(row, at + 1);
-  m.seq = r.Int(row, at + 2);
-  m.sender_id = r.Int(row, at + 3);
-  m.content = r.Text(row, at + 4);
-  m.client_id = r.OptText(row, at + 5);
-  m.created_at = r.Int(row, at + 6);
-  return m;
-}
-
-constexpr const char* kConversationColumns =
-    "c.id, c.type, c.name, c.created_by, c.created_at, c.last_activity";
-constexpr int kConversationColumnCount = 6;
-
-Conversation ReadConversation(const PgResult& r, int row) {
-  Conversation conv;
-  conv.id = r.Int(row, 0);
-  conv.type = r.Text(row, 1) == "private" ? domain::ConversationType::kPrivate
-                                          : domain::ConversationType::kGroup;
-  conv.name = r.OptText(row, 2);
-  conv.created_by = r.Int(row, 3);
-  conv.created_at = r.Int(row, 4);
-  conv.last_activity = r.Int(row, 5);
-  return conv;
-}
-
-constexpr const char* kParticipantColumns =
-    "p.user_id, u.username, u.profile_picture, p.role, p.joined_at, p.read_marker, p.read_at, "
-    "p.delivered_marker";
-
-// Reads kParticipantColumns starting at column `at`.
-domain::Participant ReadParticipant(const PgResult& r, int row, int at) {
-  domain::Participant p;
-  p.user_id = r.Int(row, at + 0);
-  p.username = r.Text(row, at + 1);
-  p.profile_picture = r.OptText(row, at + 2);
-  p.role = r.Text(row, at + 3) == "admin" ? Role::kAdmin : Role::kMember;
-  p.joined_at = r.Int(row, at + 4);
-  p.read_marker = r.Int(row, at + 5);
-  p.read_at = r.OptInt(row, at + 6);
-  p.delivered_marker = r.Int(row, at + 7);
-  return p;
-}
 
 // Taken first by every transaction that changes a conversation's participants: the message
 // writer locks the conversation row before participant rows, so everyone does.
@@ -234,10 +179,10 @@ Result<std::optional<Conversation>> PostgresStore::GetConversation(int64_t id) {
                  Params().Add(id));
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return std::optional<Conversation>();
-  Conversation conv = ReadConversation(*r, 0);
+  Conversation conv = ReadConversation(PgRow{*r, 0});
   for (int i = 0; i < r->rows(); ++i) {
     if (!r->IsNull(i, kConversationColumnCount)) {
-      conv.participants.push_back(ReadParticipant(*r, i, kConversationColumnCount));
+      conv.participants.push_back(ReadParticipant(PgRow{*r, i}, kConversationColumnCount));
     }
   }
   return std::optional<Conversation>(std::move(conv));
@@ -276,10 +221,10 @@ Result<std::vector<Conversation>> PostgresStore::ListConversationsFor(int64_t us
     const PgResult& parts = (*r)[2];
     std::map<int64_t, size_t> index;
     for (int i = 0; i < convs.rows(); ++i) {
-      Conversation conv = ReadConversation(convs, i);
+      Conversation conv = ReadConversation(PgRow{convs, i});
       conv.last_read_message_id = convs.Int(i, kConversationColumnCount);
       if (!convs.IsNull(i, kConversationColumnCount + 1)) {
-        conv.last_message = ReadMessage(convs, i, kConversationColumnCount + 1);
+        conv.last_message = ReadMessage(PgRow{convs, i}, kConversationColumnCount + 1);
       }
       conv.unread_count = convs.Int(i, kConversationColumnCount + 1 + kMessageColumnCount);
       index[conv.id] = out.size();
@@ -287,7 +232,8 @@ Result<std::vector<Conversation>> PostgresStore::ListConversationsFor(int64_t us
     }
     for (int i = 0; i < parts.rows(); ++i) {
       auto it = index.find(parts.Int(i, 0));
-      if (it != index.end()) out[it->second].participants.push_back(ReadParticipant(parts, i, 1));
+      if (it != index.end())
+        out[it->second].participants.push_back(ReadParticipant(PgRow{parts, i}, 1));
     }
     return Status::Ok();
   });
@@ -485,7 +431,7 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(
       continue;
     }
     if (!checks.IsNull(row, 1)) {
-      out.appends.push_back({AppendOutcome::kRepeated, ReadMessage(checks, row, 1)});
+      out.appends.push_back({AppendOutcome::kRepeated, ReadMessage(PgRow{checks, row}, 1)});
       continue;
     }
     if (m.client_id) {
@@ -623,7 +569,7 @@ Result<std::vector<Message>> PostgresStore::Messages(std::string_view sql, const
   if (!r.ok()) return r.status();
   std::vector<Message> out;
   out.reserve(static_cast<size_t>(r->rows()));
-  for (int i = 0; i < r->rows(); ++i) out.push_back(ReadMessage(*r, i));
+  for (int i = 0; i < r->rows(); ++i) out.push_back(ReadMessage(PgRow{*r, i}));
   return out;
 }
 

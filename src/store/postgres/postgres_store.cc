@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "common/utf8.h"
+#include "store/common/rows.h"
 #include "store/postgres/pg_migrations.h"
 
 namespace mmchat::store::postgres {
@@ -18,45 +19,10 @@ using domain::PendingCode;
 using domain::User;
 using domain::UserRecord;
 
-const char* PurposeName(CodePurpose p) { return p == CodePurpose::kSignup ? "signup" : "reset"; }
-
 // How long a caller waits for a pooled connection when all are in use.
 constexpr auto kPoolWait = std::chrono::seconds(5);
 // Users inserted per statement by CreateUsers (all in one transaction).
 constexpr size_t kUsersPerInsert = 5000;
-
-constexpr const char* kUserColumns =
-    "id, username, email, profile_picture, created_at, last_seen, password_hash, token_version, "
-    "failed_logins, failed_window_start";
-
-UserRecord ReadUserRecord(const PgResult& r, int row) {
-  UserRecord u;
-  u.user.id = r.Int(row, 0);
-  u.user.username = r.Text(row, 1);
-  u.user.email = r.Text(row, 2);
-  u.user.profile_picture = r.OptText(row, 3);
-  u.user.created_at = r.Int(row, 4);
-  u.user.last_seen = r.OptInt(row, 5);
-  u.password_hash = r.Text(row, 6);
-  u.token_version = r.Int(row, 7);
-  u.failed_logins = static_cast<int32_t>(r.Int(row, 8));
-  u.failed_window_start = r.Int(row, 9);
-  return u;
-}
-
-// Columns 0-5: code_hash, sent_at, expires_at, attempts, username, password_hash.
-PendingCode ReadCode(const PgResult& r, CodePurpose purpose, std::string_view email) {
-  PendingCode code;
-  code.purpose = purpose;
-  code.email = std::string(email);
-  code.code_hash = r.Text(0, 0);
-  code.sent_at = r.Int(0, 1);
-  code.expires_at = r.Int(0, 2);
-  code.attempts = static_cast<int32_t>(r.Int(0, 3));
-  code.username = r.OptText(0, 4).value_or("");
-  code.password_hash = r.OptText(0, 5).value_or("");
-  return code;
-}
 
 // Maps a failed user write: a unique violation is the conflict API.md names.
 Status UserWriteError(const PgConnection& c, Status failed) {
@@ -246,7 +212,7 @@ Result<std::optional<UserRecord>> PostgresStore::FindUserWhere(std::string_view 
   auto r = Query(sql, params);
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return std::optional<UserRecord>();
-  return std::optional<UserRecord>(ReadUserRecord(*r, 0));
+  return std::optional<UserRecord>(ReadUserRecord(PgRow{*r, 0}));
 }
 
 Result<std::optional<UserRecord>> PostgresStore::FindUserById(int64_t id) {
@@ -278,7 +244,7 @@ Result<std::vector<User>> PostgresStore::SearchUsersByPrefix(std::string_view pr
                  Params().Add(prefix).Add(int64_t{limit}));
   if (!r.ok()) return r.status();
   std::vector<User> users;
-  for (int i = 0; i < r->rows(); ++i) users.push_back(ReadUserRecord(*r, i).user);
+  for (int i = 0; i < r->rows(); ++i) users.push_back(ReadUserRecord(PgRow{*r, i}).user);
   return users;
 }
 
@@ -355,13 +321,12 @@ Status PostgresStore::ClearLoginFailures(int64_t id) {
 
 Result<std::optional<PendingCode>> PostgresStore::FindCode(CodePurpose purpose,
                                                            std::string_view email) {
-  auto r = Query(
-      "SELECT code_hash, sent_at, expires_at, attempts, username, password_hash, used "
-      "FROM verification_codes WHERE purpose = $1 AND email = $2",
-      Params().Add(PurposeName(purpose)).Add(email));
+  auto r = Query(std::string("SELECT ") + kCodeColumns +
+                     ", used FROM verification_codes WHERE purpose = $1 AND email = $2",
+                 Params().Add(PurposeName(purpose)).Add(email));
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return std::optional<PendingCode>();
-  PendingCode code = ReadCode(*r, purpose, email);
+  PendingCode code = ReadCode(PgRow{*r, 0}, purpose, email);
   code.used = r->Bool(0, 6);
   return std::optional<PendingCode>(std::move(code));
 }
@@ -399,11 +364,12 @@ Result<std::optional<PendingCode>> PostgresStore::ReserveCodeAttempt(CodePurpose
   auto r = Query(
       "UPDATE verification_codes SET attempts = attempts + 1 "
       "WHERE purpose = $1 AND email = $2 AND NOT used AND attempts < $3 "
-      "RETURNING code_hash, sent_at, expires_at, attempts, username, password_hash",
+      "RETURNING " +
+          std::string(kCodeColumns),
       Params().Add(PurposeName(purpose)).Add(email).Add(int64_t{max_attempts}));
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return std::optional<PendingCode>();
-  return std::optional<PendingCode>(ReadCode(*r, purpose, email));
+  return std::optional<PendingCode>(ReadCode(PgRow{*r, 0}, purpose, email));
 }
 
 Status PostgresStore::PurgeCodes(TimeMs sent_before) {

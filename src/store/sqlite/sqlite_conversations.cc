@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "common/utf8.h"
+#include "store/common/rows.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace mmchat::store::sqlite {
@@ -16,62 +17,6 @@ using domain::Conversation;
 using domain::Message;
 using domain::Role;
 using domain::StoredAppend;
-
-const char* RoleName(Role r) { return r == Role::kAdmin ? "admin" : "member"; }
-
-constexpr const char* kMessageColumns =
-    "id, conversation_id, seq, sender_id, content, client_id, created_at";
-constexpr int kMessageColumnCount = 7;
-// The same columns of the last message joined in as `m` (all NULL when there is none).
-constexpr const char* kLastMessageColumns =
-    "m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.client_id, m.created_at";
-
-// Reads kMessageColumns starting at column `at`.
-Message ReadMessage(const Statement& st, int at = 0) {
-  Message m;
-  m.id = st.Int(at + 0);
-  m.conversation_id = st.Int(at + 1);
-  m.seq = st.Int(at + 2);
-  m.sender_id = st.Int(at + 3);
-  m.content = st.Text(at + 4);
-  m.client_id = st.OptText(at + 5);
-  m.created_at = st.Int(at + 6);
-  return m;
-}
-
-constexpr const char* kConversationColumns =
-    "c.id, c.type, c.name, c.created_by, c.created_at, c.last_activity";
-constexpr int kConversationColumnCount = 6;
-
-Conversation ReadConversation(const Statement& st) {
-  Conversation conv;
-  conv.id = st.Int(0);
-  conv.type = st.Text(1) == "private" ? domain::ConversationType::kPrivate
-                                      : domain::ConversationType::kGroup;
-  conv.name = st.OptText(2);
-  conv.created_by = st.Int(3);
-  conv.created_at = st.Int(4);
-  conv.last_activity = st.Int(5);
-  return conv;
-}
-
-constexpr const char* kParticipantColumns =
-    "p.user_id, u.username, u.profile_picture, p.role, p.joined_at, p.read_marker, p.read_at, "
-    "p.delivered_marker";
-
-// Reads kParticipantColumns starting at column `at`.
-domain::Participant ReadParticipant(const Statement& st, int at = 0) {
-  domain::Participant p;
-  p.user_id = st.Int(at + 0);
-  p.username = st.Text(at + 1);
-  p.profile_picture = st.OptText(at + 2);
-  p.role = st.Text(at + 3) == "admin" ? Role::kAdmin : Role::kMember;
-  p.joined_at = st.Int(at + 4);
-  p.read_marker = st.Int(at + 5);
-  p.read_at = st.OptInt(at + 6);
-  p.delivered_marker = st.Int(at + 7);
-  return p;
-}
 
 // Runs a prepared SELECT of messages and collects every row.
 Status CollectMessages(Connection& c, Statement& st, std::vector<Message>* out) {
@@ -228,7 +173,7 @@ Result<std::vector<Conversation>> SqliteStore::ListConversationsFor(int64_t user
     // 1. The conversations with the reader's marker, the last message (seq = last_seq) and
     //    the unread count (the messages index from the marker on).
     auto st = c.Prepare(std::string("SELECT ") + kConversationColumns + ", me.read_marker, " +
-                        kLastMessageColumns +
+                        kJoinedMessageColumns +
                         ", (SELECT COUNT(*) FROM messages u WHERE u.conversation_id = c.id "
                         "AND u.id > me.read_marker AND u.sender_id != me.user_id) "
                         "FROM participants me JOIN conversations c ON c.id = me.conversation_id "

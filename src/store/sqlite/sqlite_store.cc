@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "store/common/rows.h"
 #include "store/sqlite/migrations.h"
 
 namespace mmchat::store::sqlite {
@@ -14,41 +15,6 @@ using domain::CodePurpose;
 using domain::PendingCode;
 using domain::User;
 using domain::UserRecord;
-
-const char* PurposeName(CodePurpose p) { return p == CodePurpose::kSignup ? "signup" : "reset"; }
-
-constexpr const char* kUserColumns =
-    "id, username, email, profile_picture, created_at, last_seen, password_hash, token_version, "
-    "failed_logins, failed_window_start";
-
-UserRecord ReadUserRecord(const Statement& st) {
-  UserRecord r;
-  r.user.id = st.Int(0);
-  r.user.username = st.Text(1);
-  r.user.email = st.Text(2);
-  r.user.profile_picture = st.OptText(3);
-  r.user.created_at = st.Int(4);
-  r.user.last_seen = st.OptInt(5);
-  r.password_hash = st.Text(6);
-  r.token_version = st.Int(7);
-  r.failed_logins = static_cast<int32_t>(st.Int(8));
-  r.failed_window_start = st.Int(9);
-  return r;
-}
-
-// Columns 0-5: code_hash, sent_at, expires_at, attempts, username, password_hash.
-PendingCode ReadCode(const Statement& st, CodePurpose purpose, std::string_view email) {
-  PendingCode code;
-  code.purpose = purpose;
-  code.email = std::string(email);
-  code.code_hash = st.Text(0);
-  code.sent_at = st.Int(1);
-  code.expires_at = st.Int(2);
-  code.attempts = static_cast<int32_t>(st.Int(3));
-  code.username = st.Text(4);
-  code.password_hash = st.Text(5);
-  return code;
-}
 
 // Maps a UNIQUE violation on users to the conflict API.md names; anything else is an error.
 Status UserWriteError(Connection& c, std::string_view what) {
@@ -303,9 +269,8 @@ Result<std::optional<PendingCode>> SqliteStore::FindCode(CodePurpose purpose,
   // Read on the writer: a code is checked right after it was written, and a reader snapshot
   // must not miss the latest attempt count.
   Status s = WithWriter([&](Connection& c) -> Status {
-    auto st = c.Prepare(
-        "SELECT code_hash, sent_at, expires_at, attempts, username, password_hash, used "
-        "FROM verification_codes WHERE purpose = ? AND email = ?");
+    auto st = c.Prepare(std::string("SELECT ") + kCodeColumns +
+                        ", used FROM verification_codes WHERE purpose = ? AND email = ?");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, std::string_view(PurposeName(purpose))).Bind(2, email);
     const int rc = (*st)->Step();
@@ -356,7 +321,8 @@ Result<std::optional<PendingCode>> SqliteStore::ReserveCodeAttempt(CodePurpose p
     auto st = c.Prepare(
         "UPDATE verification_codes SET attempts = attempts + 1 "
         "WHERE purpose = ? AND email = ? AND used = 0 AND attempts < ? "
-        "RETURNING code_hash, sent_at, expires_at, attempts, username, password_hash");
+        "RETURNING " +
+        std::string(kCodeColumns));
     if (!st.ok()) return st.status();
     (*st)->Bind(1, std::string_view(PurposeName(purpose))).Bind(2, email);
     (*st)->Bind(3, int64_t{max_attempts});
