@@ -27,7 +27,8 @@ struct Target {
     return [](std::string_view token) { return mmchat::fuzz::App().Authenticate(token); };
   }
   mmchat::fuzz::FuzzApp& app = mmchat::fuzz::App();
-  mmchat::domain::UserService users{app.services->store.get(), &nobody_online};
+  mmchat::domain::UserService users{app.services->store.get(), &nobody_online,
+                                     app.services->user_cache.get(), &app.services->bus};
   mmchat::http::Router router = [this] {
     mmchat::http::Router r;
     app.services->AddRoutes(r, &users);

@@ -152,7 +152,7 @@ int Serve(const Config& config) {
     spdlog::critical("cannot load conversation memberships: {}", st.message());
     return 1;
   }
-  domain::UserService users(s.store.get(), &hub);
+  domain::UserService users(s.store.get(), &hub, s.user_cache.get(), &s.bus);
 
   // HTTP.
   http::Router router;
@@ -167,8 +167,9 @@ int Serve(const Config& config) {
     database_threads.emplace(static_cast<size_t>(config.database_pool_size));
     database_executor = database_threads->get_executor();
   }
-  http::Dispatcher dispatcher(&router, authenticate, workers.get_executor(), &s.registry,
-                              &per_client, database_executor);
+  http::Dispatcher dispatcher(
+      &router, authenticate, workers.get_executor(), &s.registry, &per_client, database_executor,
+      [&s](std::string_view token) { return s.accounts->AuthenticateCached(token); });
   http::ServerOptions options;
   options.host = config.http_host;
   options.port = config.http_port;

@@ -73,6 +73,7 @@ Result<std::unique_ptr<Services>> Services::Open(
   domain::AccountPolicy policy;
   policy.otp_digits = config.otp_digits;
   policy.otp_ttl_ms = config.otp_ttl_sec * 1000;
+  s->user_cache = std::make_unique<domain::UserCache>(s->store.get(), &s->bus, SteadyMs);
   s->accounts = std::make_unique<domain::AccountService>(
       domain::AccountService::Deps{.users = s->store.get(),
                                    .codes = s->store.get(),
@@ -81,7 +82,8 @@ Result<std::unique_ptr<Services>> Services::Open(
                                    .tokens = s->tokens.get(),
                                    .sender = s->sender.get(),
                                    .background = std::move(background),
-                                   .bus = &s->bus},
+                                   .bus = &s->bus,
+                                   .user_cache = s->user_cache.get()},
       policy);
   s->conversations = std::make_unique<domain::ConversationService>(
       domain::ConversationService::Deps{.conversations = s->store.get(),

@@ -16,6 +16,7 @@
 #include "domain/delivery_tracker.h"
 #include "domain/message_service.h"
 #include "domain/presence_service.h"
+#include "domain/user_cache.h"
 #include "domain/user_service.h"
 #include "http/router.h"
 #include "metrics/registry.h"
@@ -44,8 +45,9 @@ struct Services {
   std::unique_ptr<crypto::SodiumOtp> otp;
   std::unique_ptr<crypto::JwtCodec> tokens;
   std::unique_ptr<domain::CodeSender> sender;
-  std::unique_ptr<domain::AccountService> accounts;
   bus::LocalBus bus;
+  std::unique_ptr<domain::UserCache> user_cache;  // shared by the account and user services
+  std::unique_ptr<domain::AccountService> accounts;
   domain::DeliveryTracker tracker;
   std::unique_ptr<domain::ConversationService> conversations;
   std::unique_ptr<domain::MessageService> messages;

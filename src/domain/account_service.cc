@@ -38,11 +38,9 @@ OutgoingMail CodeMail(CodePurpose purpose, const std::string& to, const std::str
 
 AccountService::AccountService(Deps deps, AccountPolicy policy)
     : d_(std::move(deps)), policy_(policy) {
-  // Revocations made elsewhere (another process, through the bus) end what is cached here.
-  if (d_.bus != nullptr) {
-    d_.bus->Subscribe([this](const Event& e) {
-      if (const auto* r = std::get_if<TokensRevoked>(&e)) versions_.Revoke(r->user_id);
-    });
+  if (d_.user_cache == nullptr) {
+    own_cache_ = std::make_unique<UserCache>(d_.users, d_.bus, d_.steady_now);
+    d_.user_cache = own_cache_.get();
   }
 }
 
@@ -185,7 +183,7 @@ Status AccountService::ForgotReset(const std::string& email_in, const std::strin
   auto hash = d_.hasher->Hash(new_password);
   if (!hash.ok()) return hash.status();
   if (Status s = d_.users->ReplacePassword((*user)->user.id, *hash); !s.ok()) return s;
-  versions_.Revoke((*user)->user.id);
+  d_.user_cache->Forget((*user)->user.id);  // also without a bus
   // Tokens are checked when presented: open WebSocket connections must be told.
   if (d_.bus != nullptr) d_.bus->Publish(TokensRevoked{(*user)->user.id});
   return Status::Ok();
@@ -195,24 +193,30 @@ Status AccountService::ForgotReset(const std::string& email_in, const std::strin
 // Tokens
 // ---------------------------------------------------------------------------------------------
 
+std::optional<Result<int64_t>> AccountService::CheckVersion(
+    const TokenClaims& claims, const std::optional<CachedUser>& kept) {
+  if (!kept || kept->token_version < claims.token_version) return std::nullopt;
+  if (kept->token_version > claims.token_version) {
+    return Result<int64_t>(Status::Unauthorized("token revoked"));
+  }
+  return Result<int64_t>(claims.user_id);
+}
+
+std::optional<Result<int64_t>> AccountService::AuthenticateCached(std::string_view token) {
+  auto claims = d_.tokens->Verify(token, d_.now());
+  if (!claims.ok()) return Result<int64_t>(claims.status());
+  return CheckVersion(*claims, d_.user_cache->Peek(claims->user_id));
+}
+
 Result<int64_t> AccountService::Authenticate(std::string_view token) {
   auto claims = d_.tokens->Verify(token, d_.now());
   if (!claims.ok()) return claims.status();
-  const Status revoked = Status::Unauthorized("token revoked");
-  // A token older than the version seen is revoked; a newer one (a reset this process did not
-  // see yet) is checked against the row.
-  if (auto version = versions_.Get(claims->user_id, d_.steady_now());
-      version && *version >= claims->token_version) {
-    if (*version > claims->token_version) return revoked;
-    return claims->user_id;
-  }
-  const uint64_t epoch = versions_.Epoch();  // before the read: see TokenVersions::Put
-  auto rec = d_.users->FindUserById(claims->user_id);
+  if (auto answer = CheckVersion(*claims, d_.user_cache->Peek(claims->user_id))) return *answer;
+  auto rec = d_.user_cache->Reload(claims->user_id);
   if (!rec.ok()) return rec.status();
   if (!rec->has_value()) return Status::Unauthorized("unknown user");
-  versions_.Put(claims->user_id, (*rec)->token_version, epoch, d_.steady_now());
-  if ((*rec)->token_version != claims->token_version) return revoked;
-  return claims->user_id;
+  if (auto answer = CheckVersion(*claims, *rec)) return *answer;
+  return Status::Unauthorized("token revoked");  // a version newer than the row's
 }
 
 Result<std::vector<AuthResult>> AccountService::CreateAccounts(

@@ -55,8 +55,14 @@ struct TokensRevoked {
   int64_t user_id = 0;
 };
 
+// A user's profile (username, picture) changed: what is cached of the user is stale.
+struct UserChanged {
+  int64_t user_id = 0;
+};
+
 using Event = std::variant<MessageCreated, ReadReceipt, DeliveryReceipt, ConversationChanged,
-                           ConversationRemoved, PresenceChanged, TypingChanged, TokensRevoked>;
+                           ConversationRemoved, PresenceChanged, TypingChanged, TokensRevoked,
+                           UserChanged>;
 
 // Thread-safe. Publish may be called from any thread; subscribers are called on the
 // publishing thread, in publish order, and must not block.

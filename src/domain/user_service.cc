@@ -7,16 +7,27 @@
 
 namespace mmchat::domain {
 
-UserService::UserService(UserStore* users, const PresenceView* presence)
-    : users_(users), presence_(presence) {}
+UserService::UserService(UserStore* users, const PresenceView* presence, UserCache* cache,
+                         EventBus* bus)
+    : users_(users), presence_(presence), cache_(cache), bus_(bus) {}
 
-Result<User> UserService::Get(int64_t id) {
-  auto rec = users_->FindUserById(id);
-  if (!rec.ok()) return rec.status();
-  if (!rec->has_value()) return Status::NotFound(kUserNotFound);
-  User user = std::move((*rec)->user);
+Result<User> UserService::Answer(std::optional<CachedUser> found) {
+  if (!found) return Status::NotFound(kUserNotFound);
+  User user = std::move(found->user);
   user.online = presence_->IsOnline(user.id);
   return user;
+}
+
+Result<User> UserService::Get(int64_t id) {
+  auto found = cache_->Find(id);
+  if (!found.ok()) return found.status();
+  return Answer(std::move(found).value());
+}
+
+std::optional<Result<User>> UserService::GetCached(int64_t id) {
+  auto kept = cache_->Peek(id);
+  if (!kept) return std::nullopt;
+  return Answer(std::move(kept));
 }
 
 Result<User> UserService::UpdateProfile(int64_t id, const ProfileUpdate& update) {
@@ -28,6 +39,7 @@ Result<User> UserService::UpdateProfile(int64_t id, const ProfileUpdate& update)
   }
   if (update.username || update.profile_picture) {
     if (Status s = users_->UpdateProfile(id, update); !s.ok()) return s;
+    bus_->Publish(UserChanged{id});
   }
   return Get(id);
 }

@@ -8,7 +8,9 @@
 
 #include "common/status.h"
 #include "domain/presence.h"
+#include "domain/events.h"
 #include "domain/store.h"
+#include "domain/user_cache.h"
 #include "domain/user.h"
 
 namespace mmchat::domain {
@@ -24,17 +26,25 @@ class UserService {
   static constexpr int kDefaultSearchLimit = 20;
   static constexpr int kMaxSearchLimit = 100;
 
-  UserService(UserStore* users, const PresenceView* presence);
+  // Reads users through `cache`; tells `bus` of profile changes (the cache hears them there).
+  UserService(UserStore* users, const PresenceView* presence, UserCache* cache, EventBus* bus);
 
   Result<User> Get(int64_t id);
+  // Get from memory alone, or nullopt when it needs the database (then call Get).
+  std::optional<Result<User>> GetCached(int64_t id);
   Result<User> UpdateProfile(int64_t id, const ProfileUpdate& update);
   // `limit` <= 0 means the default; larger than the maximum is capped.
   Result<std::vector<User>> Search(std::string_view prefix, int limit);
   Result<LastSeen> GetLastSeen(int64_t id);
 
  private:
+  // The answer for a user that exists (`found`) or not.
+  Result<User> Answer(std::optional<CachedUser> found);
+
   UserStore* users_;
   const PresenceView* presence_;
+  UserCache* cache_;
+  EventBus* bus_;
 };
 
 }  // namespace mmchat::domain

@@ -21,6 +21,17 @@ Response NotFound(const Request& req) {
   return ErrorResponse(Status::NotFound("no route for " + req.method + " " + req.path));
 }
 
+// The token of an `Authorization: Bearer …` header, or nullopt.
+std::optional<std::string_view> BearerToken(const Request& req) {
+  std::string_view auth = req.authorization;
+  if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer) {
+    return std::nullopt;
+  }
+  return auth.substr(kBearer.size());
+}
+
+Response MissingToken() { return ErrorResponse(Status::Unauthorized("missing bearer token")); }
+
 // API.md's error table has no 405: a route is a method and a path, so a known path with
 // another method is a 404 too; the Allow header still tells which methods it takes.
 Response MethodNotAllowed(const Request& req, const std::string& allowed) {
@@ -34,9 +45,11 @@ Response MethodNotAllowed(const Request& req, const std::string& allowed) {
 Dispatcher::Dispatcher(const Router* router, Authenticator authenticate,
                        boost::asio::any_io_executor workers, metrics::Registry* registry,
                        ClientLimiter* per_client,
-                       std::optional<boost::asio::any_io_executor> database)
+                       std::optional<boost::asio::any_io_executor> database,
+                       CachedAuthenticator authenticate_cached)
     : router_(router),
       authenticate_(std::move(authenticate)),
+      authenticate_cached_(std::move(authenticate_cached)),
       workers_(std::move(workers)),
       database_(std::move(database)),
       registry_(registry),
@@ -69,11 +82,9 @@ void Dispatcher::Record(RouteStats& stats, int status, double seconds) {
 
 void Dispatcher::Run(const Route& route, Request& req, Respond respond) {
   if (route.options.auth) {
-    std::string_view auth = req.authorization;
-    if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer) {
-      return respond(ErrorResponse(Status::Unauthorized("missing bearer token")));
-    }
-    auto user = authenticate_(auth.substr(kBearer.size()));
+    auto token = BearerToken(req);
+    if (!token) return respond(MissingToken());
+    auto user = authenticate_(*token);
     if (!user.ok()) return respond(ErrorResponse(user.status()));
     req.user_id = *user;
   }
@@ -91,6 +102,34 @@ void Dispatcher::Run(const Route& route, Request& req, Respond respond) {
     spdlog::error("handler {} {} threw: {}", route.method, route.pattern, LogSafe(e.what()));
     once(ErrorResponse(Status::Internal("internal error")));
   }
+}
+
+bool Dispatcher::TryCached(const Route& route, Request& req, Respond& respond) {
+  if (route.options.auth) {
+    auto token = BearerToken(req);
+    if (!token) {
+      respond(MissingToken());
+      return true;
+    }
+    if (!authenticate_cached_) return false;
+    auto user = authenticate_cached_(*token);
+    if (!user) return false;
+    if (!user->ok()) {
+      respond(ErrorResponse(user->status()));
+      return true;
+    }
+    req.user_id = **user;
+  }
+  std::optional<Response> res;
+  try {
+    res = route.cached(req);
+  } catch (const std::exception& e) {
+    spdlog::error("handler {} {} threw: {}", route.method, route.pattern, LogSafe(e.what()));
+    res = ErrorResponse(Status::Internal("internal error"));
+  }
+  if (!res) return false;
+  respond(std::move(*res));
+  return true;
 }
 
 void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
@@ -123,6 +162,7 @@ void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
     Run(*m.route, req, std::move(respond));
     return;
   }
+  if (!m.route->options.blocking && m.route->cached && TryCached(*m.route, req, respond)) return;
   boost::asio::post(
       m.route->options.blocking ? workers_ : *database_,
       [this, route = m.route, req = std::move(req), respond = std::move(respond)]() mutable {

@@ -22,6 +22,8 @@ namespace mmchat::http {
 
 // Turns a bearer token into a user id, or kUnauthorized.
 using Authenticator = std::function<Result<int64_t>(std::string_view token)>;
+// The same from memory alone, or nullopt when the answer needs the database.
+using CachedAuthenticator = std::function<std::optional<Result<int64_t>>(std::string_view token)>;
 // Requests per client address, for routes with RouteOptions::per_client_rate.
 using ClientLimiter = RateLimiter<std::string>;
 
@@ -29,10 +31,12 @@ class Dispatcher {
  public:
   // `per_client` may be null (no per-address limit). `database`, when given, is where the
   // routes that are not blocking run instead of inline on the io thread: with a database
-  // across the network, their round trips must not hold an io thread.
+  // across the network, their round trips must not hold an io thread. There, a route with a
+  // cached handler is first tried inline, authenticated by `authenticate_cached`.
   Dispatcher(const Router* router, Authenticator authenticate, boost::asio::any_io_executor workers,
              metrics::Registry* registry, ClientLimiter* per_client = nullptr,
-             std::optional<boost::asio::any_io_executor> database = std::nullopt);
+             std::optional<boost::asio::any_io_executor> database = std::nullopt,
+             CachedAuthenticator authenticate_cached = {});
 
   // Calls `done` exactly once with the response, on this thread or on a worker thread.
   void Dispatch(Request req, std::function<void(Response)> done);
@@ -47,10 +51,14 @@ class Dispatcher {
   };
 
   void Run(const Route& route, Request& req, Respond respond);
+  // Answers from memory when the route and the authentication can; false when the request
+  // needs the database (nothing was answered).
+  bool TryCached(const Route& route, Request& req, Respond& respond);
   void Record(RouteStats& stats, int status, double seconds);
 
   const Router* router_;
   Authenticator authenticate_;
+  CachedAuthenticator authenticate_cached_;
   boost::asio::any_io_executor workers_;
   std::optional<boost::asio::any_io_executor> database_;
   metrics::Registry* registry_;

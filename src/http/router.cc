@@ -35,11 +35,13 @@ bool Matches(const Route& r, const std::vector<std::string>& segs,
 
 }  // namespace
 
-void Router::Add(std::string method, std::string pattern, Handler handler, RouteOptions options) {
+void Router::Add(std::string method, std::string pattern, Handler handler, RouteOptions options,
+                 CachedHandler cached) {
   AddAsync(
       std::move(method), std::move(pattern),
       [handler = std::move(handler)](Request& req, Respond respond) { respond(handler(req)); },
       options);
+  routes_.back()->cached = std::move(cached);
 }
 
 void Router::AddAsync(std::string method, std::string pattern, AsyncHandler handler,

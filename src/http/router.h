@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,8 @@ using Respond = std::function<void(Response)>;
 // Answers later through `respond` (exactly once, from any thread). The Request is valid only
 // during the call: copy what is needed.
 using AsyncHandler = std::function<void(Request&, Respond respond)>;
+// Answers from memory alone (caches), or nullopt when the answer needs the database.
+using CachedHandler = std::function<std::optional<Response>(Request&)>;
 
 struct RouteOptions {
   bool auth = false;      // needs a valid bearer token; sets Request::user_id
@@ -35,6 +38,9 @@ struct Route {
   std::vector<std::string> segments;
   AsyncHandler handler;
   RouteOptions options;
+  // When set and requests go to database threads, tried first on the io thread: an answer
+  // from memory skips the hop to a database thread. Must not touch the database.
+  CachedHandler cached;
   size_t index = 0;  // position in Router::routes(), for per-route tables
 };
 
@@ -46,7 +52,8 @@ struct RouteMatch {
 
 class Router {
  public:
-  void Add(std::string method, std::string pattern, Handler handler, RouteOptions options = {});
+  void Add(std::string method, std::string pattern, Handler handler, RouteOptions options = {},
+           CachedHandler cached = {});
   void AddAsync(std::string method, std::string pattern, AsyncHandler handler,
                 RouteOptions options = {});
   // On a match, fills `params` with the path parameters.

@@ -120,6 +120,9 @@ TEST_F(ProfileTest, EveryProfileRouteNeedsAToken) {
 TEST_F(ProfileTest, ChangingTheUsernameIsReturnedAndVisibleToOthers) {
   const Account alice = SignUp(server_, client_, "alice");
   const Account bob = SignUp(server_, client_, "bob");
+  // Read first, so that both views are in the server's user cache: the change must end them.
+  EXPECT_EQ(User(bob.token, alice.id).json["username"], "alice");
+  EXPECT_EQ(Me(alice.token).json["username"], "alice");
 
   auto r = PutMe(alice.token, {{"username", "alice_2"}});
   ASSERT_EQ(r.status, 200) << r.body;

@@ -564,7 +564,7 @@ TEST_F(AccountServiceTest, TokenChecksReadTheUserAtMostOncePerTtl) {
   };
   EXPECT_EQ(statements(alice.token.token), 1u);
   EXPECT_EQ(statements(alice.token.token), 0u);
-  clock_.Advance(AccountService::kTokenVersionTtlMs - 1);
+  clock_.Advance(UserCache::kDefaultTtlMs - 1);
   EXPECT_EQ(statements(alice.token.token), 0u);
   clock_.Advance(1);
   EXPECT_EQ(statements(alice.token.token), 1u);  // expired: read again
@@ -708,34 +708,4 @@ TEST_F(AccountServiceTest, CreateAccountsIsAllOrNothing) {
 }
 
 }  // namespace
-TEST(TokenVersionsTest, KeepsForTheTtlAndForgetsOnRevoke) {
-  domain::TokenVersions v(1000, 100);
-  EXPECT_FALSE(v.Get(7, 0).has_value());
-  v.Put(7, 3, v.Epoch(), 0);
-  EXPECT_EQ(v.Get(7, 999), std::optional<int64_t>(3));
-  EXPECT_FALSE(v.Get(7, 1000).has_value());  // expired
-  v.Put(7, 3, v.Epoch(), 1000);
-  v.Revoke(7);
-  EXPECT_FALSE(v.Get(7, 1001).has_value());
-}
-
-TEST(TokenVersionsTest, AReadFromBeforeARevocationIsNotKept) {
-  domain::TokenVersions v(1000, 100);
-  const uint64_t epoch = v.Epoch();  // a check reads the epoch, then the (old) row...
-  v.Revoke(7);                       // ...a reset revokes meanwhile...
-  v.Put(7, 3, epoch, 0);             // ...and the old version must not be cached
-  EXPECT_FALSE(v.Get(7, 1).has_value());
-  v.Put(7, 4, v.Epoch(), 0);
-  EXPECT_EQ(v.Get(7, 1), std::optional<int64_t>(4));
-}
-
-TEST(TokenVersionsTest, StaysBounded) {
-  domain::TokenVersions v(1'000'000, 64);
-  for (int64_t u = 0; u < 10'000; ++u) v.Put(u, 1, v.Epoch(), 0);
-  int kept = 0;
-  for (int64_t u = 0; u < 10'000; ++u) kept += v.Get(u, 1).has_value() ? 1 : 0;
-  EXPECT_LE(kept, 64 + 16);
-  EXPECT_GT(kept, 0);
-}
-
 }  // namespace mmchat::domain

@@ -3,6 +3,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+
+#include <thread>
+
+#include <future>
+
 #include <boost/asio/thread_pool.hpp>
 #include <map>
 #include <stdexcept>
@@ -400,6 +406,67 @@ TEST(DispatcherTest, AHandlerThatThrowsIsAnswered500Once) {
   ASSERT_EQ(got.size(), 1u);  // the 200 only, no second answer
   EXPECT_EQ(got[0].status, 200);
   pool.join();
+}
+
+TEST(DispatcherTest, ACachedAnswerSkipsTheDatabaseThreadsAndAMissGoesThere) {
+  Router router;
+  std::atomic<int> full_runs{0};
+  bool in_memory = true;
+  router.Add(
+      "GET", "/me",
+      [&](Request& req) -> Response {
+        ++full_runs;
+        return JsonResponse(200, {{"from", "database"}, {"user", req.user_id}});
+      },
+      RouteOptions{.auth = true},
+      [&](Request& req) -> std::optional<Response> {
+        if (!in_memory) return std::nullopt;
+        return JsonResponse(200, {{"from", "memory"}, {"user", req.user_id}});
+      });
+  boost::asio::thread_pool workers(1);
+  boost::asio::thread_pool database(1);
+  metrics::Registry registry;
+  bool cached_auth_known = true;
+  Dispatcher d(
+      &router, [](std::string_view) -> Result<int64_t> { return int64_t{7}; },
+      workers.get_executor(), &registry, nullptr, database.get_executor(),
+      [&](std::string_view token) -> std::optional<Result<int64_t>> {
+        if (token == "bad") return Result<int64_t>(Status::Unauthorized("token revoked"));
+        if (!cached_auth_known) return std::nullopt;
+        return Result<int64_t>(int64_t{7});
+      });
+  auto call = [&](const std::string& authorization) {
+    Request req;
+    req.method = "GET";
+    req.path = "/me";
+    req.authorization = authorization;
+    std::promise<std::pair<Response, std::thread::id>> got;
+    d.Dispatch(req, [&](Response r) { got.set_value({std::move(r), std::this_thread::get_id()}); });
+    return got.get_future().get();
+  };
+  const auto here = std::this_thread::get_id();
+
+  auto [hit, hit_thread] = call("Bearer good");
+  EXPECT_EQ(Json::parse(hit.body)["from"], "memory");
+  EXPECT_EQ(Json::parse(hit.body)["user"], 7);
+  EXPECT_EQ(hit_thread, here);  // answered inline
+  auto [refused, refused_thread] = call("Bearer bad");
+  EXPECT_EQ(refused.status, 401);
+  EXPECT_EQ(refused_thread, here);
+  EXPECT_EQ(call("").first.status, 401);
+
+  in_memory = false;  // the handler needs the database
+  auto [miss, miss_thread] = call("Bearer good");
+  EXPECT_EQ(Json::parse(miss.body)["from"], "database");
+  EXPECT_NE(miss_thread, here);
+  in_memory = true;
+  cached_auth_known = false;  // the token's user is not kept: authenticated on a database thread
+  auto [unknown, unknown_thread] = call("Bearer good");
+  EXPECT_EQ(Json::parse(unknown.body)["from"], "database");
+  EXPECT_NE(unknown_thread, here);
+  EXPECT_EQ(full_runs.load(), 2);
+  database.join();
+  workers.join();
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // /api/me and /api/users: API.md's "Users and profile" section. Quick indexed reads and
-// writes, run inline on the io thread.
+// writes; a profile kept in the user cache is answered without the database.
 #include <algorithm>
 
 #include "http/errors.h"
@@ -13,6 +13,12 @@ namespace {
 Response UserResponse(const Result<domain::User>& user, bool with_email) {
   if (!user.ok()) return ErrorResponse(user.status());
   return JsonResponse(200, UserJson(*user, with_email));
+}
+
+std::optional<Response> CachedUserResponse(const std::optional<Result<domain::User>>& user,
+                                           bool with_email) {
+  if (!user) return std::nullopt;
+  return UserResponse(*user, with_email);
 }
 
 // {"username"?, "profile_picture"?}: profile_picture may be null to clear it.
@@ -47,7 +53,10 @@ void AddUserRoutes(Router& router, domain::UserService* users) {
       [users](Request& req) -> Response {
         return UserResponse(users->Get(req.user_id), /*with_email=*/true);
       },
-      authed);
+      authed,
+      [users](Request& req) {
+        return CachedUserResponse(users->GetCached(req.user_id), /*with_email=*/true);
+      });
 
   router.Add(
       "PUT", "/api/me",
@@ -83,7 +92,12 @@ void AddUserRoutes(Router& router, domain::UserService* users) {
         if (!id.ok()) return ErrorResponse(Status::NotFound("user not found"));
         return UserResponse(users->Get(*id), /*with_email=*/false);
       },
-      authed);
+      authed,
+      [users](Request& req) -> std::optional<Response> {
+        auto id = PathId(req, "id");
+        if (!id.ok()) return ErrorResponse(Status::NotFound("user not found"));
+        return CachedUserResponse(users->GetCached(*id), /*with_email=*/false);
+      });
 
   router.Add(
       "GET", "/api/users/:id/last-seen",
