@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -60,6 +61,41 @@ std::string GenerateSecret() {
   return hex;
 }
 
+JwtCodec::Memo::Memo(size_t max_entries) : max_per_shard_(max_entries / kShards + 1) {
+  InitSodium();
+  static_assert(sizeof(key_) == crypto_shorthash_KEYBYTES);
+  crypto_shorthash_keygen(key_.data());
+}
+
+uint64_t JwtCodec::Memo::Hash(std::string_view token) const {
+  unsigned char out[crypto_shorthash_BYTES];
+  crypto_shorthash(out, reinterpret_cast<const unsigned char*>(token.data()), token.size(),
+                   key_.data());
+  uint64_t h = 0;
+  std::memcpy(&h, out, sizeof h);
+  return h;
+}
+
+std::optional<JwtCodec::Memo::Verified> JwtCodec::Memo::Find(std::string_view token) {
+  const uint64_t h = Hash(token);
+  Shard& s = shards_[h % kShards];
+  std::lock_guard lock(s.mu);
+  auto it = s.entries.find(h);
+  if (it == s.entries.end() || it->second.token.size() != token.size() ||
+      sodium_memcmp(it->second.token.data(), token.data(), token.size()) != 0) {
+    return std::nullopt;
+  }
+  return it->second.verified;
+}
+
+void JwtCodec::Memo::Put(std::string_view token, const Verified& verified) {
+  const uint64_t h = Hash(token);
+  Shard& s = shards_[h % kShards];
+  std::lock_guard lock(s.mu);
+  if (s.entries.size() >= max_per_shard_ && !s.entries.contains(h)) s.entries.clear();
+  s.entries[h] = Entry{std::string(token), verified};
+}
+
 JwtCodec::JwtCodec(std::string secret, TimeMs ttl_ms)
     : secret_(std::move(secret)), ttl_ms_(ttl_ms) {
   InitSodium();
@@ -95,6 +131,11 @@ Result<domain::TokenClaims> JwtCodec::Verify(std::string_view token, TimeMs now)
   const Status bad = Status::Unauthorized("invalid or expired token");
   if (token.empty() || token.size() > kMaxTokenLength) return bad;
   if (token.find('\0') != std::string_view::npos) return bad;  // libjwt would stop at it
+  // exp in seconds against now / 1000: exp * 1000 could overflow.
+  if (auto known = memo_.Find(token)) {
+    if (known->exp <= now / 1000) return bad;
+    return known->claims;
+  }
   const std::string tok(token);
   jwt_t* raw = nullptr;
   // With a key, libjwt checks the signature for the algorithm the header names; we then
@@ -109,12 +150,12 @@ Result<domain::TokenClaims> JwtCodec::Verify(std::string_view token, TimeMs now)
   if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256) return bad;
   int64_t exp = 0;
   int64_t ver = 0;
-  // exp in seconds against now / 1000: exp * 1000 could overflow.
   if (!IntegerGrant(jwt.get(), "exp", &exp) || exp <= now / 1000) return bad;
   if (!IntegerGrant(jwt.get(), "ver", &ver)) return bad;
   domain::TokenClaims claims;
   if (!ParseUserId(jwt_get_grant(jwt.get(), "sub"), &claims.user_id)) return bad;
   claims.token_version = ver;
+  memo_.Put(token, {claims, exp});
   return claims;
 }
 

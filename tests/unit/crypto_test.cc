@@ -279,6 +279,26 @@ TEST_F(JwtCodecTest, ExpiredTokenRefused) {
   ExpectRefused(issued->token, kNow + kTtl + 24 * 3600'000);
 }
 
+TEST_F(JwtCodecTest, AVerifiedTokenIsRememberedButNothingLikeIt) {
+  auto issued = codec_.Issue(42, 5, kNow);
+  ASSERT_TRUE(issued.ok());
+  const std::string& token = issued->token;
+  for (int i = 0; i < 2; ++i) {  // verified, then from the memo
+    auto claims = codec_.Verify(token, kNow);
+    ASSERT_TRUE(claims.ok()) << i;
+    EXPECT_EQ(claims->user_id, 42);
+    EXPECT_EQ(claims->token_version, 5);
+  }
+  std::string flipped = token;
+  flipped.back() = flipped.back() == 'A' ? 'B' : 'A';
+  ExpectRefused(flipped);
+  ExpectRefused(token + "A");
+  ExpectRefused(token.substr(0, token.size() - 1));
+  // Remembered by this codec only: another secret still refuses it.
+  JwtCodec other("another-secret-0123456789abcdef", kTtl);
+  EXPECT_FALSE(other.Verify(token, kNow).ok());
+}
+
 TEST_F(JwtCodecTest, OtherSecretRefused) {
   JwtCodec other("another-secret-0123456789abcdef", kTtl);
   auto issued = other.Issue(42, 0, kNow);
