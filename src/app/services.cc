@@ -73,6 +73,8 @@ Result<std::unique_ptr<Services>> Services::Open(
   domain::AccountPolicy policy;
   policy.otp_digits = config.otp_digits;
   policy.otp_ttl_ms = config.otp_ttl_sec * 1000;
+  // Subscribed before the hub: a user's cached last_seen is forgotten before the hub tells
+  // anyone that the user went offline, so that a reader of that news sees the new value.
   s->user_cache = std::make_unique<domain::UserCache>(s->store.get(), &s->bus, SteadyMs);
   s->accounts = std::make_unique<domain::AccountService>(
       domain::AccountService::Deps{.users = s->store.get(),

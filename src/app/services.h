@@ -45,8 +45,9 @@ struct Services {
   std::unique_ptr<crypto::SodiumOtp> otp;
   std::unique_ptr<crypto::JwtCodec> tokens;
   std::unique_ptr<domain::CodeSender> sender;
-  bus::LocalBus bus;
+  // Declared before the bus, which it subscribes to: destroyed after it.
   std::unique_ptr<domain::UserCache> user_cache;  // shared by the account and user services
+  bus::LocalBus bus;
   std::unique_ptr<domain::AccountService> accounts;
   domain::DeliveryTracker tracker;
   std::unique_ptr<domain::ConversationService> conversations;

@@ -63,37 +63,43 @@ std::string GenerateSecret() {
 
 JwtCodec::Memo::Memo(size_t max_entries) : max_per_shard_(max_entries / kShards + 1) {
   InitSodium();
-  static_assert(sizeof(key_) == crypto_shorthash_KEYBYTES);
-  crypto_shorthash_keygen(key_.data());
+  randombytes_buf(key_.data(), key_.size());
 }
 
-uint64_t JwtCodec::Memo::Hash(std::string_view token) const {
-  unsigned char out[crypto_shorthash_BYTES];
-  crypto_shorthash(out, reinterpret_cast<const unsigned char*>(token.data()), token.size(),
-                   key_.data());
+JwtCodec::Memo::Digest JwtCodec::Memo::DigestOf(std::string_view token) const {
+  Digest d;
+  crypto_generichash(d.data(), d.size(), reinterpret_cast<const unsigned char*>(token.data()),
+                     token.size(), key_.data(), key_.size());
+  return d;
+}
+
+namespace {
+uint64_t SlotOf(const std::array<unsigned char, 32>& digest) {
   uint64_t h = 0;
-  std::memcpy(&h, out, sizeof h);
+  std::memcpy(&h, digest.data(), sizeof h);
   return h;
 }
+}  // namespace
 
 std::optional<JwtCodec::Memo::Verified> JwtCodec::Memo::Find(std::string_view token) {
-  const uint64_t h = Hash(token);
-  Shard& s = shards_[h % kShards];
+  const Digest d = DigestOf(token);
+  const uint64_t slot = SlotOf(d);
+  Shard& s = shards_[slot % kShards];
   std::lock_guard lock(s.mu);
-  auto it = s.entries.find(h);
-  if (it == s.entries.end() || it->second.token.size() != token.size() ||
-      sodium_memcmp(it->second.token.data(), token.data(), token.size()) != 0) {
+  auto it = s.entries.find(slot);
+  if (it == s.entries.end() || sodium_memcmp(it->second.digest.data(), d.data(), d.size()) != 0) {
     return std::nullopt;
   }
   return it->second.verified;
 }
 
 void JwtCodec::Memo::Put(std::string_view token, const Verified& verified) {
-  const uint64_t h = Hash(token);
-  Shard& s = shards_[h % kShards];
+  const Digest d = DigestOf(token);
+  const uint64_t slot = SlotOf(d);
+  Shard& s = shards_[slot % kShards];
   std::lock_guard lock(s.mu);
-  if (s.entries.size() >= max_per_shard_ && !s.entries.contains(h)) s.entries.clear();
-  s.entries[h] = Entry{std::string(token), verified};
+  if (s.entries.size() >= max_per_shard_ && !s.entries.contains(slot)) s.entries.clear();
+  s.entries[slot] = Entry{d, verified};
 }
 
 JwtCodec::JwtCodec(std::string secret, TimeMs ttl_ms)

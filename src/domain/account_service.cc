@@ -182,19 +182,21 @@ Status AccountService::ForgotReset(const std::string& email_in, const std::strin
   if (!user->has_value()) return Status::OtpInvalid("invalid verification code");
   auto hash = d_.hasher->Hash(new_password);
   if (!hash.ok()) return hash.status();
-  if (Status s = d_.users->ReplacePassword((*user)->user.id, *hash); !s.ok()) return s;
+  const Status replaced = d_.users->ReplacePassword((*user)->user.id, *hash);
+  // Told even when the write reports an error: it may have committed before the connection
+  // was lost, and forgetting a user that did not change costs one read.
   d_.user_cache->Forget((*user)->user.id);  // also without a bus
   // Tokens are checked when presented: open WebSocket connections must be told.
   if (d_.bus != nullptr) d_.bus->Publish(TokensRevoked{(*user)->user.id});
-  return Status::Ok();
+  return replaced;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Tokens
 // ---------------------------------------------------------------------------------------------
 
-std::optional<Result<int64_t>> AccountService::CheckVersion(
-    const TokenClaims& claims, const std::optional<CachedUser>& kept) {
+std::optional<Result<int64_t>> AccountService::CheckVersion(const TokenClaims& claims,
+                                                            const std::optional<CachedUser>& kept) {
   if (!kept || kept->token_version < claims.token_version) return std::nullopt;
   if (kept->token_version > claims.token_version) {
     return Result<int64_t>(Status::Unauthorized("token revoked"));

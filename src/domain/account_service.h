@@ -18,8 +18,8 @@
 #include "domain/auth_ports.h"
 #include "domain/events.h"
 #include "domain/store.h"
-#include "domain/user_cache.h"
 #include "domain/user.h"
+#include "domain/user_cache.h"
 
 namespace mmchat::domain {
 

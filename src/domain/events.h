@@ -60,9 +60,9 @@ struct UserChanged {
   int64_t user_id = 0;
 };
 
-using Event = std::variant<MessageCreated, ReadReceipt, DeliveryReceipt, ConversationChanged,
-                           ConversationRemoved, PresenceChanged, TypingChanged, TokensRevoked,
-                           UserChanged>;
+using Event =
+    std::variant<MessageCreated, ReadReceipt, DeliveryReceipt, ConversationChanged,
+                 ConversationRemoved, PresenceChanged, TypingChanged, TokensRevoked, UserChanged>;
 
 // Thread-safe. Publish may be called from any thread; subscribers are called on the
 // publishing thread, in publish order, and must not block.

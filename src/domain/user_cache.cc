@@ -33,8 +33,13 @@ Result<std::optional<CachedUser>> UserCache::Find(int64_t id) {
   return Reload(id);
 }
 
+uint64_t UserCache::EpochOf(Shard& s) {
+  std::lock_guard lock(s.mu);
+  return s.epoch;
+}
+
 Result<std::optional<CachedUser>> UserCache::Reload(int64_t id) {
-  const uint64_t epoch = epoch_.load(std::memory_order_acquire);  // before the read: see Put
+  const uint64_t epoch = EpochOf(ShardOf(id));  // before the read: see Put
   auto rec = users_->FindUserById(id);
   if (!rec.ok()) return rec.status();
   if (!rec->has_value()) return std::optional<CachedUser>();
@@ -47,17 +52,17 @@ Result<std::optional<CachedUser>> UserCache::Reload(int64_t id) {
 void UserCache::Put(const CachedUser& value, uint64_t epoch) {
   Shard& s = ShardOf(value.user.id);
   std::lock_guard lock(s.mu);
-  // Checked under the shard's lock, which Forget takes after moving the epoch: a change
-  // either comes first (and this read is refused) or erases what this puts.
-  if (epoch_.load(std::memory_order_acquire) != epoch) return;
+  // A change after the read began moved the epoch (this read is refused); a later one will
+  // erase what this puts.
+  if (s.epoch != epoch) return;
   if (s.entries.size() >= max_per_shard_ && !s.entries.contains(value.user.id)) s.entries.clear();
   s.entries[value.user.id] = Entry{value, steady_now_() + ttl_ms_};
 }
 
 void UserCache::Forget(int64_t id) {
-  epoch_.fetch_add(1, std::memory_order_acq_rel);
   Shard& s = ShardOf(id);
   std::lock_guard lock(s.mu);
+  ++s.epoch;
   s.entries.erase(id);
 }
 

@@ -14,7 +14,6 @@
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -61,9 +60,13 @@ class UserCache {
   struct Shard {
     std::mutex mu;
     std::unordered_map<int64_t, Entry> entries;  // guarded by mu
+    // Moved by every Forget of a user of this shard: a read that saw another value lost a
+    // race with a change (per shard, so that changes elsewhere do not spoil reads here).
+    uint64_t epoch = 0;  // guarded by mu
   };
   Shard& ShardOf(int64_t id) { return shards_[static_cast<uint64_t>(id) % kShards]; }
-  // Keeps `value`, unless a change happened since `epoch` was read.
+  uint64_t EpochOf(Shard& s);
+  // Keeps `value`, unless its shard's epoch moved since `epoch` was read.
   void Put(const CachedUser& value, uint64_t epoch);
 
   static constexpr size_t kShards = 16;
@@ -71,7 +74,6 @@ class UserCache {
   std::function<TimeMs()> steady_now_;
   const TimeMs ttl_ms_;
   const size_t max_per_shard_;
-  std::atomic<uint64_t> epoch_{0};
   std::array<Shard, kShards> shards_;
 };
 

@@ -38,8 +38,11 @@ Result<User> UserService::UpdateProfile(int64_t id, const ProfileUpdate& update)
     if (Status s = ValidateProfilePicture(**update.profile_picture); !s.ok()) return s;
   }
   if (update.username || update.profile_picture) {
-    if (Status s = users_->UpdateProfile(id, update); !s.ok()) return s;
-    bus_->Publish(UserChanged{id});
+    const Status s = users_->UpdateProfile(id, update);
+    // Even after an error: the write may have committed before the connection was lost.
+    cache_->Forget(id);
+    bus_->Publish(UserChanged{id});  // for the caches of other processes
+    if (!s.ok()) return s;
   }
   return Get(id);
 }

@@ -7,11 +7,11 @@
 #include <vector>
 
 #include "common/status.h"
-#include "domain/presence.h"
 #include "domain/events.h"
+#include "domain/presence.h"
 #include "domain/store.h"
-#include "domain/user_cache.h"
 #include "domain/user.h"
+#include "domain/user_cache.h"
 
 namespace mmchat::domain {
 

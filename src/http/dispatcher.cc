@@ -105,23 +105,23 @@ void Dispatcher::Run(const Route& route, Request& req, Respond respond) {
 }
 
 bool Dispatcher::TryCached(const Route& route, Request& req, Respond& respond) {
-  if (route.options.auth) {
-    auto token = BearerToken(req);
-    if (!token) {
-      respond(MissingToken());
-      return true;
-    }
-    if (!authenticate_cached_) return false;
-    auto user = authenticate_cached_(*token);
-    if (!user) return false;
-    if (!user->ok()) {
-      respond(ErrorResponse(user->status()));
-      return true;
-    }
-    req.user_id = **user;
-  }
   std::optional<Response> res;
   try {
+    if (route.options.auth) {
+      auto token = BearerToken(req);
+      if (!token) {
+        respond(MissingToken());
+        return true;
+      }
+      if (!authenticate_cached_) return false;
+      auto user = authenticate_cached_(*token);
+      if (!user) return false;
+      if (!user->ok()) {
+        respond(ErrorResponse(user->status()));
+        return true;
+      }
+      req.user_id = **user;
+    }
     res = route.cached(req);
   } catch (const std::exception& e) {
     spdlog::error("handler {} {} threw: {}", route.method, route.pattern, LogSafe(e.what()));

@@ -5,11 +5,13 @@
 #include <jwt.h>
 #include <sodium.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "crypto/argon2_hasher.h"
 #include "crypto/jwt_codec.h"
@@ -297,6 +299,33 @@ TEST_F(JwtCodecTest, AVerifiedTokenIsRememberedButNothingLikeIt) {
   // Remembered by this codec only: another secret still refuses it.
   JwtCodec other("another-secret-0123456789abcdef", kTtl);
   EXPECT_FALSE(other.Verify(token, kNow).ok());
+}
+
+TEST_F(JwtCodecTest, ConcurrentVerifiesOfRememberedTokensAgree) {
+  // Many threads verify the same tokens at once, some for the first time, some from the memo.
+  std::vector<std::string> tokens;
+  for (int64_t user = 1; user <= 50; ++user) {
+    auto issued = codec_.Issue(user, user % 3, kNow);
+    ASSERT_TRUE(issued.ok());
+    tokens.push_back(issued->token);
+  }
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 20; ++round) {
+        for (size_t i = 0; i < tokens.size(); ++i) {
+          const size_t k = (i + static_cast<size_t>(t) * 13) % tokens.size();
+          auto claims = codec_.Verify(tokens[k], kNow);
+          const auto user = static_cast<int64_t>(k) + 1;
+          if (!claims.ok() || claims->user_id != user || claims->token_version != user % 3) ++wrong;
+          if (codec_.Verify(tokens[k], kNow + kTtl).ok()) ++wrong;  // expired, memo or not
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST_F(JwtCodecTest, OtherSecretRefused) {

@@ -4,15 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-
-#include <thread>
-
-#include <future>
-
 #include <boost/asio/thread_pool.hpp>
+#include <future>
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "http/dispatcher.h"
 #include "http/errors.h"

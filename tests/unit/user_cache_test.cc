@@ -5,8 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "chat_fakes.h"
 #include "domain/user_service.h"
@@ -136,24 +140,81 @@ TEST_F(UserCacheTest, NewsThatTheRowChangedForgetsIt) {
 
 TEST_F(UserCacheTest, AReadThatRacedAChangeIsNotKept) {
   // The read gets the old row; the change is written and announced before the cache keeps it.
-  users_->after_read = [&] {
-    ASSERT_TRUE(store_->UpdateProfile(alice_, {.username = "alicia"}).ok());
-    bus_.Publish(UserChanged{alice_});
+  // Each kind of news, and a change of another user in the same shard, which must not spoil it.
+  const std::vector<std::pair<std::string, std::function<void()>>> changes = {
+      {"profile",
+       [&] {
+         ASSERT_TRUE(store_->UpdateProfile(alice_, {.username = "alicia"}).ok());
+         bus_.Publish(UserChanged{alice_});
+       }},
+      {"reset",
+       [&] {
+         ASSERT_TRUE(store_->ReplacePassword(alice_, "h:other").ok());
+         bus_.Publish(TokensRevoked{alice_});
+       }},
+      {"offline",
+       [&] {
+         ASSERT_TRUE(store_->SetLastSeen(alice_, clock_.now).ok());
+         bus_.Publish(PresenceChanged{alice_, false, clock_.now});
+       }},
   };
-  auto stale = cache_->Find(alice_);
-  ASSERT_TRUE(stale.ok() && stale->has_value());
-  EXPECT_EQ((*stale)->user.username, "alice");      // the caller's read was from before
-  EXPECT_FALSE(cache_->Peek(alice_).has_value());    // but it was not kept
-  auto fresh = cache_->Find(alice_);
-  ASSERT_TRUE(fresh.ok() && fresh->has_value());
-  EXPECT_EQ((*fresh)->user.username, "alicia");
+  for (const auto& [what, change] : changes) {
+    SCOPED_TRACE(what);
+    cache_->Forget(alice_);
+    auto before = store_->FindUserById(alice_);
+    ASSERT_TRUE(before.ok() && before->has_value());
+    users_->after_read = change;
+    auto stale = cache_->Find(alice_);
+    ASSERT_TRUE(stale.ok() && stale->has_value());
+    EXPECT_EQ((*stale)->token_version, (*before)->token_version);  // read from before
+    EXPECT_FALSE(cache_->Peek(alice_).has_value());                // but not kept
+    auto fresh = cache_->Find(alice_);
+    ASSERT_TRUE(fresh.ok() && fresh->has_value());
+    auto row = store_->FindUserById(alice_);
+    EXPECT_EQ((*fresh)->token_version, (*row)->token_version);
+    EXPECT_EQ((*fresh)->user.username, (*row)->user.username);
+    EXPECT_EQ((*fresh)->user.last_seen, (*row)->user.last_seen);
+  }
+}
+
+TEST_F(UserCacheTest, ConcurrentReadsNeverKeepARowOlderThanTheLastChange) {
+  // One writer renames alice 200 times, announcing each; four readers read through the cache.
+  // Once change k is announced, whatever the cache holds must be change k or later.
+  constexpr int kChanges = 200;
+  std::atomic<int> announced{0};
+  std::atomic<bool> done{false};
+  std::atomic<int> stale{0};
+  auto number = [](const std::string& name) {
+    return name == "alice" ? 0 : std::stoi(name.substr(1));
+  };
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 4; ++r) {
+    readers.emplace_back([&] {
+      while (!done) {
+        const int floor = announced.load();
+        if (auto kept = cache_->Peek(alice_); kept && number(kept->user.username) < floor) ++stale;
+        if (!cache_->Find(alice_).ok()) ++stale;
+      }
+    });
+  }
+  for (int k = 1; k <= kChanges; ++k) {
+    ASSERT_TRUE(store_->UpdateProfile(alice_, {.username = "n" + std::to_string(k)}).ok());
+    bus_.Publish(UserChanged{alice_});
+    announced = k;
+  }
+  done = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(stale.load(), 0);
+  auto last = cache_->Find(alice_);
+  ASSERT_TRUE(last.ok() && last->has_value());
+  EXPECT_EQ((*last)->user.username, "n" + std::to_string(kChanges));
 }
 
 TEST_F(UserCacheTest, StaysBounded) {
   std::vector<NewUser> many;
   for (int i = 0; i < 300; ++i) {
-    many.push_back({"u" + std::to_string(i), "u" + std::to_string(i) + "@example.com", "h:pw",
-                    clock_.now});
+    many.push_back(
+        {"u" + std::to_string(i), "u" + std::to_string(i) + "@example.com", "h:pw", clock_.now});
   }
   auto made = store_->CreateUsers(many);
   ASSERT_TRUE(made.ok()) << made.status().message();
