@@ -849,7 +849,8 @@ TEST_F(WsLimitsTest, SlowConsumerIsClosedWith1008AndServerMemoryStaysBounded) {
   const int64_t rss_after = RssKib(server_.pid());
   RecordProperty("messages_sent", sent);
   RecordProperty("rss_growth_kib", static_cast<int>(rss_after - rss_before));
-  // AddressSanitizer keeps freed memory in a quarantine (256 MiB by default) before reuse.
+  // AddressSanitizer holds freed memory in a quarantine before reuse: 32 MiB as
+  // scripts/test.sh runs it, 256 MiB by default (room for both).
 #if defined(MMCHAT_ASAN)
   constexpr int64_t kAllowedGrowthKib = (100 + 300) * 1024;
 #else
