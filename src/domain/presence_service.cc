@@ -2,8 +2,9 @@
 
 namespace mmchat::domain {
 
-PresenceService::PresenceService(UserStore* users, EventBus* bus, std::function<TimeMs()> now)
-    : users_(users), bus_(bus), now_(std::move(now)) {}
+PresenceService::PresenceService(UserStore* users, UserCache* cache, EventBus* bus,
+                                 std::function<TimeMs()> now)
+    : users_(users), cache_(cache), bus_(bus), now_(std::move(now)) {}
 
 Status PresenceService::WentOnline(int64_t user_id) {
   auto rec = users_->FindUserById(user_id);
@@ -13,10 +14,12 @@ Status PresenceService::WentOnline(int64_t user_id) {
   return Status::Ok();
 }
 
-Status PresenceService::WentOffline(int64_t user_id) {
+Status PresenceService::WentOffline(int64_t user_id, const std::function<void()>& stored) {
   const TimeMs at = now_();
   // Announced even when the write fails: the user is offline either way.
   Status s = users_->SetLastSeen(user_id, at);
+  if (cache_ != nullptr) cache_->Forget(user_id);
+  if (stored) stored();
   bus_->Publish(PresenceChanged{user_id, false, at});
   return s;
 }

@@ -11,20 +11,26 @@
 #include "common/time.h"
 #include "domain/events.h"
 #include "domain/store.h"
+#include "domain/user_cache.h"
 
 namespace mmchat::domain {
 
 class PresenceService {
  public:
-  PresenceService(UserStore* users, EventBus* bus, std::function<TimeMs()> now = NowMs);
+  // `cache` (may be null) forgets a user whose last_seen is stored.
+  PresenceService(UserStore* users, UserCache* cache, EventBus* bus,
+                  std::function<TimeMs()> now = NowMs);
 
   // The first connection opened: announces online, with the last_seen stored before.
   Status WentOnline(int64_t user_id);
-  // The last connection closed: stores last_seen = now and announces offline.
-  Status WentOffline(int64_t user_id);
+  // The last connection closed: stores last_seen = now, forgets the cached row, calls
+  // `stored` (the transport stops counting the user online), then announces offline. In
+  // that order, a reader that sees the user offline also sees this last_seen.
+  Status WentOffline(int64_t user_id, const std::function<void()>& stored = {});
 
  private:
   UserStore* users_;
+  UserCache* cache_;
   EventBus* bus_;
   std::function<TimeMs()> now_;
 };

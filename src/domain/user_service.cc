@@ -11,23 +11,27 @@ UserService::UserService(UserStore* users, const PresenceView* presence, UserCac
                          EventBus* bus)
     : users_(users), presence_(presence), cache_(cache), bus_(bus) {}
 
-Result<User> UserService::Answer(std::optional<CachedUser> found) {
+// Online is asked before the row is read: a user stays online to readers until the last
+// close's last_seen is stored, so "offline" read first means the row read after has it.
+Result<User> UserService::Answer(bool online, std::optional<CachedUser> found) {
   if (!found) return Status::NotFound(kUserNotFound);
   User user = std::move(found->user);
-  user.online = presence_->IsOnline(user.id);
+  user.online = online;
   return user;
 }
 
 Result<User> UserService::Get(int64_t id) {
+  const bool online = presence_->IsOnline(id);
   auto found = cache_->Find(id);
   if (!found.ok()) return found.status();
-  return Answer(std::move(found).value());
+  return Answer(online, std::move(found).value());
 }
 
 std::optional<Result<User>> UserService::GetCached(int64_t id) {
+  const bool online = presence_->IsOnline(id);
   auto kept = cache_->Peek(id);
   if (!kept) return std::nullopt;
-  return Answer(std::move(kept));
+  return Answer(online, std::move(kept));
 }
 
 Result<User> UserService::UpdateProfile(int64_t id, const ProfileUpdate& update) {

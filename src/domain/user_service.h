@@ -38,8 +38,8 @@ class UserService {
   Result<LastSeen> GetLastSeen(int64_t id);
 
  private:
-  // The answer for a user that exists (`found`) or not.
-  Result<User> Answer(std::optional<CachedUser> found);
+  // The answer for a user that exists (`found`) or not, `online` as asked before the read.
+  Result<User> Answer(bool online, std::optional<CachedUser> found);
 
   UserStore* users_;
   const PresenceView* presence_;

@@ -143,10 +143,16 @@ void Hub::Ended(Connection* c) {
         list.end());
     if (list.empty()) {
       by_user_.erase(it);
+      ++closing_[user];
       net::post(presence_strand_, [this, user] {
-        if (Status s = d_.presence->WentOffline(user); !s.ok()) {
-          spdlog::warn("last_seen of user {} not saved: {}", user, s.message());
-        }
+        // Offline to readers once last_seen is stored, before the news goes out.
+        Status s = d_.presence->WentOffline(user, [this, user] {
+          std::unique_lock lock(conns_mu_);
+          if (auto c = closing_.find(user); c != closing_.end() && --c->second == 0) {
+            closing_.erase(c);
+          }
+        });
+        if (!s.ok()) spdlog::warn("last_seen of user {} not saved: {}", user, s.message());
       });
     }
   }
@@ -163,7 +169,7 @@ std::vector<std::shared_ptr<Connection>> Hub::Snapshot() const {
 
 bool Hub::IsOnline(int64_t user_id) const {
   std::shared_lock lock(conns_mu_);
-  return by_user_.count(user_id) > 0;
+  return by_user_.contains(user_id) || closing_.contains(user_id);
 }
 
 void Hub::Drain() {

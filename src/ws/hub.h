@@ -151,6 +151,10 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   std::condition_variable_any all_ended_;
   // Every connection from the upgrade to its end, by user (the owning references).
   std::unordered_map<int64_t, std::vector<std::shared_ptr<Connection>>> by_user_;  // conns_mu_
+  // Users whose last connection closed and whose last_seen is not stored yet (how many such
+  // closes are pending): still online to readers, so that nobody sees "offline" with an old
+  // last_seen (API.md: last_seen is set when the last connection closes).
+  std::unordered_map<int64_t, int> closing_;  // guarded by conns_mu_
 
   // Lock order: typing_mu_, then conns_mu_ (fan-out of the announcement), never the reverse.
   std::mutex typing_mu_;

@@ -17,6 +17,7 @@
 #include <latch>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <regex>
 #include <set>
@@ -25,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/time.h"
 #include "harness.h"
 #include "ws_client.h"
 
@@ -549,6 +551,58 @@ TEST_F(WsEventsPresenceTest, SecondDeviceAndNonLastCloseAreSilentAndLastCloseSet
   Json f = c->Next();
   ASSERT_EQ(Type(f), "conversation") << f.dump();
   EXPECT_EQ(f["data"]["id"], own);
+}
+
+// API.md: a user is offline once the last connection closed, "then last_seen is set". A
+// reader right after the close, under load, must see either still online, or offline with
+// this session's last_seen: never offline with no last_seen or the previous session's.
+TEST_F(WsEventsPresenceTest, ReadRightAfterTheLastCloseIsOnlineOrOfflineWithThisSessionsTime) {
+  constexpr int kUsers = 8;
+  constexpr int kRounds = 6;
+  Account reader = User("reader");
+  std::vector<Account> users;
+  for (int i = 0; i < kUsers; ++i) users.push_back(User("user" + std::to_string(i)));
+  std::mutex mu;
+  std::vector<std::string> wrong;
+  int offline_reads = 0;
+  std::vector<std::thread> threads;
+  for (const Account& u : users) {
+    threads.emplace_back([&, u] {
+      HttpClient http(server_.port());
+      const std::string path = "/api/users/" + std::to_string(u.id) + "/last-seen";
+      for (int round = 0; round < kRounds; ++round) {
+        // A second of slack below the session's start: the clocks are the same machine's.
+        const std::string opened = FormatRfc3339(NowMs() - 1000);
+        {
+          WsClient ws(server_.port(), u.token);
+          if (!ws.connected()) {
+            std::lock_guard lock(mu);
+            wrong.push_back(u.username + " could not connect: " + ws.refusal().body);
+            return;
+          }
+          ws.Close();
+        }
+        for (int read = 0; read < 20; ++read) {
+          auto r = http.Get(path, reader.token);
+          std::lock_guard lock(mu);
+          if (r.status != 200) {
+            wrong.push_back(u.username + ": " + std::to_string(r.status) + " " + r.body);
+            continue;
+          }
+          if (r.json["online"] == true) continue;
+          ++offline_reads;
+          const Json& seen = r.json["last_seen"];
+          if (!seen.is_string() || seen.get<std::string>() < opened) {
+            wrong.push_back(u.username + " round " + std::to_string(round) + ": " + r.body +
+                            " (session opened after " + opened + ")");
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_TRUE(wrong.empty()) << wrong.size() << " wrong reads, the first: " << wrong.front();
+  EXPECT_GT(offline_reads, 0);  // the reads did reach past the close
 }
 
 TEST_F(WsEventsPresenceTest, ComingBackOnlineCarriesThePreviousLastSeen) {

@@ -14,7 +14,7 @@ namespace {
 
 class PresenceServiceTest : public ChatFixture {
  protected:
-  domain::PresenceService Presence() { return {store_.get(), &bus_, clock_.Fn()}; }
+  domain::PresenceService Presence() { return {store_.get(), nullptr, &bus_, clock_.Fn()}; }
   std::optional<TimeMs> LastSeen(int64_t user) {
     auto r = store_->FindUserById(user);
     EXPECT_TRUE(r.ok() && r->has_value());
