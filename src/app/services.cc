@@ -100,8 +100,8 @@ Result<std::unique_ptr<Services>> Services::Open(
       .max_message_len = static_cast<int>(config.max_message_len),
       .send_rate_per_sec = static_cast<double>(config.msg_rate_per_sec),
       .send_burst = static_cast<double>(config.msg_rate_burst)});
-  s->presence = std::make_unique<domain::PresenceService>(s->store.get(), s->user_cache.get(),
-                                                          &s->bus);
+  s->presence =
+      std::make_unique<domain::PresenceService>(s->store.get(), s->user_cache.get(), &s->bus);
 
   // Metrics fed by domain events.
   metrics::Counter* messages_sent =
