@@ -37,12 +37,7 @@ OutgoingMail CodeMail(CodePurpose purpose, const std::string& to, const std::str
 }  // namespace
 
 AccountService::AccountService(Deps deps, AccountPolicy policy)
-    : d_(std::move(deps)), policy_(policy) {
-  if (d_.user_cache == nullptr) {
-    own_cache_ = std::make_unique<UserCache>(d_.users, d_.bus, d_.steady_now);
-    d_.user_cache = own_cache_.get();
-  }
-}
+    : d_(std::move(deps)), policy_(policy) {}
 
 // ---------------------------------------------------------------------------------------------
 // Signup

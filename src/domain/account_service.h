@@ -8,7 +8,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -68,11 +67,8 @@ class AccountService {
     // Runs a task later, off the caller's thread (reset mails go out this way, so that the
     // answer's timing does not tell registered emails apart). Inline when unset.
     std::function<void(std::function<void()>)> background;
-    EventBus* bus = nullptr;  // told of revoked tokens (a reset), when set
-    // Token versions are read through it; shared with UserService. When null, the service
-    // keeps one of its own on `bus`, timed by `steady_now`.
-    UserCache* user_cache = nullptr;
-    std::function<TimeMs()> steady_now = SteadyMs;
+    EventBus* bus = nullptr;          // told of revoked tokens (a reset), when set
+    UserCache* user_cache = nullptr;  // token versions are read through it (required)
   };
 
   AccountService(Deps deps, AccountPolicy policy);
@@ -118,7 +114,6 @@ class AccountService {
   // Verified against for unknown users, so that timing does not tell which accounts exist.
   std::once_flag dummy_once_;
   std::string dummy_hash_;
-  std::unique_ptr<UserCache> own_cache_;  // when Deps::user_cache is null
 };
 
 }  // namespace mmchat::domain

@@ -32,6 +32,12 @@ std::optional<std::string_view> BearerToken(const Request& req) {
 
 Response MissingToken() { return ErrorResponse(Status::Unauthorized("missing bearer token")); }
 
+// A handler threw: a bug, not a client error. Logs the detail and shows none of it.
+Response Threw(const Route& route, const std::exception& e) {
+  spdlog::error("handler {} {} threw: {}", route.method, route.pattern, LogSafe(e.what()));
+  return ErrorResponse(Status::Internal("internal error"));
+}
+
 // API.md's error table has no 405: a route is a method and a path, so a known path with
 // another method is a 404 too; the Allow header still tells which methods it takes.
 Response MethodNotAllowed(const Request& req, const std::string& allowed) {
@@ -98,9 +104,7 @@ void Dispatcher::Run(const Route& route, Request& req, Respond respond) {
   try {
     route.handler(req, once);
   } catch (const std::exception& e) {
-    // A bug, not a client error: log the detail, show none of it.
-    spdlog::error("handler {} {} threw: {}", route.method, route.pattern, LogSafe(e.what()));
-    once(ErrorResponse(Status::Internal("internal error")));
+    once(Threw(route, e));
   }
 }
 
@@ -124,8 +128,7 @@ bool Dispatcher::TryCached(const Route& route, Request& req, Respond& respond) {
     }
     res = route.cached(req);
   } catch (const std::exception& e) {
-    spdlog::error("handler {} {} threw: {}", route.method, route.pattern, LogSafe(e.what()));
-    res = ErrorResponse(Status::Internal("internal error"));
+    res = Threw(route, e);
   }
   if (!res) return false;
   respond(std::move(*res));

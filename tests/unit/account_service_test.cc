@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "chat_fakes.h"
 #include "crypto/jwt_codec.h"
@@ -68,9 +69,18 @@ class AccountServiceTest : public ::testing::Test {
   }
 
   void MakeService(const AccountPolicy& policy) {
+    service_ = std::make_unique<AccountService>(NewDeps(), policy);
+  }
+
+  // The service's dependencies, with a fresh user cache on `bus` (may be null), timed by the
+  // test's clock.
+  AccountService::Deps NewDeps(EventBus* bus = nullptr) {
+    caches_.push_back(std::make_unique<UserCache>(store_.get(), bus, clock_.Fn()));
     AccountService::Deps deps{store_.get(), store_.get(), &hasher_,   &otp_,
                               &jwt_,        &sender_,     clock_.Fn()};
-    service_ = std::make_unique<AccountService>(deps, policy);
+    deps.bus = bus;
+    deps.user_cache = caches_.back().get();
+    return deps;
   }
 
   // The code in the last mail; the body holds it as its only run of digits.
@@ -121,6 +131,7 @@ class AccountServiceTest : public ::testing::Test {
   crypto::JwtCodec jwt_{"account-service-test-jwt-secret", 24 * 60 * kMin};
   test::RecordingSender sender_;
   test::FakeClock clock_;
+  std::vector<std::unique_ptr<UserCache>> caches_;  // outlive the services that use them
   std::unique_ptr<AccountService> service_;
 };
 
@@ -381,8 +392,7 @@ TEST_F(AccountServiceTest, FailingSenderOnForgotIsHiddenLikeAnUnknownEmail) {
 TEST_F(AccountServiceTest, ResetMailGoesOutThroughTheBackgroundRunner) {
   SignUp("alice", "alice@example.com", "password-1");
   std::vector<std::function<void()>> queued;
-  AccountService::Deps deps{store_.get(), store_.get(), &hasher_,   &otp_,
-                            &jwt_,        &sender_,     clock_.Fn()};
+  AccountService::Deps deps = NewDeps();
   deps.background = [&queued](std::function<void()> task) { queued.push_back(std::move(task)); };
   AccountService service(deps, AccountPolicy{});
   sender_.sent.clear();
@@ -552,10 +562,7 @@ TEST_F(AccountServiceTest, ResetChangesPasswordAndRevokesOldTokens) {
 }
 
 TEST_F(AccountServiceTest, TokenChecksReadTheUserAtMostOncePerTtl) {
-  AccountService::Deps deps{store_.get(), store_.get(), &hasher_,   &otp_,
-                            &jwt_,        &sender_,     clock_.Fn()};
-  deps.steady_now = clock_.Fn();
-  service_ = std::make_unique<AccountService>(deps, AccountPolicy{});
+  service_ = std::make_unique<AccountService>(NewDeps(), AccountPolicy{});
   const AuthResult alice = SignUp("alice", "alice@example.com", "password-1");
   auto statements = [&](const std::string& token) {
     const uint64_t before = store::StatementsOnThisThread();
@@ -571,10 +578,7 @@ TEST_F(AccountServiceTest, TokenChecksReadTheUserAtMostOncePerTtl) {
 }
 
 TEST_F(AccountServiceTest, ATokenNewerThanTheCachedVersionIsCheckedAgainstTheRow) {
-  AccountService::Deps deps{store_.get(), store_.get(), &hasher_,   &otp_,
-                            &jwt_,        &sender_,     clock_.Fn()};
-  deps.steady_now = clock_.Fn();
-  service_ = std::make_unique<AccountService>(deps, AccountPolicy{});
+  service_ = std::make_unique<AccountService>(NewDeps(), AccountPolicy{});
   const AuthResult alice = SignUp("alice", "alice@example.com", "password-1");
   ASSERT_TRUE(service_->Authenticate(alice.token.token).ok());  // version 0 cached
   // Another process resets the password (and nobody tells this one); the user logs in again.
@@ -588,11 +592,7 @@ TEST_F(AccountServiceTest, ATokenNewerThanTheCachedVersionIsCheckedAgainstTheRow
 
 TEST_F(AccountServiceTest, ARevocationFromTheBusEndsWhatIsCached) {
   test::RecordingBus bus;
-  AccountService::Deps deps{store_.get(), store_.get(), &hasher_,   &otp_,
-                            &jwt_,        &sender_,     clock_.Fn()};
-  deps.bus = &bus;
-  deps.steady_now = clock_.Fn();
-  service_ = std::make_unique<AccountService>(deps, AccountPolicy{});
+  service_ = std::make_unique<AccountService>(NewDeps(&bus), AccountPolicy{});
   const AuthResult alice = SignUp("alice", "alice@example.com", "password-1");
   ASSERT_TRUE(service_->Authenticate(alice.token.token).ok());  // cached now
   // Another process resets the password: the row changes, and the bus tells this one.
