@@ -9,6 +9,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost1.74-dev libsqlite3-dev sqlite3 libsodium-dev libssl-dev libjwt-dev
   libcurl4-openssl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev
+  rapidjson-dev  # the streaming writer of the hot JSON views (http/json_writer.h)
   libpq-dev  # the PostgreSQL store's client library (DATABASE_URL)
   libgtest-dev libgmock-dev
 )

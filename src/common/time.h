@@ -2,6 +2,7 @@
 // epoch (UTC) and formats them as RFC 3339 with milliseconds only at the edges.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -16,6 +17,9 @@ TimeMs NowMs();
 TimeMs SteadyMs();
 
 // "2026-11-23T10:00:00.123Z".
+inline constexpr size_t kRfc3339Length = 24;
 std::string FormatRfc3339(TimeMs t);
+// The same into `out` (kRfc3339Length chars, no terminator): no allocation, for JSON writers.
+void FormatRfc3339(TimeMs t, char* out);
 
 }  // namespace mmchat

@@ -83,10 +83,18 @@ Result<int64_t> PathId(const Request& req, const char* name) {
   return id;
 }
 
+RawJson ToRaw(const Json& value) {
+  return RawJson{value.dump(-1, ' ', false, Json::error_handler_t::replace)};
+}
+
 Response JsonResponse(int status, const Json& body) {
+  return RawJsonResponse(status, ToRaw(body));
+}
+
+Response RawJsonResponse(int status, RawJson body) {
   Response res;
   res.status = status;
-  res.body = body.dump(-1, ' ', false, Json::error_handler_t::replace);
+  res.body = std::move(body.text);
   return res;
 }
 

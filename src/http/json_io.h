@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "http/json_writer.h"
 #include "http/message.h"
 
 namespace mmchat::http {
@@ -34,6 +35,10 @@ Result<int64_t> RequiredId(const Json& obj, const char* field);
 // The path parameter `name` as a positive id; a non-numeric id is 404 (no such resource).
 Result<int64_t> PathId(const Request& req, const char* name);
 
+// Serialized once for the wire; invalid UTF-8 (never stored, see json_writer.h) would become
+// U+FFFD rather than throw.
+RawJson ToRaw(const Json& value);
 Response JsonResponse(int status, const Json& body);
+Response RawJsonResponse(int status, RawJson body);
 
 }  // namespace mmchat::http

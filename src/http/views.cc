@@ -33,20 +33,24 @@ Json LastSeenJson(const domain::LastSeen& ls) {
       {"user_id", ls.user_id}, {"online", ls.online}, {"last_seen", OptionalTime(ls.last_seen)}};
 }
 
-Json MessageJson(const domain::Message& m) {
+void WriteMessage(JsonWriter& w, const domain::Message& m) {
   static constexpr const char* kStatus[] = {"sent", "delivered", "read"};
-  // Field by field rather than from an initializer list, which builds a two-element array
-  // per field first: this runs for every message of every page and push.
-  Json j = Json::object();
-  j["id"] = m.id;
-  j["conversation_id"] = m.conversation_id;
-  j["seq"] = m.seq;
-  j["sender_id"] = m.sender_id;
-  j["content"] = m.content;
-  j["client_id"] = m.client_id ? Json(*m.client_id) : Json(nullptr);
-  j["created_at"] = FormatRfc3339(m.created_at);
-  j["status"] = kStatus[static_cast<int>(m.status)];
-  return j;
+  w.BeginObject();
+  w.Key("id").Int(m.id);
+  w.Key("conversation_id").Int(m.conversation_id);
+  w.Key("seq").Int(m.seq);
+  w.Key("sender_id").Int(m.sender_id);
+  w.Key("content").String(m.content);
+  w.Key("client_id").OptionalString(m.client_id);
+  w.Key("created_at").Time(m.created_at);
+  w.Key("status").String(kStatus[static_cast<int>(m.status)]);
+  w.EndObject();
+}
+
+RawJson MessageText(const domain::Message& m) {
+  JsonWriter w;
+  WriteMessage(w, m);
+  return w.Take();
 }
 
 Json ReadMarkJson(const domain::ReadMark& mark) {
@@ -55,26 +59,37 @@ Json ReadMarkJson(const domain::ReadMark& mark) {
           {"read_at", FormatRfc3339(mark.read_at)}};
 }
 
-Json ParticipantJson(const domain::Participant& p) {
-  return {{"user_id", p.user_id},
-          {"username", p.username},
-          {"profile_picture", p.profile_picture ? Json(*p.profile_picture) : Json(nullptr)},
-          {"role", p.role == domain::Role::kAdmin ? "admin" : "member"},
-          {"joined_at", FormatRfc3339(p.joined_at)}};
+void WriteParticipant(JsonWriter& w, const domain::Participant& p) {
+  w.BeginObject();
+  w.Key("user_id").Int(p.user_id);
+  w.Key("username").String(p.username);
+  w.Key("profile_picture").OptionalString(p.profile_picture);
+  w.Key("role").String(p.role == domain::Role::kAdmin ? "admin" : "member");
+  w.Key("joined_at").Time(p.joined_at);
+  w.EndObject();
 }
 
-Json ConversationJson(const domain::Conversation& c) {
-  Json participants = Json::array();
-  for (const auto& p : c.participants) participants.push_back(ParticipantJson(p));
-  return {{"id", c.id},
-          {"type", c.type == domain::ConversationType::kPrivate ? "private" : "group"},
-          {"name", c.name ? Json(*c.name) : Json(nullptr)},
-          {"created_by", c.created_by},
-          {"created_at", FormatRfc3339(c.created_at)},
-          {"participants", std::move(participants)},
-          {"last_message", c.last_message ? MessageJson(*c.last_message) : Json(nullptr)},
-          {"unread_count", c.unread_count},
-          {"last_read_message_id", c.last_read_message_id}};
+void WriteConversation(JsonWriter& w, const domain::Conversation& c) {
+  w.BeginObject();
+  w.Key("id").Int(c.id);
+  w.Key("type").String(c.type == domain::ConversationType::kPrivate ? "private" : "group");
+  w.Key("name").OptionalString(c.name);
+  w.Key("created_by").Int(c.created_by);
+  w.Key("created_at").Time(c.created_at);
+  w.Key("participants").BeginArray();
+  for (const auto& p : c.participants) WriteParticipant(w, p);
+  w.EndArray();
+  w.Key("last_message");
+  c.last_message ? WriteMessage(w, *c.last_message) : w.Null();
+  w.Key("unread_count").Int(c.unread_count);
+  w.Key("last_read_message_id").Int(c.last_read_message_id);
+  w.EndObject();
+}
+
+RawJson ConversationText(const domain::Conversation& c) {
+  JsonWriter w;
+  WriteConversation(w, c);
+  return w.Take();
 }
 
 }  // namespace mmchat::http

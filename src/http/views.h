@@ -7,6 +7,7 @@
 #include "domain/user.h"
 #include "domain/user_service.h"
 #include "http/json_io.h"
+#include "http/json_writer.h"
 
 namespace mmchat::http {
 
@@ -15,10 +16,15 @@ Json UserJson(const domain::User& user, bool with_email);
 // {"token","expires_at","user"}.
 Json AuthJson(const domain::AuthResult& auth);
 Json LastSeenJson(const domain::LastSeen& ls);
-Json MessageJson(const domain::Message& m);
 // {"conversation_id","message_id","read_at"}: the answer to a read.
 Json ReadMarkJson(const domain::ReadMark& mark);
-Json ParticipantJson(const domain::Participant& p);
-Json ConversationJson(const domain::Conversation& c);
+
+// The hot objects (every page, list and push) are streamed out (http/json_writer.h): Write*
+// appends one object to a writer, *Text serializes one on its own.
+void WriteMessage(JsonWriter& w, const domain::Message& m);
+RawJson MessageText(const domain::Message& m);
+void WriteParticipant(JsonWriter& w, const domain::Participant& p);
+void WriteConversation(JsonWriter& w, const domain::Conversation& c);
+RawJson ConversationText(const domain::Conversation& c);
 
 }  // namespace mmchat::http

@@ -4,12 +4,20 @@
 
 namespace mmchat::ws {
 
-Frame MakeFrame(std::string_view type, const Json& data) {
-  Json frame = {{"type", type}, {"data", data}};
-  return std::make_shared<const std::string>(frame.dump());
+Frame MakeRawFrame(std::string_view type, const RawJson& data) {
+  http::JsonWriter w;
+  w.BeginObject();
+  w.Key("type").String(type);
+  w.Key("data").Raw(data);
+  w.EndObject();
+  return std::make_shared<const std::string>(w.Take().text);
 }
 
-Frame AnswerFrame(const std::optional<std::string>& ref, const Result<Json>& outcome) {
+Frame MakeFrame(std::string_view type, const Json& data) {
+  return MakeRawFrame(type, http::ToRaw(data));
+}
+
+Frame AnswerFrame(const std::optional<std::string>& ref, const Result<RawJson>& outcome) {
   if (!outcome.ok()) {
     const Status& s = outcome.status();
     Json error = {{"code", http::ErrorCodeFor(s.code())}, {"message", s.message()}};
@@ -19,9 +27,13 @@ Frame AnswerFrame(const std::optional<std::string>& ref, const Result<Json>& out
     return MakeFrame("ack", {{"ref", *ref}, {"ok", false}, {"error", std::move(error)}});
   }
   if (!ref) return nullptr;
-  Json ack = {{"ref", *ref}, {"ok", true}};
-  if (!outcome->is_null()) ack["result"] = *outcome;
-  return MakeFrame("ack", ack);
+  http::JsonWriter ack;
+  ack.BeginObject();
+  ack.Key("ref").String(*ref);
+  ack.Key("ok").Bool(true);
+  if (!outcome->text.empty()) ack.Key("result").Raw(*outcome);
+  ack.EndObject();
+  return MakeRawFrame("ack", ack.Take());
 }
 
 ClientFrame ParseClientFrame(std::string_view text) {

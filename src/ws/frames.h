@@ -16,12 +16,16 @@ namespace mmchat::ws {
 using Json = http::Json;
 using Frame = std::shared_ptr<const std::string>;
 
+using http::RawJson;
+
 // {"type": type, "data": data}
+Frame MakeRawFrame(std::string_view type, const RawJson& data);
 Frame MakeFrame(std::string_view type, const Json& data);
 
-// The answer to a client frame: with a `ref`, an `ack` (ok with `result` when there is one,
-// or the error object); without one, an `error` event for failures and nothing on success.
-Frame AnswerFrame(const std::optional<std::string>& ref, const Result<Json>& outcome);
+// The answer to a client frame: with a `ref`, an `ack` (ok, with `result` unless the outcome
+// is an empty text, or the error object); without one, an `error` event for failures and
+// nothing on success.
+Frame AnswerFrame(const std::optional<std::string>& ref, const Result<RawJson>& outcome);
 
 // A client frame: a JSON object with a string `type` and an optional string `ref`. When
 // parsing fails, `error` says why (and `ref` is kept if it could be read).

@@ -324,7 +324,7 @@ void Hub::EndTyping(const std::function<bool(const Key&, const Typist&)>& which)
 // ---------------------------------------------------------------------------------------------
 
 void Hub::Answer(const std::shared_ptr<Connection>& c, const std::optional<std::string>& ref,
-                 const Result<Json>& outcome) {
+                 const Result<RawJson>& outcome) {
   if (Frame f = AnswerFrame(ref, outcome)) c->Send({std::move(f)});
 }
 
@@ -348,11 +348,11 @@ void Hub::OnFrame(const std::shared_ptr<Connection>& c, std::string_view text, b
     if (!conversation.ok()) return Answer(c, f.ref, conversation.status());
     Status s = Typing(c.get(), *conversation, f.type == "typing_start");
     if (!s.ok()) return Answer(c, f.ref, s);
-    return Answer(c, f.ref, Json());
+    return Answer(c, f.ref, RawJson{});
   }
   if (f.type == "ping") {
     c->Send({pong_});
-    return Answer(c, f.ref, Json());
+    return Answer(c, f.ref, RawJson{});
   }
   Answer(c, f.ref, Status::InvalidRequest("unknown frame type"));
 }
@@ -372,7 +372,7 @@ void Hub::HandleMessage(const std::shared_ptr<Connection>& c, const ClientFrame&
                       if (!r.ok()) {
                         Answer(c, ref, r.status());
                       } else {
-                        Answer(c, ref, http::MessageJson(r->message));
+                        Answer(c, ref, http::MessageText(r->message));
                       }
                       c->EndWork();
                     });
@@ -389,7 +389,7 @@ void Hub::HandleRead(const std::shared_ptr<Connection>& c, const ClientFrame& f)
     if (!mark.ok()) {
       Answer(c, ref, mark.status());
     } else {
-      Answer(c, ref, http::ReadMarkJson(*mark));
+      Answer(c, ref, http::ToRaw(http::ReadMarkJson(*mark)));
     }
     c->EndWork();
   });
@@ -416,7 +416,7 @@ void Hub::SendToMembers(int64_t conversation_id, const Outgoing& out, int64_t ex
 void Hub::OnMessage(const domain::Message& m) {
   auto members = index_.MembersOf(m.conversation_id);
   if (!members) return;
-  Outgoing out{MakeFrame("message", http::MessageJson(m)), m.conversation_id, m.id};
+  Outgoing out{MakeRawFrame("message", http::MessageText(m)), m.conversation_id, m.id};
   std::shared_lock lock(conns_mu_);
   for (int64_t u : *members) {
     auto it = by_user_.find(u);
@@ -445,7 +445,7 @@ void Hub::OnConversationChanged(const domain::Conversation& conversation) {
                    view.status().message());
       continue;
     }
-    SendToUsers({u}, {MakeFrame("conversation", http::ConversationJson(*view))});
+    SendToUsers({u}, {MakeRawFrame("conversation", http::ConversationText(*view))});
   }
 }
 

@@ -118,7 +118,7 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
 
   // Client frames.
   void Answer(const std::shared_ptr<Connection>& c, const std::optional<std::string>& ref,
-              const Result<Json>& outcome);
+              const Result<RawJson>& outcome);
   void HandleMessage(const std::shared_ptr<Connection>& c, const ClientFrame& f);
   void HandleRead(const std::shared_ptr<Connection>& c, const ClientFrame& f);
   Status Typing(Connection* c, int64_t conversation_id, bool start);

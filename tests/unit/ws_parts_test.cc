@@ -74,10 +74,10 @@ TEST(FramesTest, ServerFrameHasTypeAndData) {
 }
 
 TEST(FramesTest, AnswersAreAcksWithARefAndErrorsWithout) {
-  EXPECT_EQ(AnswerFrame(std::nullopt, Json()), nullptr);  // success without ref: silent
-  auto ok = Json::parse(*AnswerFrame("r1", Json()));
+  EXPECT_EQ(AnswerFrame(std::nullopt, RawJson{}), nullptr);  // success without ref: silent
+  auto ok = Json::parse(*AnswerFrame("r1", RawJson{}));
   EXPECT_EQ(ok, Json::parse(R"({"type":"ack","data":{"ref":"r1","ok":true}})"));
-  auto with_result = Json::parse(*AnswerFrame("r2", Json{{"id", 7}}));
+  auto with_result = Json::parse(*AnswerFrame("r2", RawJson{R"({"id":7})"}));
   EXPECT_EQ(with_result["data"]["result"]["id"], 7);
   auto failed = Json::parse(*AnswerFrame("r3", Status::Forbidden("not a participant")));
   EXPECT_EQ(failed, Json::parse(R"({"type":"ack","data":{"ref":"r3","ok":false,

@@ -21,7 +21,7 @@ Result<domain::Role> ParseRole(const Json& body, bool required) {
 
 Response ConversationResponse(int status, const Result<domain::Conversation>& c) {
   if (!c.ok()) return ErrorResponse(c.status());
-  return JsonResponse(status, ConversationJson(*c));
+  return RawJsonResponse(status, ConversationText(*c));
 }
 
 }  // namespace
@@ -40,7 +40,7 @@ void AddConversationRoutes(Router& router, domain::ConversationService* conversa
         if (!other.ok()) return ErrorResponse(other.status());
         auto r = conversations->CreatePrivate(req.user_id, *other);
         if (!r.ok()) return ErrorResponse(r.status());
-        return JsonResponse(r->second ? 201 : 200, ConversationJson(r->first));
+        return RawJsonResponse(r->second ? 201 : 200, ConversationText(r->first));
       },
       write);
 
@@ -73,9 +73,13 @@ void AddConversationRoutes(Router& router, domain::ConversationService* conversa
       [conversations](Request& req) -> Response {
         auto list = conversations->List(req.user_id);
         if (!list.ok()) return ErrorResponse(list.status());
-        Json out = Json::array();
-        for (const auto& c : *list) out.push_back(ConversationJson(c));
-        return JsonResponse(200, {{"conversations", std::move(out)}});
+        JsonWriter w;
+        w.BeginObject();
+        w.Key("conversations").BeginArray();
+        for (const auto& c : *list) WriteConversation(w, c);
+        w.EndArray();
+        w.EndObject();
+        return RawJsonResponse(200, w.Take());
       },
       read);
 

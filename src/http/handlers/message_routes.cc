@@ -8,6 +8,16 @@
 #include "http/views.h"
 
 namespace mmchat::http {
+namespace {
+
+// "messages": [...], the list of a history page and of a sync page.
+void WriteMessages(JsonWriter& w, const std::vector<domain::Message>& messages) {
+  w.Key("messages").BeginArray();
+  for (const auto& m : messages) WriteMessage(w, m);
+  w.EndArray();
+}
+
+}  // namespace
 
 void AddMessageRoutes(Router& router, domain::MessageService* messages) {
   const RouteOptions read{.auth = true, .blocking = false};
@@ -32,7 +42,7 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
         messages->Send(req.user_id, {*conversation, std::move(*content), std::move(client_id)},
                        [respond = std::move(respond)](Result<domain::AppendResult> r) {
                          if (!r.ok()) return respond(ErrorResponse(r.status()));
-                         respond(JsonResponse(r->created ? 201 : 200, MessageJson(r->message)));
+                         respond(RawJsonResponse(r->created ? 201 : 200, MessageText(r->message)));
                        });
       },
       read);
@@ -55,10 +65,12 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
             std::min<int64_t>(limit->value_or(0), domain::MessageService::kMaxPage);
         auto page = messages->List(req.user_id, *id, *before, *after, static_cast<int>(wanted));
         if (!page.ok()) return ErrorResponse(page.status());
-        Json list = Json::array();
-        list.get_ref<Json::array_t&>().reserve(page->messages.size());
-        for (const auto& m : page->messages) list.push_back(MessageJson(m));
-        return JsonResponse(200, {{"messages", std::move(list)}, {"has_more", page->has_more}});
+        JsonWriter w;
+        w.BeginObject();
+        WriteMessages(w, page->messages);
+        w.Key("has_more").Bool(page->has_more);
+        w.EndObject();
+        return RawJsonResponse(200, w.Take());
       },
       read);
 
@@ -93,11 +105,13 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
             std::min<int64_t>(limit->value_or(0), domain::MessageService::kMaxSync);
         auto page = messages->Sync(req.user_id, since, static_cast<int>(wanted));
         if (!page.ok()) return ErrorResponse(page.status());
-        Json list = Json::array();
-        for (const auto& m : page->messages) list.push_back(MessageJson(m));
-        return JsonResponse(200, {{"messages", std::move(list)},
-                                  {"next_since", page->next_since},
-                                  {"has_more", page->has_more}});
+        JsonWriter w;
+        w.BeginObject();
+        WriteMessages(w, page->messages);
+        w.Key("next_since").Int(page->next_since);
+        w.Key("has_more").Bool(page->has_more);
+        w.EndObject();
+        return RawJsonResponse(200, w.Take());
       },
       read);
 }
