@@ -87,9 +87,7 @@ RawJson ToRaw(const Json& value) {
   return RawJson{value.dump(-1, ' ', false, Json::error_handler_t::replace)};
 }
 
-Response JsonResponse(int status, const Json& body) {
-  return RawJsonResponse(status, ToRaw(body));
-}
+Response JsonResponse(int status, const Json& body) { return RawJsonResponse(status, ToRaw(body)); }
 
 Response RawJsonResponse(int status, RawJson body) {
   Response res;

@@ -80,7 +80,11 @@ void WriteConversation(JsonWriter& w, const domain::Conversation& c) {
   for (const auto& p : c.participants) WriteParticipant(w, p);
   w.EndArray();
   w.Key("last_message");
-  c.last_message ? WriteMessage(w, *c.last_message) : w.Null();
+  if (c.last_message) {
+    WriteMessage(w, *c.last_message);
+  } else {
+    w.Null();
+  }
   w.Key("unread_count").Int(c.unread_count);
   w.Key("last_read_message_id").Int(c.last_read_message_id);
   w.EndObject();

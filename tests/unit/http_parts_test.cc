@@ -379,7 +379,8 @@ TEST(JsonResponseTest, SerializesBody) {
 
 TEST(JsonWriterTest, EscapesWhatJsonRequiresAndKeepsUtf8) {
   const std::string tricky = std::string("quote \" backslash \\ newline \n tab \t nul ") +
-                             std::string(1, '\0') + " bell \x07 e\xC3\xA9 emoji \xF0\x9F\x98\x80 </script>";
+                             std::string(1, '\0') +
+                             " bell \x07 e\xC3\xA9 emoji \xF0\x9F\x98\x80 </script>";
   JsonWriter w;
   w.BeginObject();
   w.Key("s").String(tricky);
