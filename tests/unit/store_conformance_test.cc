@@ -731,6 +731,28 @@ TYPED_TEST(StoreConformance, RemovingTheLastAdminPromotesTheEarliestJoined) {
   EXPECT_EQ(this->Get(g).last_activity, 500);  // a refusal changes nothing
 }
 
+TYPED_TEST(StoreConformance, ParticipantsComeByJoinTimeThenUserId) {
+  auto& store = *this->store_;
+  const int64_t u1 = this->NewUserId("ann"), u2 = this->NewUserId("ben");
+  const int64_t u3 = this->NewUserId("cat"), u4 = this->NewUserId("dan");
+  // Joined in an order that is neither the answer nor the ids' order.
+  const int64_t g = this->Group(u4, {}, 100);
+  ASSERT_EQ(*store.AddParticipant(g, u1, Role::kMember, 300), MembershipOutcome::kDone);
+  ASSERT_EQ(*store.AddParticipant(g, u3, Role::kMember, 200), MembershipOutcome::kDone);
+  ASSERT_EQ(*store.AddParticipant(g, u2, Role::kMember, 200), MembershipOutcome::kDone);
+  const std::vector<int64_t> expected{u4, u2, u3, u1};
+  auto ids = [](const Conversation& c) {
+    std::vector<int64_t> out;
+    for (const auto& p : c.participants) out.push_back(p.user_id);
+    return out;
+  };
+  EXPECT_EQ(ids(this->Get(g)), expected);
+  auto listed = store.ListConversationsFor(u1);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(ids(listed->front()), expected);
+}
+
 TYPED_TEST(StoreConformance, RemovingAMemberOrOneOfTwoAdminsPromotesNobody) {
   auto& store = *this->store_;
   const int64_t a = this->NewUserId("alice"), b = this->NewUserId("bob");

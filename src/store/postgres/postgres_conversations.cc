@@ -174,8 +174,7 @@ Result<std::optional<Conversation>> PostgresStore::GetConversation(int64_t id) {
   // One statement, so one snapshot: the row with its participants joined in.
   auto r = Query(std::string("SELECT ") + kConversationColumns + ", " + kParticipantColumns +
                      " FROM conversations c LEFT JOIN participants p ON p.conversation_id = c.id "
-                     "LEFT JOIN users u ON u.id = p.user_id WHERE c.id = $1 "
-                     "ORDER BY p.joined_at, p.user_id",
+                     "LEFT JOIN users u ON u.id = p.user_id WHERE c.id = $1",
                  Params().Add(id));
   if (!r.ok()) return r.status();
   if (r->rows() == 0) return std::optional<Conversation>();
@@ -185,6 +184,7 @@ Result<std::optional<Conversation>> PostgresStore::GetConversation(int64_t id) {
       conv.participants.push_back(ReadParticipant(PgRow{*r, i}, kConversationColumnCount));
     }
   }
+  SortParticipants(conv.participants);
   return std::optional<Conversation>(std::move(conv));
 }
 
@@ -208,8 +208,7 @@ Result<std::vector<Conversation>> PostgresStore::ListConversationsFor(int64_t us
         //    (= ANY of an array keeps the planner on the primary key, not a hash of the table.)
         {std::string("SELECT p.conversation_id, ") + kParticipantColumns +
              " FROM participants p JOIN users u ON u.id = p.user_id WHERE p.conversation_id = "
-             "ANY(ARRAY(SELECT conversation_id FROM participants WHERE user_id = $1)) "
-             "ORDER BY p.conversation_id, p.joined_at, p.user_id",
+             "ANY(ARRAY(SELECT conversation_id FROM participants WHERE user_id = $1))",
          Params().Add(user_id)},
         {"COMMIT", {}},
     });
@@ -235,6 +234,7 @@ Result<std::vector<Conversation>> PostgresStore::ListConversationsFor(int64_t us
       if (it != index.end())
         out[it->second].participants.push_back(ReadParticipant(PgRow{parts, i}, 1));
     }
+    for (auto& conv : out) SortParticipants(conv.participants);
     return Status::Ok();
   });
   if (!s.ok()) return s;

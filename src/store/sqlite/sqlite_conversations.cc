@@ -154,12 +154,13 @@ Result<std::optional<Conversation>> SqliteStore::GetConversation(int64_t id) {
     Conversation conv = ReadConversation(**st);
     auto ps = c.Prepare(std::string("SELECT ") + kParticipantColumns +
                         " FROM participants p JOIN users u ON u.id = p.user_id "
-                        "WHERE p.conversation_id = ? ORDER BY p.joined_at, p.user_id");
+                        "WHERE p.conversation_id = ?");
     if (!ps.ok()) return ps.status();
     (*ps)->Bind(1, id);
     int prc;
     while ((prc = (*ps)->Step()) == SQLITE_ROW) conv.participants.push_back(ReadParticipant(**ps));
     if (prc != SQLITE_DONE) return c.Error("list participants");
+    SortParticipants(conv.participants);
     out = std::move(conv);
     return Status::Ok();
   });
@@ -198,15 +199,16 @@ Result<std::vector<Conversation>> SqliteStore::ListConversationsFor(int64_t user
     auto ps = c.Prepare(std::string("SELECT p.conversation_id, ") + kParticipantColumns +
                         " FROM participants me JOIN participants p "
                         "ON p.conversation_id = me.conversation_id "
-                        "JOIN users u ON u.id = p.user_id WHERE me.user_id = ? "
-                        "ORDER BY p.conversation_id, p.joined_at, p.user_id");
+                        "JOIN users u ON u.id = p.user_id WHERE me.user_id = ?");
     if (!ps.ok()) return ps.status();
     (*ps)->Bind(1, user_id);
     while ((rc = (*ps)->Step()) == SQLITE_ROW) {
       auto it = index.find((*ps)->Int(0));
       if (it != index.end()) out[it->second].participants.push_back(ReadParticipant(**ps, 1));
     }
-    return rc == SQLITE_DONE ? Status::Ok() : c.Error("list participants");
+    if (rc != SQLITE_DONE) return c.Error("list participants");
+    for (auto& conv : out) SortParticipants(conv.participants);
+    return Status::Ok();
   });
   if (!s.ok()) return s;
   return out;
