@@ -14,8 +14,9 @@ allowed() {  # allowed <layer>: the project folders that layer may include
     mail) echo "common domain mail" ;;
     bus) echo "common domain bus" ;;
     metrics) echo "common metrics" ;;
-    http) echo "common domain http metrics" ;;
-    ws) echo "common domain http metrics ws" ;;
+    wire) echo "common domain wire" ;;
+    http) echo "common domain wire http metrics" ;;
+    ws) echo "common domain wire http metrics ws" ;;
     app) echo "*" ;;
     bench) echo "bench" ;;  # a client: talks to the server over sockets only
     *) echo "" ;;

@@ -1,4 +1,5 @@
-// The one place where a domain Status becomes an HTTP status and API.md error object.
+// The one place where a domain Status becomes an HTTP status; the error object itself is
+// wire/errors.h.
 #pragma once
 
 #include "common/status.h"
@@ -7,7 +8,6 @@
 namespace mmchat::http {
 
 int HttpStatusFor(StatusCode code);
-const char* ErrorCodeFor(StatusCode code);
 
 // {"error": {"code", "message"}} with the matching status (and Retry-After for 429).
 Response ErrorResponse(const Status& status);

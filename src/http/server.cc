@@ -9,11 +9,11 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <future>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
 
 #include "http/errors.h"
+#include "wire/errors.h"
 
 namespace mmchat::http {
 
@@ -338,8 +338,8 @@ namespace {
 // A whole response, written at once without parsing the request: it fits in an empty socket
 // buffer.
 std::string CannedError(std::string_view status_line, StatusCode code, std::string_view message) {
-  const std::string body =
-      nlohmann::json{{"error", {{"code", ErrorCodeFor(code)}, {"message", message}}}}.dump();
+  const wire::Json error = {{"error", wire::ErrorObject(Status(code, std::string(message)))}};
+  const std::string body = error.dump();
   return "HTTP/1.1 " + std::string(status_line) +
          "\r\nContent-Type: application/json\r\nRetry-After: 5\r\nConnection: close\r\n"
          "Content-Length: " +

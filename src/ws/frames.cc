@@ -1,11 +1,11 @@
 #include "ws/frames.h"
 
-#include "http/errors.h"
+#include "wire/errors.h"
 
 namespace mmchat::ws {
 
 Frame MakeRawFrame(std::string_view type, const RawJson& data) {
-  http::JsonWriter w;
+  wire::JsonWriter w;
   w.BeginObject();
   w.Key("type").String(type);
   w.Key("data").Raw(data);
@@ -14,20 +14,20 @@ Frame MakeRawFrame(std::string_view type, const RawJson& data) {
 }
 
 Frame MakeFrame(std::string_view type, const Json& data) {
-  return MakeRawFrame(type, http::ToRaw(data));
+  return MakeRawFrame(type, wire::ToRaw(data));
 }
 
 Frame AnswerFrame(const std::optional<std::string>& ref, const Result<RawJson>& outcome) {
   if (!outcome.ok()) {
     const Status& s = outcome.status();
-    Json error = {{"code", http::ErrorCodeFor(s.code())}, {"message", s.message()}};
+    Json error = wire::ErrorObject(s);
     // A frame has no Retry-After header: the seconds travel in the error object.
     if (auto retry = s.retry_after_sec()) error["retry_after"] = *retry;
     if (!ref) return MakeFrame("error", error);
     return MakeFrame("ack", {{"ref", *ref}, {"ok", false}, {"error", std::move(error)}});
   }
   if (!ref) return nullptr;
-  http::JsonWriter ack;
+  wire::JsonWriter ack;
   ack.BeginObject();
   ack.Key("ref").String(*ref);
   ack.Key("ok").Bool(true);
@@ -38,7 +38,7 @@ Frame AnswerFrame(const std::optional<std::string>& ref, const Result<RawJson>& 
 
 ClientFrame ParseClientFrame(std::string_view text) {
   ClientFrame f;
-  auto body = http::ParseObject(std::string(text));
+  auto body = wire::ParseObject(std::string(text));
   if (!body.ok()) {
     f.error = Status::InvalidRequest("frame must be a JSON object");
     return f;
@@ -51,7 +51,7 @@ ClientFrame ParseClientFrame(std::string_view text) {
     }
     f.ref = it->get<std::string>();
   }
-  auto type = http::RequiredString(f.body, "type");
+  auto type = wire::RequiredString(f.body, "type");
   if (!type.ok()) {
     f.error = type.status();
     return f;

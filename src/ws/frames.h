@@ -9,14 +9,14 @@
 #include <string_view>
 
 #include "common/status.h"
-#include "http/json_io.h"
+#include "wire/json.h"
 
 namespace mmchat::ws {
 
-using Json = http::Json;
+using Json = wire::Json;
 using Frame = std::shared_ptr<const std::string>;
 
-using http::RawJson;
+using wire::RawJson;
 
 // {"type": type, "data": data}
 Frame MakeRawFrame(std::string_view type, const RawJson& data);

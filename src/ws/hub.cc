@@ -8,7 +8,7 @@
 #include <future>
 #include <thread>
 
-#include "http/views.h"
+#include "wire/views.h"
 
 namespace mmchat::ws {
 
@@ -344,7 +344,7 @@ void Hub::OnFrame(const std::shared_ptr<Connection>& c, std::string_view text, b
   if (f.type == "message") return HandleMessage(c, f);
   if (f.type == "read") return HandleRead(c, f);
   if (f.type == "typing_start" || f.type == "typing_stop") {
-    auto conversation = http::RequiredId(f.body, "conversation_id");
+    auto conversation = wire::RequiredId(f.body, "conversation_id");
     if (!conversation.ok()) return Answer(c, f.ref, conversation.status());
     Status s = Typing(c.get(), *conversation, f.type == "typing_start");
     if (!s.ok()) return Answer(c, f.ref, s);
@@ -358,11 +358,11 @@ void Hub::OnFrame(const std::shared_ptr<Connection>& c, std::string_view text, b
 }
 
 void Hub::HandleMessage(const std::shared_ptr<Connection>& c, const ClientFrame& f) {
-  auto conversation = http::RequiredId(f.body, "conversation_id");
+  auto conversation = wire::RequiredId(f.body, "conversation_id");
   if (!conversation.ok()) return Answer(c, f.ref, conversation.status());
-  auto content = http::RequiredString(f.body, "content");
+  auto content = wire::RequiredString(f.body, "content");
   if (!content.ok()) return Answer(c, f.ref, content.status());
-  auto client_id = http::OptionalString(f.body, "client_id");
+  auto client_id = wire::OptionalString(f.body, "client_id");
   if (!client_id.ok()) return Answer(c, f.ref, client_id.status());
   domain::SendInput input{*conversation, std::move(content).value(), std::move(client_id).value()};
   // Acked from the store's answer thread, after the commit.
@@ -372,16 +372,16 @@ void Hub::HandleMessage(const std::shared_ptr<Connection>& c, const ClientFrame&
                       if (!r.ok()) {
                         Answer(c, ref, r.status());
                       } else {
-                        Answer(c, ref, http::MessageText(r->message));
+                        Answer(c, ref, wire::MessageText(r->message));
                       }
                       c->EndWork();
                     });
 }
 
 void Hub::HandleRead(const std::shared_ptr<Connection>& c, const ClientFrame& f) {
-  auto conversation = http::RequiredId(f.body, "conversation_id");
+  auto conversation = wire::RequiredId(f.body, "conversation_id");
   if (!conversation.ok()) return Answer(c, f.ref, conversation.status());
-  auto message = http::RequiredId(f.body, "message_id");
+  auto message = wire::RequiredId(f.body, "message_id");
   if (!message.ok()) return Answer(c, f.ref, message.status());
   c->BeginWork();
   net::post(d_.workers, [this, c, ref = f.ref, conversation = *conversation, message = *message] {
@@ -389,7 +389,7 @@ void Hub::HandleRead(const std::shared_ptr<Connection>& c, const ClientFrame& f)
     if (!mark.ok()) {
       Answer(c, ref, mark.status());
     } else {
-      Answer(c, ref, http::ToRaw(http::ReadMarkJson(*mark)));
+      Answer(c, ref, wire::ToRaw(wire::ReadMarkJson(*mark)));
     }
     c->EndWork();
   });
@@ -416,7 +416,7 @@ void Hub::SendToMembers(int64_t conversation_id, const Outgoing& out, int64_t ex
 void Hub::OnMessage(const domain::Message& m) {
   auto members = index_.MembersOf(m.conversation_id);
   if (!members) return;
-  Outgoing out{MakeRawFrame("message", http::MessageText(m)), m.conversation_id, m.id};
+  Outgoing out{MakeRawFrame("message", wire::MessageText(m)), m.conversation_id, m.id};
   std::shared_lock lock(conns_mu_);
   for (int64_t u : *members) {
     auto it = by_user_.find(u);
@@ -445,7 +445,7 @@ void Hub::OnConversationChanged(const domain::Conversation& conversation) {
                    view.status().message());
       continue;
     }
-    SendToUsers({u}, {MakeRawFrame("conversation", http::ConversationText(*view))});
+    SendToUsers({u}, {MakeRawFrame("conversation", wire::ConversationText(*view))});
   }
 }
 

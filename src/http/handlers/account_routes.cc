@@ -4,9 +4,11 @@
 #include "http/errors.h"
 #include "http/handlers/routes.h"
 #include "http/json_io.h"
-#include "http/views.h"
+#include "wire/views.h"
 
 namespace mmchat::http {
+
+using namespace wire;  // NOLINT: the JSON of API.md's objects
 
 void AddAccountRoutes(Router& router, domain::AccountService* accounts) {
   const RouteOptions slow{.auth = false, .blocking = true, .per_client_rate = true};

@@ -2,9 +2,11 @@
 #include "http/errors.h"
 #include "http/handlers/routes.h"
 #include "http/json_io.h"
-#include "http/views.h"
+#include "wire/views.h"
 
 namespace mmchat::http {
+
+using namespace wire;  // NOLINT: the JSON of API.md's objects
 namespace {
 
 Result<domain::Role> ParseRole(const Json& body, bool required) {

@@ -5,9 +5,11 @@
 #include "http/errors.h"
 #include "http/handlers/routes.h"
 #include "http/json_io.h"
-#include "http/views.h"
+#include "wire/views.h"
 
 namespace mmchat::http {
+
+using namespace wire;  // NOLINT: the JSON of API.md's objects
 namespace {
 
 // "messages": [...], the list of a history page and of a sync page.

@@ -1,7 +1,7 @@
 // Streams JSON text out with RapidJSON's writer, for the views on hot paths (message pages,
 // conversation lists, pushed messages): each field is written straight into one buffer, with
 // no tree of nodes to allocate, sort and free, which was most of a 200-conversation list's CPU
-// with nlohmann-json. Everything else builds nlohmann-json values (http/json_io.h).
+// with nlohmann-json. Everything else builds nlohmann-json values (wire/json.h).
 #pragma once
 
 #include <rapidjson/stringbuffer.h>
@@ -14,7 +14,7 @@
 
 #include "common/time.h"
 
-namespace mmchat::http {
+namespace mmchat::wire {
 
 // A JSON value already serialized, embedded as it is where a writer or a frame needs a value.
 // An empty text means "no value" where that is allowed (an ack without a result).
@@ -23,7 +23,7 @@ struct RawJson {
 };
 
 // Strings must be valid UTF-8: every string the server writes was validated on the way in
-// (http/json_io.h, domain/validation.h), so the writer does not check again.
+// (wire/json.h, domain/validation.h), so the writer does not check again.
 class JsonWriter {
  public:
   JsonWriter& Key(std::string_view key) {
@@ -61,4 +61,4 @@ class JsonWriter {
   rapidjson::Writer<rapidjson::StringBuffer> w_{buffer_};
 };
 
-}  // namespace mmchat::http
+}  // namespace mmchat::wire

@@ -1,8 +1,8 @@
-#include "http/views.h"
+#include "wire/views.h"
 
 #include "common/time.h"
 
-namespace mmchat::http {
+namespace mmchat::wire {
 namespace {
 
 Json OptionalTime(const std::optional<TimeMs>& t) {
@@ -96,4 +96,4 @@ RawJson ConversationText(const domain::Conversation& c) {
   return w.Take();
 }
 
-}  // namespace mmchat::http
+}  // namespace mmchat::wire
