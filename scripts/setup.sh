@@ -11,6 +11,7 @@ packages=(
   libcurl4-openssl-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev
   rapidjson-dev  # the streaming writer of the hot JSON views (http/json_writer.h)
   libpq-dev  # the PostgreSQL store's client library (DATABASE_URL)
+  libhiredis-dev  # the cluster bus's Redis client (REDIS_URL)
   libgtest-dev libgmock-dev
 )
 if [ "${1:-}" = test ]; then
@@ -18,6 +19,7 @@ if [ "${1:-}" = test ]; then
     clang libclang-rt-14-dev  # the sanitizer and fuzzing stages of test.sh (compiler-rt)
     python3-aiosmtpd
     postgresql-15  # the server the tests run privately (scripts/with-postgres.sh)
+    redis-server  # each Redis test starts its own (tests/support/test_redis.h)
   )
 fi
 

@@ -1,0 +1,323 @@
+#include "bus/redis/redis_connection.h"
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include <boost/asio/post.hpp>
+
+namespace mmchat::bus::redis {
+namespace net = boost::asio;
+
+namespace {
+
+RedisConnection* Self(const redisAsyncContext* ac) {
+  return static_cast<RedisConnection*>(ac->data);
+}
+
+Reply Copy(const redisReply* r) {
+  Reply out;
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+      out.type = Reply::Type::kString;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.type = Reply::Type::kStatus;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ERROR:
+      out.type = Reply::Type::kError;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = Reply::Type::kInteger;
+      out.integer = r->integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = Reply::Type::kArray;
+      out.elements.reserve(r->elements);
+      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(Copy(r->element[i]));
+      break;
+    default:
+      out.type = Reply::Type::kNil;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<RedisConnection> RedisConnection::Create(net::io_context& io, Options options) {
+  return std::shared_ptr<RedisConnection>(new RedisConnection(io, std::move(options)));
+}
+
+RedisConnection::RedisConnection(net::io_context& io, Options options)
+    : io_(io), options_(std::move(options)), connect_timer_(io), command_timer_(io) {}
+
+RedisConnection::~RedisConnection() {
+  // Only reached with nothing armed (an armed wait holds a reference), so nothing of ours
+  // can run from hiredis's callbacks any more.
+  if (ac_ != nullptr) {
+    ac_->data = nullptr;
+    ac_->ev.data = nullptr;
+    ac_->ev.cleanup = nullptr;
+    redisAsyncFree(ac_);
+  }
+}
+
+void RedisConnection::Connect(std::function<void(Status)> done) {
+  on_connect_ = std::move(done);
+  auto fail = [this](const std::string& why) {
+    net::post(io_, [self = shared_from_this(), why] {
+      self->on_connect_(Status::Unavailable("redis: " + why));
+    });
+  };
+  if (ac_ != nullptr || ended_) return fail("this connection was already used");
+  ac_ = redisAsyncConnect(options_.host.c_str(), options_.port);
+  if (ac_ == nullptr) return fail("out of memory");
+  if (ac_->err != 0) {
+    const std::string why = ac_->errstr;
+    redisAsyncFree(ac_);
+    ac_ = nullptr;
+    ended_ = true;
+    return fail(why);
+  }
+  ac_->data = this;
+  ac_->ev.data = this;
+  ac_->ev.addRead = AddRead;
+  ac_->ev.delRead = DelRead;
+  ac_->ev.addWrite = AddWrite;
+  ac_->ev.delWrite = DelWrite;
+  ac_->ev.cleanup = Cleanup;
+  socket_ = std::make_unique<net::posix::stream_descriptor>(io_, ac_->c.fd);
+  redisAsyncSetDisconnectCallback(ac_, Disconnected);
+  // hiredis reports the connection made on the first writable event, which this arms.
+  redisAsyncSetConnectCallback(ac_, Connected);
+  connect_timer_.expires_after(options_.connect_timeout);
+  connect_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->connected_ || self->ac_ == nullptr) return;
+    self->Abort(Status::Unavailable("redis: no connection within " +
+                                    std::to_string(self->options_.connect_timeout.count()) +
+                                    " ms"));
+  });
+}
+
+void RedisConnection::Command(std::vector<std::string> args, ReplyHandler done) {
+  auto fail = [&](const char* why) {
+    net::post(io_, [done = std::move(done), why] { done(Status::Unavailable(why)); });
+  };
+  if (!connected_ || ac_ == nullptr) return fail("redis: not connected");
+  std::vector<const char*> argv;
+  std::vector<size_t> lengths;
+  for (const auto& a : args) {
+    argv.push_back(a.data());
+    lengths.push_back(a.size());
+  }
+  if (redisAsyncCommandArgv(ac_, CommandReplied, nullptr, static_cast<int>(argv.size()),
+                            argv.data(), lengths.data()) != REDIS_OK) {
+    return fail("redis: the connection is closing");
+  }
+  pending_.push_back(
+      {std::move(done), std::chrono::steady_clock::now() + options_.command_timeout});
+  ArmCommandDeadline();
+}
+
+void RedisConnection::Subscribe(std::vector<std::string> channels, MessageHandler on_message,
+                                std::function<void(Status)> subscribed) {
+  on_message_ = std::move(on_message);
+  on_subscribed_ = std::move(subscribed);
+  if (!connected_ || ac_ == nullptr || channels.empty()) {
+    net::post(io_, [self = shared_from_this()] {
+      self->on_subscribed_(Status::Unavailable("redis: not connected"));
+    });
+    return;
+  }
+  std::vector<const char*> argv{"SUBSCRIBE"};
+  std::vector<size_t> lengths{9};
+  for (const auto& c : channels) {
+    argv.push_back(c.data());
+    lengths.push_back(c.size());
+  }
+  unconfirmed_channels_ = channels.size();
+  if (redisAsyncCommandArgv(ac_, SubscriptionReplied, nullptr, static_cast<int>(argv.size()),
+                            argv.data(), lengths.data()) != REDIS_OK) {
+    net::post(io_, [self = shared_from_this()] {
+      self->on_subscribed_(Status::Unavailable("redis: the connection is closing"));
+    });
+  }
+}
+
+void RedisConnection::Close() {
+  // Deferred: hiredis must not be freed from inside one of its own callbacks.
+  net::post(io_, [self = shared_from_this()] {
+    self->Abort(Status::Unavailable("redis: connection closed"));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// hiredis's event hooks: Asio waits on the socket hiredis owns.
+// ---------------------------------------------------------------------------------------------
+
+void RedisConnection::AddRead(void* privdata) {
+  auto* self = static_cast<RedisConnection*>(privdata);
+  self->want_read_ = true;
+  self->ArmRead();
+}
+
+void RedisConnection::DelRead(void* privdata) {
+  static_cast<RedisConnection*>(privdata)->want_read_ = false;
+}
+
+void RedisConnection::AddWrite(void* privdata) {
+  auto* self = static_cast<RedisConnection*>(privdata);
+  self->want_write_ = true;
+  self->ArmWrite();
+}
+
+void RedisConnection::DelWrite(void* privdata) {
+  static_cast<RedisConnection*>(privdata)->want_write_ = false;
+}
+
+void RedisConnection::Cleanup(void* privdata) {
+  // The context is being freed and closes its socket itself: stop waiting on it, let go.
+  auto* self = static_cast<RedisConnection*>(privdata);
+  self->ac_ = nullptr;
+  self->want_read_ = self->want_write_ = false;
+  if (self->socket_) {
+    boost::system::error_code ec;
+    self->socket_->cancel(ec);
+    self->socket_->release();
+  }
+  self->connect_timer_.cancel();
+  self->command_timer_.cancel();
+}
+
+void RedisConnection::ArmRead() {
+  if (!want_read_ || read_armed_ || ac_ == nullptr) return;
+  read_armed_ = true;
+  socket_->async_wait(net::posix::stream_descriptor::wait_read,
+                      [self = shared_from_this()](boost::system::error_code ec) {
+                        self->read_armed_ = false;
+                        if (ec || self->ac_ == nullptr || !self->want_read_) return;
+                        redisAsyncHandleRead(self->ac_);  // may end the connection
+                        self->ArmRead();
+                      });
+}
+
+void RedisConnection::ArmWrite() {
+  if (!want_write_ || write_armed_ || ac_ == nullptr) return;
+  write_armed_ = true;
+  socket_->async_wait(net::posix::stream_descriptor::wait_write,
+                      [self = shared_from_this()](boost::system::error_code ec) {
+                        self->write_armed_ = false;
+                        if (ec || self->ac_ == nullptr || !self->want_write_) return;
+                        redisAsyncHandleWrite(self->ac_);  // may end the connection
+                        self->ArmWrite();
+                      });
+}
+
+// ---------------------------------------------------------------------------------------------
+// hiredis's callbacks. User callbacks are posted, never run inside hiredis.
+// ---------------------------------------------------------------------------------------------
+
+void RedisConnection::Connected(const redisAsyncContext* ac, int status) {
+  RedisConnection* self = Self(ac);
+  if (self == nullptr) return;
+  self->connect_timer_.cancel();
+  // A failed connect: hiredis frees the context right after this returns.
+  Status result =
+      status == REDIS_OK ? Status::Ok() : Status::Unavailable(std::string("redis: ") + ac->errstr);
+  self->connected_ = status == REDIS_OK;
+  if (!self->connected_) self->ended_ = true;
+  net::post(self->io_, [s = self->shared_from_this(), result] { s->on_connect_(result); });
+}
+
+void RedisConnection::Disconnected(const redisAsyncContext* ac, int status) {
+  RedisConnection* self = Self(ac);
+  if (self == nullptr) return;
+  Status why = !self->end_reason_.ok() ? self->end_reason_
+               : status == REDIS_OK    ? Status::Unavailable("redis: connection closed")
+               : ac->errstr != nullptr ? Status::Unavailable(std::string("redis: ") + ac->errstr)
+                                       : Status::Unavailable("redis: connection lost");
+  self->Ended(std::move(why));
+}
+
+void RedisConnection::CommandReplied(redisAsyncContext* ac, void* reply, void*) {
+  RedisConnection* self = Self(ac);
+  if (self == nullptr || self->pending_.empty()) return;
+  ReplyHandler done = std::move(self->pending_.front().done);
+  self->pending_.pop_front();
+  Result<Reply> result =
+      reply != nullptr
+          ? Result<Reply>(Copy(static_cast<redisReply*>(reply)))
+          : Result<Reply>(self->end_reason_.ok() ? Status::Unavailable("redis: connection lost")
+                                                 : self->end_reason_);
+  net::post(self->io_, [done = std::move(done), result = std::move(result)]() mutable {
+    done(std::move(result));
+  });
+}
+
+void RedisConnection::SubscriptionReplied(redisAsyncContext* ac, void* reply, void*) {
+  RedisConnection* self = Self(ac);
+  if (self == nullptr || reply == nullptr) return;  // the connection is ending: OnClosed says so
+  const auto* r = static_cast<redisReply*>(reply);
+  if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+      r->element[0]->type != REDIS_REPLY_STRING) {
+    return;
+  }
+  const std::string_view kind(r->element[0]->str, r->element[0]->len);
+  auto s = self->shared_from_this();
+  if (kind == "subscribe" && self->unconfirmed_channels_ > 0 &&
+      --self->unconfirmed_channels_ == 0) {
+    net::post(self->io_, [s] { s->on_subscribed_(Status::Ok()); });
+  } else if (kind == "message") {
+    net::post(self->io_, [s, channel = std::string(r->element[1]->str, r->element[1]->len),
+                          payload = std::string(r->element[2]->str, r->element[2]->len)] {
+      s->on_message_(channel, payload);
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ending
+// ---------------------------------------------------------------------------------------------
+
+void RedisConnection::Abort(Status why) {
+  if (ac_ == nullptr) return;
+  end_reason_ = why;
+  if (!connected_) {
+    // Still connecting: the answer to Connect is this failure.
+    ended_ = true;
+    connect_timer_.cancel();
+    net::post(io_, [self = shared_from_this(), why] { self->on_connect_(why); });
+  }
+  // Fails every pending command (CommandReplied with no reply), reports the end
+  // (Disconnected) when connected, and frees the context (Cleanup).
+  redisAsyncFree(ac_);
+}
+
+void RedisConnection::Ended(Status why) {
+  ended_ = true;
+  if (!connected_) return;  // reported already, or never made
+  connected_ = false;
+  if (!on_closed_) return;
+  net::post(io_, [self = shared_from_this(), why = std::move(why)] { self->on_closed_(why); });
+}
+
+void RedisConnection::ArmCommandDeadline() {
+  if (command_timer_armed_ || pending_.empty() || ac_ == nullptr) return;
+  command_timer_armed_ = true;
+  command_timer_.expires_at(pending_.front().deadline);
+  command_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    self->command_timer_armed_ = false;
+    if (ec || self->pending_.empty()) return;
+    if (std::chrono::steady_clock::now() >= self->pending_.front().deadline) {
+      self->Abort(Status::Unavailable("redis: no reply within " +
+                                      std::to_string(self->options_.command_timeout.count()) +
+                                      " ms"));
+    } else {
+      self->ArmCommandDeadline();
+    }
+  });
+}
+
+}  // namespace mmchat::bus::redis

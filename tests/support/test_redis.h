@@ -1,0 +1,36 @@
+// A private redis-server for one test: Debian's binary on a free loopback port, no
+// persistence, its files in a temporary directory; stopped (or killed) when this ends.
+// Nothing running beforehand is needed or touched.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace mmchat::test {
+
+class TestRedis {
+ public:
+  // Starts it and waits (5 s at most) until it accepts connections; a failure is a test
+  // failure, and ok() is then false. `settings` are extra `--name value` arguments.
+  explicit TestRedis(std::vector<std::string> settings = {});
+  ~TestRedis();
+  TestRedis(const TestRedis&) = delete;
+  TestRedis& operator=(const TestRedis&) = delete;
+
+  bool ok() const { return pid_ > 0; }
+  int port() const { return port_; }
+  // SIGKILL now, and reap it: the server is gone without a word to its clients.
+  void Kill();
+
+ private:
+  std::string dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+// A loopback port nothing listens on (bound and released): for refused connections.
+int FreeLoopbackPort();
+
+}  // namespace mmchat::test
