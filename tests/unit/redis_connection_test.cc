@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bus/redis/redis_url.h"
 #include "test_redis.h"
 
 namespace mmchat::bus::redis {
@@ -35,7 +36,7 @@ bool RunUntil(boost::asio::io_context& io, const std::function<bool()>& done,
 class RedisConnectionTest : public ::testing::Test {
  protected:
   std::shared_ptr<RedisConnection> Connected(int port, RedisConnection::Options o = {}) {
-    o.host = "127.0.0.1";
+    if (o.host.empty()) o.host = "localhost";
     o.port = port;
     auto c = RedisConnection::Create(io_, o);
     std::optional<Status> s;
@@ -193,6 +194,90 @@ TEST_F(RedisConnectionTest, AKilledSubscriptionAndAServerThatDiesAreReportedOnce
       io_, [] { return false; }, 100ms);
   EXPECT_EQ(sub_closed, 1);
   EXPECT_EQ(cmd_closed, 1);
+}
+
+TEST_F(RedisConnectionTest, AuthAndSelectComeBeforeTheConnectionIsReady) {
+  TestRedis server({"--requirepass", "s3cret"});
+  ASSERT_TRUE(server.ok());
+  // A name, not an address: resolved without blocking the thread.
+  auto c = Connected(server.port(), {.host = "", .password = "s3cret", .db = 3});
+  ASSERT_TRUE(c->connected());
+  ASSERT_EQ(Run(*c, {"SET", "k", "in three"})->str, "OK");
+  auto zero = Connected(server.port(), {.password = "s3cret"});
+  EXPECT_EQ(Run(*zero, {"GET", "k"})->type, Reply::Type::kNil);  // db 0 has no k
+  EXPECT_EQ(Run(*zero, {"SELECT", "3"})->str, "OK");
+  EXPECT_EQ(Run(*zero, {"GET", "k"})->str, "in three");
+
+  for (const std::string password : {"wrong", ""}) {
+    auto refused = RedisConnection::Create(
+        io_, {.host = "localhost", .port = server.port(), .password = password});
+    std::optional<Status> s;
+    refused->Connect([&](Status r) { s = r; });
+    ASSERT_TRUE(RunUntil(io_, [&] { return s.has_value(); }));
+    if (password.empty()) {
+      // No AUTH: the server lets it connect, and refuses its first command.
+      ASSERT_TRUE(s->ok());
+      auto r = Run(*refused, {"GET", "k"});
+      ASSERT_TRUE(r.ok());
+      EXPECT_EQ(r->type, Reply::Type::kError);
+      EXPECT_NE(r->str.find("NOAUTH"), std::string::npos) << r->str;
+    } else {
+      EXPECT_EQ(s->code(), StatusCode::kUnavailable);
+      EXPECT_NE(s->message().find("AUTH refused"), std::string::npos) << s->message();
+      EXPECT_EQ(s->message().find("wrong"), std::string::npos) << "the password is not told";
+      EXPECT_FALSE(refused->connected());
+    }
+  }
+}
+
+TEST_F(RedisConnectionTest, AnUnknownHostIsUnavailable) {
+  auto c = RedisConnection::Create(io_, {.host = "no-such-host.invalid", .port = 6379});
+  std::optional<Status> s;
+  c->Connect([&](Status r) { s = r; });
+  ASSERT_TRUE(RunUntil(io_, [&] { return s.has_value(); }));
+  EXPECT_EQ(s->code(), StatusCode::kUnavailable);
+  EXPECT_NE(s->message().find("no-such-host.invalid"), std::string::npos) << s->message();
+}
+
+TEST(RedisUrlTest, TheFormsOfApiMd) {
+  auto plain = ParseRedisUrl("redis://127.0.0.1:6380");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->host, "127.0.0.1");
+  EXPECT_EQ(plain->port, 6380);
+  EXPECT_EQ(plain->password, "");
+  EXPECT_EQ(plain->db, 0);
+
+  auto full = ParseRedisUrl("redis://:p@ss:w@rd@cache.internal:6379/2");
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(full->host, "cache.internal");
+  EXPECT_EQ(full->username, "");
+  EXPECT_EQ(full->password, "p@ss:w@rd");  // up to the last '@'
+  EXPECT_EQ(full->db, 2);
+
+  auto user = ParseRedisUrl("redis://mmchat:pw@[::1]:7000/");
+  ASSERT_TRUE(user.ok());
+  EXPECT_EQ(user->username, "mmchat");
+  EXPECT_EQ(user->password, "pw");
+  EXPECT_EQ(user->host, "::1");
+  EXPECT_EQ(user->port, 7000);
+
+  auto default_port = ParseRedisUrl("redis://redis");
+  ASSERT_TRUE(default_port.ok());
+  EXPECT_EQ(default_port->host, "redis");
+  EXPECT_EQ(default_port->port, 6379);
+}
+
+TEST(RedisUrlTest, WhatIsWrongIsSaidWithoutThePassword) {
+  for (const char* bad :
+       {"http://h:1", "redis://", "redis://:1", "redis://h:", "redis://h:0", "redis://h:65536",
+        "redis://h:port", "redis://h:1/x", "redis://h:1/-1", "redis://secret@h:1", "redis://:@h:1",
+        "redis://[::1:1", "redis://[::1]x"}) {
+    auto r = ParseRedisUrl(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidRequest) << bad;
+    EXPECT_NE(r.status().message().find("REDIS_URL"), std::string::npos) << bad;
+    EXPECT_EQ(r.status().message().find("secret"), std::string::npos) << bad;
+  }
 }
 
 }  // namespace

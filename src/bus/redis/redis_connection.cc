@@ -51,7 +51,11 @@ std::shared_ptr<RedisConnection> RedisConnection::Create(net::io_context& io, Op
 }
 
 RedisConnection::RedisConnection(net::io_context& io, Options options)
-    : io_(io), options_(std::move(options)), connect_timer_(io), command_timer_(io) {}
+    : io_(io),
+      options_(std::move(options)),
+      connect_timer_(io),
+      resolver_(io),
+      command_timer_(io) {}
 
 RedisConnection::~RedisConnection() {
   // Only reached with nothing armed (an armed wait holds a reference), so nothing of ours
@@ -66,20 +70,51 @@ RedisConnection::~RedisConnection() {
 
 void RedisConnection::Connect(std::function<void(Status)> done) {
   on_connect_ = std::move(done);
-  auto fail = [this](const std::string& why) {
-    net::post(io_, [self = shared_from_this(), why] {
-      self->on_connect_(Status::Unavailable("redis: " + why));
+  if (state_ != State::kIdle) {
+    net::post(io_, [self = shared_from_this()] {
+      self->on_connect_(Status::Unavailable("redis: this connection was already used"));
     });
-  };
-  if (ac_ != nullptr || ended_) return fail("this connection was already used");
-  ac_ = redisAsyncConnect(options_.host.c_str(), options_.port);
-  if (ac_ == nullptr) return fail("out of memory");
-  if (ac_->err != 0) {
-    const std::string why = ac_->errstr;
-    redisAsyncFree(ac_);
+    return;
+  }
+  state_ = State::kConnecting;
+  connect_timer_.expires_after(options_.connect_timeout);
+  connect_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->state_ == State::kReady || self->state_ == State::kEnded) return;
+    self->Abort(Status::Unavailable("redis: no connection within " +
+                                    std::to_string(self->options_.connect_timeout.count()) +
+                                    " ms"));
+  });
+  resolver_.async_resolve(
+      options_.host, std::to_string(options_.port),
+      [self = shared_from_this()](boost::system::error_code ec,
+                                  net::ip::tcp::resolver::results_type results) {
+        if (self->state_ != State::kConnecting) return;  // timed out meanwhile
+        if (ec || results.empty()) {
+          self->Abort(Status::Unavailable("redis: cannot resolve " + self->options_.host + ": " +
+                                          ec.message()));
+          return;
+        }
+        // IPv4 first: "localhost" may also name ::1, where a server bound to 127.0.0.1
+        // refuses.
+        auto chosen = results.begin();
+        for (auto it = results.begin(); it != results.end(); ++it) {
+          if (it->endpoint().address().is_v4()) {
+            chosen = it;
+            break;
+          }
+        }
+        self->Open(chosen->endpoint().address().to_string());
+      });
+}
+
+void RedisConnection::Open(const std::string& address) {
+  ac_ = redisAsyncConnect(address.c_str(), options_.port);
+  if (ac_ == nullptr || ac_->err != 0) {
+    const std::string why = ac_ != nullptr ? ac_->errstr : "out of memory";
+    if (ac_ != nullptr) redisAsyncFree(ac_);  // not attached yet: no hook of ours runs
     ac_ = nullptr;
-    ended_ = true;
-    return fail(why);
+    Abort(Status::Unavailable("redis: " + why));
+    return;
   }
   ac_->data = this;
   ac_->ev.data = this;
@@ -92,20 +127,43 @@ void RedisConnection::Connect(std::function<void(Status)> done) {
   redisAsyncSetDisconnectCallback(ac_, Disconnected);
   // hiredis reports the connection made on the first writable event, which this arms.
   redisAsyncSetConnectCallback(ac_, Connected);
-  connect_timer_.expires_after(options_.connect_timeout);
-  connect_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-    if (ec || self->connected_ || self->ac_ == nullptr) return;
-    self->Abort(Status::Unavailable("redis: no connection within " +
-                                    std::to_string(self->options_.connect_timeout.count()) +
-                                    " ms"));
-  });
+}
+
+void RedisConnection::Handshake() {
+  std::vector<std::vector<std::string>> commands;
+  if (!options_.password.empty()) {
+    commands.push_back(
+        options_.username.empty()
+            ? std::vector<std::string>{"AUTH", options_.password}
+            : std::vector<std::string>{"AUTH", options_.username, options_.password});
+  }
+  if (options_.db != 0) commands.push_back({"SELECT", std::to_string(options_.db)});
+  auto ready = [self = shared_from_this()] {
+    if (self->state_ != State::kHandshake) return;
+    self->state_ = State::kReady;
+    self->connect_timer_.cancel();
+    self->on_connect_(Status::Ok());
+  };
+  if (commands.empty()) return net::post(io_, ready);
+  auto left = std::make_shared<size_t>(commands.size());
+  for (auto& command : commands) {
+    const std::string name = command.front();
+    Command(std::move(command), [self = shared_from_this(), ready, left, name](Result<Reply> r) {
+      if (!r.ok()) return;  // the connection ended: Connect hears it from Ended
+      if (r->type == Reply::Type::kError) {
+        return self->Abort(Status::Unavailable("redis: " + name + " refused: " + r->str));
+      }
+      if (--*left == 0) ready();
+    });
+  }
 }
 
 void RedisConnection::Command(std::vector<std::string> args, ReplyHandler done) {
   auto fail = [&](const char* why) {
     net::post(io_, [done = std::move(done), why] { done(Status::Unavailable(why)); });
   };
-  if (!connected_ || ac_ == nullptr) return fail("redis: not connected");
+  const bool open = state_ == State::kReady || state_ == State::kHandshake;
+  if (!open || ac_ == nullptr) return fail("redis: not connected");
   std::vector<const char*> argv;
   std::vector<size_t> lengths;
   for (const auto& a : args) {
@@ -125,7 +183,7 @@ void RedisConnection::Subscribe(std::vector<std::string> channels, MessageHandle
                                 std::function<void(Status)> subscribed) {
   on_message_ = std::move(on_message);
   on_subscribed_ = std::move(subscribed);
-  if (!connected_ || ac_ == nullptr || channels.empty()) {
+  if (state_ != State::kReady || ac_ == nullptr || channels.empty()) {
     net::post(io_, [self = shared_from_this()] {
       self->on_subscribed_(Status::Unavailable("redis: not connected"));
     });
@@ -221,14 +279,19 @@ void RedisConnection::ArmWrite() {
 
 void RedisConnection::Connected(const redisAsyncContext* ac, int status) {
   RedisConnection* self = Self(ac);
-  if (self == nullptr) return;
-  self->connect_timer_.cancel();
-  // A failed connect: hiredis frees the context right after this returns.
-  Status result =
-      status == REDIS_OK ? Status::Ok() : Status::Unavailable(std::string("redis: ") + ac->errstr);
-  self->connected_ = status == REDIS_OK;
-  if (!self->connected_) self->ended_ = true;
-  net::post(self->io_, [s = self->shared_from_this(), result] { s->on_connect_(result); });
+  if (self == nullptr || self->state_ != State::kConnecting) return;
+  if (status != REDIS_OK) {
+    // hiredis frees the context right after this returns (no Disconnected: never connected).
+    self->state_ = State::kEnded;
+    self->connect_timer_.cancel();
+    net::post(self->io_, [s = self->shared_from_this(),
+                          why = Status::Unavailable(std::string("redis: ") + ac->errstr)] {
+      s->on_connect_(why);
+    });
+    return;
+  }
+  self->state_ = State::kHandshake;
+  self->Handshake();
 }
 
 void RedisConnection::Disconnected(const redisAsyncContext* ac, int status) {
@@ -282,25 +345,30 @@ void RedisConnection::SubscriptionReplied(redisAsyncContext* ac, void* reply, vo
 // ---------------------------------------------------------------------------------------------
 
 void RedisConnection::Abort(Status why) {
-  if (ac_ == nullptr) return;
+  if (state_ == State::kEnded) return;
   end_reason_ = why;
-  if (!connected_) {
-    // Still connecting: the answer to Connect is this failure.
-    ended_ = true;
+  if (state_ == State::kConnecting) {
+    // No TCP connection yet, so hiredis will not call Disconnected: answer Connect here.
+    state_ = State::kEnded;
     connect_timer_.cancel();
+    resolver_.cancel();
     net::post(io_, [self = shared_from_this(), why] { self->on_connect_(why); });
   }
   // Fails every pending command (CommandReplied with no reply), reports the end
   // (Disconnected) when connected, and frees the context (Cleanup).
-  redisAsyncFree(ac_);
+  if (ac_ != nullptr) redisAsyncFree(ac_);
 }
 
 void RedisConnection::Ended(Status why) {
-  ended_ = true;
-  if (!connected_) return;  // reported already, or never made
-  connected_ = false;
-  if (!on_closed_) return;
-  net::post(io_, [self = shared_from_this(), why = std::move(why)] { self->on_closed_(why); });
+  const State was = state_;
+  state_ = State::kEnded;
+  connect_timer_.cancel();
+  auto self = shared_from_this();
+  if (was == State::kReady && on_closed_) {
+    net::post(io_, [self, why = std::move(why)] { self->on_closed_(why); });
+  } else if (was == State::kHandshake) {
+    net::post(io_, [self, why = std::move(why)] { self->on_connect_(why); });
+  }
 }
 
 void RedisConnection::ArmCommandDeadline() {

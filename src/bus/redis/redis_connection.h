@@ -9,6 +9,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
@@ -37,8 +38,12 @@ struct Reply {
 class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
  public:
   struct Options {
-    std::string host;  // an IP address: hiredis would block in getaddrinfo on a name
+    std::string host;  // a name (resolved by Asio: hiredis would block on it) or an address
     int port = 6379;
+    std::string username;  // with `password`: AUTH before anything else
+    std::string password;
+    int db = 0;  // SELECTed when not 0
+    // Covers the name, the TCP connection, AUTH and SELECT.
     std::chrono::milliseconds connect_timeout{2000};
     std::chrono::milliseconds command_timeout{2000};
   };
@@ -51,7 +56,8 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   RedisConnection(const RedisConnection&) = delete;
   RedisConnection& operator=(const RedisConnection&) = delete;
 
-  // Connects; `done` gets Ok, or Unavailable (refused, unreachable, no answer in time).
+  // Connects (and authenticates, and selects the database); `done` gets Ok, or Unavailable
+  // saying why (unknown name, refused, AUTH refused, no answer in time).
   void Connect(std::function<void(Status)> done);
   // Called once, with the reason, when a connection that was made ends for any reason
   // (the server went away, a deadline passed, Close).
@@ -69,7 +75,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
 
   // Ends the connection; pending commands get Unavailable. Safe from any of its callbacks.
   void Close();
-  bool connected() const { return connected_; }
+  bool connected() const { return state_ == State::kReady; }
 
  private:
   RedisConnection(boost::asio::io_context& io, Options options);
@@ -85,6 +91,8 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   static void CommandReplied(redisAsyncContext* ac, void* reply, void* privdata);
   static void SubscriptionReplied(redisAsyncContext* ac, void* reply, void* privdata);
 
+  void Open(const std::string& address);
+  void Handshake();
   void ArmRead();
   void ArmWrite();
   // Frees the hiredis context (failing what is pending) outside of hiredis's own callbacks.
@@ -98,13 +106,16 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
   bool want_read_ = false, read_armed_ = false;
   bool want_write_ = false, write_armed_ = false;
-  bool connected_ = false;
-  bool ended_ = false;
+  // kConnecting: resolving or connecting; kHandshake: AUTH and SELECT on their way, answered
+  // to Connect when they come back; kEnded: for good (a connection is made once).
+  enum class State { kIdle, kConnecting, kHandshake, kReady, kEnded };
+  State state_ = State::kIdle;
   Status end_reason_;
 
   std::function<void(Status)> on_connect_;
   std::function<void(Status)> on_closed_;
   boost::asio::steady_timer connect_timer_;
+  boost::asio::ip::tcp::resolver resolver_;
 
   struct Pending {
     ReplyHandler done;
