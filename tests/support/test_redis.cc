@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 namespace mmchat::test {
@@ -23,15 +26,6 @@ sockaddr_in Loopback(int port) {
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   return addr;
-}
-
-bool Accepts(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr = Loopback(port);
-  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  close(fd);
-  return ok;
 }
 
 }  // namespace
@@ -57,44 +51,67 @@ TestRedis::TestRedis(std::vector<std::string> settings) {
     return;
   }
   dir_ = tmpl;
+  // The free port is released before redis-server binds it, so another process may take it
+  // first: then this server exits, and another port is tried.
+  for (int attempt = 0; attempt < 3 && pid_ <= 0; ++attempt) {
+    if (attempt > 0) std::filesystem::remove(dir_ + "/redis.log");
+    if (Start(settings)) return;
+  }
+  keep_dir_ = true;  // the log says why
+  ADD_FAILURE() << "redis-server did not start (installed? scripts/setup.sh test); see " << dir_
+                << "/redis.log";
+}
+
+bool TestRedis::Start(const std::vector<std::string>& settings) {
   port_ = FreeLoopbackPort();
-  std::vector<std::string> args{
-      "redis-server", "--port",    std::to_string(port_), "--bind", "127.0.0.1",
-      "--save",       "",          "--appendonly",        "no",     "--dir",
-      dir_,           "--logfile", dir_ + "/redis.log"};
+  const std::string log = dir_ + "/redis.log";
+  std::vector<std::string> args{"redis-server",
+                                "--port",
+                                std::to_string(port_),
+                                "--bind",
+                                "127.0.0.1",
+                                "--save",
+                                "",
+                                "--appendonly",
+                                "no",
+                                "--dir",
+                                dir_,
+                                "--logfile",
+                                log};
   args.insert(args.end(), settings.begin(), settings.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid == 0) {
+    // Only system calls between fork and exec: this process has other threads.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test process killed outright takes it along
+    if (getppid() != parent) _exit(1);
     const int null = open("/dev/null", O_RDWR);
     dup2(null, STDIN_FILENO);
     dup2(null, STDOUT_FILENO);
+    close_range(3, ~0U, 0);  // none of the test's sockets
     execvp("redis-server", argv.data());
     _exit(127);
   }
-  if (pid < 0) {
-    ADD_FAILURE() << "fork failed";
-    return;
-  }
+  if (pid < 0) return false;
   pid_ = pid;
+  // Ready once it says so: that line comes after its port is bound, so it is this server.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!Accepts(port_)) {
+  while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      ADD_FAILURE() << "redis-server exited at start (installed? scripts/setup.sh test); "
-                    << "log in " << dir_;
-      return;
+      return false;
     }
-    if (std::chrono::steady_clock::now() > deadline) {
-      Kill();
-      ADD_FAILURE() << "redis-server did not accept connections within 5 s";
-      return;
-    }
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.find("Ready to accept connections") != std::string::npos) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  Kill();
+  return false;
 }
 
 TestRedis::~TestRedis() {
@@ -104,7 +121,7 @@ TestRedis::~TestRedis() {
     waitpid(pid_, &status, 0);
   }
   std::error_code ec;
-  if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  if (!dir_.empty() && !keep_dir_) std::filesystem::remove_all(dir_, ec);
 }
 
 void TestRedis::Kill() {

@@ -25,7 +25,10 @@ class TestRedis {
   void Kill();
 
  private:
+  bool Start(const std::vector<std::string>& settings);
+
   std::string dir_;
+  bool keep_dir_ = false;
   int port_ = 0;
   pid_t pid_ = -1;
 };

@@ -106,6 +106,18 @@ TEST_F(RedisConnectionTest, ARefusedConnectionIsUnavailable) {
   EXPECT_FALSE(c->connected());
   auto r = Run(*c, {"PING"});
   EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+
+  // A connection is made once: a second Connect is refused, the first answered once.
+  auto twice = RedisConnection::Create(io_, {.host = "127.0.0.1", .port = port});
+  int first = 0;
+  std::optional<Status> second;
+  twice->Connect([&](Status) { ++first; });
+  twice->Connect([&](Status r2) { second = r2; });
+  ASSERT_TRUE(RunUntil(io_, [&] { return first == 1 && second.has_value(); }));
+  EXPECT_NE(second->message().find("already used"), std::string::npos) << second->message();
+  RunUntil(
+      io_, [] { return false; }, 100ms);
+  EXPECT_EQ(first, 1);
 }
 
 TEST_F(RedisConnectionTest, AnUnansweredCommandEndsTheConnectionAndFailsTheRest) {
@@ -144,6 +156,12 @@ TEST_F(RedisConnectionTest, ASubscriberGetsEveryMessageOfItsChannelsOnly) {
       [&](Status s) { subscribed = s; });
   ASSERT_TRUE(RunUntil(io_, [&] { return subscribed.has_value(); }));
   ASSERT_TRUE(subscribed->ok()) << subscribed->message();
+
+  // Nothing else runs on a subscribed connection: its reply would go to the subscription.
+  auto refused = Run(*sub, {"PING"});
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(refused.status().message().find("subscri"), std::string::npos);
+  EXPECT_TRUE(sub->connected());
 
   const std::string binary("x\0y\r\n", 5);
   EXPECT_EQ(Run(*pub, {"PUBLISH", "a", "one"})->integer, 1);  // one subscriber heard it
@@ -231,10 +249,13 @@ TEST_F(RedisConnectionTest, AuthAndSelectComeBeforeTheConnectionIsReady) {
 }
 
 TEST_F(RedisConnectionTest, AnUnknownHostIsUnavailable) {
-  auto c = RedisConnection::Create(io_, {.host = "no-such-host.invalid", .port = 6379});
+  // However slow this machine's resolver is, the answer names the host.
+  auto c = RedisConnection::Create(
+      io_, {.host = "no-such-host.invalid", .port = 6379, .connect_timeout = 20s});
   std::optional<Status> s;
   c->Connect([&](Status r) { s = r; });
-  ASSERT_TRUE(RunUntil(io_, [&] { return s.has_value(); }));
+  ASSERT_TRUE(RunUntil(
+      io_, [&] { return s.has_value(); }, 30s));
   EXPECT_EQ(s->code(), StatusCode::kUnavailable);
   EXPECT_NE(s->message().find("no-such-host.invalid"), std::string::npos) << s->message();
 }

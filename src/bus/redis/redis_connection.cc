@@ -55,32 +55,34 @@ RedisConnection::RedisConnection(net::io_context& io, Options options)
       options_(std::move(options)),
       connect_timer_(io),
       resolver_(io),
-      command_timer_(io) {}
+      command_timer_(io),
+      subscribe_timer_(io) {}
 
 RedisConnection::~RedisConnection() {
-  // Only reached with nothing armed (an armed wait holds a reference), so nothing of ours
-  // can run from hiredis's callbacks any more.
-  if (ac_ != nullptr) {
-    ac_->data = nullptr;
-    ac_->ev.data = nullptr;
-    ac_->ev.cleanup = nullptr;
-    redisAsyncFree(ac_);
-  }
+  // Reached with nothing armed, or while the io_context is destroyed with waits of ours still
+  // in it. Pending handlers are dropped uncalled; hiredis closes its own socket.
+  if (ac_ == nullptr) return;
+  if (socket_) socket_->release();
+  ac_->data = nullptr;
+  ac_->ev.data = nullptr;
+  ac_->ev.cleanup = nullptr;
+  redisAsyncFree(ac_);
 }
 
 void RedisConnection::Connect(std::function<void(Status)> done) {
-  on_connect_ = std::move(done);
   if (state_ != State::kIdle) {
-    net::post(io_, [self = shared_from_this()] {
-      self->on_connect_(Status::Unavailable("redis: this connection was already used"));
+    net::post(io_, [done = std::move(done)] {
+      done(Status::Unavailable("redis: this connection was already used"));
     });
     return;
   }
+  on_connect_ = std::move(done);
   state_ = State::kConnecting;
   connect_timer_.expires_after(options_.connect_timeout);
   connect_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (ec || self->state_ == State::kReady || self->state_ == State::kEnded) return;
-    self->Abort(Status::Unavailable("redis: no connection within " +
+    self->Abort(Status::Unavailable("redis: no connection to " + self->options_.host + ":" +
+                                    std::to_string(self->options_.port) + " within " +
                                     std::to_string(self->options_.connect_timeout.count()) +
                                     " ms"));
   });
@@ -164,6 +166,8 @@ void RedisConnection::Command(std::vector<std::string> args, ReplyHandler done) 
   };
   const bool open = state_ == State::kReady || state_ == State::kHandshake;
   if (!open || ac_ == nullptr) return fail("redis: not connected");
+  // Replies on a subscribed connection go to the subscription: they would never come back.
+  if (subscribed_) return fail("redis: a subscribed connection runs nothing but its subscription");
   std::vector<const char*> argv;
   std::vector<size_t> lengths;
   for (const auto& a : args) {
@@ -181,27 +185,34 @@ void RedisConnection::Command(std::vector<std::string> args, ReplyHandler done) 
 
 void RedisConnection::Subscribe(std::vector<std::string> channels, MessageHandler on_message,
                                 std::function<void(Status)> subscribed) {
-  on_message_ = std::move(on_message);
-  on_subscribed_ = std::move(subscribed);
-  if (state_ != State::kReady || ac_ == nullptr || channels.empty()) {
-    net::post(io_, [self = shared_from_this()] {
-      self->on_subscribed_(Status::Unavailable("redis: not connected"));
-    });
-    return;
-  }
+  auto fail = [&](const char* why) {
+    net::post(io_,
+              [subscribed = std::move(subscribed), why] { subscribed(Status::Unavailable(why)); });
+  };
+  if (state_ != State::kReady || ac_ == nullptr) return fail("redis: not connected");
+  if (subscribed_ || channels.empty()) return fail("redis: subscribe once, to some channel");
   std::vector<const char*> argv{"SUBSCRIBE"};
   std::vector<size_t> lengths{9};
   for (const auto& c : channels) {
     argv.push_back(c.data());
     lengths.push_back(c.size());
   }
-  unconfirmed_channels_ = channels.size();
   if (redisAsyncCommandArgv(ac_, SubscriptionReplied, nullptr, static_cast<int>(argv.size()),
                             argv.data(), lengths.data()) != REDIS_OK) {
-    net::post(io_, [self = shared_from_this()] {
-      self->on_subscribed_(Status::Unavailable("redis: the connection is closing"));
-    });
+    return fail("redis: the connection is closing");
   }
+  subscribed_ = true;
+  on_message_ = std::move(on_message);
+  on_subscribed_ = std::move(subscribed);
+  unconfirmed_channels_ = channels.size();
+  // The confirmations are answers like any other: unanswered in time, the connection ends.
+  subscribe_timer_.expires_after(options_.command_timeout);
+  subscribe_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->unconfirmed_channels_ == 0) return;
+    self->Abort(Status::Unavailable("redis: SUBSCRIBE unconfirmed after " +
+                                    std::to_string(self->options_.command_timeout.count()) +
+                                    " ms"));
+  });
 }
 
 void RedisConnection::Close() {
@@ -247,6 +258,7 @@ void RedisConnection::Cleanup(void* privdata) {
   }
   self->connect_timer_.cancel();
   self->command_timer_.cancel();
+  self->subscribe_timer_.cancel();
 }
 
 void RedisConnection::ArmRead() {
@@ -290,6 +302,9 @@ void RedisConnection::Connected(const redisAsyncContext* ac, int status) {
     });
     return;
   }
+  // A peer gone without a word (a cut cable, a frozen host) ends a connection that is only
+  // read from, as a subscription is, once TCP keepalive gives up on it.
+  redisEnableKeepAlive(&self->ac_->c);
   self->state_ = State::kHandshake;
   self->Handshake();
 }
@@ -331,6 +346,7 @@ void RedisConnection::SubscriptionReplied(redisAsyncContext* ac, void* reply, vo
   auto s = self->shared_from_this();
   if (kind == "subscribe" && self->unconfirmed_channels_ > 0 &&
       --self->unconfirmed_channels_ == 0) {
+    self->subscribe_timer_.cancel();
     net::post(self->io_, [s] { s->on_subscribed_(Status::Ok()); });
   } else if (kind == "message") {
     net::post(self->io_, [s, channel = std::string(r->element[1]->str, r->element[1]->len),

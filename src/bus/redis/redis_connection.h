@@ -68,8 +68,11 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   // ends the connection: a late reply would be taken for the next command's.
   void Command(std::vector<std::string> args, ReplyHandler done);
 
-  // SUBSCRIBE: after this the connection runs nothing but (un)subscriptions. `subscribed` is
-  // called once every channel is confirmed; `on_message` for each message after that.
+  // SUBSCRIBE, once per connection: after it the connection runs nothing else (Command is
+  // refused). `subscribed` is called once every channel is confirmed (unconfirmed after
+  // command_timeout, the connection ends); `on_message` for each message after that. A
+  // subscription that silently stops delivering is the owner's to notice (a probe it
+  // publishes to itself); TCP keepalive ends one whose peer vanished.
   void Subscribe(std::vector<std::string> channels, MessageHandler on_message,
                  std::function<void(Status)> subscribed);
 
@@ -125,9 +128,11 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   boost::asio::steady_timer command_timer_;
   bool command_timer_armed_ = false;
 
+  bool subscribed_ = false;
   MessageHandler on_message_;
   std::function<void(Status)> on_subscribed_;
   size_t unconfirmed_channels_ = 0;
+  boost::asio::steady_timer subscribe_timer_;
 };
 
 }  // namespace mmchat::bus::redis
