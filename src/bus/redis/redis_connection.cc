@@ -227,30 +227,23 @@ void RedisConnection::Close() {
 // ---------------------------------------------------------------------------------------------
 
 void RedisConnection::AddRead(void* privdata) {
-  auto* self = static_cast<RedisConnection*>(privdata);
-  self->want_read_ = true;
-  self->ArmRead();
+  static_cast<RedisConnection*>(privdata)->Want(Direction::kRead, true);
 }
-
 void RedisConnection::DelRead(void* privdata) {
-  static_cast<RedisConnection*>(privdata)->want_read_ = false;
+  static_cast<RedisConnection*>(privdata)->Want(Direction::kRead, false);
 }
-
 void RedisConnection::AddWrite(void* privdata) {
-  auto* self = static_cast<RedisConnection*>(privdata);
-  self->want_write_ = true;
-  self->ArmWrite();
+  static_cast<RedisConnection*>(privdata)->Want(Direction::kWrite, true);
 }
-
 void RedisConnection::DelWrite(void* privdata) {
-  static_cast<RedisConnection*>(privdata)->want_write_ = false;
+  static_cast<RedisConnection*>(privdata)->Want(Direction::kWrite, false);
 }
 
 void RedisConnection::Cleanup(void* privdata) {
   // The context is being freed and closes its socket itself: stop waiting on it, let go.
   auto* self = static_cast<RedisConnection*>(privdata);
   self->ac_ = nullptr;
-  self->want_read_ = self->want_write_ = false;
+  self->read_.wanted = self->write_.wanted = false;
   if (self->socket_) {
     boost::system::error_code ec;
     self->socket_->cancel(ec);
@@ -261,28 +254,29 @@ void RedisConnection::Cleanup(void* privdata) {
   self->subscribe_timer_.cancel();
 }
 
-void RedisConnection::ArmRead() {
-  if (!want_read_ || read_armed_ || ac_ == nullptr) return;
-  read_armed_ = true;
-  socket_->async_wait(net::posix::stream_descriptor::wait_read,
-                      [self = shared_from_this()](boost::system::error_code ec) {
-                        self->read_armed_ = false;
-                        if (ec || self->ac_ == nullptr || !self->want_read_) return;
-                        redisAsyncHandleRead(self->ac_);  // may end the connection
-                        self->ArmRead();
-                      });
+void RedisConnection::Want(Direction d, bool wanted) {
+  (d == Direction::kRead ? read_ : write_).wanted = wanted;
+  if (wanted) Arm(d);
 }
 
-void RedisConnection::ArmWrite() {
-  if (!want_write_ || write_armed_ || ac_ == nullptr) return;
-  write_armed_ = true;
-  socket_->async_wait(net::posix::stream_descriptor::wait_write,
-                      [self = shared_from_this()](boost::system::error_code ec) {
-                        self->write_armed_ = false;
-                        if (ec || self->ac_ == nullptr || !self->want_write_) return;
-                        redisAsyncHandleWrite(self->ac_);  // may end the connection
-                        self->ArmWrite();
-                      });
+void RedisConnection::Arm(Direction d) {
+  Interest& interest = d == Direction::kRead ? read_ : write_;
+  if (!interest.wanted || interest.armed || ac_ == nullptr) return;
+  interest.armed = true;
+  const auto wait = d == Direction::kRead ? net::posix::stream_descriptor::wait_read
+                                          : net::posix::stream_descriptor::wait_write;
+  socket_->async_wait(wait, [self = shared_from_this(), d](boost::system::error_code ec) {
+    Interest& i = d == Direction::kRead ? self->read_ : self->write_;
+    i.armed = false;
+    if (ec || self->ac_ == nullptr || !i.wanted) return;
+    // Either may end the connection (Cleanup), after which Arm does nothing.
+    if (d == Direction::kRead) {
+      redisAsyncHandleRead(self->ac_);
+    } else {
+      redisAsyncHandleWrite(self->ac_);
+    }
+    self->Arm(d);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -96,8 +96,14 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
 
   void Open(const std::string& address);
   void Handshake();
-  void ArmRead();
-  void ArmWrite();
+  // hiredis wants to read (or write) while `wanted`; one wait at a time is `armed`.
+  struct Interest {
+    bool wanted = false;
+    bool armed = false;
+  };
+  enum class Direction { kRead, kWrite };
+  void Want(Direction d, bool wanted);
+  void Arm(Direction d);
   // Frees the hiredis context (failing what is pending) outside of hiredis's own callbacks.
   void Abort(Status why);
   void Ended(Status why);
@@ -107,8 +113,7 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   Options options_;
   redisAsyncContext* ac_ = nullptr;
   std::unique_ptr<boost::asio::posix::stream_descriptor> socket_;
-  bool want_read_ = false, read_armed_ = false;
-  bool want_write_ = false, write_armed_ = false;
+  Interest read_, write_;
   // kConnecting: resolving or connecting; kHandshake: AUTH and SELECT on their way, answered
   // to Connect when they come back; kEnded: for good (a connection is made once).
   enum class State { kIdle, kConnecting, kHandshake, kReady, kEnded };
