@@ -18,15 +18,11 @@ Reply Copy(const redisReply* r) {
   Reply out;
   switch (r->type) {
     case REDIS_REPLY_STRING:
-      out.type = Reply::Type::kString;
-      out.str.assign(r->str, r->len);
-      break;
     case REDIS_REPLY_STATUS:
-      out.type = Reply::Type::kStatus;
-      out.str.assign(r->str, r->len);
-      break;
     case REDIS_REPLY_ERROR:
-      out.type = Reply::Type::kError;
+      out.type = r->type == REDIS_REPLY_STRING   ? Reply::Type::kString
+                 : r->type == REDIS_REPLY_STATUS ? Reply::Type::kStatus
+                                                 : Reply::Type::kError;
       out.str.assign(r->str, r->len);
       break;
     case REDIS_REPLY_INTEGER:
@@ -168,19 +164,22 @@ void RedisConnection::Command(std::vector<std::string> args, ReplyHandler done) 
   if (!open || ac_ == nullptr) return fail("redis: not connected");
   // Replies on a subscribed connection go to the subscription: they would never come back.
   if (subscribed_) return fail("redis: a subscribed connection runs nothing but its subscription");
+  if (!Send(args, CommandReplied)) return fail("redis: the connection is closing");
+  pending_.push_back(
+      {std::move(done), std::chrono::steady_clock::now() + options_.command_timeout});
+  ArmCommandDeadline();
+}
+
+bool RedisConnection::Send(const std::vector<std::string>& args,
+                           void (*replied)(redisAsyncContext*, void*, void*)) {
   std::vector<const char*> argv;
   std::vector<size_t> lengths;
   for (const auto& a : args) {
     argv.push_back(a.data());
     lengths.push_back(a.size());
   }
-  if (redisAsyncCommandArgv(ac_, CommandReplied, nullptr, static_cast<int>(argv.size()),
-                            argv.data(), lengths.data()) != REDIS_OK) {
-    return fail("redis: the connection is closing");
-  }
-  pending_.push_back(
-      {std::move(done), std::chrono::steady_clock::now() + options_.command_timeout});
-  ArmCommandDeadline();
+  return redisAsyncCommandArgv(ac_, replied, nullptr, static_cast<int>(argv.size()), argv.data(),
+                               lengths.data()) == REDIS_OK;
 }
 
 void RedisConnection::Subscribe(std::vector<std::string> channels, MessageHandler on_message,
@@ -191,20 +190,13 @@ void RedisConnection::Subscribe(std::vector<std::string> channels, MessageHandle
   };
   if (state_ != State::kReady || ac_ == nullptr) return fail("redis: not connected");
   if (subscribed_ || channels.empty()) return fail("redis: subscribe once, to some channel");
-  std::vector<const char*> argv{"SUBSCRIBE"};
-  std::vector<size_t> lengths{9};
-  for (const auto& c : channels) {
-    argv.push_back(c.data());
-    lengths.push_back(c.size());
-  }
-  if (redisAsyncCommandArgv(ac_, SubscriptionReplied, nullptr, static_cast<int>(argv.size()),
-                            argv.data(), lengths.data()) != REDIS_OK) {
-    return fail("redis: the connection is closing");
-  }
+  const size_t count = channels.size();
+  channels.insert(channels.begin(), "SUBSCRIBE");
+  if (!Send(channels, SubscriptionReplied)) return fail("redis: the connection is closing");
   subscribed_ = true;
   on_message_ = std::move(on_message);
   on_subscribed_ = std::move(subscribed);
-  unconfirmed_channels_ = channels.size();
+  unconfirmed_channels_ = count;
   // The confirmations are answers like any other: unanswered in time, the connection ends.
   subscribe_timer_.expires_after(options_.command_timeout);
   subscribe_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {

@@ -95,6 +95,9 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   static void SubscriptionReplied(redisAsyncContext* ac, void* reply, void* privdata);
 
   void Open(const std::string& address);
+  // Queues one command with hiredis (binary-safe); false when the context refuses it.
+  bool Send(const std::vector<std::string>& args,
+            void (*replied)(redisAsyncContext*, void*, void*));
   void Handshake();
   // hiredis wants to read (or write) while `wanted`; one wait at a time is `armed`.
   struct Interest {
