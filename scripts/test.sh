@@ -67,6 +67,7 @@ build_asan() {
 ./scripts/setup.sh test
 for stage in "${stages[@]}"; do
   echo "=== test stage: $stage"
+  stage_start=$SECONDS
   case $stage in
     plain)
       ./scripts/build.sh
@@ -89,4 +90,5 @@ for stage in "${stages[@]}"; do
       ./scripts/fuzz.sh
       ;;
   esac
+  echo "=== test stage: $stage passed in $((SECONDS - stage_start)) s"
 done
