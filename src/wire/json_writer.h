@@ -43,7 +43,6 @@ class JsonWriter {
     FormatRfc3339(t, text);
     String({text, kRfc3339Length});
   }
-  void OptionalTime(const std::optional<TimeMs>& t) { t ? Time(*t) : Null(); }
   void Raw(const RawJson& value) {
     w_.RawValue(value.text.data(), value.text.size(), rapidjson::kObjectType);
   }
