@@ -28,7 +28,7 @@ struct Target {
   }
   mmchat::fuzz::FuzzApp& app = mmchat::fuzz::App();
   mmchat::domain::UserService users{app.services->store.get(), &nobody_online,
-                                    app.services->user_cache.get(), &app.services->bus};
+                                    app.services->user_cache.get(), app.services->bus.get()};
   mmchat::http::Router router = [this] {
     mmchat::http::Router r;
     app.services->AddRoutes(r, &users);

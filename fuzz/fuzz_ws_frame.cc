@@ -50,7 +50,7 @@ struct InProcessServer {
                                     .conversations = s.conversations.get(),
                                     .presence = s.presence.get(),
                                     .store = s.store.get(),
-                                    .bus = &s.bus,
+                                    .bus = s.bus.get(),
                                     .authenticate = authenticate,
                                     .workers = app.workers.get_executor(),
                                     .registry = &s.registry},

@@ -12,7 +12,7 @@ allowed() {  # allowed <layer>: the project folders that layer may include
     store) echo "common domain store" ;;
     crypto) echo "common domain crypto" ;;
     mail) echo "common domain mail" ;;
-    bus) echo "common domain bus" ;;
+    bus) echo "common domain bus metrics" ;;
     metrics) echo "common metrics" ;;
     wire) echo "common domain wire" ;;
     http) echo "common domain wire http metrics" ;;

@@ -143,7 +143,7 @@ int Serve(const Config& config) {
                .conversations = s.conversations.get(),
                .presence = s.presence.get(),
                .store = s.store.get(),
-               .bus = &s.bus,
+               .bus = s.bus.get(),
                .authenticate = authenticate,
                .workers = workers.get_executor(),
                .registry = &s.registry},
@@ -152,7 +152,9 @@ int Serve(const Config& config) {
     spdlog::critical("cannot load conversation memberships: {}", st.message());
     return 1;
   }
-  domain::UserService users(s.store.get(), &hub, s.user_cache.get(), &s.bus);
+  domain::UserService users(s.store.get(), &hub, s.user_cache.get(), s.bus.get());
+  // Every subscriber is in: the events of other nodes may start coming.
+  if (s.cluster_bus != nullptr) s.cluster_bus->Start();
 
   // HTTP.
   http::Router router;
@@ -194,8 +196,9 @@ int Serve(const Config& config) {
 
   server.Start();
   const std::string shown_host = config.http_host.empty() ? "0.0.0.0" : config.http_host;
-  spdlog::info("mmchat listening on http://{}:{} ({} io threads, {} workers, database {})",
-               shown_host, server.port(), io_threads, worker_threads, DescribeStore(config));
+  spdlog::info("mmchat listening on http://{}:{} ({} io threads, {} workers, database {}{})",
+               shown_host, server.port(), io_threads, worker_threads, DescribeStore(config),
+               s.cluster_bus != nullptr ? ", cluster node " + s.cluster_bus->origin() : "");
 
   // Delivered watermarks go to the database in batches, off the io threads.
   boost::asio::steady_timer flush_timer(ioc);
@@ -249,6 +252,8 @@ int Serve(const Config& config) {
     spdlog::warn("waiting for WebSocket connections to close");
     hub.Abort();
   }
+  // The events of other nodes stop coming before the hub, their subscriber, goes.
+  if (s.cluster_bus != nullptr) s.cluster_bus->Stop();
   // Worker tasks (a hash, a mail) finish and post their answers to closed connections, which
   // then end. Every session must be gone before the io_context stops: a session destroyed
   // later, with the io_context, would outlive the server it belongs to.

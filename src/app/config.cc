@@ -4,6 +4,8 @@
 #include <limits>
 #include <tuple>
 
+#include "bus/redis/redis_url.h"
+
 namespace mmchat::app {
 namespace {
 
@@ -67,6 +69,10 @@ const std::vector<ConfigVar>& ConfigVars() {
       {"DATABASE_POOL_SIZE", "16", "PostgreSQL connections each process keeps at most"},
       {"DATABASE_WAIT_SEC", "30",
        "how long start-up waits for an unreachable PostgreSQL before it exits"},
+      {"REDIS_URL", "-",
+       "`redis://[:password@]host:port[/db]`; when set, the process is one node of a cluster: "
+       "events travel through Redis to every node sharing the same PostgreSQL database "
+       "(requires `DATABASE_URL`)"},
       {"HTTP_THREADS", "cores", "io threads serving connections"},
       {"WORKER_THREADS", "cores", "threads for password hashing and mail"},
       {"HTTP_READ_TIMEOUT_SEC", "30",
@@ -244,6 +250,19 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
   }
   if (Status s = int_var("DATABASE_POOL_SIZE", 1, 1000, &c.database_pool_size); !s.ok()) return s;
   if (Status s = int_var("DATABASE_WAIT_SEC", 0, 3600, &c.database_wait_sec); !s.ok()) return s;
+  if (auto v = get("REDIS_URL"); v && !v->empty()) {
+    // Checked here so that a wrong value stops start-up; the message never echoes it (it may
+    // hold a password).
+    if (auto url = bus::redis::ParseRedisUrl(*v); !url.ok()) return url.status();
+    // Nodes share what they know through the database: each with its own SQLite file would
+    // be several servers that merely pass events around.
+    if (c.database_url.empty()) {
+      return Status::InvalidRequest(
+          "REDIS_URL: requires DATABASE_URL (the nodes of a cluster share one PostgreSQL "
+          "database)");
+    }
+    c.redis_url = *v;
+  }
   if (Status s = int_var("HTTP_THREADS", 1, 256, &c.http_threads); !s.ok()) return s;
   if (Status s = int_var("WORKER_THREADS", 1, 256, &c.worker_threads); !s.ok()) return s;
   if (Status s = int_var("HTTP_READ_TIMEOUT_SEC", 1, kMaxInt, &c.http_read_timeout_sec); !s.ok()) {

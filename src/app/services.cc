@@ -58,6 +58,16 @@ Result<std::unique_ptr<Services>> Services::Open(
     const Config& config, std::function<void(std::function<void()>)> background,
     std::unique_ptr<domain::PasswordHasher> hasher) {
   auto s = std::make_unique<Services>();
+  if (config.redis_url.empty()) {
+    s->bus = std::make_unique<bus::LocalBus>();
+  } else {
+    auto url = bus::redis::ParseRedisUrl(config.redis_url);
+    if (!url.ok()) return url.status();
+    auto cluster = std::make_unique<bus::redis::RedisBus>(
+        bus::redis::RedisBusOptions{.url = std::move(url).value()}, &s->registry);
+    s->cluster_bus = cluster.get();
+    s->bus = std::move(cluster);
+  }
   auto store = OpenStore(config);
   if (!store.ok()) return store.status();
   s->store = std::move(store).value();
@@ -75,7 +85,7 @@ Result<std::unique_ptr<Services>> Services::Open(
   policy.otp_ttl_ms = config.otp_ttl_sec * 1000;
   // Subscribed before the hub: a user's cached last_seen is forgotten before the hub tells
   // anyone that the user went offline, so that a reader of that news sees the new value.
-  s->user_cache = std::make_unique<domain::UserCache>(s->store.get(), &s->bus, SteadyMs);
+  s->user_cache = std::make_unique<domain::UserCache>(s->store.get(), s->bus.get(), SteadyMs);
   s->accounts = std::make_unique<domain::AccountService>(
       domain::AccountService::Deps{.users = s->store.get(),
                                    .codes = s->store.get(),
@@ -84,36 +94,38 @@ Result<std::unique_ptr<Services>> Services::Open(
                                    .tokens = s->tokens.get(),
                                    .sender = s->sender.get(),
                                    .background = std::move(background),
-                                   .bus = &s->bus,
+                                   .bus = s->bus.get(),
                                    .user_cache = s->user_cache.get()},
       policy);
   s->conversations = std::make_unique<domain::ConversationService>(
       domain::ConversationService::Deps{.conversations = s->store.get(),
                                         .users = s->store.get(),
-                                        .bus = &s->bus,
+                                        .bus = s->bus.get(),
                                         .tracker = &s->tracker});
   s->messages = std::make_unique<domain::MessageService>(domain::MessageService::Deps{
       .conversations = s->store.get(),
       .access = s->conversations.get(),
-      .bus = &s->bus,
+      .bus = s->bus.get(),
       .tracker = &s->tracker,
       .max_message_len = static_cast<int>(config.max_message_len),
       .send_rate_per_sec = static_cast<double>(config.msg_rate_per_sec),
       .send_burst = static_cast<double>(config.msg_rate_burst)});
   s->presence =
-      std::make_unique<domain::PresenceService>(s->store.get(), s->user_cache.get(), &s->bus);
+      std::make_unique<domain::PresenceService>(s->store.get(), s->user_cache.get(), s->bus.get());
 
   // Metrics fed by domain events.
   metrics::Counter* messages_sent =
       s->registry.GetCounter("mmchat_messages_sent_total", "Messages committed.");
-  s->bus.Subscribe([messages_sent](const domain::Event& e) {
-    if (std::holds_alternative<domain::MessageCreated>(e)) messages_sent->Inc();
-  });
+  s->bus->Subscribe(
+      [messages_sent](const domain::Event& e) {
+        if (std::holds_alternative<domain::MessageCreated>(e)) messages_sent->Inc();
+      },
+      domain::Reach::kThisNode);
   return s;
 }
 
 void Services::AddRoutes(http::Router& router, domain::UserService* users) {
-  http::AddOpsRoutes(router, store.get(), &registry);
+  http::AddOpsRoutes(router, store.get(), &registry, cluster_bus);
   http::AddAccountRoutes(router, accounts.get());
   http::AddUserRoutes(router, users);
   http::AddConversationRoutes(router, conversations.get());

@@ -8,6 +8,7 @@
 
 #include "app/config.h"
 #include "bus/local/local_bus.h"
+#include "bus/redis/redis_bus.h"
 #include "common/status.h"
 #include "crypto/jwt_codec.h"
 #include "crypto/sodium_otp.h"
@@ -30,6 +31,8 @@ Result<std::unique_ptr<store::Store>> OpenStore(const Config& config);
 std::string DescribeStore(const Config& config);
 
 struct Services {
+  // First, so that it outlives every part that counts in it.
+  metrics::Registry registry;
   // `background` runs slow account work (a hash, a mail); `hasher` replaces Argon2 with the
   // given one (the fuzz targets use cheap settings). Fails when the database cannot be
   // opened or migrated, or the JWT secret cannot be read.
@@ -47,13 +50,15 @@ struct Services {
   std::unique_ptr<domain::CodeSender> sender;
   // Declared before the bus, which it subscribes to: destroyed after it.
   std::unique_ptr<domain::UserCache> user_cache;  // shared by the account and user services
-  bus::LocalBus bus;
+  // The LocalBus, or with REDIS_URL the cluster's bus (also `cluster_bus`; not connected
+  // until Serve starts it).
+  std::unique_ptr<domain::EventBus> bus;
+  bus::redis::RedisBus* cluster_bus = nullptr;
   std::unique_ptr<domain::AccountService> accounts;
   domain::DeliveryTracker tracker;
   std::unique_ptr<domain::ConversationService> conversations;
   std::unique_ptr<domain::MessageService> messages;
   std::unique_ptr<domain::PresenceService> presence;
-  metrics::Registry registry;
 };
 
 }  // namespace mmchat::app

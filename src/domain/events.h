@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <utility>
 #include <variant>
 
 #include "domain/conversation.h"
@@ -64,13 +65,28 @@ using Event =
     std::variant<MessageCreated, ReadReceipt, DeliveryReceipt, ConversationChanged,
                  ConversationRemoved, PresenceChanged, TypingChanged, TokensRevoked, UserChanged>;
 
+// Which events a subscriber is given: those of every node of a cluster, or only those this
+// process published (to count what it did itself). Without a cluster the two are the same.
+enum class Reach { kCluster, kThisNode };
+
 // Thread-safe. Publish may be called from any thread; subscribers are called on the
-// publishing thread, in publish order, and must not block.
+// publishing thread, in publish order, and must not block. In a cluster the events of other
+// nodes come on a thread of the bus, one at a time, in the order they arrived.
 class EventBus {
  public:
   virtual ~EventBus() = default;
   virtual void Publish(const Event& event) = 0;
-  virtual void Subscribe(std::function<void(const Event&)> subscriber) = 0;
+  virtual void Subscribe(std::function<void(const Event&)> subscriber, Reach reach) = 0;
+  void Subscribe(std::function<void(const Event&)> subscriber) {
+    Subscribe(std::move(subscriber), Reach::kCluster);
+  }
+};
+
+// Whether the bus joining the nodes of a cluster is up (/readyz reports it).
+class BusHealth {
+ public:
+  virtual ~BusHealth() = default;
+  virtual bool Live() const = 0;
 };
 
 }  // namespace mmchat::domain

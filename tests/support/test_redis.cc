@@ -44,7 +44,7 @@ int FreeLoopbackPort() {
   return ntohs(addr.sin_port);
 }
 
-TestRedis::TestRedis(std::vector<std::string> settings) {
+TestRedis::TestRedis(std::vector<std::string> settings) : settings_(std::move(settings)) {
   char tmpl[] = "/tmp/mmchat-redis-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) {
     ADD_FAILURE() << "mkdtemp failed";
@@ -54,17 +54,19 @@ TestRedis::TestRedis(std::vector<std::string> settings) {
   // The free port is released before redis-server binds it, so another process may take it
   // first: then this server exits, and another port is tried.
   for (int attempt = 0; attempt < 3 && pid_ <= 0; ++attempt) {
-    if (attempt > 0) std::filesystem::remove(dir_ + "/redis.log");
-    if (Start(settings)) return;
+    port_ = FreeLoopbackPort();
+    if (Start()) return;
   }
   keep_dir_ = true;  // the log says why
   ADD_FAILURE() << "redis-server did not start (installed? scripts/setup.sh test); see " << dir_
                 << "/redis.log";
 }
 
-bool TestRedis::Start(const std::vector<std::string>& settings) {
-  port_ = FreeLoopbackPort();
+bool TestRedis::Start() {
   const std::string log = dir_ + "/redis.log";
+  // Readiness is read from this run's log alone.
+  std::error_code ec;
+  std::filesystem::remove(log, ec);
   std::vector<std::string> args{"redis-server",
                                 "--port",
                                 std::to_string(port_),
@@ -78,7 +80,7 @@ bool TestRedis::Start(const std::vector<std::string>& settings) {
                                 dir_,
                                 "--logfile",
                                 log};
-  args.insert(args.end(), settings.begin(), settings.end());
+  args.insert(args.end(), settings_.begin(), settings_.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -122,6 +124,18 @@ TestRedis::~TestRedis() {
   }
   std::error_code ec;
   if (!dir_.empty() && !keep_dir_) std::filesystem::remove_all(dir_, ec);
+}
+
+bool TestRedis::Restart() {
+  Kill();
+  // The port was ours a moment ago; a client's connection in TIME_WAIT does not stop a
+  // server binding it (redis-server sets SO_REUSEADDR).
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    if (Start()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ADD_FAILURE() << "redis-server did not start again on port " << port_;
+  return false;
 }
 
 void TestRedis::Kill() {

@@ -23,10 +23,14 @@ class TestRedis {
   int port() const { return port_; }
   // SIGKILL now, and reap it: the server is gone without a word to its clients.
   void Kill();
+  // Kills it if running, then starts a new empty server on the same port (a restart, as its
+  // clients see it); false, with a test failure, when it does not come up.
+  bool Restart();
 
  private:
-  bool Start(const std::vector<std::string>& settings);
+  bool Start();  // on port_
 
+  std::vector<std::string> settings_;
   std::string dir_;
   bool keep_dir_ = false;
   int port_ = 0;

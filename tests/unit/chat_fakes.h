@@ -34,7 +34,8 @@ class RecordingBus final : public domain::EventBus {
     }
     for (const auto& s : subs) s(event);
   }
-  void Subscribe(std::function<void(const domain::Event&)> subscriber) override {
+  using EventBus::Subscribe;
+  void Subscribe(std::function<void(const domain::Event&)> subscriber, domain::Reach) override {
     std::lock_guard lock(mu_);
     subscribers_.push_back(std::move(subscriber));
   }

@@ -11,7 +11,7 @@ void LocalBus::Publish(const domain::Event& event) {
   for (const auto& s : *subs) s(event);
 }
 
-void LocalBus::Subscribe(std::function<void(const domain::Event&)> subscriber) {
+void LocalBus::Subscribe(std::function<void(const domain::Event&)> subscriber, domain::Reach) {
   std::lock_guard lock(mu_);
   auto next = std::make_shared<Subscribers>(*subscribers_);
   next->push_back(std::move(subscriber));

@@ -13,8 +13,11 @@ namespace mmchat::bus {
 
 class LocalBus final : public domain::EventBus {
  public:
+  using EventBus::Subscribe;
   void Publish(const domain::Event& event) override;
-  void Subscribe(std::function<void(const domain::Event&)> subscriber) override;
+  // Every event is this process's own: `reach` makes no difference.
+  void Subscribe(std::function<void(const domain::Event&)> subscriber,
+                 domain::Reach reach) override;
 
  private:
   using Subscribers = std::vector<std::function<void(const domain::Event&)>>;

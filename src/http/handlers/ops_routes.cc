@@ -6,7 +6,8 @@
 
 namespace mmchat::http {
 
-void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Registry* registry) {
+void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Registry* registry,
+                  const domain::BusHealth* bus) {
   router.Add("GET", "/healthz",
              [](Request&) -> Response {
                return JsonResponse(200, {{"status", "ok"}});
@@ -14,11 +15,15 @@ void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Re
              {.no_database = true});
 
   router.Add("GET", "/readyz",
-             [health](Request&) -> Response {
+             [health, bus](Request&) -> Response {
                if (Status s = health->Ping(); !s.ok()) {
                  return ErrorResponse(Status::Unavailable("database is not answering"));
                }
-               return JsonResponse(200, {{"status", "ok"}});
+               Json body = {{"status", "ok"}};
+               // A node whose Redis is away still serves REST and its own connections: it
+               // stays ready, and says so (API.md, Operations).
+               if (bus != nullptr) body["bus"] = bus->Live() ? "ok" : "down";
+               return JsonResponse(200, body);
              },
              {.auth = false, .blocking = true});  // a stuck database must not stall an io thread
 

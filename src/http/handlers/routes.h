@@ -6,6 +6,7 @@
 
 #include "domain/account_service.h"
 #include "domain/conversation_service.h"
+#include "domain/events.h"
 #include "domain/message_service.h"
 #include "domain/store.h"
 #include "domain/user_service.h"
@@ -18,6 +19,8 @@ void AddAccountRoutes(Router& router, domain::AccountService* accounts);
 void AddUserRoutes(Router& router, domain::UserService* users);
 void AddConversationRoutes(Router& router, domain::ConversationService* conversations);
 void AddMessageRoutes(Router& router, domain::MessageService* messages);
-void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Registry* registry);
+// `bus` is the cluster's bus, reported by /readyz; null for one process.
+void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Registry* registry,
+                  const domain::BusHealth* bus);
 
 }  // namespace mmchat::http
