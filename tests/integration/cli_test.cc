@@ -351,7 +351,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"SqliteSynchronousMaybe",
                   {{"SQLITE_SYNCHRONOUS", "MAYBE"}},
                   "SQLITE_SYNCHRONOUS",
-                  "MAYBE"}),
+                  "MAYBE"},
+        // A cluster shares one PostgreSQL database (an empty value removes the harness's).
+        BadConfig{"RedisWithoutDatabase",
+                  {{"REDIS_URL", "redis://127.0.0.1:6379"}, {"DATABASE_URL", ""}},
+                  "REDIS_URL: requires DATABASE_URL",
+                  nullptr},
+        BadConfig{"RedisUrlNotRedis",
+                  {{"REDIS_URL", "http://127.0.0.1:6379"}},
+                  "REDIS_URL must look like redis://",
+                  nullptr}),
     [](const auto& info) { return std::string(info.param.label); });
 
 // ---------------------------------------------------------------------------------------------
