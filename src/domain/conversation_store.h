@@ -84,6 +84,12 @@ class ConversationStore {
                                                     std::optional<int64_t> after, int limit) = 0;
   // Up to `limit` messages with id above `since` from the user's conversations, ascending.
   virtual Result<std::vector<Message>> MessagesSince(int64_t user_id, int64_t since, int limit) = 0;
+  // For a node of a cluster catching up on what the bus did not bring: up to `limit`
+  // messages of every conversation with id above `after`, ascending; and the highest id
+  // committed so far. Ids commit in ascending order, so an id missing below one that is
+  // there was never committed and never will be.
+  virtual Result<std::vector<Message>> MessagesAfter(int64_t after, int limit) = 0;
+  virtual Result<int64_t> LastMessageId() = 0;
 
   // Moves the read marker up to `message_id` (never down), stamping read_at = `now` when it
   // moves; returns the marker after the call, or nullopt when the user is not a participant.

@@ -61,9 +61,15 @@ struct UserChanged {
   int64_t user_id = 0;
 };
 
+// In a cluster: the bus may have lost events of other nodes (it missed numbers, or was
+// away). Given by the bus to this node's own subscribers, never sent to other nodes:
+// whoever keeps state from events reads it again from the store.
+struct EventsMissed {};
+
 using Event =
     std::variant<MessageCreated, ReadReceipt, DeliveryReceipt, ConversationChanged,
-                 ConversationRemoved, PresenceChanged, TypingChanged, TokensRevoked, UserChanged>;
+                 ConversationRemoved, PresenceChanged, TypingChanged, TokensRevoked, UserChanged,
+                 EventsMissed>;
 
 // Which events a subscriber is given: those of every node of a cluster, or only those this
 // process published (to count what it did itself). Without a cluster the two are the same.

@@ -16,6 +16,8 @@ UserCache::UserCache(UserStore* users, EventBus* bus, std::function<TimeMs()> st
       Forget(r->user_id);
     } else if (const auto* p = std::get_if<PresenceChanged>(&e); p != nullptr && !p->online) {
       Forget(p->user_id);  // last_seen was stored
+    } else if (std::holds_alternative<EventsMissed>(e)) {
+      ForgetAll();  // some news of other nodes was lost: any entry may be stale
     }
   });
 }
@@ -57,6 +59,14 @@ void UserCache::Put(const CachedUser& value, uint64_t epoch) {
   if (s.epoch != epoch) return;
   if (s.entries.size() >= max_per_shard_ && !s.entries.contains(value.user.id)) s.entries.clear();
   s.entries[value.user.id] = Entry{value, steady_now_() + ttl_ms_};
+}
+
+void UserCache::ForgetAll() {
+  for (Shard& s : shards_) {
+    std::lock_guard lock(s.mu);
+    ++s.epoch;
+    s.entries.clear();
+  }
 }
 
 void UserCache::Forget(int64_t id) {

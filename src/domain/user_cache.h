@@ -51,6 +51,8 @@ class UserCache {
   Result<std::optional<CachedUser>> Reload(int64_t id);
   // The row changed: drop what is kept, and refuse reads that began before.
   void Forget(int64_t id);
+  // Every row may have changed (news was lost): drop everything.
+  void ForgetAll();
 
  private:
   struct Entry {

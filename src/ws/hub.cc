@@ -71,6 +71,13 @@ Status Hub::Start() {
   auto memberships = d_.store->ListMemberships();
   if (!memberships.ok()) return memberships.status();
   index_.Load(*memberships);
+  if (options_.sequence_messages) {
+    auto last = d_.store->LastMessageId();
+    if (!last.ok()) return last.status();
+    sequencer_ =
+        std::make_unique<Sequencer>(d_.store, [this](const domain::Message& m) { OnMessage(m); });
+    sequencer_->Start(*last);
+  }
   d_.bus->Subscribe([this](const domain::Event& e) { OnEvent(e); });
   net::dispatch(timer_strand_, [this] {
     ScheduleTick();
@@ -212,8 +219,10 @@ void Hub::ScheduleTick() {
   tick_timer_.expires_after(kTick);
   tick_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec || stopping_) return;
-    ExpireTyping(SteadyMs());
+    const TimeMs now = SteadyMs();
+    ExpireTyping(now);
     FlushDeliveries(/*all=*/false);
+    RepairIfDue(now);
     ScheduleTick();
   });
 }
@@ -449,8 +458,40 @@ void Hub::OnConversationChanged(const domain::Conversation& conversation) {
   }
 }
 
+void Hub::RepairIfDue(TimeMs now) {
+  if (!sequencer_ || !sequencer_->RepairDue(now)) return;
+  net::post(d_.workers, [this, now] {
+    auto caught_up = sequencer_->Repair(now);
+    if (!caught_up.ok()) {
+      spdlog::warn("messages of other nodes not caught up yet: {}", caught_up.status().message());
+    } else if (!*caught_up) {
+      // Too much was missed to push it all: the clients catch up with `sync` when they
+      // reconnect (1012: the server is restarting, as far as they can tell).
+      spdlog::warn("missed too many messages of other nodes: closing WebSocket connections");
+      for (auto& c : Snapshot()) c->Close(websocket::close_code::service_restart);
+    }
+  });
+}
+
+void Hub::OnEventsMissed() {
+  if (sequencer_) sequencer_->Suspect();
+  // Conversation changes may be among what was lost: the index is read again.
+  net::post(d_.workers, [this] {
+    auto memberships = d_.store->ListMemberships();
+    if (!memberships.ok()) {
+      spdlog::warn("conversation memberships not reloaded: {}", memberships.status().message());
+      return;
+    }
+    index_.Load(*memberships);
+  });
+}
+
 void Hub::OnEvent(const domain::Event& event) {
-  if (auto* e = std::get_if<domain::MessageCreated>(&event)) return OnMessage(e->message);
+  if (auto* e = std::get_if<domain::MessageCreated>(&event)) {
+    if (sequencer_) return sequencer_->Offer(e->message, SteadyMs());
+    return OnMessage(e->message);
+  }
+  if (std::holds_alternative<domain::EventsMissed>(event)) return OnEventsMissed();
   if (auto* e = std::get_if<domain::ReadReceipt>(&event)) {
     Json data = {{"conversation_id", e->conversation_id},
                  {"user_id", e->user_id},

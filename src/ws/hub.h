@@ -38,6 +38,7 @@
 #include "metrics/registry.h"
 #include "ws/connection.h"
 #include "ws/membership_index.h"
+#include "ws/sequencer.h"
 
 namespace mmchat::ws {
 
@@ -52,6 +53,9 @@ struct HubOptions {
   // goes to every other member: a client flipping start and stop as fast as it can would
   // multiply its frames by the size of the group.
   double typing_changes_per_sec = 5;
+  // In a cluster, where other nodes' messages come through a bus that may reorder or lose
+  // them: messages go out in id order, holes filled from the store (ws/sequencer.h).
+  bool sequence_messages = false;
 };
 
 struct HubDeps {
@@ -112,6 +116,10 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   void OnEvent(const domain::Event& event);
   void OnMessage(const domain::Message& m);
   void OnConversationChanged(const domain::Conversation& c);
+  // The bus lost events of other nodes: what the hub keeps from events is read again.
+  void OnEventsMissed();
+  // On the tick: a sequencer repair, on the workers, when one is due.
+  void RepairIfDue(TimeMs now);
   // Queues `out` to every connection of `users`, except the user `except`.
   void SendToUsers(const std::vector<int64_t>& users, const Outgoing& out, int64_t except = 0);
   void SendToMembers(int64_t conversation_id, const Outgoing& out, int64_t except = 0);
@@ -136,6 +144,7 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   HubDeps d_;
   const HubOptions options_;
   MembershipIndex index_;
+  std::unique_ptr<Sequencer> sequencer_;  // with sequence_messages only
   // Presence transitions touch the database: they run on the workers, one at a time, in the
   // order the connections opened and closed.
   boost::asio::strand<boost::asio::any_io_executor> presence_strand_;

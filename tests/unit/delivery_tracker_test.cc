@@ -82,6 +82,8 @@ class FakeConversationStore final : public ConversationStore {
     return No();
   }
   Result<std::vector<Message>> MessagesSince(int64_t, int64_t, int) override { return No(); }
+  Result<std::vector<Message>> MessagesAfter(int64_t, int) override { return No(); }
+  Result<int64_t> LastMessageId() override { return No(); }
   Result<std::optional<ReadMark>> MoveReadMarker(int64_t, int64_t, int64_t, TimeMs) override {
     return No();
   }

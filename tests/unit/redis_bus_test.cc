@@ -166,9 +166,18 @@ class Inbox {
   std::function<void(const Event&)> Subscriber() {
     return [this](const Event& e) {
       std::lock_guard lock(mu_);
-      events_.push_back(EncodeEvent(e));
+      if (std::holds_alternative<domain::EventsMissed>(e)) {
+        ++missed_;
+      } else {
+        events_.push_back(EncodeEvent(e));
+      }
       cv_.notify_all();
     };
+  }
+  // How many times the bus said events were lost (EventsMissed, not in Events()).
+  int Missed() {
+    std::lock_guard lock(mu_);
+    return missed_;
   }
   // Waits until `n` events are in; false after `limit`.
   bool WaitFor(size_t n, std::chrono::milliseconds limit = 5000ms) {
@@ -184,6 +193,7 @@ class Inbox {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::string> events_;
+  int missed_ = 0;
 };
 
 bool WaitUntil(const std::function<bool()>& done, std::chrono::milliseconds limit = 10000ms) {
@@ -249,6 +259,9 @@ TEST(RedisBusTest, EventsCrossNodesOnceAndOwnEventsAreNotEchoed) {
   EXPECT_EQ(a.Count("mmchat_bus_events_published_total"), sent.size());
   EXPECT_EQ(b.Count("mmchat_bus_events_received_total"), sent.size());
   EXPECT_EQ(b.Count("mmchat_bus_gaps_total"), 0u);
+  // Once, at the first subscription: what came before it was not heard.
+  EXPECT_EQ(b.everything.Missed(), 1);
+  EXPECT_EQ(b.own.Missed(), 0);  // this node's own subscribers hear only its own events
 }
 
 TEST(RedisBusTest, ManyEventsFromTwoNodesArriveComplete) {
@@ -302,6 +315,8 @@ TEST(RedisBusTest, ALostRedisLeavesLocalDeliveryAndComesBackByItself) {
   // and B was told (the gap of its own resubscription, and A's skipped number).
   ASSERT_EQ(b.everything.Events().size(), 1u);
   EXPECT_EQ(b.everything.Events()[0], EncodeEvent(domain::UserChanged{2}));
+  EXPECT_EQ(b.everything.Missed(), 2);  // the first subscription, and the resumption
+  EXPECT_GE(b.Count("mmchat_bus_gaps_total"), 1u);
 }
 
 TEST(RedisBusTest, SkippedNumbersAndUnreadableBatchesAreCountedNotDelivered) {
@@ -340,6 +355,7 @@ TEST(RedisBusTest, SkippedNumbersAndUnreadableBatchesAreCountedNotDelivered) {
   for (int64_t u : {1, 2, 5, 7}) expected.push_back(EncodeEvent(domain::UserChanged{u}));
   EXPECT_EQ(b.everything.Events(), expected);
   EXPECT_EQ(b.Count("mmchat_bus_gaps_total"), 2u);
+  EXPECT_EQ(b.everything.Missed(), 1 + 2);  // the first subscription, then each gap
   EXPECT_EQ(b.Count("mmchat_bus_undecodable_total"), 2u);
   EXPECT_TRUE(b.bus.Live());
 }

@@ -1215,6 +1215,40 @@ TYPED_TEST(StoreConformance, MessagesSinceOnlyFromCurrentConversations) {
   EXPECT_TRUE(since->empty());
 }
 
+// What a node of a cluster reads to catch up: every conversation's messages above an id, in
+// id order, and the highest id committed.
+TYPED_TEST(StoreConformance, MessagesAfterCoverEveryConversationInIdOrder) {
+  auto& store = *this->store_;
+  auto none = store.LastMessageId();
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0);
+  const int64_t a = this->NewUserId("alice"), b = this->NewUserId("bob");
+  const int64_t c = this->NewUserId("carol");
+  const int64_t g = this->Group(a, {b});
+  auto p = store.GetOrCreatePrivate(c, a, 1000);
+  ASSERT_TRUE(p.ok());
+  const auto m1 = this->Sent(g, a, "1");
+  const auto m2 = this->Sent(p->first, c, "2");
+  const auto m3 = this->Sent(g, b, "3");
+  auto last = store.LastMessageId();
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(*last, m3.id);
+  auto all = store.MessagesAfter(0, 10);
+  ASSERT_TRUE(all.ok());
+  std::vector<int64_t> ids;
+  for (const auto& m : *all) ids.push_back(m.id);
+  EXPECT_THAT(ids, ElementsAre(m1.id, m2.id, m3.id));
+  EXPECT_EQ((*all)[1].content, "2");
+  EXPECT_EQ((*all)[1].conversation_id, p->first);
+  auto page = store.MessagesAfter(m1.id, 1);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].id, m2.id);
+  auto end = store.MessagesAfter(m3.id, 10);
+  ASSERT_TRUE(end.ok());
+  EXPECT_TRUE(end->empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Markers
 // ---------------------------------------------------------------------------------------------

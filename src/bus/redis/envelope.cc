@@ -180,6 +180,8 @@ struct ToJson {
   Json operator()(const domain::UserChanged& e) const {
     return {{"kind", "user_changed"}, {"user_id", e.user_id}};
   }
+  // Never sent (it is a node's own news); encoded for completeness, refused when read.
+  Json operator()(const domain::EventsMissed&) const { return {{"kind", "events_missed"}}; }
 };
 
 Event FromJson(const Json& j) {

@@ -95,7 +95,16 @@ void RedisBus::Subscribe(std::function<void(const domain::Event&)> subscriber,
 void RedisBus::Publish(const domain::Event& event) {
   cluster_subscribers_.Publish(event);
   own_subscribers_.Publish(event);
+  if (std::holds_alternative<domain::EventsMissed>(event)) return;  // this node's own news
   Enqueue({.text = EncodeEvent(event)});
+}
+
+void RedisBus::Missed() {
+  ++incoming_events_;
+  net::post(incoming_, [this] {
+    cluster_subscribers_.Publish(domain::EventsMissed{});
+    --incoming_events_;
+  });
 }
 
 bool RedisBus::Enqueue(Queued q) {
@@ -142,8 +151,11 @@ void RedisBus::Connect() {
                  options_.url.host, options_.url.port, origin_);
     backoff_ = options_.min_backoff;
     heard_own_ = Clock::now();
-    // What other nodes published while we were not listening is lost to us.
-    if (!peers_.empty()) gaps_->Inc();
+    // What other nodes published while we were not listening (or before this node's first
+    // subscription, while its connections may already have opened) is lost to us.
+    if (resumed_) gaps_->Inc();
+    resumed_ = true;
+    Missed();
     peers_.clear();
     {
       std::lock_guard lock(queue_mu_);
@@ -298,6 +310,7 @@ void RedisBus::Received(std::string_view payload) {
   uint64_t skip = 0;
   if (peer.next_lseq != 0 && first > peer.next_lseq) {
     gaps_->Inc();
+    Missed();
     spdlog::warn("bus: missed events {} to {} of node {}", peer.next_lseq, first - 1,
                  batch->origin);
   } else if (peer.next_lseq != 0 && first < peer.next_lseq) {
@@ -313,7 +326,12 @@ void RedisBus::Received(std::string_view payload) {
       continue;
     }
     if (incoming_events_.load() >= options_.max_incoming_events) {
+      // Too far behind: dropped, and repaired like any loss (once per batch is enough).
       dropped_->Inc();
+      if (i + 1 == count) {
+        gaps_->Inc();
+        Missed();
+      }
       continue;
     }
     received_->Inc();

@@ -6,12 +6,11 @@
 //
 // Redis pub/sub is at-most-once, so the bus checks what it can see:
 // - every event carries its origin's gapless lseq (envelope.h): a skipped number is a gap,
-//   counted in mmchat_bus_gaps_total;
+//   counted in mmchat_bus_gaps_total and given to this node's subscribers as
+//   domain::EventsMissed, as is every (re)subscription: they read what they keep again;
 // - each node publishes a probe to itself every `probe_interval`; heard nothing of its own
 //   for `probe_timeout`, or told by PUBLISH that nobody listens (a failover to a server that
 //   never saw our SUBSCRIBE), it drops both connections and makes new ones.
-// Repairing a gap from the store is not built yet (issue 13): a client that missed events
-// catches up with `sync`.
 //
 // Threads: one thread (mmchat-redis) owns both Redis connections (one subscribed, one for
 // PUBLISH); the events of other nodes are decoded there and run on a second thread
@@ -94,6 +93,9 @@ class RedisBus final : public domain::EventBus, public domain::BusHealth {
   void ProbeTick();
   void Received(std::string_view payload);
   void SetState(State s);
+  // Tells this node's subscribers, in turn with the events of other nodes, that some of
+  // those were lost (domain::EventsMissed).
+  void Missed();
 
   // Queues under queue_mu_; false when it was dropped.
   bool Enqueue(Queued q);
@@ -122,6 +124,7 @@ class RedisBus final : public domain::EventBus, public domain::BusHealth {
   std::shared_ptr<RedisConnection> cmd_;
   std::shared_ptr<RedisConnection> sub_;
   uint64_t generation_ = 0;  // moved by every (re)connect, so late callbacks are ignored
+  bool resumed_ = false;     // subscribed before: the next subscription is a resumption
   bool publishing_ = false;
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer probe_timer_;

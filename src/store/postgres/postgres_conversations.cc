@@ -607,6 +607,18 @@ Result<std::vector<Message>> PostgresStore::MessagesSince(int64_t user_id, int64
                   Params().Add(user_id).Add(since).Add(int64_t{limit}));
 }
 
+Result<std::vector<Message>> PostgresStore::MessagesAfter(int64_t after, int limit) {
+  return Messages(std::string("SELECT ") + kMessageColumns +
+                      " FROM messages WHERE id > $1 ORDER BY id LIMIT $2",
+                  Params().Add(after).Add(int64_t{limit}));
+}
+
+Result<int64_t> PostgresStore::LastMessageId() {
+  auto r = Query(kLastId);
+  if (!r.ok()) return r.status();
+  return r->rows() == 1 ? r->Int(0, 0) : 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Receipts
 // ---------------------------------------------------------------------------------------------

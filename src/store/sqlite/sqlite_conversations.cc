@@ -488,6 +488,32 @@ Result<std::vector<Message>> SqliteStore::MessagesSince(int64_t user_id, int64_t
   return rows;
 }
 
+Result<std::vector<Message>> SqliteStore::MessagesAfter(int64_t after, int limit) {
+  std::vector<Message> rows;
+  Status s = WithReader([&](Connection& c) -> Status {
+    auto st = c.Prepare(std::string("SELECT ") + kMessageColumns +
+                        " FROM messages WHERE id > ? ORDER BY id LIMIT ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, after).Bind(2, int64_t{limit});
+    return CollectMessages(c, **st, &rows);
+  });
+  if (!s.ok()) return s;
+  return rows;
+}
+
+Result<int64_t> SqliteStore::LastMessageId() {
+  int64_t out = 0;
+  Status s = WithReader([&](Connection& c) -> Status {
+    auto st = c.Prepare("SELECT COALESCE(MAX(id), 0) FROM messages");
+    if (!st.ok()) return st.status();
+    if ((*st)->Step() != SQLITE_ROW) return c.Error("last message id");
+    out = (*st)->Int(0);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Receipts
 // ---------------------------------------------------------------------------------------------

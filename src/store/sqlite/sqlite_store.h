@@ -89,6 +89,8 @@ class SqliteStore final : public Store {
                                                     int limit) override;
   Result<std::vector<domain::Message>> MessagesSince(int64_t user_id, int64_t since,
                                                      int limit) override;
+  Result<std::vector<domain::Message>> MessagesAfter(int64_t after, int limit) override;
+  Result<int64_t> LastMessageId() override;
   Result<std::optional<domain::ReadMark>> MoveReadMarker(int64_t conversation_id, int64_t user_id,
                                                          int64_t message_id, TimeMs now) override;
   Status SaveDelivered(const std::vector<domain::Watermark>& marks) override;

@@ -1,0 +1,103 @@
+#include "ws/sequencer.h"
+
+#include <algorithm>
+
+namespace mmchat::ws {
+
+Sequencer::Sequencer(domain::ConversationStore* store, Deliver deliver, SequencerOptions options)
+    : store_(store), deliver_(std::move(deliver)), options_(options) {}
+
+void Sequencer::Start(int64_t last_id) {
+  std::lock_guard lock(mu_);
+  delivered_ = std::max(delivered_, last_id);
+}
+
+int64_t Sequencer::delivered() const {
+  std::lock_guard lock(mu_);
+  return delivered_;
+}
+
+void Sequencer::SendLocked(const domain::Message& m) {
+  deliver_(m);
+  delivered_ = m.id;
+}
+
+void Sequencer::DrainLocked(TimeMs now) {
+  while (!held_.empty() && held_.begin()->first <= delivered_ + 1) {
+    auto first = held_.begin();
+    if (first->first == delivered_ + 1) SendLocked(first->second);
+    held_.erase(first);  // sent now, or a duplicate of one sent before
+  }
+  // What is still held waits for a new hole, from now.
+  if (!held_.empty()) waiting_since_ = now;
+}
+
+void Sequencer::Offer(const domain::Message& m, TimeMs now) {
+  std::lock_guard lock(mu_);
+  if (m.id <= delivered_) return;  // sent already (a repair found it first)
+  if (m.id == delivered_ + 1) {
+    SendLocked(m);
+    DrainLocked(now);
+    return;
+  }
+  if (held_.empty()) waiting_since_ = now;
+  held_.emplace(m.id, m);
+}
+
+void Sequencer::Suspect() {
+  std::lock_guard lock(mu_);
+  suspect_ = true;
+}
+
+bool Sequencer::RepairDue(TimeMs now) {
+  std::lock_guard lock(mu_);
+  if (repairing_) return false;
+  return suspect_ || (!held_.empty() && now - waiting_since_ >= options_.hold_ms);
+}
+
+Result<bool> Sequencer::Repair(TimeMs now) {
+  int64_t from = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (repairing_) return true;
+    repairing_ = true;
+    suspect_ = false;
+    from = delivered_;
+  }
+  auto done = [&](Result<bool> r) {
+    std::lock_guard lock(mu_);
+    repairing_ = false;
+    if (!r.ok()) suspect_ = true;  // try again at the next chance
+    return r;
+  };
+  for (;;) {
+    // The highest id first: every id up to it has committed, so what the page below does not
+    // hold up to there was never committed.
+    auto last = store_->LastMessageId();
+    if (!last.ok()) return done(last.status());
+    if (*last - from > options_.max_backlog) {
+      std::lock_guard lock(mu_);
+      delivered_ = std::max(delivered_, *last);
+      DrainLocked(now);
+      repairing_ = false;
+      return false;
+    }
+    auto page = store_->MessagesAfter(from, options_.repair_page);
+    if (!page.ok()) return done(page.status());
+    const bool full = static_cast<int>(page->size()) == options_.repair_page;
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& m : *page) {
+        if (m.id <= delivered_) continue;
+        // Ids below m.id that are not on the page were never committed.
+        SendLocked(m);
+      }
+      if (!full) delivered_ = std::max(delivered_, *last);
+      DrainLocked(now);
+      from = delivered_;
+    }
+    if (!full) return done(true);
+  }
+}
+
+}  // namespace mmchat::ws

@@ -1,0 +1,73 @@
+// Messages go out to this node's connections in id order, whichever node committed them and
+// in whatever order (or not at all) the bus brought them: API.md's "messages of one
+// conversation reach each connection in ascending id order", across processes.
+//
+// The store promises that ids commit in ascending order (domain/conversation_store.h). So
+// the sequencer keeps one number, `delivered`: every id up to it has gone out, or was proven
+// never committed. A message above the next id waits until the ids between arrive; when
+// that takes longer than `hold_ms` (the bus lost them, or their node died between commit and
+// publish), or the bus says it lost events, Repair reads what is missing from the store and
+// sends it, in order, each message once.
+//
+// Used in a cluster only: one process's own messages reach the hub in commit order.
+// Thread-safe; `deliver` runs under the sequencer's lock, so the frames of two messages are
+// queued in the order of their ids.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+
+#include "common/status.h"
+#include "common/time.h"
+#include "domain/conversation.h"
+#include "domain/conversation_store.h"
+
+namespace mmchat::ws {
+
+struct SequencerOptions {
+  TimeMs hold_ms = 250;          // how long a message waits for the ids below it
+  int repair_page = 1000;        // messages read from the store at a time
+  int64_t max_backlog = 20'000;  // behind by more than this, a repair gives up (too_far_behind)
+};
+
+class Sequencer {
+ public:
+  using Deliver = std::function<void(const domain::Message&)>;
+  Sequencer(domain::ConversationStore* store, Deliver deliver, SequencerOptions options = {});
+
+  // Every id up to `last_id` is history: only later messages go out.
+  void Start(int64_t last_id);
+  // A committed message, from this node or another (any thread): sent now, or held.
+  void Offer(const domain::Message& m, TimeMs now);
+  // The bus lost events: the next Repair reads the store whether or not a hole shows.
+  void Suspect();
+  // Whether a Repair should run now (a hole older than hold_ms, or Suspect).
+  bool RepairDue(TimeMs now);
+  // Reads the missing messages from the store and sends them (on a thread that may block;
+  // one Repair at a time). When more than max_backlog are missing it sends none of them,
+  // moves on to the newest id, and returns false: the caller ends the connections that
+  // missed them, whose clients catch up with `sync`.
+  Result<bool> Repair(TimeMs now);
+
+  int64_t delivered() const;
+
+ private:
+  // Sends what is held from delivered_ + 1 on, as far as the ids run without a hole.
+  void DrainLocked(TimeMs now);
+  void SendLocked(const domain::Message& m);
+
+  domain::ConversationStore* store_;
+  const Deliver deliver_;
+  const SequencerOptions options_;
+
+  mutable std::mutex mu_;
+  int64_t delivered_ = 0;                    // guarded by mu_
+  std::map<int64_t, domain::Message> held_;  // by id; guarded by mu_
+  TimeMs waiting_since_ = 0;                 // when the current hole was seen; mu_
+  bool suspect_ = false;                     // guarded by mu_
+  bool repairing_ = false;                   // guarded by mu_
+};
+
+}  // namespace mmchat::ws
