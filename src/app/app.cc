@@ -138,6 +138,7 @@ int Serve(const Config& config) {
   hub_options.max_queue_bytes = static_cast<size_t>(config.ws_max_queue_bytes);
   hub_options.max_connections_per_user = static_cast<size_t>(config.ws_max_conns_per_user);
   hub_options.typing_changes_per_sec = static_cast<double>(config.ws_typing_rate_per_sec);
+  hub_options.sequence_messages = s.cluster_bus != nullptr;
   ws::Hub hub(ioc,
               {.messages = s.messages.get(),
                .conversations = s.conversations.get(),
