@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "app/services.h"
+#include "bus/redis/redis_presence.h"
 #include "domain/account_service.h"
 #include "domain/user_service.h"
 #include "http/dispatcher.h"
@@ -139,10 +140,18 @@ int Serve(const Config& config) {
   hub_options.max_connections_per_user = static_cast<size_t>(config.ws_max_conns_per_user);
   hub_options.typing_changes_per_sec = static_cast<double>(config.ws_typing_rate_per_sec);
   hub_options.sequence_messages = s.cluster_bus != nullptr;
+  // In a cluster, presence counts the connections of every node.
+  std::optional<bus::redis::RedisPresence> cluster_presence;
+  if (s.cluster_bus != nullptr) {
+    cluster_presence.emplace(
+        s.cluster_bus, s.cluster_bus->origin(),
+        bus::redis::RedisPresenceOptions{.ttl = std::chrono::seconds(config.cluster_node_ttl_sec)});
+  }
   ws::Hub hub(ioc,
               {.messages = s.messages.get(),
                .conversations = s.conversations.get(),
                .presence = s.presence.get(),
+               .directory = cluster_presence ? &*cluster_presence : nullptr,
                .store = s.store.get(),
                .bus = s.bus.get(),
                .authenticate = authenticate,
@@ -155,7 +164,23 @@ int Serve(const Config& config) {
   }
   domain::UserService users(s.store.get(), &hub, s.user_cache.get(), s.bus.get());
   // Every subscriber is in: the events of other nodes may start coming.
-  if (s.cluster_bus != nullptr) s.cluster_bus->Start();
+  if (s.cluster_bus != nullptr) {
+    cluster_presence->Start(
+        [&hub] { return hub.LocalUsers(); },
+        [&hub](std::function<void()> task) { hub.InPresenceTurn(std::move(task)); },
+        [&s](int64_t user, TimeMs last_seen, int64_t version) {
+          // Its last node died (or this node's registration found it gone).
+          if (Status st = s.presence->WentOffline(user, {}, version, last_seen); !st.ok()) {
+            spdlog::warn("last_seen of user {} not saved: {}", user, st.message());
+          }
+        },
+        [&s](int64_t user, int64_t version) {
+          if (Status st = s.presence->WentOnline(user, version); !st.ok()) {
+            spdlog::warn("presence of user {} not announced: {}", user, st.message());
+          }
+        });
+    s.cluster_bus->Start();
+  }
 
   // HTTP.
   http::Router router;
@@ -253,8 +278,13 @@ int Serve(const Config& config) {
     spdlog::warn("waiting for WebSocket connections to close");
     hub.Abort();
   }
-  // The events of other nodes stop coming before the hub, their subscriber, goes.
-  if (s.cluster_bus != nullptr) s.cluster_bus->Stop();
+  // The last closes reached the other nodes; this node leaves the cluster's count; then
+  // the events of other nodes stop coming before the hub, their subscriber, goes.
+  if (s.cluster_bus != nullptr) {
+    hub.WaitForPresence();
+    cluster_presence->Leave();
+    s.cluster_bus->Stop();
+  }
   // Worker tasks (a hash, a mail) finish and post their answers to closed connections, which
   // then end. Every session must be gone before the io_context stops: a session destroyed
   // later, with the io_context, would outlive the server it belongs to.

@@ -73,6 +73,9 @@ const std::vector<ConfigVar>& ConfigVars() {
        "`redis://[:password@]host:port[/db]`; when set, the process is one node of a cluster: "
        "events travel through Redis to every node sharing the same PostgreSQL database "
        "(requires `DATABASE_URL`)"},
+      {"CLUSTER_NODE_TTL_SEC", "15",
+       "in a cluster, how long a node that stopped answering (crashed, cut off) still counts: "
+       "after it, its users' connections count as closed"},
       {"HTTP_THREADS", "cores", "io threads serving connections"},
       {"WORKER_THREADS", "cores", "threads for password hashing and mail"},
       {"HTTP_READ_TIMEOUT_SEC", "30",
@@ -262,6 +265,9 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
           "database)");
     }
     c.redis_url = *v;
+  }
+  if (Status s = int_var("CLUSTER_NODE_TTL_SEC", 3, 3600, &c.cluster_node_ttl_sec); !s.ok()) {
+    return s;
   }
   if (Status s = int_var("HTTP_THREADS", 1, 256, &c.http_threads); !s.ok()) return s;
   if (Status s = int_var("WORKER_THREADS", 1, 256, &c.worker_threads); !s.ok()) return s;

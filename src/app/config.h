@@ -30,6 +30,7 @@ struct Config {
   int64_t max_message_len = 4000;
   std::string database_url;  // empty: SQLite (sqlite_dsn); else a PostgreSQL URI
   std::string redis_url;     // empty: one process; else a node of a cluster (the Redis bus)
+  int64_t cluster_node_ttl_sec = 15;  // a silent node's connections count this long
   // MmChat's own
   int64_t database_pool_size = 16;  // PostgreSQL connections per process
   int64_t database_wait_sec = 30;   // how long start-up waits for an unreachable database

@@ -43,6 +43,9 @@ struct PresenceChanged {
   int64_t user_id = 0;
   bool online = false;
   std::optional<TimeMs> last_seen;
+  // In a cluster, the order of the user's changes (a later one has a larger number), for
+  // nodes that hear them in another order; 0 for a single process.
+  int64_t version = 0;
 };
 // A user started or stopped typing in a conversation (stops include the server's expiry).
 struct TypingChanged {
@@ -66,10 +69,9 @@ struct UserChanged {
 // whoever keeps state from events reads it again from the store.
 struct EventsMissed {};
 
-using Event =
-    std::variant<MessageCreated, ReadReceipt, DeliveryReceipt, ConversationChanged,
-                 ConversationRemoved, PresenceChanged, TypingChanged, TokensRevoked, UserChanged,
-                 EventsMissed>;
+using Event = std::variant<MessageCreated, ReadReceipt, DeliveryReceipt, ConversationChanged,
+                           ConversationRemoved, PresenceChanged, TypingChanged, TokensRevoked,
+                           UserChanged, EventsMissed>;
 
 // Which events a subscriber is given: those of every node of a cluster, or only those this
 // process published (to count what it did itself). Without a cluster the two are the same.

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 
 #include "common/status.h"
 #include "common/time.h"
@@ -22,11 +23,13 @@ class PresenceService {
                   std::function<TimeMs()> now = NowMs);
 
   // The first connection opened: announces online, with the last_seen stored before.
-  Status WentOnline(int64_t user_id);
-  // The last connection closed: stores last_seen = now, forgets the cached row, calls
-  // `stored` (the transport stops counting the user online), then announces offline. In
-  // that order, a reader that sees the user offline also sees this last_seen.
-  Status WentOffline(int64_t user_id, const std::function<void()>& stored = {});
+  // `version` orders the announcements of one user in a cluster (PresenceChanged).
+  Status WentOnline(int64_t user_id, int64_t version = 0);
+  // The last connection closed: stores last_seen (`at`, else now), forgets the cached row,
+  // calls `stored` (the transport stops counting the user online), then announces offline.
+  // In that order, a reader that sees the user offline also sees this last_seen.
+  Status WentOffline(int64_t user_id, const std::function<void()>& stored = {}, int64_t version = 0,
+                     std::optional<TimeMs> at = std::nullopt);
 
  private:
   UserStore* users_;

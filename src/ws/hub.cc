@@ -126,7 +126,11 @@ void Hub::Accept(int64_t user_id, net::ip::tcp::socket socket, Connection::Upgra
     if (list.size() == 1) {
       // Posted under the lock, so transitions of one user reach the strand in order.
       net::post(presence_strand_, [this, user_id] {
-        if (Status s = d_.presence->WentOnline(user_id); !s.ok()) {
+        // In a cluster, online only if no other node had the user already.
+        const auto first = d_.directory ? d_.directory->Opened(user_id)
+                                        : domain::PresenceDirectory::Crossing{true, 0};
+        if (!first.crossed) return;
+        if (Status s = d_.presence->WentOnline(user_id, first.version); !s.ok()) {
           spdlog::warn("presence of user {} not announced: {}", user_id, s.message());
         }
       });
@@ -152,13 +156,18 @@ void Hub::Ended(Connection* c) {
       by_user_.erase(it);
       ++closing_[user];
       net::post(presence_strand_, [this, user] {
-        // Offline to readers once last_seen is stored, before the news goes out.
-        Status s = d_.presence->WentOffline(user, [this, user] {
+        auto closed = [this, user] {
           std::unique_lock lock(conns_mu_);
           if (auto c = closing_.find(user); c != closing_.end() && --c->second == 0) {
             closing_.erase(c);
           }
-        });
+        };
+        // In a cluster, offline only if no other node has the user.
+        const auto last = d_.directory ? d_.directory->Closed(user)
+                                       : domain::PresenceDirectory::Crossing{true, 0};
+        if (!last.crossed) return closed();
+        // Offline to readers once last_seen is stored, before the news goes out.
+        Status s = d_.presence->WentOffline(user, closed, last.version);
         if (!s.ok()) spdlog::warn("last_seen of user {} not saved: {}", user, s.message());
       });
     }
@@ -175,8 +184,57 @@ std::vector<std::shared_ptr<Connection>> Hub::Snapshot() const {
 }
 
 bool Hub::IsOnline(int64_t user_id) const {
+  {
+    std::shared_lock lock(conns_mu_);
+    if (by_user_.contains(user_id) || closing_.contains(user_id)) return true;
+  }
+  std::lock_guard lock(replica_mu_);
+  auto it = replica_.find(user_id);
+  return it != replica_.end() && it->second.online;
+}
+
+std::vector<int64_t> Hub::LocalUsers() const {
   std::shared_lock lock(conns_mu_);
-  return by_user_.contains(user_id) || closing_.contains(user_id);
+  std::vector<int64_t> out;
+  out.reserve(by_user_.size());
+  for (const auto& [user, _] : by_user_) out.push_back(user);
+  return out;
+}
+
+void Hub::InPresenceTurn(std::function<void()> task) {
+  net::post(presence_strand_, std::move(task));
+}
+
+void Hub::WaitForPresence() {
+  std::promise<void> done;
+  net::post(presence_strand_, [&done] { done.set_value(); });
+  done.get_future().wait();
+}
+
+void Hub::ApplyPresence(int64_t user_id, bool online, int64_t version) {
+  std::lock_guard lock(replica_mu_);
+  Remote& r = replica_[user_id];
+  if (version > r.version) r = {online, version};
+}
+
+void Hub::ResetPresence() {
+  if (!d_.directory) return;
+  net::post(presence_strand_, [this] {
+    auto snapshot = d_.directory->Online();
+    if (!snapshot.ok()) {
+      spdlog::warn("who is online elsewhere not read: {}", snapshot.status().message());
+      return;
+    }
+    std::lock_guard lock(replica_mu_);
+    // Older knowledge gives way to the snapshot; news newer than it stays.
+    for (auto& [_, r] : replica_) {
+      if (r.version <= snapshot->version) r = {false, snapshot->version};
+    }
+    for (int64_t u : snapshot->online) {
+      Remote& r = replica_[u];
+      if (r.version <= snapshot->version) r = {true, snapshot->version};
+    }
+  });
 }
 
 void Hub::Drain() {
@@ -475,6 +533,7 @@ void Hub::RepairIfDue(TimeMs now) {
 
 void Hub::OnEventsMissed() {
   if (sequencer_) sequencer_->Suspect();
+  ResetPresence();
   // Conversation changes may be among what was lost: the index is read again.
   net::post(d_.workers, [this] {
     auto memberships = d_.store->ListMemberships();
@@ -512,6 +571,7 @@ void Hub::OnEvent(const domain::Event& event) {
                          {MakeFrame(e->typing ? "typing_start" : "typing_stop", data)}, e->user_id);
   }
   if (auto* e = std::get_if<domain::PresenceChanged>(&event)) {
+    if (e->version > 0) ApplyPresence(e->user_id, e->online, e->version);
     Json data = {{"user_id", e->user_id},
                  {"online", e->online},
                  {"last_seen", e->last_seen ? Json(FormatRfc3339(*e->last_seen)) : Json()}};

@@ -62,6 +62,8 @@ struct HubDeps {
   domain::MessageService* messages;
   domain::ConversationService* conversations;
   domain::PresenceService* presence;
+  // In a cluster: the users' connections counted over every node (null: this node alone).
+  domain::PresenceDirectory* directory = nullptr;
   domain::ConversationStore* store;  // the membership index is loaded from it at start
   domain::EventBus* bus;
   std::function<Result<int64_t>(std::string_view token)> authenticate;
@@ -96,8 +98,14 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   void Accept(int64_t user_id, boost::asio::ip::tcp::socket socket, Connection::UpgradeRequest req,
               http::ConnectionLimits::Lease lease) override;
 
-  // domain::PresenceView
+  // domain::PresenceView: a connection here, or (in a cluster) on another node.
   bool IsOnline(int64_t user_id) const override;
+
+  // For the cluster's presence directory: the users with a connection here; a task run in
+  // turn with this node's presence changes; and waiting until those queued have run.
+  std::vector<int64_t> LocalUsers() const;
+  void InPresenceTurn(std::function<void()> task);
+  void WaitForPresence();
 
   // For connections.
   const HubOptions& options() const { return options_; }
@@ -118,6 +126,10 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   void OnConversationChanged(const domain::Conversation& c);
   // The bus lost events of other nodes: what the hub keeps from events is read again.
   void OnEventsMissed();
+  // The replica of who is online on other nodes: news applied in version order, and the
+  // whole read again from the directory after lost events.
+  void ApplyPresence(int64_t user_id, bool online, int64_t version);
+  void ResetPresence();
   // On the tick: a sequencer repair, on the workers, when one is due.
   void RepairIfDue(TimeMs now);
   // Queues `out` to every connection of `users`, except the user `except`.
@@ -164,6 +176,13 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   // closes are pending): still online to readers, so that nobody sees "offline" with an old
   // last_seen (API.md: last_seen is set when the last connection closes).
   std::unordered_map<int64_t, int> closing_;  // guarded by conns_mu_
+  // In a cluster, who is online anywhere, as PresenceChanged news said (versions > 0).
+  struct Remote {
+    bool online = false;
+    int64_t version = 0;
+  };
+  mutable std::mutex replica_mu_;
+  std::unordered_map<int64_t, Remote> replica_;  // guarded by replica_mu_
 
   // Lock order: typing_mu_, then conns_mu_ (fan-out of the announcement), never the reverse.
   std::mutex typing_mu_;

@@ -87,7 +87,6 @@ std::string OneLine(const Exited& e) {
 const std::set<std::string> kConfigNotYetImplemented = {
     "MAX_UPLOAD_BYTES",      // attachments: a later issue
     "CORS_ALLOWED_ORIGINS",  // CORS: a later issue
-    "CLUSTER_NODE_TTL_SEC",  // cluster presence: issue 13, not built yet
 };
 
 // Whether `text` names `var` as a whole word (MAX_MESSAGE_LEN is not MAX_MESSAGE_LEN_X).

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <memory>
 #include <string>
 #include <thread>
@@ -29,6 +30,15 @@ std::string Type(const Json& frame) {
   return frame.is_object() ? frame.value("type", std::string()) : std::string();
 }
 
+// How long a silent node still counts, in these tests.
+constexpr int kTtlSec = 3;
+
+// The next presence frame about `user` on `ws`; null after `timeout`.
+Json NextPresenceOf(WsClient& ws, int64_t user, std::chrono::milliseconds timeout = 5s) {
+  return ws.NextWhere(
+      [user](Json& f) { return Type(f) == "presence" && f["data"]["user_id"] == user; }, timeout);
+}
+
 class ClusterTest : public ::testing::Test {
  protected:
   ClusterTest() {
@@ -43,6 +53,7 @@ class ClusterTest : public ::testing::Test {
     ServerOptions o{.env = kNoAbuseLimits};
     o.env["DATABASE_URL"] = db_.url();
     o.env["REDIS_URL"] = "redis://127.0.0.1:" + std::to_string(redis_.port());
+    o.env["CLUSTER_NODE_TTL_SEC"] = std::to_string(kTtlSec);
     o.expected_errors = std::move(expected_errors);
     auto node = std::make_unique<TestServer>(o);
     // Subscribed: what the other node publishes from now on reaches this one.
@@ -282,6 +293,97 @@ TEST_F(ClusterTest, TwoNodesSendingIntoOneConversationReachEveryReaderInIdOrder)
     ASSERT_EQ(rows.size(), ids.size());
     for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(std::stoll(rows[i][0]), ids[i]);
   }
+}
+
+// API.md: online while the user has a connection on any node; `presence` on the first open
+// and the last close cluster-wide; the user's state reads the same on every node.
+TEST_F(ClusterTest, PresenceCountsTheConnectionsOfEveryNode) {
+  ASSERT_TRUE(a_ && b_);
+  Account kim = SignUp(*a_, *ca_, "kim");
+  Account lou = SignUp(*a_, *ca_, "lou");
+  ASSERT_EQ(ca_->Post("/api/conversations/private", {{"user_id", lou.id}}, kim.token).status, 201);
+  const std::string kim_path = "/api/users/" + std::to_string(kim.id) + "/last-seen";
+  WsClient lou_on_b(b_->port(), lou.token);
+  ASSERT_TRUE(lou_on_b.connected());
+
+  auto kim_on_a = std::make_unique<WsClient>(a_->port(), kim.token);
+  ASSERT_TRUE(kim_on_a->connected());
+  Json on = NextPresenceOf(lou_on_b, kim.id);
+  ASSERT_EQ(Type(on), "presence") << on.dump();
+  EXPECT_EQ(on["data"]["online"], true);
+  // Both nodes say so, B from what it heard.
+  EXPECT_TRUE(Eventually([&] { return cb_->Get(kim_path, lou.token).json["online"] == true; }));
+  EXPECT_EQ(ca_->Get(kim_path, lou.token).json["online"], true);
+
+  // A second connection on the other node, then the first one closing: no news.
+  auto kim_on_b = std::make_unique<WsClient>(b_->port(), kim.token);
+  ASSERT_TRUE(kim_on_b->connected());
+  kim_on_a->Close();
+  kim_on_a.reset();
+  Json none = NextPresenceOf(lou_on_b, kim.id, 1500ms);
+  EXPECT_TRUE(none.is_null()) << none.dump();
+  EXPECT_EQ(ca_->Get(kim_path, lou.token).json["online"], true);
+  EXPECT_EQ(cb_->Get(kim_path, lou.token).json["online"], true);
+
+  // The last connection anywhere: offline, with last_seen, on both nodes.
+  kim_on_b->Close();
+  Json off = NextPresenceOf(lou_on_b, kim.id);
+  ASSERT_EQ(Type(off), "presence") << off.dump();
+  EXPECT_EQ(off["data"]["online"], false);
+  EXPECT_TRUE(off["data"]["last_seen"].is_string()) << off.dump();
+  for (HttpClient* c : {ca_.get(), cb_.get()}) {
+    EXPECT_TRUE(Eventually([&] {
+      auto r = c->Get(kim_path, lou.token);
+      return r.json["online"] == false && r.json["last_seen"] == off["data"]["last_seen"];
+    })) << c->Get(kim_path, lou.token).body;
+  }
+}
+
+// A node that dies without a word: its users are offline elsewhere within
+// CLUSTER_NODE_TTL_SEC, with last_seen set and `presence` sent, and nobody is left online for
+// ever; the node started again is a new life, not a ghost of the old one.
+TEST_F(ClusterTest, AKilledNodesUsersGoOfflineWithinTheTtlAndAStoppedNodesAtOnce) {
+  ASSERT_TRUE(a_ && b_);
+  Account max = SignUp(*a_, *ca_, "max");
+  Account ned = SignUp(*a_, *ca_, "ned");
+  Account ora = SignUp(*a_, *ca_, "ora");
+  ASSERT_EQ(ca_->Post("/api/conversations/private", {{"user_id", max.id}}, ned.token).status, 201);
+  ASSERT_EQ(ca_->Post("/api/conversations/private", {{"user_id", ora.id}}, ned.token).status, 201);
+  WsClient ned_on_b(b_->port(), ned.token);
+  ASSERT_TRUE(ned_on_b.connected());
+  {
+    WsClient max_on_a(a_->port(), max.token);
+    ASSERT_TRUE(max_on_a.connected());
+    ASSERT_EQ(NextPresenceOf(ned_on_b, max.id)["data"]["online"], true);
+    a_->Stop(SIGKILL);
+    const auto killed = std::chrono::steady_clock::now();
+    Json off = NextPresenceOf(ned_on_b, max.id, std::chrono::seconds(kTtlSec + 3));
+    ASSERT_EQ(Type(off), "presence") << off.dump();
+    const auto took = std::chrono::steady_clock::now() - killed;
+    EXPECT_EQ(off["data"]["online"], false);
+    EXPECT_TRUE(off["data"]["last_seen"].is_string()) << off.dump();
+    EXPECT_LE(took, std::chrono::seconds(kTtlSec + 1));
+    auto seen = cb_->Get("/api/users/" + std::to_string(max.id) + "/last-seen", ned.token);
+    EXPECT_EQ(seen.json["online"], false) << seen.body;
+    EXPECT_EQ(seen.json["last_seen"], off["data"]["last_seen"]) << seen.body;
+  }
+
+  // Started again: no ghost of the old life; a user connecting there is online, and a clean
+  // stop (SIGTERM) takes that user offline at once, not after the TTL.
+  a_ = StartNode();
+  ca_ = std::make_unique<HttpClient>(a_->port());
+  EXPECT_EQ(
+      cb_->Get("/api/users/" + std::to_string(max.id) + "/last-seen", ned.token).json["online"],
+      false);
+  WsClient ora_on_a(a_->port(), ora.token);
+  ASSERT_TRUE(ora_on_a.connected());
+  ASSERT_EQ(NextPresenceOf(ned_on_b, ora.id)["data"]["online"], true);
+  const auto stopping = std::chrono::steady_clock::now();
+  EXPECT_EQ(a_->Stop(SIGTERM), 0);
+  Json off = NextPresenceOf(ned_on_b, ora.id, std::chrono::seconds(kTtlSec + 3));
+  ASSERT_EQ(Type(off), "presence") << off.dump();
+  EXPECT_EQ(off["data"]["online"], false);
+  EXPECT_LT(std::chrono::steady_clock::now() - stopping, std::chrono::seconds(kTtlSec));
 }
 
 }  // namespace

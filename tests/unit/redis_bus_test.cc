@@ -63,7 +63,7 @@ std::vector<Event> EveryKind() {
           domain::ConversationChanged{c},
           domain::ConversationChanged{pair},
           domain::ConversationRemoved{7, 3},
-          domain::PresenceChanged{3, false, 99},
+          domain::PresenceChanged{3, false, 99, 12},
           domain::PresenceChanged{3, true, std::nullopt},
           domain::TypingChanged{7, 3, true},
           domain::TokensRevoked{3},

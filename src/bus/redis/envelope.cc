@@ -166,7 +166,8 @@ struct ToJson {
     return {{"kind", "presence"},
             {"user_id", e.user_id},
             {"online", e.online},
-            {"last_seen", Optional(e.last_seen)}};
+            {"last_seen", Optional(e.last_seen)},
+            {"version", e.version}};
   }
   Json operator()(const domain::TypingChanged& e) const {
     return {{"kind", "typing"},
@@ -203,7 +204,7 @@ Event FromJson(const Json& j) {
   }
   if (kind == "presence") {
     return domain::PresenceChanged{Int(j, "user_id"), Bool(j, "online"),
-                                   OptionalInt(j, "last_seen")};
+                                   OptionalInt(j, "last_seen"), Int(j, "version")};
   }
   if (kind == "typing") {
     return domain::TypingChanged{Int(j, "conversation_id"), Int(j, "user_id"), Bool(j, "typing")};

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <future>
 
 #include "bus/redis/envelope.h"
 
@@ -271,6 +272,25 @@ void RedisBus::Drain() {
                   published_->Inc(n);
                   Drain();
                 });
+}
+
+void RedisBus::Command(std::vector<std::string> args, RedisConnection::ReplyHandler done) {
+  net::post(io_, [this, args = std::move(args), done = std::move(done)]() mutable {
+    if (state_ != State::kLive || !cmd_) return done(Status::Unavailable("redis is not reachable"));
+    cmd_->Command(std::move(args), std::move(done));
+  });
+}
+
+Result<Reply> RedisBus::Call(std::vector<std::string> args, std::chrono::milliseconds timeout) {
+  if (!Live()) return Status::Unavailable("redis is not reachable");
+  // Shared: a reply after the timeout lands here unread.
+  auto answer = std::make_shared<std::promise<Result<Reply>>>();
+  auto future = answer->get_future();
+  Command(std::move(args), [answer](Result<Reply> r) { answer->set_value(std::move(r)); });
+  if (future.wait_for(timeout) != std::future_status::ready) {
+    return Status::Unavailable("redis did not answer in time");
+  }
+  return future.get();
 }
 
 void RedisBus::ProbeTick() {

@@ -76,6 +76,14 @@ class RedisBus final : public domain::EventBus, public domain::BusHealth {
   bool Live() const override { return state_ == State::kLive; }
   const std::string& origin() const { return origin_; }
 
+  // For the cluster's other uses of Redis (presence): a command on the bus's command
+  // connection. `done` runs on the bus's thread, with Unavailable when the bus is not live.
+  void Command(std::vector<std::string> args, RedisConnection::ReplyHandler done);
+  // The same, waited for at most `timeout`, from a thread that may block.
+  Result<Reply> Call(std::vector<std::string> args, std::chrono::milliseconds timeout);
+  // The bus's thread, for the timers of those uses.
+  boost::asio::io_context& io() { return io_; }
+
  private:
   enum class State { kDown, kConnecting, kLive, kStopped };
   // One event waiting for PUBLISH, or a probe (no text).
