@@ -24,7 +24,7 @@ fi
 jobs="$(nproc)"
 
 # The tests that run many threads at once; ThreadSanitizer is too slow for the rest to add much.
-tsan_tests='Ws|ws_|Sqlite|Postgres|Store|Message|Conversation|Bench|Presence|Capacity|Delivery|Crash|Limit|UserCache|Jwt|Dispatcher'
+tsan_tests='Ws|ws_|Sqlite|Postgres|Store|Message|Conversation|Bench|Presence|Capacity|Delivery|Crash|Limit|UserCache|Jwt|Dispatcher|Redis|Sequencer'
 # Of the integration suite's PostgreSQL run (pg.*), the tests whose point is concurrency: the
 # server's threads are the same on both stores, and the PostgreSQL store's own concurrency is
 # covered by the store conformance suite (matched by "Store" above).

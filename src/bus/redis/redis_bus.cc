@@ -79,6 +79,7 @@ void RedisBus::Stop() {
     probe_timer_.cancel();
     if (cmd_) cmd_->Close();
     if (sub_) sub_->Close();
+    for (const auto& f : at_stop_) f();
   });
   guard_.reset();
   thread_.join();

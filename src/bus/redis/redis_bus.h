@@ -81,8 +81,10 @@ class RedisBus final : public domain::EventBus, public domain::BusHealth {
   void Command(std::vector<std::string> args, RedisConnection::ReplyHandler done);
   // The same, waited for at most `timeout`, from a thread that may block.
   Result<Reply> Call(std::vector<std::string> args, std::chrono::milliseconds timeout);
-  // The bus's thread, for the timers of those uses.
+  // The bus's thread, for the timers of those uses; `at_stop` runs on it when the bus
+  // stops (cancel them there, or Stop would wait for them).
   boost::asio::io_context& io() { return io_; }
+  void AtStop(std::function<void()> at_stop) { at_stop_.push_back(std::move(at_stop)); }
 
  private:
   enum class State { kDown, kConnecting, kLive, kStopped };
@@ -119,6 +121,7 @@ class RedisBus final : public domain::EventBus, public domain::BusHealth {
   boost::asio::thread_pool incoming_{1};
   std::atomic<size_t> incoming_events_{0};
   std::atomic<State> state_{State::kDown};
+  std::vector<std::function<void()>> at_stop_;  // set up before Start
 
   // Guarded by queue_mu_.
   std::mutex queue_mu_;

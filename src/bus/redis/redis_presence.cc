@@ -127,7 +127,13 @@ RedisPresence::RedisPresence(RedisBus* bus, std::string node, RedisPresenceOptio
       node_(std::move(node)),
       options_(options),
       renew_timer_(bus->io()),
-      reap_timer_(bus->io()) {}
+      reap_timer_(bus->io()) {
+  bus_->AtStop([this] {
+    stopped_ = true;
+    renew_timer_.cancel();
+    reap_timer_.cancel();
+  });
+}
 
 RedisPresence::~RedisPresence() { bus_->Stop(); }
 
