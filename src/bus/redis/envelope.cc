@@ -224,7 +224,10 @@ bool Number(std::string_view& s, char end, uint64_t& out) {
 
 }  // namespace
 
-std::string EncodeEvent(const Event& event) { return std::visit(ToJson{}, event).dump(); }
+std::string EncodeEvent(const Event& event) {
+  // Every text was checked as UTF-8 on its way in; were one not, it is mended, not thrown.
+  return std::visit(ToJson{}, event).dump(-1, ' ', false, Json::error_handler_t::replace);
+}
 
 Result<Event> DecodeEvent(std::string_view json) {
   Json j = Json::parse(json, nullptr, /*allow_exceptions=*/false);
