@@ -163,24 +163,6 @@ int Serve(const Config& config) {
     return 1;
   }
   domain::UserService users(s.store.get(), &hub, s.user_cache.get(), s.bus.get());
-  // Every subscriber is in: the events of other nodes may start coming.
-  if (s.cluster_bus != nullptr) {
-    cluster_presence->Start(
-        [&hub] { return hub.LocalUsers(); },
-        [&hub](std::function<void()> task) { hub.InPresenceTurn(std::move(task)); },
-        [&s](int64_t user, TimeMs last_seen, int64_t version) {
-          // Its last node died (or this node's registration found it gone).
-          if (Status st = s.presence->WentOffline(user, {}, version, last_seen); !st.ok()) {
-            spdlog::warn("last_seen of user {} not saved: {}", user, st.message());
-          }
-        },
-        [&s](int64_t user, int64_t version) {
-          if (Status st = s.presence->WentOnline(user, version); !st.ok()) {
-            spdlog::warn("presence of user {} not announced: {}", user, st.message());
-          }
-        });
-    s.cluster_bus->Start();
-  }
 
   // HTTP.
   http::Router router;
@@ -212,6 +194,26 @@ int Serve(const Config& config) {
   if (Status st = server.Listen(); !st.ok()) {
     spdlog::critical("{}", st.message());
     return 1;
+  }
+
+  // Every subscriber is in and the port is ours: the events of other nodes may start
+  // coming (no early return below leaves the hub before the bus stops).
+  if (s.cluster_bus != nullptr) {
+    cluster_presence->Start(
+        [&hub] { return hub.LocalUsers(); },
+        [&hub](std::function<void()> task) { hub.InPresenceTurn(std::move(task)); },
+        [&s](int64_t user, TimeMs last_seen, int64_t version) {
+          // Its last node died (or this node's registration found it gone).
+          if (Status st = s.presence->WentOffline(user, {}, version, last_seen); !st.ok()) {
+            spdlog::warn("last_seen of user {} not saved: {}", user, st.message());
+          }
+        },
+        [&s](int64_t user, int64_t version) {
+          if (Status st = s.presence->WentOnline(user, version); !st.ok()) {
+            spdlog::warn("presence of user {} not announced: {}", user, st.message());
+          }
+        });
+    s.cluster_bus->Start();
   }
 
   std::promise<int> stop_signal;
@@ -283,6 +285,7 @@ int Serve(const Config& config) {
   if (s.cluster_bus != nullptr) {
     hub.WaitForPresence();
     cluster_presence->Leave();
+    hub.WaitForPresence();  // what Leave's last reap announced
     s.cluster_bus->Stop();
   }
   // Worker tasks (a hash, a mail) finish and post their answers to closed connections, which

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/status.h"
@@ -30,6 +31,7 @@ class PresenceDirectory {
   struct Snapshot {
     int64_t version = 0;
     std::vector<int64_t> online;
+    std::string epoch;  // changes when the directory lost its memory (versions start over)
   };
   virtual ~PresenceDirectory() = default;
   virtual Crossing Opened(int64_t user_id) = 0;

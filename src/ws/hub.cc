@@ -226,6 +226,12 @@ void Hub::ResetPresence() {
       return;
     }
     std::lock_guard lock(replica_mu_);
+    if (snapshot->epoch != replica_epoch_) {
+      // The directory lost its memory (Redis restarted empty) and counts versions from 0
+      // again: what is kept is from its past life.
+      replica_.clear();
+      replica_epoch_ = snapshot->epoch;
+    }
     // Older knowledge gives way to the snapshot; news newer than it stays.
     for (auto& [_, r] : replica_) {
       if (r.version <= snapshot->version) r = {false, snapshot->version};
@@ -532,16 +538,21 @@ void Hub::RepairIfDue(TimeMs now) {
 }
 
 void Hub::OnEventsMissed() {
-  if (sequencer_) sequencer_->Suspect();
   ResetPresence();
-  // Conversation changes may be among what was lost: the index is read again.
-  net::post(d_.workers, [this] {
-    auto memberships = d_.store->ListMemberships();
-    if (!memberships.ok()) {
-      spdlog::warn("conversation memberships not reloaded: {}", memberships.status().message());
-      return;
+  // Conversation changes may be among what was lost: the index is read again (one reload at
+  // a time, on the presence strand; a change applied while reading wins, and the reading
+  // starts over), then the missed messages go to the members it names.
+  net::post(presence_strand_, [this] {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      const uint64_t before = index_.changes();
+      auto memberships = d_.store->ListMemberships();
+      if (!memberships.ok()) {
+        spdlog::warn("conversation memberships not reloaded: {}", memberships.status().message());
+        break;
+      }
+      if (index_.LoadIfUnchanged(*memberships, before)) break;
     }
-    index_.Load(*memberships);
+    if (sequencer_) sequencer_->Suspect();
   });
 }
 

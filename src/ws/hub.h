@@ -183,6 +183,7 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   };
   mutable std::mutex replica_mu_;
   std::unordered_map<int64_t, Remote> replica_;  // guarded by replica_mu_
+  std::string replica_epoch_;                    // the directory's; guarded by replica_mu_
 
   // Lock order: typing_mu_, then conns_mu_ (fan-out of the announcement), never the reverse.
   std::mutex typing_mu_;

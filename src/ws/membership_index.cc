@@ -6,20 +6,33 @@
 namespace mmchat::ws {
 
 void MembershipIndex::Load(const std::vector<std::pair<int64_t, int64_t>>& memberships) {
+  LoadIfUnchanged(memberships, std::nullopt);
+}
+
+uint64_t MembershipIndex::changes() const {
+  std::shared_lock lock(mu_);
+  return changes_;
+}
+
+bool MembershipIndex::LoadIfUnchanged(const std::vector<std::pair<int64_t, int64_t>>& memberships,
+                                      std::optional<uint64_t> changes) {
   std::unordered_map<int64_t, std::vector<int64_t>> by_conversation;
   for (const auto& [conversation, user] : memberships)
     by_conversation[conversation].push_back(user);
   std::unique_lock lock(mu_);
+  if (changes && *changes != changes_) return false;
   members_.clear();
   conversations_.clear();
   for (auto& [conversation, users] : by_conversation) {
     Link(conversation, users);
     members_[conversation] = std::make_shared<const std::vector<int64_t>>(std::move(users));
   }
+  return true;
 }
 
 void MembershipIndex::Set(int64_t conversation_id, std::vector<int64_t> members) {
   std::unique_lock lock(mu_);
+  ++changes_;
   auto& slot = members_[conversation_id];
   if (slot) Unlink(conversation_id, *slot);
   Link(conversation_id, members);
@@ -28,6 +41,7 @@ void MembershipIndex::Set(int64_t conversation_id, std::vector<int64_t> members)
 
 void MembershipIndex::Remove(int64_t conversation_id, int64_t user_id) {
   std::unique_lock lock(mu_);
+  ++changes_;
   auto it = members_.find(conversation_id);
   if (it == members_.end()) return;
   std::vector<int64_t> rest = *it->second;

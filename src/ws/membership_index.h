@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <unordered_map>
 #include <utility>
@@ -18,6 +19,11 @@ class MembershipIndex {
 
   // Replaces the whole index with (conversation id, user id) pairs.
   void Load(const std::vector<std::pair<int64_t, int64_t>>& memberships);
+  // The same, unless a change was applied since `changes()` read `changes` (the snapshot
+  // may then be older than it): false, and nothing replaced.
+  bool LoadIfUnchanged(const std::vector<std::pair<int64_t, int64_t>>& memberships,
+                       std::optional<uint64_t> changes);
+  uint64_t changes() const;
   // The members of one conversation after a change.
   void Set(int64_t conversation_id, std::vector<int64_t> members);
   void Remove(int64_t conversation_id, int64_t user_id);
@@ -32,7 +38,8 @@ class MembershipIndex {
   void Unlink(int64_t conversation_id, const std::vector<int64_t>& members);
 
   mutable std::shared_mutex mu_;
-  std::unordered_map<int64_t, Members> members_;                     // guarded by mu_
+  uint64_t changes_ = 0;                          // Set and Remove calls so far; guarded by mu_
+  std::unordered_map<int64_t, Members> members_;  // guarded by mu_
   std::unordered_map<int64_t, std::vector<int64_t>> conversations_;  // user -> conv ids; mu_
 };
 

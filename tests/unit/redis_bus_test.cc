@@ -312,7 +312,7 @@ TEST(RedisBusTest, ALostRedisLeavesLocalDeliveryAndComesBackByItself) {
   ASSERT_TRUE(b.everything.WaitFor(1));
   std::this_thread::sleep_for(200ms);
   // Only the event published after the return: the one published while down was lost to B,
-  // and B was told (the gap of its own resubscription, and A's skipped number).
+  // and B was told so by its own resubscription (EventsMissed).
   ASSERT_EQ(b.everything.Events().size(), 1u);
   EXPECT_EQ(b.everything.Events()[0], EncodeEvent(domain::UserChanged{2}));
   EXPECT_EQ(b.everything.Missed(), 2);  // the first subscription, and the resumption

@@ -152,7 +152,7 @@ void RedisBus::Connect() {
     spdlog::info("bus: subscribed to {} on redis {}:{} as node {}", options_.channel,
                  options_.url.host, options_.url.port, origin_);
     backoff_ = options_.min_backoff;
-    heard_own_ = Clock::now();
+    heard_own_ = live_since_ = Clock::now();
     // What other nodes published while we were not listening (or before this node's first
     // subscription, while its connections may already have opened) is lost to us.
     if (resumed_) gaps_->Inc();
@@ -324,10 +324,18 @@ void RedisBus::Received(std::string_view payload) {
     heard_own_ = now;
     return;
   }
-  Peer& peer = peers_[std::string(batch->origin)];
-  peer.heard = now;
   const uint64_t first = batch->first_lseq;
   const uint64_t count = batch->events.size();
+  auto [it, unknown] = peers_.try_emplace(std::string(batch->origin));
+  Peer& peer = it->second;
+  peer.heard = now;
+  // A node not heard of before, well after this node subscribed (every node probes each
+  // second), that has published before: it was silent a while (cut off from Redis, or
+  // forgotten); what it published meanwhile is lost to us.
+  if (unknown && first > 1 && now - live_since_ > options_.probe_timeout) {
+    gaps_->Inc();
+    Missed();
+  }
   uint64_t skip = 0;
   if (peer.next_lseq != 0 && first > peer.next_lseq) {
     gaps_->Inc();
@@ -338,6 +346,7 @@ void RedisBus::Received(std::string_view payload) {
     skip = std::min(count, peer.next_lseq - first);  // seen already
   }
   peer.next_lseq = std::max(peer.next_lseq, first + count);
+  bool dropped = false;
   for (uint64_t i = skip; i < count; ++i) {
     auto event = DecodeEvent(batch->events[i]);
     if (!event.ok()) {
@@ -347,12 +356,9 @@ void RedisBus::Received(std::string_view payload) {
       continue;
     }
     if (incoming_events_.load() >= options_.max_incoming_events) {
-      // Too far behind: dropped, and repaired like any loss (once per batch is enough).
+      // Too far behind: dropped, and repaired like any loss.
       dropped_->Inc();
-      if (i + 1 == count) {
-        gaps_->Inc();
-        Missed();
-      }
+      dropped = true;
       continue;
     }
     received_->Inc();
@@ -361,6 +367,10 @@ void RedisBus::Received(std::string_view payload) {
       cluster_subscribers_.Publish(e);
       --incoming_events_;
     });
+  }
+  if (dropped) {  // once per batch is enough
+    gaps_->Inc();
+    Missed();
   }
 }
 

@@ -140,7 +140,8 @@ class RedisBus final : public domain::EventBus, public domain::BusHealth {
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer probe_timer_;
   std::chrono::milliseconds backoff_;
-  std::chrono::steady_clock::time_point heard_own_;  // our latest batch back on `sub`
+  std::chrono::steady_clock::time_point heard_own_;   // our latest batch back on `sub`
+  std::chrono::steady_clock::time_point live_since_;  // the latest subscription
   struct Peer {
     uint64_t next_lseq = 0;
     std::chrono::steady_clock::time_point heard;

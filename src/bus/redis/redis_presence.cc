@@ -6,6 +6,8 @@
 #include <charconv>
 #include <future>
 
+#include "common/time.h"
+
 namespace mmchat::bus::redis {
 namespace net = boost::asio;
 
@@ -59,6 +61,8 @@ for u, _ in pairs(want) do
   if redis.call('HINCRBY', 'mmchat:online', u, 1) == 1 then table.insert(ups, u) end
 end
 redis.call('ZADD', 'mmchat:nodes', now + tonumber(ARGV[2]), ARGV[1])
+-- The first registration after Redis lost its data names a new epoch.
+redis.call('SET', 'mmchat:presence:epoch', ARGV[1] .. ':' .. now, 'NX')
 local seq = 0
 if #ups + #downs > 0 then seq = redis.call('INCR', 'mmchat:presence:seq') end
 return {seq, now, ups, downs}
@@ -101,9 +105,10 @@ if #out > 1 then out[1] = redis.call('INCR', 'mmchat:presence:seq') end
 return out
 )lua";
 
-// {version, users online anywhere}, read together.
+// {version, users online anywhere, epoch}, read together.
 constexpr const char* kOnline = R"lua(
-return {tonumber(redis.call('GET', 'mmchat:presence:seq') or '0'), redis.call('HKEYS', 'mmchat:online')}
+return {tonumber(redis.call('GET', 'mmchat:presence:seq') or '0'), redis.call('HKEYS', 'mmchat:online'),
+        redis.call('GET', 'mmchat:presence:epoch') or ''}
 )lua";
 
 #undef MMCHAT_NOW
@@ -161,6 +166,10 @@ RedisPresence::Crossing RedisPresence::Change(const char* script, int64_t user_i
   if (!r.ok() || r->type != Reply::Type::kInteger) {
     // Counted here alone for now; the registration once Redis is back tells it.
     out_of_step_ = true;
+    if (script == kClose) {
+      std::lock_guard lock(offline_mu_);
+      offline_unheard_[user_id] = NowMs();
+    }
     return {true, 0};
   }
   if (r->integer < 0) {  // this node was reaped: registering again sets things right
@@ -177,28 +186,31 @@ RedisPresence::Crossing RedisPresence::Closed(int64_t user_id) { return Change(k
 Result<domain::PresenceDirectory::Snapshot> RedisPresence::Online() {
   auto r = bus_->Call(Eval(kOnline, {}), options_.call_timeout);
   if (!r.ok()) return r.status();
-  if (r->type != Reply::Type::kArray || r->elements.size() != 2) {
+  if (r->type != Reply::Type::kArray || r->elements.size() != 3) {
     return Status::Unavailable("redis: unexpected presence snapshot");
   }
   Snapshot out;
   out.version = r->elements[0].integer;
+  out.epoch = r->elements[2].str;
   for (const Reply& u : r->elements[1].elements) out.online.push_back(ToId(u.str));
   return out;
 }
 
 void RedisPresence::Leave() {
-  auto r =
-      bus_->Call(Eval(kReap, {std::to_string(options_.ttl.count()), node_}), options_.call_timeout);
-  if (r.ok()) TellGone(*r);
-  std::promise<void> stopped;
-  net::post(bus_->io(), [this, &stopped] {
+  // The timers first: a reap of other nodes answered after this would find nobody to
+  // announce its users.
+  auto stopped = std::make_shared<std::promise<void>>();
+  net::post(bus_->io(), [this, stopped] {
     stopped_ = true;
     renew_timer_.cancel();
     reap_timer_.cancel();
-    stopped.set_value();
+    stopped->set_value();
   });
   // The bus's thread may be gone already (then nothing is armed any more).
-  stopped.get_future().wait_for(options_.call_timeout);
+  stopped->get_future().wait_for(options_.call_timeout);
+  auto r =
+      bus_->Call(Eval(kReap, {std::to_string(options_.ttl.count()), node_}), options_.call_timeout);
+  if (r.ok()) TellGone(*r);
 }
 
 void RedisPresence::ScheduleRenew(std::chrono::milliseconds after) {
@@ -246,8 +258,18 @@ void RedisPresence::Register() {
   }
   const int64_t version = r->elements[0].integer;
   const TimeMs now = r->elements[1].integer;
+  std::unordered_map<int64_t, TimeMs> unheard;
+  {
+    std::lock_guard lock(offline_mu_);
+    unheard.swap(offline_unheard_);
+  }
   for (const Reply& u : r->elements[2].elements) back_(ToId(u.str), version);
-  for (const Reply& u : r->elements[3].elements) gone_(ToId(u.str), now, version);
+  for (const Reply& u : r->elements[3].elements) {
+    // Closed while Redis was away: last_seen is when that happened.
+    const int64_t user = ToId(u.str);
+    auto it = unheard.find(user);
+    gone_(user, it != unheard.end() ? it->second : now, version);
+  }
 }
 
 void RedisPresence::TellGone(const Reply& reaped) {

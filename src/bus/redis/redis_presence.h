@@ -6,6 +6,7 @@
 //   mmchat:node:<node>    SET   users with a connection on that node
 //   mmchat:online         HASH  user -> number of nodes where it has a connection
 //   mmchat:presence:seq   the version of the latest change (PresenceChanged::version)
+//   mmchat:presence:epoch named by the first registration after Redis lost its data
 //
 // A node renews its entry every TTL/3. Every node looks for expired nodes every half second;
 // the script that finds one removes it and hands each user whose count fell to 0 to exactly
@@ -21,7 +22,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "bus/redis/redis_bus.h"
 #include "domain/presence.h"
@@ -31,7 +34,9 @@ namespace mmchat::bus::redis {
 struct RedisPresenceOptions {
   std::chrono::milliseconds ttl{15'000};  // CLUSTER_NODE_TTL_SEC
   std::chrono::milliseconds reap_interval{500};
-  std::chrono::milliseconds call_timeout{500};
+  // Longer than the connection's own command deadline (2 s), which ends the connection: a
+  // call that gives up has then surely not run, and the bus's resubscription repairs.
+  std::chrono::milliseconds call_timeout{2500};
 };
 
 class RedisPresence final : public domain::PresenceDirectory {
@@ -81,6 +86,10 @@ class RedisPresence final : public domain::PresenceDirectory {
   // Changes could not reach Redis since the last registration: register again.
   std::atomic<bool> out_of_step_{true};  // the first renewal registers
   std::atomic<bool> register_queued_{false};
+  // Users announced offline while Redis could not hear it, with when: the registration that
+  // tells Redis announces them again with that time, not its own.
+  std::mutex offline_mu_;
+  std::unordered_map<int64_t, TimeMs> offline_unheard_;  // guarded by offline_mu_
 
   boost::asio::steady_timer renew_timer_;  // on the bus's thread
   boost::asio::steady_timer reap_timer_;
