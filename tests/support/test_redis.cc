@@ -44,6 +44,15 @@ int FreeLoopbackPort() {
   return ntohs(addr.sin_port);
 }
 
+bool WaitUntil(const std::function<bool()>& done, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
 TestRedis::TestRedis(std::vector<std::string> settings) : settings_(std::move(settings)) {
   char tmpl[] = "/tmp/mmchat-redis-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) {

@@ -5,6 +5,8 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -39,5 +41,10 @@ class TestRedis {
 
 // A loopback port nothing listens on (bound and released): for refused connections.
 int FreeLoopbackPort();
+
+// Polls `done` every 10 ms until it holds; false after `limit` (for what a bus or a server
+// does on threads of its own).
+bool WaitUntil(const std::function<bool()>& done,
+               std::chrono::milliseconds limit = std::chrono::seconds(10));
 
 }  // namespace mmchat::test

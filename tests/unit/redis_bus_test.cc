@@ -25,6 +25,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using domain::Event;
+using test::WaitUntil;
 
 // Every kind of event, with every optional field both set and unset somewhere.
 std::vector<Event> EveryKind() {
@@ -196,14 +197,26 @@ class Inbox {
   int missed_ = 0;
 };
 
-bool WaitUntil(const std::function<bool()>& done, std::chrono::milliseconds limit = 10000ms) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
+// A plain connection of the test's own, for commands no node would send.
+class RawRedis {
+ public:
+  explicit RawRedis(int port)
+      : c_(RedisConnection::Create(io_, {.host = "127.0.0.1", .port = port})) {
+    std::optional<Status> connected;
+    c_->Connect([&](Status s) { connected = s; });
+    while (!connected) io_.run_one_for(10ms);
+    EXPECT_TRUE(connected->ok()) << connected->message();
   }
-  return true;
-}
+  void Run(std::vector<std::string> args) {
+    bool done = false;
+    c_->Command(std::move(args), [&](Result<Reply>) { done = true; });
+    while (!done) io_.run_one_for(10ms);
+  }
+
+ private:
+  boost::asio::io_context io_;
+  std::shared_ptr<RedisConnection> c_;
+};
 
 RedisBusOptions OptionsFor(int port) {
   RedisBusOptions o;
@@ -326,17 +339,9 @@ TEST(RedisBusTest, SkippedNumbersAndUnreadableBatchesAreCountedNotDelivered) {
   ASSERT_TRUE(WaitUntil([&] { return b.bus.Live(); }));
 
   // A hand-made node publishing straight to the channel.
-  boost::asio::io_context io;
-  auto raw = RedisConnection::Create(io, {.host = "127.0.0.1", .port = server.port()});
-  std::optional<Status> connected;
-  raw->Connect([&](Status s) { connected = s; });
-  while (!connected) io.run_one_for(10ms);
-  ASSERT_TRUE(connected->ok());
+  RawRedis raw(server.port());
   auto publish = [&](std::string payload) {
-    bool done = false;
-    raw->Command({"PUBLISH", "mmchat:events", std::move(payload)},
-                 [&](Result<Reply>) { done = true; });
-    while (!done) io.run_one_for(10ms);
+    raw.Run({"PUBLISH", "mmchat:events", std::move(payload)});
   };
   auto batch = [](uint64_t first, std::vector<std::string> events) {
     std::string out;
@@ -368,15 +373,7 @@ TEST(RedisBusTest, AKilledSubscriptionIsRebuilt) {
   const uint64_t before = b.Count("mmchat_bus_reconnects_total");
 
   // Redis drops subscribers that fall behind; the command connections stay.
-  boost::asio::io_context io;
-  auto raw = RedisConnection::Create(io, {.host = "127.0.0.1", .port = server.port()});
-  std::optional<Status> connected;
-  raw->Connect([&](Status s) { connected = s; });
-  while (!connected) io.run_one_for(10ms);
-  ASSERT_TRUE(connected->ok());
-  bool done = false;
-  raw->Command({"CLIENT", "KILL", "TYPE", "pubsub"}, [&](Result<Reply>) { done = true; });
-  while (!done) io.run_one_for(10ms);
+  RawRedis(server.port()).Run({"CLIENT", "KILL", "TYPE", "pubsub"});
 
   ASSERT_TRUE(WaitUntil([&] { return b.Count("mmchat_bus_reconnects_total") > before; }));
   ASSERT_TRUE(WaitUntil([&] { return a.bus.Live() && b.bus.Live(); }));

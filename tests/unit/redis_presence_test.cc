@@ -21,15 +21,7 @@ namespace mmchat::bus::redis {
 namespace {
 
 using namespace std::chrono_literals;
-
-bool WaitUntil(const std::function<bool()>& done, std::chrono::milliseconds limit = 10000ms) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
+using test::WaitUntil;
 
 // A node: its bus, its directory, the users it says it has, and the crossings it was told.
 struct Node {
