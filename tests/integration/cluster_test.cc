@@ -242,6 +242,14 @@ TEST_F(ClusterTest, WithRedisGoneEachNodeServesAloneAndTheyJoinAgainWhenItReturn
   EXPECT_EQ(m["data"]["id"], joined.json["id"]) << m.dump();
   auto more = gus_on_b.NextOfType("message", 500ms);
   EXPECT_TRUE(more.is_null()) << more.dump();
+
+  // Presence after a Redis that came back empty (its counts and versions start over): fay,
+  // connected on A all along, is online on B; when she leaves, B hears it.
+  const std::string fay_path = "/api/users/" + std::to_string(fay.id) + "/last-seen";
+  EXPECT_TRUE(Eventually([&] { return cb_->Get(fay_path, gus.token).json["online"] == true; }));
+  fay_on_a.Close();
+  EXPECT_TRUE(Eventually([&] { return cb_->Get(fay_path, gus.token).json["online"] == false; }))
+      << cb_->Get(fay_path, gus.token).body;
 }
 
 // API.md: messages of one conversation reach each connection in ascending id order, across
