@@ -8,6 +8,9 @@
 # STORE=postgres runs every server on PostgreSQL instead: a private server (pg-server.sh,
 # synchronous_commit on, shared_buffers 256MB; PG_SETTINGS adds settings) beside MmChat and
 # the tool on this machine, a fresh database per run.
+# REDIS=1 (with STORE=postgres) makes every server a node of a cluster: a private redis-server,
+# and a second node on the same database that every event reaches (it has no clients), so the
+# rows show what the bus costs the node the tool talks to.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/build.sh" mmchat mmchat-bench >/dev/null
@@ -21,8 +24,10 @@ out="$PWD/bench-results.jsonl"
 : >"$out"
 work="$(mktemp -d)"
 server_pid=""
+second_pid=""
+redis_pid=""
 pg_dir=""
-trap 'kill "$server_pid" 2>/dev/null || true; [ -z "$pg_dir" ] || "$root/scripts/pg-server.sh" destroy "$pg_dir"; rm -rf "$work"' EXIT
+trap 'kill "$server_pid" "$second_pid" "$redis_pid" 2>/dev/null || true; [ -z "$pg_dir" ] || "$root/scripts/pg-server.sh" destroy "$pg_dir"; rm -rf "$work"' EXIT
 store_env=()
 databases=0
 if [ "${STORE:-sqlite}" = postgres ]; then
@@ -31,13 +36,22 @@ if [ "${STORE:-sqlite}" = postgres ]; then
   pg_url=$("$root/scripts/pg-server.sh" init "$pg_dir")
   "$root/scripts/pg-server.sh" start "$pg_dir"
 fi
+cluster_env=()
+if [ "${REDIS:-0}" = 1 ]; then
+  [ -n "$pg_dir" ] || { echo "REDIS=1 needs STORE=postgres" >&2; exit 2; }
+  redis_port=$((port + 2))
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$work" >"$work/redis.log" 2>&1 &
+  redis_pid=$!
+  cluster_env=("REDIS_URL=redis://127.0.0.1:$redis_port")
+fi
 
 # A fresh server with 20,000 accounts; extra arguments are environment settings.
 start_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  for pid in $server_pid $second_pid; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$work/run" && mkdir -p "$work/run"
   if [ -n "$pg_dir" ]; then
     databases=$((databases + 1))
@@ -48,11 +62,19 @@ start_server() {
     --password benchpass1 --tokens tokens.txt >/dev/null)
   # No abuse limits: the tool sends from one address as fast as it can.
   (cd "$work/run" && exec env HTTP_ADDR="127.0.0.1:$port" MSG_RATE_PER_SEC=0 MAX_CONNS_PER_IP=0 \
-    WS_MAX_CONNS_PER_USER=0 WS_TYPING_RATE_PER_SEC=0 "${store_env[@]}" "$@" "$mmchat" \
-    >server.log 2>&1) &
+    WS_MAX_CONNS_PER_USER=0 WS_TYPING_RATE_PER_SEC=0 "${store_env[@]}" "${cluster_env[@]}" "$@" \
+    "$mmchat" >server.log 2>&1) &
   server_pid=$!
+  if [ ${#cluster_env[@]} -gt 0 ]; then
+    (cd "$work/run" && exec env HTTP_ADDR="127.0.0.1:$((port + 1))" "${store_env[@]}" \
+      "${cluster_env[@]}" "$@" "$mmchat" >second.log 2>&1) &
+    second_pid=$!
+  fi
   for _ in $(seq 100); do
-    grep -q "listening on" "$work/run/server.log" 2>/dev/null && return 0
+    if grep -q "listening on" "$work/run/server.log" 2>/dev/null &&
+      { [ -z "$second_pid" ] || grep -q "bus: subscribed" "$work/run/second.log" 2>/dev/null; }; then
+      return 0
+    fi
     sleep 0.1
   done
   echo "the server did not start" >&2 && cat "$work/run/server.log" >&2 && exit 1

@@ -50,7 +50,8 @@ class UserStore {
   virtual Result<LoginGate> BeginLoginAttempt(int64_t id, TimeMs now, TimeMs window_ms,
                                               int32_t max_failures) = 0;
   virtual Status ClearLoginFailures(int64_t id) = 0;
-  // Records when the user's last connection closed.
+  // Records when the user's last connection closed; an older time than the one kept is
+  // ignored (two nodes of a cluster may store their closes out of order).
   virtual Status SetLastSeen(int64_t id, TimeMs at) = 0;
 };
 

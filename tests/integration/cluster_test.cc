@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
@@ -58,6 +59,21 @@ class ClusterTest : public ::testing::Test {
     // Subscribed: what the other node publishes from now on reaches this one.
     EXPECT_TRUE(node->WaitForLog("bus: subscribed to")) << node->Log();
     return node;
+  }
+
+  // On how many nodes Redis counts `user` (its presence hash), by redis-cli: for a test that
+  // must know a node has counted a connection before it closes another one.
+  std::string NodesCounting(int64_t user) {
+    const std::string cmd = "redis-cli -p " + std::to_string(redis_.port()) +
+                            " HGET mmchat:online " + std::to_string(user) + " 2>&1";
+    std::string out;
+    if (FILE* p = popen(cmd.c_str(), "r")) {
+      char buf[64];
+      while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+      pclose(p);
+    }
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    return out;
   }
 
   // The bus state /readyz reports, "" when the answer is not a 200 with one.
@@ -325,6 +341,8 @@ TEST_F(ClusterTest, PresenceCountsTheConnectionsOfEveryNode) {
   // A second connection on the other node, then the first one closing: no news.
   auto kim_on_b = std::make_unique<WsClient>(b_->port(), kim.token);
   ASSERT_TRUE(kim_on_b->connected());
+  // B counts it after the upgrade: closing A's before would rightly go through offline.
+  ASSERT_TRUE(Eventually([&] { return NodesCounting(kim.id) == "2"; })) << NodesCounting(kim.id);
   kim_on_a->Close();
   kim_on_a.reset();
   Json none = NextPresenceOf(lou_on_b, kim.id, 1500ms);

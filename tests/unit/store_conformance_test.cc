@@ -194,6 +194,8 @@ TYPED_TEST(StoreConformance, CreateAndFind) {
   const User v = this->Create("bob", "bob@example.com");
   EXPECT_NE(v.id, u.id);
   ASSERT_TRUE(this->store_->SetLastSeen(v.id, 4242).ok());
+  // An older time (another node's close, stored late) leaves the newer one.
+  ASSERT_TRUE(this->store_->SetLastSeen(v.id, 4000).ok());
   EXPECT_EQ(this->Find(v.id).user.last_seen, std::optional<TimeMs>(4242));
   EXPECT_EQ(this->store_->SetLastSeen(999999, 1).code(), StatusCode::kNotFound);
 }

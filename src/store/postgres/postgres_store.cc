@@ -276,7 +276,9 @@ Status PostgresStore::ReplacePassword(int64_t id, const std::string& password_ha
 }
 
 Status PostgresStore::SetLastSeen(int64_t id, TimeMs at) {
-  auto r = Query("UPDATE users SET last_seen = $2 WHERE id = $1", Params().Add(id).Add(at));
+  // Never back: two nodes of a cluster may store a user's last closes out of order.
+  auto r = Query("UPDATE users SET last_seen = GREATEST(last_seen, $2) WHERE id = $1",
+                 Params().Add(id).Add(at));
   if (!r.ok()) return r.status();
   return r->Affected() == 1 ? Status::Ok() : Status::NotFound(domain::kUserNotFound);
 }

@@ -209,7 +209,9 @@ Status SqliteStore::ReplacePassword(int64_t id, const std::string& password_hash
 
 Status SqliteStore::SetLastSeen(int64_t id, TimeMs at) {
   return WithWriter([&](Connection& c) -> Status {
-    auto st = c.Prepare("UPDATE users SET last_seen = ?2 WHERE id = ?1");
+    // Never back: two nodes of a cluster may store a user's last closes out of order.
+    auto st =
+        c.Prepare("UPDATE users SET last_seen = MAX(COALESCE(last_seen, ?2), ?2) WHERE id = ?1");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, id).Bind(2, at);
     if ((*st)->Step() != SQLITE_DONE) return c.Error("set last seen");
