@@ -54,6 +54,9 @@ RedisBus::RedisBus(RedisBusOptions options, metrics::Registry* registry)
                                        "Attempts to connect to Redis after the first.")),
       undecodable_(registry->GetCounter("mmchat_bus_undecodable_total",
                                         "Batches or events from the bus that could not be read.")) {
+  // Logged on the constructing thread, before the bus's own threads log: spdlog's registry
+  // is made here, not by two of them at once (ThreadSanitizer cannot see libspdlog's guard).
+  spdlog::debug("bus: this node is {} on {}", origin_, options_.channel);
 }
 
 RedisBus::~RedisBus() { Stop(); }
