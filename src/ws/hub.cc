@@ -226,9 +226,10 @@ void Hub::ResetPresence() {
       return;
     }
     std::lock_guard lock(replica_mu_);
-    if (snapshot->epoch != replica_epoch_) {
-      // The directory lost its memory (Redis restarted empty) and counts versions from 0
-      // again: what is kept is from its past life.
+    if (snapshot->epoch.empty() || snapshot->epoch != replica_epoch_) {
+      // The directory lost its memory (Redis restarted empty; no node has registered since,
+      // or one has and named a new epoch) and counts versions from 0 again: what is kept is
+      // from its past life.
       replica_.clear();
       replica_epoch_ = snapshot->epoch;
     }
