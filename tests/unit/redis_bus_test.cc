@@ -218,12 +218,25 @@ class RawRedis {
   std::shared_ptr<RedisConnection> c_;
 };
 
+// Publishes `e` on `from` until `to` has heard something (at most 5 s): an event published
+// while a node happens to be reconnecting is lost by design (and repaired from the store).
+template <typename Node>
+bool PublishUntilHeard(Node& from, Node& to, const Event& e) {
+  for (int i = 0; i < 50; ++i) {
+    from.bus.Publish(e);
+    if (to.everything.WaitFor(1, 100ms)) return true;
+  }
+  return false;
+}
+
 RedisBusOptions OptionsFor(int port) {
   RedisBusOptions o;
   o.url.host = "127.0.0.1";
   o.url.port = port;
   o.probe_interval = 100ms;
-  o.probe_timeout = 600ms;
+  // The default: shorter, a node loaded by a sanitizer build beside other tests takes its own
+  // slow probe for a dead subscription and reconnects, losing what is published meanwhile.
+  o.probe_timeout = 3000ms;
   o.min_backoff = 20ms;
   o.max_backoff = 200ms;
   return o;
@@ -321,14 +334,13 @@ TEST(RedisBusTest, ALostRedisLeavesLocalDeliveryAndComesBackByItself) {
   ASSERT_TRUE(server.Restart());
   ASSERT_TRUE(WaitUntil([&] { return a.bus.Live() && b.bus.Live(); }));
   EXPECT_GE(a.Count("mmchat_bus_reconnects_total"), 1u);
-  a.bus.Publish(domain::UserChanged{2});
-  ASSERT_TRUE(b.everything.WaitFor(1));
+  ASSERT_TRUE(PublishUntilHeard(a, b, domain::UserChanged{2}));
   std::this_thread::sleep_for(200ms);
-  // Only the event published after the return: the one published while down was lost to B,
+  // Only events published after the return: the one published while down was lost to B,
   // and B was told so by its own resubscription (EventsMissed).
-  ASSERT_EQ(b.everything.Events().size(), 1u);
-  EXPECT_EQ(b.everything.Events()[0], EncodeEvent(domain::UserChanged{2}));
-  EXPECT_EQ(b.everything.Missed(), 2);  // the first subscription, and the resumption
+  ASSERT_FALSE(b.everything.Events().empty());
+  for (const auto& e : b.everything.Events()) EXPECT_EQ(e, EncodeEvent(domain::UserChanged{2}));
+  EXPECT_GE(b.everything.Missed(), 2);  // the first subscription, and the resumption
   EXPECT_GE(b.Count("mmchat_bus_gaps_total"), 1u);
 }
 
@@ -383,8 +395,7 @@ TEST(RedisBusTest, AKilledSubscriptionIsRebuilt) {
            b.Count("mmchat_bus_reconnects_total") > b_before;
   }));
   ASSERT_TRUE(WaitUntil([&] { return a.bus.Live() && b.bus.Live(); }));
-  a.bus.Publish(domain::UserChanged{9});
-  ASSERT_TRUE(b.everything.WaitFor(1));
+  ASSERT_TRUE(PublishUntilHeard(a, b, domain::UserChanged{9}));
   EXPECT_EQ(b.everything.Events()[0], EncodeEvent(domain::UserChanged{9}));
 }
 
