@@ -284,6 +284,7 @@ void RedisPresence::Reap() {
   if (stopped_) return;
   if (bus_->Live()) {
     bus_->Command(Eval(kReap, {std::to_string(options_.ttl.count())}), [this](Result<Reply> r) {
+      // Nobody reaped (the usual answer, twice a second): nothing to hand to the hub.
       if (!r.ok() || r->type != Reply::Type::kArray || r->elements.size() < 3) return;
       in_turn_([this, reaped = std::move(r).value()] { TellGone(reaped); });
     });
