@@ -1,7 +1,9 @@
 #include "app/config.h"
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
+#include <thread>
 #include <tuple>
 
 #include "bus/redis/redis_url.h"
@@ -66,7 +68,8 @@ const std::vector<ConfigVar>& ConfigVars() {
       {"DATABASE_URL", "-",
        "a PostgreSQL URI (`postgres://user:pass@host:5432/db` or `postgresql://…`); when set, "
        "PostgreSQL is the store and `SQLITE_DSN` is not used"},
-      {"DATABASE_POOL_SIZE", "16", "PostgreSQL connections each process keeps at most"},
+      {"DATABASE_POOL_SIZE", "2 per core, at least 4",
+       "PostgreSQL connections each process keeps at most"},
       {"DATABASE_WAIT_SEC", "30",
        "how long start-up waits for an unreachable PostgreSQL before it exits"},
       {"REDIS_URL", "-",
@@ -252,6 +255,11 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
     c.database_url = *v;
   }
   if (Status s = int_var("DATABASE_POOL_SIZE", 1, 1000, &c.database_pool_size); !s.ok()) return s;
+  if (c.database_pool_size == 0) {
+    // More requests reading at once than the cores can serve only adds switching, here and
+    // in PostgreSQL: on 2 cores 4 gave a tenth more history pages than 16 (BENCHMARKS.md).
+    c.database_pool_size = std::max<int64_t>(4, 2 * std::thread::hardware_concurrency());
+  }
   if (Status s = int_var("DATABASE_WAIT_SEC", 0, 3600, &c.database_wait_sec); !s.ok()) return s;
   if (auto v = get("REDIS_URL"); v && !v->empty()) {
     // Checked here so that a wrong value stops start-up; the message never echoes it (it may

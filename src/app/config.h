@@ -32,10 +32,10 @@ struct Config {
   std::string redis_url;     // empty: one process; else a node of a cluster (the Redis bus)
   int64_t cluster_node_ttl_sec = 15;  // a silent node's connections count this long
   // MmChat's own
-  int64_t database_pool_size = 16;  // PostgreSQL connections per process
-  int64_t database_wait_sec = 30;   // how long start-up waits for an unreachable database
-  int http_threads = 0;             // 0: one per core
-  int worker_threads = 0;           // 0: one per core
+  int64_t database_pool_size = 0;  // PostgreSQL connections per process (LoadConfig sets it)
+  int64_t database_wait_sec = 30;  // how long start-up waits for an unreachable database
+  int http_threads = 0;            // 0: one per core
+  int worker_threads = 0;          // 0: one per core
   int64_t http_read_timeout_sec = 30;
   std::string sqlite_synchronous = "NORMAL";  // NORMAL | FULL
   std::string log_level = "info";

@@ -97,6 +97,7 @@ Result<std::unique_ptr<Services>> Services::Open(
                                    .bus = s->bus.get(),
                                    .user_cache = s->user_cache.get()},
       policy);
+  s->marks = std::make_unique<domain::MarksCache>(s->store.get(), s->bus.get(), SteadyMs);
   s->conversations = std::make_unique<domain::ConversationService>(
       domain::ConversationService::Deps{.conversations = s->store.get(),
                                         .users = s->store.get(),
@@ -107,6 +108,7 @@ Result<std::unique_ptr<Services>> Services::Open(
       .access = s->conversations.get(),
       .bus = s->bus.get(),
       .tracker = &s->tracker,
+      .marks = s->marks.get(),
       .max_message_len = static_cast<int>(config.max_message_len),
       .send_rate_per_sec = static_cast<double>(config.msg_rate_per_sec),
       .send_burst = static_cast<double>(config.msg_rate_burst)});

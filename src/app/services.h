@@ -15,6 +15,7 @@
 #include "domain/account_service.h"
 #include "domain/conversation_service.h"
 #include "domain/delivery_tracker.h"
+#include "domain/marks_cache.h"
 #include "domain/message_service.h"
 #include "domain/presence_service.h"
 #include "domain/user_cache.h"
@@ -50,6 +51,7 @@ struct Services {
   std::unique_ptr<domain::CodeSender> sender;
   // Declared before the bus, which it subscribes to: destroyed after it.
   std::unique_ptr<domain::UserCache> user_cache;  // shared by the account and user services
+  std::unique_ptr<domain::MarksCache> marks;      // message statuses' participant markers
   // The LocalBus, or with REDIS_URL the cluster's bus (also `cluster_bus`; not connected
   // until Serve starts it).
   std::unique_ptr<domain::EventBus> bus;

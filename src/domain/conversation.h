@@ -25,6 +25,13 @@ struct Participant {
   int64_t delivered_marker = 0;   // highest message id delivered to this user
 };
 
+// What a message's status needs of one participant (see MessageStatuses).
+struct ParticipantMarks {
+  int64_t user_id = 0;
+  int64_t read_marker = 0;
+  int64_t delivered_marker = 0;
+};
+
 struct Message {
   int64_t id = 0;
   int64_t conversation_id = 0;

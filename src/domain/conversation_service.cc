@@ -32,13 +32,27 @@ Status Refused(MembershipOutcome outcome) {
 Status ConversationNotFound() { return Status::NotFound("conversation not found"); }
 Status NotAParticipant() { return Status::Forbidden("not a participant of this conversation"); }
 
-MessageStatuses::MessageStatuses(const Conversation& c, const DeliveryTracker& tracker) {
-  marks_.reserve(c.participants.size());
-  for (const auto& p : c.participants) {
-    marks_.push_back(
-        {p.user_id, p.read_marker,
-         std::max(p.read_marker, tracker.Effective(c.id, p.user_id, p.delivered_marker))});
+MessageStatuses::MessageStatuses(int64_t conversation_id,
+                                 const std::vector<ParticipantMarks>& marks,
+                                 const DeliveryTracker& tracker) {
+  marks_.reserve(marks.size());
+  for (const auto& p : marks) {
+    marks_.push_back({p.user_id, p.read_marker,
+                      std::max(p.read_marker,
+                               tracker.Effective(conversation_id, p.user_id, p.delivered_marker))});
   }
+}
+
+MessageStatuses::MessageStatuses(const Conversation& c, const DeliveryTracker& tracker)
+    : MessageStatuses(c.id, MarksOf(c), tracker) {}
+
+std::vector<ParticipantMarks> MarksOf(const Conversation& c) {
+  std::vector<ParticipantMarks> marks;
+  marks.reserve(c.participants.size());
+  for (const auto& p : c.participants) {
+    marks.push_back({p.user_id, p.read_marker, p.delivered_marker});
+  }
+  return marks;
 }
 
 MessageStatus MessageStatuses::Of(const Message& m) const {

@@ -26,6 +26,8 @@ namespace mmchat::domain {
 // page of messages does not cost a tracker lookup per message and participant.
 class MessageStatuses {
  public:
+  MessageStatuses(int64_t conversation_id, const std::vector<ParticipantMarks>& marks,
+                  const DeliveryTracker& tracker);
   MessageStatuses(const Conversation& c, const DeliveryTracker& tracker);
   MessageStatus Of(const Message& m) const;
 
@@ -37,6 +39,9 @@ class MessageStatuses {
   };
   std::vector<Marks> marks_;
 };
+
+// What MessageStatuses needs of a loaded conversation.
+std::vector<ParticipantMarks> MarksOf(const Conversation& c);
 
 // The status of one message (see MessageStatuses).
 MessageStatus StatusOf(const Message& m, const Conversation& c, const DeliveryTracker& tracker);

@@ -52,6 +52,9 @@ class ConversationStore {
   // Every (conversation id, user id) membership: loads the real-time layer's index at start.
   virtual Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() = 0;
   virtual Result<std::optional<Message>> LastMessage(int64_t conversation_id) = 0;
+  // Every participant's read and delivered markers (none when the conversation does not
+  // exist), in no particular order.
+  virtual Result<std::vector<ParticipantMarks>> ListMarks(int64_t conversation_id) = 0;
   // Messages from others than `user_id` with id above `after_id`.
   virtual Result<int64_t> CountUnread(int64_t conversation_id, int64_t user_id,
                                       int64_t after_id) = 0;
@@ -82,6 +85,11 @@ class ConversationStore {
   virtual Result<std::vector<Message>> ListMessages(int64_t conversation_id,
                                                     std::optional<int64_t> before,
                                                     std::optional<int64_t> after, int limit) = 0;
+  // The same, read only if `reader` is a participant, checked in the same read: no messages
+  // also when it is not (the caller tells the two apart, e.g. with GetConversation).
+  virtual Result<std::vector<Message>> ListMessagesFor(int64_t reader, int64_t conversation_id,
+                                                       std::optional<int64_t> before,
+                                                       std::optional<int64_t> after, int limit) = 0;
   // Up to `limit` messages with id above `since` from the user's conversations, ascending.
   virtual Result<std::vector<Message>> MessagesSince(int64_t user_id, int64_t since, int limit) = 0;
   // For a node of a cluster catching up on what the bus did not bring: up to `limit`

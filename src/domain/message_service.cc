@@ -56,12 +56,19 @@ Result<MessagePage> MessageService::List(int64_t caller, int64_t conversation_id
                                          std::optional<int64_t> before,
                                          std::optional<int64_t> after, int limit) {
   if (before && after) return Status::InvalidRequest("use either before or after, not both");
-  auto c = d_.access->LoadForParticipant(caller, conversation_id);
-  if (!c.ok()) return c.status();
   if (limit <= 0) limit = kDefaultPage;
   limit = std::min(limit, kMaxPage);
-  auto rows = d_.conversations->ListMessages(conversation_id, before, after, limit + 1);
+  // The membership check is part of the read: one round trip for the usual page.
+  auto rows = d_.conversations->ListMessagesFor(caller, conversation_id, before, after, limit + 1);
   if (!rows.ok()) return rows.status();
+  if (rows->empty()) {
+    // No messages, or not the caller's to read: the conversation says which.
+    auto c = d_.access->LoadForParticipant(caller, conversation_id);
+    if (!c.ok()) return c.status();
+    // Joined since the first read: read again as a participant.
+    rows = d_.conversations->ListMessagesFor(caller, conversation_id, before, after, limit + 1);
+    if (!rows.ok()) return rows.status();
+  }
   MessagePage page;
   page.messages = std::move(rows).value();
   if (static_cast<int>(page.messages.size()) > limit) {
@@ -73,10 +80,19 @@ Result<MessagePage> MessageService::List(int64_t caller, int64_t conversation_id
       page.messages.erase(page.messages.begin());
     }
   }
-  if (!page.messages.empty()) Delivered(*c, caller, page.messages.back().id);
-  const MessageStatuses statuses(*c, *d_.tracker);
-  for (auto& m : page.messages) m.status = statuses.Of(m);
+  if (Status s = ForReader(caller, conversation_id, page.messages); !s.ok()) return s;
   return page;
+}
+
+Status MessageService::ForReader(int64_t reader, int64_t conversation_id,
+                                 std::vector<Message>& messages) {
+  if (messages.empty()) return Status::Ok();
+  auto marks = d_.marks->Get(conversation_id);
+  if (!marks.ok()) return marks.status();
+  Delivered(conversation_id, *marks, reader, messages.back().id);
+  const MessageStatuses statuses(conversation_id, *marks, *d_.tracker);
+  for (auto& m : messages) m.status = statuses.Of(m);
+  return Status::Ok();
 }
 
 Result<ReadMark> MessageService::MarkRead(int64_t caller, int64_t conversation_id,
@@ -111,22 +127,17 @@ Result<SyncPage> MessageService::Sync(int64_t caller, int64_t since, int limit) 
   }
   page.next_since = page.messages.empty() ? since : page.messages.back().id;
 
-  // Statuses and deliveries per conversation, loading each conversation once.
-  std::map<int64_t, MessageStatuses> statuses;
-  std::map<int64_t, int64_t> newest;
-  for (const auto& m : page.messages) {
-    newest[m.conversation_id] = std::max(newest[m.conversation_id], m.id);
+  // Statuses and deliveries per conversation, each conversation's markers read once.
+  std::map<int64_t, std::vector<Message>> by_conversation;
+  for (auto& m : page.messages) by_conversation[m.conversation_id].push_back(std::move(m));
+  page.messages.clear();
+  for (auto& [id, messages] : by_conversation) {
+    if (Status s = ForReader(caller, id, messages); !s.ok()) return s;
+    page.messages.insert(page.messages.end(), std::make_move_iterator(messages.begin()),
+                         std::make_move_iterator(messages.end()));
   }
-  for (const auto& [id, up_to] : newest) {
-    auto c = d_.access->LoadForParticipant(caller, id);
-    if (!c.ok()) continue;  // left meanwhile: its messages go out without delivery counting
-    Delivered(*c, caller, up_to);
-    statuses.emplace(id, MessageStatuses(*c, *d_.tracker));
-  }
-  for (auto& m : page.messages) {
-    auto it = statuses.find(m.conversation_id);
-    if (it != statuses.end()) m.status = it->second.Of(m);
-  }
+  std::sort(page.messages.begin(), page.messages.end(),
+            [](const Message& a, const Message& b) { return a.id < b.id; });
   return page;
 }
 
@@ -138,11 +149,15 @@ void MessageService::DeliveredLive(int64_t conversation_id, int64_t user, int64_
   }
 }
 
-void MessageService::Delivered(const Conversation& c, int64_t reader, int64_t up_to) {
-  const Participant* me = c.Find(reader);
-  if (me == nullptr) return;
-  if (d_.tracker->Advance(c.id, reader, up_to, std::max(me->delivered_marker, me->read_marker))) {
-    d_.bus->Publish(DeliveryReceipt{c.id, reader, up_to, d_.now()});
+void MessageService::Delivered(int64_t conversation_id, const std::vector<ParticipantMarks>& marks,
+                               int64_t reader, int64_t up_to) {
+  for (const auto& me : marks) {
+    if (me.user_id != reader) continue;
+    if (d_.tracker->Advance(conversation_id, reader, up_to,
+                            std::max(me.delivered_marker, me.read_marker))) {
+      d_.bus->Publish(DeliveryReceipt{conversation_id, reader, up_to, d_.now()});
+    }
+    return;
   }
 }
 

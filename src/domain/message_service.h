@@ -14,6 +14,7 @@
 #include "domain/conversation_store.h"
 #include "domain/delivery_tracker.h"
 #include "domain/events.h"
+#include "domain/marks_cache.h"
 
 namespace mmchat::domain {
 
@@ -41,6 +42,7 @@ class MessageService {
     ConversationService* access;  // participant checks and conversation loading
     EventBus* bus;
     DeliveryTracker* tracker;
+    MarksCache* marks;  // the participants' markers for statuses
     int max_message_len = 4000;
     std::function<TimeMs()> now = NowMs;
     // Each sender's token bucket (MSG_RATE_PER_SEC, MSG_RATE_BURST); 0 per second: no limit.
@@ -64,7 +66,11 @@ class MessageService {
 
  private:
   // Counts the returned messages as delivered to `reader` and announces the receipt.
-  void Delivered(const Conversation& c, int64_t reader, int64_t up_to);
+  void Delivered(int64_t conversation_id, const std::vector<ParticipantMarks>& marks,
+                 int64_t reader, int64_t up_to);
+  // Sets the statuses of `messages` (all of one conversation, ascending) and counts them as
+  // delivered to `reader`.
+  Status ForReader(int64_t reader, int64_t conversation_id, std::vector<Message>& messages);
 
   Deps d_;
   RateLimiter<int64_t> send_limiter_;

@@ -9,20 +9,18 @@
 // through the bus, and from other processes once the bus joins them (the cluster); until then
 // another process's change shows here within `ttl_ms` (docs/API.md, decision 3).
 //
-// A read that began before a change cannot put its old row back afterwards (the epoch check).
-// Thread-safe: a few mutex-guarded shards.
+// A read that began before a change cannot put its old row back afterwards (expiring_cache.h).
+// Thread-safe.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
-#include <unordered_map>
 
 #include "common/status.h"
 #include "common/time.h"
 #include "domain/events.h"
+#include "domain/expiring_cache.h"
 #include "domain/store.h"
 #include "domain/user.h"
 
@@ -55,28 +53,8 @@ class UserCache {
   void ForgetAll();
 
  private:
-  struct Entry {
-    CachedUser value;
-    TimeMs expires_at;
-  };
-  struct Shard {
-    std::mutex mu;
-    std::unordered_map<int64_t, Entry> entries;  // guarded by mu
-    // Moved by every Forget of a user of this shard: a read that saw another value lost a
-    // race with a change (per shard, so that changes elsewhere do not spoil reads here).
-    uint64_t epoch = 0;  // guarded by mu
-  };
-  Shard& ShardOf(int64_t id) { return shards_[static_cast<uint64_t>(id) % kShards]; }
-  uint64_t EpochOf(Shard& s);
-  // Keeps `value`, unless its shard's epoch moved since `epoch` was read.
-  void Put(const CachedUser& value, uint64_t epoch);
-
-  static constexpr size_t kShards = 16;
   UserStore* users_;
-  std::function<TimeMs()> steady_now_;
-  const TimeMs ttl_ms_;
-  const size_t max_per_shard_;
-  std::array<Shard, kShards> shards_;
+  ExpiringCache<CachedUser> kept_;
 };
 
 }  // namespace mmchat::domain

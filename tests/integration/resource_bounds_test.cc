@@ -169,9 +169,10 @@ void ExpectFdsBack(const Usage& before, const Usage& after) {
       << ", after: " << others_after;
   // A reader connection is opened when every idle one is taken: at most one per io and worker
   // thread (both default to the core count), of two descriptors (the database and its WAL).
-  // PostgreSQL's pool opens at most DATABASE_POOL_SIZE (16) connections, plus the writer's.
-  const int readers_fds =
-      OnPostgres() ? 16 + 1 : 2 * 2 * static_cast<int>(std::thread::hardware_concurrency()) + 2;
+  // PostgreSQL's pool opens at most DATABASE_POOL_SIZE (2 per core, at least 4) connections,
+  // plus the writer's.
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  const int readers_fds = OnPostgres() ? std::max(4, 2 * cores) + 1 : 2 * 2 * cores + 2;
   EXPECT_LE(after.db_fds - before.db_fds, readers_fds)
       << "the database's descriptors before: " << before.db_fds << ", after: " << after.db_fds;
 }

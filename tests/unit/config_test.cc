@@ -5,10 +5,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 
 namespace mmchat::app {
 namespace {
@@ -172,6 +174,11 @@ TEST(LoadConfigTest, DefaultsMatchApiMd) {
   EXPECT_EQ(c->smtp_url, "");
   EXPECT_EQ(c->smtp_from, "mmchat@localhost");
   EXPECT_EQ(c->max_message_len, 4000);
+  // Not in API.md: two PostgreSQL connections per core, at least 4; or as set.
+  EXPECT_EQ(c->database_pool_size, std::max<int64_t>(4, 2 * std::thread::hardware_concurrency()));
+  auto set = Load({{"DATABASE_POOL_SIZE", "3"}});
+  ASSERT_TRUE(set.ok()) << set.status().message();
+  EXPECT_EQ(set->database_pool_size, 3);
 }
 
 const Env& AllApiVars() {

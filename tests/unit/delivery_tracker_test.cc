@@ -68,6 +68,7 @@ class FakeConversationStore final : public ConversationStore {
   Result<std::vector<Conversation>> ListConversationsFor(int64_t) override { return No(); }
   Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() override { return No(); }
   Result<std::optional<Message>> LastMessage(int64_t) override { return No(); }
+  Result<std::vector<ParticipantMarks>> ListMarks(int64_t) override { return No(); }
   Result<int64_t> CountUnread(int64_t, int64_t, int64_t) override { return No(); }
   Status Rename(int64_t, const std::string&, TimeMs) override { return No(); }
   Result<MembershipOutcome> AddParticipant(int64_t, int64_t, Role, TimeMs) override { return No(); }
@@ -79,6 +80,10 @@ class FakeConversationStore final : public ConversationStore {
   Result<std::optional<Message>> GetMessage(int64_t) override { return No(); }
   Result<std::vector<Message>> ListMessages(int64_t, std::optional<int64_t>, std::optional<int64_t>,
                                             int) override {
+    return No();
+  }
+  Result<std::vector<Message>> ListMessagesFor(int64_t, int64_t, std::optional<int64_t>,
+                                               std::optional<int64_t>, int) override {
     return No();
   }
   Result<std::vector<Message>> MessagesSince(int64_t, int64_t, int) override { return No(); }

@@ -415,9 +415,10 @@ TEST_F(MessageServiceTest, ListingDoesNotDeliverBelowTheStoredMark) {
   bus_.Clear();
   ASSERT_TRUE(msgs_->List(bob_, p.id, std::nullopt, std::nullopt, 0).ok());
   EXPECT_TRUE(bus_.Of<DeliveryReceipt>().empty());
-  // Read markers count as delivered too.
+  // Read markers count as delivered too (the service announces the move, as it must for the
+  // markers kept for statuses).
   const Message m3 = Send(alice_, p.id, "three");
-  ASSERT_TRUE(store_->MoveReadMarker(p.id, bob_, m3.id, clock_.now).ok());
+  ASSERT_TRUE(msgs_->MarkRead(bob_, p.id, m3.id).ok());
   bus_.Clear();
   ASSERT_TRUE(msgs_->List(bob_, p.id, std::nullopt, std::nullopt, 0).ok());
   EXPECT_TRUE(bus_.Of<DeliveryReceipt>().empty());
@@ -630,8 +631,8 @@ TEST_F(MessageServiceTest, ConcurrentSendsThroughTheLocalBusArriveAscending) {
       ids.push_back(m->message.id);
     }
   });
-  MessageService service(
-      MessageService::Deps{store_.get(), convs_.get(), &local, &tracker_, 4000, clock_.Fn()});
+  MessageService service(MessageService::Deps{store_.get(), convs_.get(), &local, &tracker_,
+                                              marks_.get(), 4000, clock_.Fn()});
   const Conversation g = Group(alice_, {bob_, carol_});
   const std::vector<int64_t> senders = {alice_, bob_, carol_};
   constexpr int kPerThread = 40;
@@ -653,8 +654,9 @@ TEST_F(MessageServiceTest, ConcurrentSendsThroughTheLocalBusArriveAscending) {
 }
 
 TEST_F(MessageServiceTest, ASenderPastItsBurstIsRateLimitedUntilTokensComeBack) {
-  MessageService service(MessageService::Deps{store_.get(), convs_.get(), &bus_, &tracker_, 4000,
-                                              clock_.Fn(), /*send_rate_per_sec=*/1,
+  MessageService service(MessageService::Deps{store_.get(), convs_.get(), &bus_, &tracker_,
+                                              marks_.get(), 4000, clock_.Fn(),
+                                              /*send_rate_per_sec=*/1,
                                               /*send_burst=*/2, /*steady_now=*/clock_.Fn()});
   const Conversation g = Group(alice_, {bob_});
   auto send = [&](int64_t who, const std::string& content) {

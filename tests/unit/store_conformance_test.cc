@@ -1191,6 +1191,58 @@ TYPED_TEST(StoreConformance, ListMessagesPagesByCursorInAscendingOrder) {
   EXPECT_EQ(*s.CountUnread(g, a, 0), 5);
 }
 
+// The page a reader may see: the same rows as ListMessages for a participant, none for
+// anyone else, the check made in the same read (a removal takes effect at once).
+TYPED_TEST(StoreConformance, ListMessagesForChecksTheReaderInTheSameRead) {
+  auto& s = *this->store_;
+  const int64_t a = this->NewUserId("alice"), b = this->NewUserId("bob");
+  const int64_t c = this->NewUserId("carol");
+  const int64_t g = this->Group(a, {b});
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(this->Sent(g, a, "m" + std::to_string(i)).id);
+  auto idsOf = [](const Result<std::vector<domain::Message>>& r) {
+    std::vector<int64_t> out;
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    if (r.ok()) {
+      for (const auto& m : *r) out.push_back(m.id);
+    }
+    return out;
+  };
+  EXPECT_EQ(idsOf(s.ListMessagesFor(b, g, std::nullopt, std::nullopt, 2)),
+            (std::vector<int64_t>{ids[3], ids[4]}));
+  EXPECT_EQ(idsOf(s.ListMessagesFor(b, g, ids[3], std::nullopt, 2)),
+            (std::vector<int64_t>{ids[1], ids[2]}));
+  EXPECT_EQ(idsOf(s.ListMessagesFor(b, g, std::nullopt, ids[2], 9)),
+            (std::vector<int64_t>{ids[3], ids[4]}));
+  EXPECT_TRUE(idsOf(s.ListMessagesFor(c, g, std::nullopt, std::nullopt, 9)).empty());
+  EXPECT_TRUE(idsOf(s.ListMessagesFor(b, g + 1000, std::nullopt, std::nullopt, 9)).empty());
+  ASSERT_EQ(*s.RemoveParticipant(g, b, 900), MembershipOutcome::kDone);
+  EXPECT_TRUE(idsOf(s.ListMessagesFor(b, g, std::nullopt, std::nullopt, 9)).empty());
+  EXPECT_TRUE(idsOf(s.ListMessagesFor(b, g, ids[4], std::nullopt, 9)).empty());
+  EXPECT_EQ(idsOf(s.ListMessagesFor(a, g, ids[1], std::nullopt, 9)),
+            (std::vector<int64_t>{ids[0]}));
+}
+
+TYPED_TEST(StoreConformance, ListMarksGivesEveryParticipantsMarkers) {
+  auto& s = *this->store_;
+  const int64_t a = this->NewUserId("alice"), b = this->NewUserId("bob");
+  const int64_t c = this->NewUserId("carol");
+  const int64_t g = this->Group(a, {b, c});
+  const int64_t m1 = this->Sent(g, a, "one").id;
+  const int64_t m2 = this->Sent(g, a, "two").id;
+  ASSERT_TRUE(s.MoveReadMarker(g, b, m1, 500).ok());
+  ASSERT_TRUE(s.SaveDelivered({{g, c, m2}}).ok());
+  auto marks = s.ListMarks(g);
+  ASSERT_TRUE(marks.ok()) << marks.status().message();
+  std::map<int64_t, std::pair<int64_t, int64_t>> by_user;
+  for (const auto& p : *marks) by_user[p.user_id] = {p.read_marker, p.delivered_marker};
+  EXPECT_EQ(by_user, (std::map<int64_t, std::pair<int64_t, int64_t>>{
+                         {a, {m2, 0}}, {b, {m1, 0}}, {c, {0, m2}}}));
+  auto none = s.ListMarks(g + 1000);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
 TYPED_TEST(StoreConformance, MessagesSinceOnlyFromCurrentConversations) {
   auto& store = *this->store_;
   const int64_t a = this->NewUserId("alice"), b = this->NewUserId("bob");

@@ -17,6 +17,7 @@ using domain::AppendOutcome;
 using domain::Conversation;
 using domain::MembershipOutcome;
 using domain::Message;
+using domain::ParticipantMarks;
 using domain::Role;
 using domain::StoredAppend;
 
@@ -255,6 +256,17 @@ Result<std::optional<Message>> PostgresStore::LastMessage(int64_t conversation_i
   if (!r.ok()) return r.status();
   if (r->empty()) return std::optional<Message>();
   return std::optional<Message>(std::move(r->back()));
+}
+
+Result<std::vector<ParticipantMarks>> PostgresStore::ListMarks(int64_t conversation_id) {
+  auto r = Query(
+      "SELECT user_id, read_marker, delivered_marker FROM participants WHERE conversation_id = $1",
+      Params().Add(conversation_id));
+  if (!r.ok()) return r.status();
+  std::vector<ParticipantMarks> marks;
+  marks.reserve(r->rows());
+  for (int i = 0; i < r->rows(); ++i) marks.push_back({r->Int(i, 0), r->Int(i, 1), r->Int(i, 2)});
+  return marks;
 }
 
 Result<int64_t> PostgresStore::CountUnread(int64_t conversation_id, int64_t user_id,
@@ -584,13 +596,34 @@ Result<std::optional<Message>> PostgresStore::GetMessage(int64_t id) {
 Result<std::vector<Message>> PostgresStore::ListMessages(int64_t conversation_id,
                                                          std::optional<int64_t> before,
                                                          std::optional<int64_t> after, int limit) {
-  // Every variant walks the (conversation_id, id) index from the cursor.
-  const std::string cols = std::string("SELECT ") + kMessageColumns + " FROM messages ";
+  return Page(std::nullopt, conversation_id, before, after, limit);
+}
+
+Result<std::vector<Message>> PostgresStore::ListMessagesFor(int64_t reader, int64_t conversation_id,
+                                                            std::optional<int64_t> before,
+                                                            std::optional<int64_t> after,
+                                                            int limit) {
+  return Page(reader, conversation_id, before, after, limit);
+}
+
+Result<std::vector<Message>> PostgresStore::Page(std::optional<int64_t> reader,
+                                                 int64_t conversation_id,
+                                                 std::optional<int64_t> before,
+                                                 std::optional<int64_t> after, int limit) {
+  // Every variant walks the (conversation_id, id) index from the cursor. The reader's check
+  // does not depend on the row, so PostgreSQL runs it once (an InitPlan on the key).
+  std::string sql = std::string("SELECT ") + kMessageColumns + " FROM messages " +
+                    (after ? "WHERE conversation_id = $1 AND id > $2 "
+                           : "WHERE conversation_id = $1 AND id < $2 ");
+  if (reader) {
+    sql += "AND EXISTS (SELECT 1 FROM participants WHERE conversation_id = $1 AND user_id = $4) ";
+  }
+  sql += after ? "ORDER BY id LIMIT $3" : "ORDER BY id DESC LIMIT $3";
   const int64_t cursor = after ? *after : before.value_or(INT64_MAX);
-  auto rows =
-      Messages(after ? cols + "WHERE conversation_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-                     : cols + "WHERE conversation_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-               Params().Add(conversation_id).Add(cursor).Add(int64_t{limit}));
+  Params params;
+  params.Add(conversation_id).Add(cursor).Add(int64_t{limit});
+  if (reader) params.Add(*reader);
+  auto rows = Messages(sql, params);
   if (!rows.ok()) return rows.status();
   if (!after) std::reverse(rows->begin(), rows->end());  // always ascending
   return rows;

@@ -93,6 +93,7 @@ class PostgresStore final : public Store {
   Result<std::vector<domain::Conversation>> ListConversationsFor(int64_t user_id) override;
   Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() override;
   Result<std::optional<domain::Message>> LastMessage(int64_t conversation_id) override;
+  Result<std::vector<domain::ParticipantMarks>> ListMarks(int64_t conversation_id) override;
   Result<int64_t> CountUnread(int64_t conversation_id, int64_t user_id, int64_t after_id) override;
   Status Rename(int64_t conversation_id, const std::string& name, TimeMs now) override;
   Result<domain::MembershipOutcome> AddParticipant(int64_t conversation_id, int64_t user_id,
@@ -108,6 +109,10 @@ class PostgresStore final : public Store {
                                                     std::optional<int64_t> before,
                                                     std::optional<int64_t> after,
                                                     int limit) override;
+  Result<std::vector<domain::Message>> ListMessagesFor(int64_t reader, int64_t conversation_id,
+                                                       std::optional<int64_t> before,
+                                                       std::optional<int64_t> after,
+                                                       int limit) override;
   Result<std::vector<domain::Message>> MessagesSince(int64_t user_id, int64_t since,
                                                      int limit) override;
   Result<std::vector<domain::Message>> MessagesAfter(int64_t after, int limit) override;
@@ -120,6 +125,10 @@ class PostgresStore final : public Store {
 
  private:
   explicit PostgresStore(const Options& options);
+  // ListMessages, or ListMessagesFor when there is a `reader`.
+  Result<std::vector<domain::Message>> Page(std::optional<int64_t> reader, int64_t conversation_id,
+                                            std::optional<int64_t> before,
+                                            std::optional<int64_t> after, int limit);
 
   // Runs `fn` on a pooled connection.
   Status WithConnection(const std::function<Status(PgConnection&)>& fn);

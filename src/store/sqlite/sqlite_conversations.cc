@@ -15,6 +15,7 @@ namespace {
 
 using domain::Conversation;
 using domain::Message;
+using domain::ParticipantMarks;
 using domain::Role;
 using domain::StoredAppend;
 
@@ -232,6 +233,24 @@ Result<std::optional<Message>> SqliteStore::LastMessage(int64_t conversation_id)
   if (!r.ok()) return r.status();
   if (r->empty()) return std::optional<Message>();
   return std::optional<Message>(std::move(r->back()));
+}
+
+Result<std::vector<ParticipantMarks>> SqliteStore::ListMarks(int64_t conversation_id) {
+  std::vector<ParticipantMarks> marks;
+  Status s = WithReader([&](Connection& c) -> Status {
+    auto st = c.Prepare(
+        "SELECT user_id, read_marker, delivered_marker FROM participants "
+        "WHERE conversation_id = ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, conversation_id);
+    int rc;
+    while ((rc = (*st)->Step()) == SQLITE_ROW) {
+      marks.push_back({(*st)->Int(0), (*st)->Int(1), (*st)->Int(2)});
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : c.Error("list marks");
+  });
+  if (!s.ok()) return s;
+  return marks;
 }
 
 Result<int64_t> SqliteStore::CountUnread(int64_t conversation_id, int64_t user_id,
@@ -455,17 +474,35 @@ Result<std::optional<Message>> SqliteStore::GetMessage(int64_t id) {
 Result<std::vector<Message>> SqliteStore::ListMessages(int64_t conversation_id,
                                                        std::optional<int64_t> before,
                                                        std::optional<int64_t> after, int limit) {
+  return Page(std::nullopt, conversation_id, before, after, limit);
+}
+
+Result<std::vector<Message>> SqliteStore::ListMessagesFor(int64_t reader, int64_t conversation_id,
+                                                          std::optional<int64_t> before,
+                                                          std::optional<int64_t> after, int limit) {
+  return Page(reader, conversation_id, before, after, limit);
+}
+
+Result<std::vector<Message>> SqliteStore::Page(std::optional<int64_t> reader,
+                                               int64_t conversation_id,
+                                               std::optional<int64_t> before,
+                                               std::optional<int64_t> after, int limit) {
   std::vector<Message> rows;
   Status s = WithReader([&](Connection& c) -> Status {
-    // Every variant walks the (conversation_id, id) index from the cursor.
-    const std::string cols = std::string("SELECT ") + kMessageColumns + " FROM messages ";
-    Result<ScopedStatement> st =
-        after
-            ? c.Prepare(cols + "WHERE conversation_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
-            : c.Prepare(cols + "WHERE conversation_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3");
+    // Every variant walks the (conversation_id, id) index from the cursor. The reader's check
+    // does not depend on the row, so SQLite runs it once, on the participants' key.
+    std::string sql = std::string("SELECT ") + kMessageColumns + " FROM messages " +
+                      (after ? "WHERE conversation_id = ?1 AND id > ?2 "
+                             : "WHERE conversation_id = ?1 AND id < ?2 ");
+    if (reader) {
+      sql += "AND EXISTS (SELECT 1 FROM participants WHERE conversation_id = ?1 AND user_id = ?4) ";
+    }
+    sql += after ? "ORDER BY id LIMIT ?3" : "ORDER BY id DESC LIMIT ?3";
+    Result<ScopedStatement> st = c.Prepare(sql);
     if (!st.ok()) return st.status();
     const int64_t cursor = after ? *after : before.value_or(INT64_MAX);
     (*st)->Bind(1, conversation_id).Bind(2, cursor).Bind(3, int64_t{limit});
+    if (reader) (*st)->Bind(4, *reader);
     return CollectMessages(c, **st, &rows);
   });
   if (!s.ok()) return s;

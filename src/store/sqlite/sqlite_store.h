@@ -72,6 +72,7 @@ class SqliteStore final : public Store {
   Result<std::vector<domain::Conversation>> ListConversationsFor(int64_t user_id) override;
   Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() override;
   Result<std::optional<domain::Message>> LastMessage(int64_t conversation_id) override;
+  Result<std::vector<domain::ParticipantMarks>> ListMarks(int64_t conversation_id) override;
   Result<int64_t> CountUnread(int64_t conversation_id, int64_t user_id, int64_t after_id) override;
   Status Rename(int64_t conversation_id, const std::string& name, TimeMs now) override;
   Result<domain::MembershipOutcome> AddParticipant(int64_t conversation_id, int64_t user_id,
@@ -87,6 +88,10 @@ class SqliteStore final : public Store {
                                                     std::optional<int64_t> before,
                                                     std::optional<int64_t> after,
                                                     int limit) override;
+  Result<std::vector<domain::Message>> ListMessagesFor(int64_t reader, int64_t conversation_id,
+                                                       std::optional<int64_t> before,
+                                                       std::optional<int64_t> after,
+                                                       int limit) override;
   Result<std::vector<domain::Message>> MessagesSince(int64_t user_id, int64_t since,
                                                      int limit) override;
   Result<std::vector<domain::Message>> MessagesAfter(int64_t after, int limit) override;
@@ -109,6 +114,10 @@ class SqliteStore final : public Store {
   // Runs `fn` on a reader in one read transaction: every query sees one snapshot.
   Status InSnapshot(const std::function<Status(Connection&)>& fn);
   explicit SqliteStore(Options options, std::unique_ptr<Connection> writer);
+  // ListMessages, or ListMessagesFor when there is a `reader`.
+  Result<std::vector<domain::Message>> Page(std::optional<int64_t> reader, int64_t conversation_id,
+                                            std::optional<int64_t> before,
+                                            std::optional<int64_t> after, int limit);
 
   // Runs `fn` on the writer connection, holding the writer lock.
   Status WithWriter(const std::function<Status(Connection&)>& fn);
