@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "bus/redis/redis_send_rate.h"
 #include "crypto/argon2_hasher.h"
 #include "http/handlers/routes.h"
 #include "mail/log_sender.h"
@@ -54,6 +55,22 @@ std::string DescribeStore(const Config& config) {
   return "sqlite " + config.sqlite_dsn;
 }
 
+namespace {
+
+// The per-user message rate's port (null: no limit), built into `s`.
+domain::SendRateLimit* SendRate(const Config& config, Services& s) {
+  if (config.msg_rate_per_sec <= 0) return nullptr;
+  const auto per_second = static_cast<double>(config.msg_rate_per_sec);
+  const auto burst = static_cast<double>(config.msg_rate_burst);
+  s.local_send_rate = std::make_unique<domain::LocalSendRate>(per_second, burst);
+  if (s.cluster_bus == nullptr) return s.local_send_rate.get();
+  s.cluster_send_rate = std::make_unique<bus::redis::RedisSendRate>(s.cluster_bus, per_second,
+                                                                    burst, s.local_send_rate.get());
+  return s.cluster_send_rate.get();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Services>> Services::Open(
     const Config& config, std::function<void(std::function<void()>)> background,
     std::unique_ptr<domain::PasswordHasher> hasher) {
@@ -103,15 +120,14 @@ Result<std::unique_ptr<Services>> Services::Open(
                                         .users = s->store.get(),
                                         .bus = s->bus.get(),
                                         .tracker = &s->tracker});
-  s->messages = std::make_unique<domain::MessageService>(domain::MessageService::Deps{
-      .conversations = s->store.get(),
-      .access = s->conversations.get(),
-      .bus = s->bus.get(),
-      .tracker = &s->tracker,
-      .marks = s->marks.get(),
-      .max_message_len = static_cast<int>(config.max_message_len),
-      .send_rate_per_sec = static_cast<double>(config.msg_rate_per_sec),
-      .send_burst = static_cast<double>(config.msg_rate_burst)});
+  s->messages = std::make_unique<domain::MessageService>(
+      domain::MessageService::Deps{.conversations = s->store.get(),
+                                   .access = s->conversations.get(),
+                                   .bus = s->bus.get(),
+                                   .tracker = &s->tracker,
+                                   .marks = s->marks.get(),
+                                   .max_message_len = static_cast<int>(config.max_message_len),
+                                   .send_rate = SendRate(config, *s)});
   s->presence =
       std::make_unique<domain::PresenceService>(s->store.get(), s->user_cache.get(), s->bus.get());
 

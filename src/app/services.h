@@ -18,6 +18,7 @@
 #include "domain/marks_cache.h"
 #include "domain/message_service.h"
 #include "domain/presence_service.h"
+#include "domain/send_rate.h"
 #include "domain/user_cache.h"
 #include "domain/user_service.h"
 #include "http/router.h"
@@ -52,6 +53,10 @@ struct Services {
   // Declared before the bus, which it subscribes to: destroyed after it.
   std::unique_ptr<domain::UserCache> user_cache;  // shared by the account and user services
   std::unique_ptr<domain::MarksCache> marks;      // message statuses' participant markers
+  // MSG_RATE_PER_SEC (none when 0): this process's count, and with REDIS_URL the cluster's,
+  // which falls back on it while Redis is away.
+  std::unique_ptr<domain::LocalSendRate> local_send_rate;
+  std::unique_ptr<domain::SendRateLimit> cluster_send_rate;
   // The LocalBus, or with REDIS_URL the cluster's bus (also `cluster_bus`; not connected
   // until Serve starts it).
   std::unique_ptr<domain::EventBus> bus;

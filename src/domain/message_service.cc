@@ -7,8 +7,7 @@
 
 namespace mmchat::domain {
 
-MessageService::MessageService(Deps deps)
-    : d_(std::move(deps)), send_limiter_(d_.send_rate_per_sec, d_.send_burst) {}
+MessageService::MessageService(Deps deps) : d_(std::move(deps)) {}
 
 void MessageService::Send(int64_t caller, SendInput input,
                           std::function<void(Result<AppendResult>)> done) {
@@ -19,10 +18,19 @@ void MessageService::Send(int64_t caller, SendInput input,
   if (input.client_id) {
     if (Status s = ValidateText("client_id", *input.client_id, 1, 64); !s.ok()) return done(s);
   }
+  if (d_.send_rate == nullptr) return Append(caller, std::move(input), std::move(done));
   // After validation, so that only what would be stored counts against the sender.
-  if (const int64_t wait_ms = send_limiter_.TryTake(caller, d_.steady_now())) {
-    return done(Status::RateLimited("too many messages; slow down", (wait_ms + 999) / 1000));
-  }
+  d_.send_rate->Acquire(caller, [this, caller, input = std::move(input),
+                                 done = std::move(done)](int64_t wait_ms) mutable {
+    if (wait_ms > 0) {
+      return done(Status::RateLimited("too many messages; slow down", (wait_ms + 999) / 1000));
+    }
+    Append(caller, std::move(input), std::move(done));
+  });
+}
+
+void MessageService::Append(int64_t caller, SendInput input,
+                            std::function<void(Result<AppendResult>)> done) {
   NewMessage m;
   m.conversation_id = input.conversation_id;
   m.sender_id = caller;

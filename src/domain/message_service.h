@@ -7,7 +7,6 @@
 #include <optional>
 #include <string>
 
-#include "common/rate_limiter.h"
 #include "common/status.h"
 #include "domain/conversation.h"
 #include "domain/conversation_service.h"
@@ -15,6 +14,7 @@
 #include "domain/delivery_tracker.h"
 #include "domain/events.h"
 #include "domain/marks_cache.h"
+#include "domain/send_rate.h"
 
 namespace mmchat::domain {
 
@@ -45,15 +45,14 @@ class MessageService {
     MarksCache* marks;  // the participants' markers for statuses
     int max_message_len = 4000;
     std::function<TimeMs()> now = NowMs;
-    // Each sender's token bucket (MSG_RATE_PER_SEC, MSG_RATE_BURST); 0 per second: no limit.
-    double send_rate_per_sec = 0;
-    double send_burst = 0;
-    std::function<TimeMs()> steady_now = SteadyMs;  // the rate's clock: never jumps with NTP
+    // Each sender's rate (MSG_RATE_PER_SEC, MSG_RATE_BURST); null: no limit.
+    SendRateLimit* send_rate = nullptr;
   };
   explicit MessageService(Deps deps);
 
-  // Calls `done` once: after the commit (from the store's answer thread), or at once for
-  // invalid input and for a sender over its rate (kRateLimited with the seconds to wait).
+  // Calls `done` once: after the commit (from the store's answer thread), at once for
+  // invalid input, or for a sender over its rate (kRateLimited with the seconds to wait) as
+  // soon as the rate is known (in a cluster, from the bus's thread).
   void Send(int64_t caller, SendInput input, std::function<void(Result<AppendResult>)> done);
   // `limit` <= 0 means the default; values above the maximum are capped.
   Result<MessagePage> List(int64_t caller, int64_t conversation_id, std::optional<int64_t> before,
@@ -72,8 +71,10 @@ class MessageService {
   // delivered to `reader`.
   Status ForReader(int64_t reader, int64_t conversation_id, std::vector<Message>& messages);
 
+  // Commits a message whose sender may send it.
+  void Append(int64_t caller, SendInput input, std::function<void(Result<AppendResult>)> done);
+
   Deps d_;
-  RateLimiter<int64_t> send_limiter_;
 };
 
 }  // namespace mmchat::domain

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -50,8 +51,10 @@ class ClusterTest : public ::testing::Test {
     cb_ = std::make_unique<HttpClient>(b_->port());
   }
 
-  std::unique_ptr<TestServer> StartNode(int ttl_sec = kTtlSec) {
+  std::unique_ptr<TestServer> StartNode(int ttl_sec = kTtlSec,
+                                        const std::map<std::string, std::string>& env = {}) {
     ServerOptions o{.env = kNoAbuseLimits};
+    for (const auto& [k, v] : env) o.env[k] = v;
     o.env["DATABASE_URL"] = db_.url();
     o.env["REDIS_URL"] = "redis://127.0.0.1:" + std::to_string(redis_.port());
     o.env["CLUSTER_NODE_TTL_SEC"] = std::to_string(ttl_sec);
@@ -410,6 +413,67 @@ TEST_F(ClusterTest, AKilledNodesUsersGoOfflineWithinTheTtlAndAStoppedNodesAtOnce
   Json off = NextPresenceOf(ned_on_b, ora.id, 10s);
   ASSERT_EQ(Type(off), "presence") << off.dump();
   EXPECT_EQ(off["data"]["online"], false);
+}
+
+// Issue 13: the per-user message rate holds over the deployment, not per node.
+TEST_F(ClusterTest, AUsersMessageRateHoldsWhenItSendsThroughTwoNodes) {
+  ASSERT_TRUE(a_ && b_);
+  // Two nodes of their own with a rate: a burst of 4, then one a second.
+  const std::map<std::string, std::string> rate = {{"MSG_RATE_PER_SEC", "1"},
+                                                   {"MSG_RATE_BURST", "4"}};
+  auto c = StartNode(kTtlSec, rate);
+  auto d = StartNode(kTtlSec, rate);
+  HttpClient cc(c->port()), cd(d->port());
+  Account kai = SignUp(*c, cc, "kai");
+  Account lea = SignUp(*d, cd, "lea");
+  const int64_t group = Group(kai, {lea.id});
+  auto send = [&](HttpClient& via, const Account& who, int i) {
+    return via.Post("/api/messages", {{"conversation_id", group}, {"content", std::to_string(i)}},
+                    who.token);
+  };
+
+  WsClient kai_ws(d->port(), kai.token);
+  ASSERT_TRUE(kai_ws.connected());
+
+  // Sent in turn through both nodes: each counting alone would take 8 at once.
+  const auto start = std::chrono::steady_clock::now();
+  int accepted = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto r = send(i % 2 ? cd : cc, kai, i);
+    if (r.status == 201) {
+      ++accepted;
+    } else {
+      ExpectError(r, 429, "rate_limited");
+    }
+  }
+  const auto elapsed =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start)
+          .count();
+  EXPECT_GE(accepted, 4);
+  EXPECT_LE(accepted, 4 + static_cast<int>(elapsed) + 1) << "in " << elapsed << " s";
+  // Refused messages were not stored.
+  const auto rows =
+      db_.Query("SELECT count(*) FROM messages WHERE conversation_id = " + std::to_string(group));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(std::stoi(rows[0][0]), accepted);
+
+  // Over WebSocket the same count holds: of three at once, at most one more (the rate's
+  // refill meanwhile) goes.
+  for (int i = 0; i < 3; ++i) {
+    kai_ws.Send({{"type", "message"}, {"conversation_id", group}, {"content", "ws"}, {"ref", "r"}});
+  }
+  int refused = 0;
+  for (int i = 0; i < 3; ++i) {
+    Json ack = kai_ws.NextOfType("ack");
+    ASSERT_TRUE(ack.is_object()) << "only " << i << " acks";
+    if (ack["data"]["ok"] == false) {
+      ++refused;
+      EXPECT_EQ(ack["data"]["error"]["code"], "rate_limited") << ack.dump();
+    }
+  }
+  EXPECT_GE(refused, 2);
+  // Another user has a burst of its own.
+  EXPECT_EQ(send(cc, lea, 100).status, 201);
 }
 
 }  // namespace

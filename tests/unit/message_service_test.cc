@@ -654,10 +654,9 @@ TEST_F(MessageServiceTest, ConcurrentSendsThroughTheLocalBusArriveAscending) {
 }
 
 TEST_F(MessageServiceTest, ASenderPastItsBurstIsRateLimitedUntilTokensComeBack) {
+  LocalSendRate rate(/*per_second=*/1, /*burst=*/2, clock_.Fn());
   MessageService service(MessageService::Deps{store_.get(), convs_.get(), &bus_, &tracker_,
-                                              marks_.get(), 4000, clock_.Fn(),
-                                              /*send_rate_per_sec=*/1,
-                                              /*send_burst=*/2, /*steady_now=*/clock_.Fn()});
+                                              marks_.get(), 4000, clock_.Fn(), &rate});
   const Conversation g = Group(alice_, {bob_});
   auto send = [&](int64_t who, const std::string& content) {
     test::AppendWaiter w;
