@@ -8,9 +8,10 @@
 # STORE=postgres runs every server on PostgreSQL instead: a private server (pg-server.sh,
 # synchronous_commit on, shared_buffers 256MB; PG_SETTINGS adds settings) beside MmChat and
 # the tool on this machine, a fresh database per run.
-# REDIS=1 (with STORE=postgres) makes every server a node of a cluster: a private redis-server,
-# and a second node on the same database that every event reaches (it has no clients), so the
-# rows show what the bus costs the node the tool talks to.
+# NODES=3 (with STORE=postgres; any count from 2) runs every server as that many nodes of one
+# cluster on a private redis-server: the tool spreads its WebSocket connections over the nodes
+# (REST set-up goes to the first), and each row's line also gives the bytes Redis received
+# and sent meanwhile (from INFO). Server CPU is the first node's.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/build.sh" mmchat mmchat-bench >/dev/null
@@ -24,10 +25,10 @@ out="$PWD/bench-results.jsonl"
 : >"$out"
 work="$(mktemp -d)"
 server_pid=""
-second_pid=""
+node_pids=()
 redis_pid=""
 pg_dir=""
-trap 'kill "$server_pid" "$second_pid" "$redis_pid" 2>/dev/null || true; [ -z "$pg_dir" ] || "$root/scripts/pg-server.sh" destroy "$pg_dir"; rm -rf "$work"' EXIT
+trap 'kill ${node_pids[@]+"${node_pids[@]}"} $redis_pid 2>/dev/null || true; [ -z "$pg_dir" ] || "$root/scripts/pg-server.sh" destroy "$pg_dir"; rm -rf "$work"' EXIT
 store_env=()
 databases=0
 if [ "${STORE:-sqlite}" = postgres ]; then
@@ -36,22 +37,27 @@ if [ "${STORE:-sqlite}" = postgres ]; then
   pg_url=$("$root/scripts/pg-server.sh" init "$pg_dir")
   "$root/scripts/pg-server.sh" start "$pg_dir"
 fi
+nodes="${NODES:-1}"
 cluster_env=()
-if [ "${REDIS:-0}" = 1 ]; then
-  [ -n "$pg_dir" ] || { echo "REDIS=1 needs STORE=postgres" >&2; exit 2; }
-  redis_port=$((port + 2))
+more_ports=()
+if [ "$nodes" -gt 1 ]; then
+  [ -n "$pg_dir" ] || { echo "NODES needs STORE=postgres" >&2; exit 2; }
+  redis_port=$((port + 100))
   redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
     --dir "$work" >"$work/redis.log" 2>&1 &
   redis_pid=$!
   cluster_env=("REDIS_URL=redis://127.0.0.1:$redis_port")
+  more_ports=(--more-ports "$(seq -s, $((port + 1)) $((port + nodes - 1)))")
 fi
 
-# A fresh server with 20,000 accounts; extra arguments are environment settings.
+# A fresh server (every node of it) with 20,000 accounts; extra arguments are environment
+# settings.
 start_server() {
-  for pid in $server_pid $second_pid; do
+  for pid in ${node_pids[@]+"${node_pids[@]}"}; do
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
+  node_pids=()
   rm -rf "$work/run" && mkdir -p "$work/run"
   if [ -n "$pg_dir" ]; then
     databases=$((databases + 1))
@@ -60,34 +66,48 @@ start_server() {
   fi
   (cd "$work/run" && env "${store_env[@]}" "$mmchat" user add --count 20000 --prefix bench \
     --password benchpass1 --tokens tokens.txt >/dev/null)
-  # No abuse limits: the tool sends from one address as fast as it can.
-  (cd "$work/run" && exec env HTTP_ADDR="127.0.0.1:$port" MSG_RATE_PER_SEC=0 MAX_CONNS_PER_IP=0 \
-    WS_MAX_CONNS_PER_USER=0 WS_TYPING_RATE_PER_SEC=0 "${store_env[@]}" "${cluster_env[@]}" "$@" \
-    "$mmchat" >server.log 2>&1) &
-  server_pid=$!
-  if [ ${#cluster_env[@]} -gt 0 ]; then
-    (cd "$work/run" && exec env HTTP_ADDR="127.0.0.1:$((port + 1))" "${store_env[@]}" \
-      "${cluster_env[@]}" "$@" "$mmchat" >second.log 2>&1) &
-    second_pid=$!
-  fi
+  for n in $(seq 0 $((nodes - 1))); do
+    # No abuse limits: the tool sends from one address as fast as it can.
+    (cd "$work/run" && exec env HTTP_ADDR="127.0.0.1:$((port + n))" MSG_RATE_PER_SEC=0 \
+      MAX_CONNS_PER_IP=0 WS_MAX_CONNS_PER_USER=0 WS_TYPING_RATE_PER_SEC=0 "${store_env[@]}" \
+      "${cluster_env[@]}" "$@" "$mmchat" >"server$n.log" 2>&1) &
+    node_pids+=($!)
+  done
+  server_pid=${node_pids[0]}
+  local ready
   for _ in $(seq 100); do
-    if grep -q "listening on" "$work/run/server.log" 2>/dev/null &&
-      { [ -z "$second_pid" ] || grep -q "bus: subscribed" "$work/run/second.log" 2>/dev/null; }; then
-      return 0
-    fi
+    ready=1
+    for n in $(seq 0 $((nodes - 1))); do
+      grep -q "listening on" "$work/run/server$n.log" 2>/dev/null || ready=0
+      if [ "$nodes" -gt 1 ]; then
+        grep -q "bus: subscribed" "$work/run/server$n.log" 2>/dev/null || ready=0
+      fi
+    done
+    [ "$ready" = 1 ] && return 0
     sleep 0.1
   done
-  echo "the server did not start" >&2 && cat "$work/run/server.log" >&2 && exit 1
+  echo "the server did not start" >&2 && cat "$work/run/server0.log" >&2 && exit 1
+}
+
+# Redis's total_net_input_bytes and total_net_output_bytes, as "in out" ("0 0" with no Redis).
+redis_bytes() {
+  if [ -z "$redis_pid" ]; then echo "0 0" && return; fi
+  redis-cli -p "$redis_port" INFO stats |
+    awk -F: '/^total_net_input_bytes/ {i=$2} /^total_net_output_bytes/ {o=$2} END {print i+0, o+0}'
 }
 
 # run LABEL SCENARIO ARGS...: one run on a fresh server, its JSON line tagged with LABEL.
 run() {
   local label=$1
   shift
-  local line
-  line=$(cd "$work/run" && "$bench" "$@" --port "$port" --tokens tokens.txt \
-    --server-pid "$server_pid" | tail -1)
-  echo "{\"row\":\"$label\",\"result\":$line}" | tee -a "$out"
+  local line ports=()
+  [ "$1" = http ] || ports=(${more_ports[@]+"${more_ports[@]}"})
+  read -r in0 out0 <<<"$(redis_bytes)"
+  line=$(cd "$work/run" && "$bench" "$@" --port "$port" ${ports[@]+"${ports[@]}"} \
+    --tokens tokens.txt --server-pid "$server_pid" | tail -1)
+  read -r in1 out1 <<<"$(redis_bytes)"
+  echo "{\"row\":\"$label\",\"nodes\":$nodes,\"redis_in_bytes\":$((in1 - in0)),\"redis_out_bytes\":$((out1 - out0)),\"result\":$line}" |
+    tee -a "$out"
 }
 
 # median ROW EXPRESSION: the median over the row's runs of a Python expression on `r`.

@@ -16,6 +16,12 @@ void AddTargetOptions(CLI::App* cmd, mmchat::bench::Target& t, std::string& toke
                       bool websocket = true) {
   cmd->add_option("--host", t.host, "server address")->capture_default_str();
   cmd->add_option("--port", t.port, "server port")->capture_default_str();
+  if (websocket) {
+    cmd->add_option("--more-ports", t.more_ports,
+                    "other nodes of a cluster: WebSocket connections go round-robin to --port "
+                    "and these")
+        ->delimiter(',');
+  }
   cmd->add_option("--tokens", tokens_path,
                   "`id username token` lines, as `mmchat user add --tokens` writes them")
       ->required()

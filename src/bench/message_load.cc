@@ -60,6 +60,7 @@ class Load {
         ++closed;
         return;
       }
+      ++frames;
       const auto data = m.client->buffer.cdata();
       OnFrame(m, std::string_view(static_cast<const char*>(data.data()), data.size()));
       m.client->buffer.clear();
@@ -83,6 +84,7 @@ class Load {
   }
 
   bool sending = true;
+  int64_t frames = 0;  // every frame read
   int64_t sent = 0, acked = 0, failed = 0, delivered = 0, closed = 0;
   std::vector<double> delivery_ms, ack_ms;
 
@@ -165,7 +167,13 @@ LoadResult RunLoad(const LoadOptions& o, const std::vector<Account>& accounts,
     throw std::runtime_error(std::to_string(pool.failed()) + " of " + std::to_string(seats.size()) +
                              " connections failed");
   }
-  ioc.run_for(std::chrono::milliseconds(500));  // let presence and set-up events pass
+  // Let presence and set-up events pass: until no frame came for half a second (a cluster's
+  // nodes hear of each other's connections later than one process does), at most 30 s.
+  for (int quiet = 0; quiet < 30'000; quiet += 500) {
+    const int64_t before = run.frames;
+    ioc.run_for(std::chrono::milliseconds(500));
+    if (run.frames == before) break;
+  }
 
   std::vector<Member*> senders;
   for (size_t i = 0; i < seats.size(); ++i) {

@@ -10,6 +10,11 @@ net::ip::address_v4 SourceAddress(const Target& target, int i) {
   return net::ip::make_address_v4("127.0.0." + std::to_string(1 + i % target.source_addresses));
 }
 
+uint16_t PortOf(const Target& target, int i) {
+  const auto k = static_cast<size_t>(i) % (1 + target.more_ports.size());
+  return k == 0 ? target.port : target.more_ports[k - 1];
+}
+
 void WsPool::Open(int count, const std::function<std::string(int)>& token_of,
                   const std::function<void(int, std::shared_ptr<Client>)>& opened) {
   token_of_ = &token_of;
@@ -31,7 +36,7 @@ void WsPool::StartOne() {
   if (!ec) sock.bind(tcp::endpoint(SourceAddress(target_, i), 0), ec);
   if (!ec) sock.set_option(tcp::no_delay(true), ec);
   if (ec) return Done(false);
-  const tcp::endpoint server(net::ip::make_address(target_.host), target_.port);
+  const tcp::endpoint server(net::ip::make_address(target_.host), PortOf(target_, i));
   sock.async_connect(server, [this, c, i](beast::error_code ec2) {
     if (ec2) return Done(false);
     c->ws.async_handshake(target_.host, "/api/ws?token=" + (*token_of_)(i),

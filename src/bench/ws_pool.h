@@ -11,18 +11,24 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace mmchat::bench {
 
 struct Target {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;
+  // More nodes of one cluster: WebSocket connection i goes to node i % (1 + size), the first
+  // being `port`. REST set-up always goes to `port`.
+  std::vector<uint16_t> more_ports;
   int source_addresses = 16;
   int in_flight = 256;  // handshakes at once
 };
 
 // The loopback address the i-th connection binds to: 127.0.0.(1 + i % source_addresses).
 boost::asio::ip::address_v4 SourceAddress(const Target& target, int i);
+// The port the i-th WebSocket connection goes to.
+uint16_t PortOf(const Target& target, int i);
 
 struct Client {
   explicit Client(boost::asio::io_context& ioc) : ws(ioc) {}
