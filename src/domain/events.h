@@ -79,7 +79,9 @@ enum class Reach { kCluster, kThisNode };
 
 // Thread-safe. Publish may be called from any thread; subscribers are called on the
 // publishing thread, in publish order, and must not block. In a cluster the events of other
-// nodes come on a thread of the bus, one at a time, in the order they arrived.
+// nodes come on a thread of the bus, one at a time, in the order they arrived; their
+// PresenceChanged on another thread of the bus, in order among themselves (versions order
+// them against the rest).
 class EventBus {
  public:
   virtual ~EventBus() = default;

@@ -67,6 +67,7 @@ void RedisBus::Start() {
     io_.run();
   });
   net::post(incoming_, [] { pthread_setname_np(pthread_self(), "mmchat-bus-in"); });
+  net::post(incoming_presence_, [] { pthread_setname_np(pthread_self(), "mmchat-bus-pr"); });
   net::post(io_, [this] {
     Connect();
     ProbeTick();
@@ -89,6 +90,7 @@ void RedisBus::Stop() {
   cmd_.reset();
   sub_.reset();
   incoming_.join();
+  incoming_presence_.join();
 }
 
 void RedisBus::Subscribe(std::function<void(const domain::Event&)> subscriber,
@@ -366,7 +368,8 @@ void RedisBus::Received(std::string_view payload) {
     }
     received_->Inc();
     ++incoming_events_;
-    net::post(incoming_, [this, e = std::move(event).value()] {
+    const bool presence = std::holds_alternative<domain::PresenceChanged>(*event);
+    net::post(presence ? incoming_presence_ : incoming_, [this, e = std::move(event).value()] {
       cluster_subscribers_.Publish(e);
       --incoming_events_;
     });

@@ -14,7 +14,11 @@
 //
 // Threads: one thread (mmchat-redis) owns both Redis connections (one subscribed, one for
 // PUBLISH); the events of other nodes are decoded there and run on a second thread
-// (mmchat-bus-in), because subscribers may read the database.
+// (mmchat-bus-in), because subscribers may read the database; presence changes run on a
+// third (mmchat-bus-pr). A user's presence fans out to everyone who shares a conversation with
+// it, so many connections opening at once (a node restarted, 1,000 members of one group) make
+// a storm that held messages behind it for seconds; presence carries versions, so its order
+// relative to the other events does not matter.
 #pragma once
 
 #include <atomic>
@@ -118,8 +122,9 @@ class RedisBus final : public domain::EventBus, public domain::BusHealth {
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   std::thread thread_;
-  boost::asio::thread_pool incoming_{1};
-  std::atomic<size_t> incoming_events_{0};
+  boost::asio::thread_pool incoming_{1};           // events of other nodes, in order
+  boost::asio::thread_pool incoming_presence_{1};  // their presence changes
+  std::atomic<size_t> incoming_events_{0};         // waiting on either
   std::atomic<State> state_{State::kDown};
   std::vector<std::function<void()>> at_stop_;  // set up before Start
 
