@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything MmChat needs to build and serve, from Debian 12 packages; with `test`,
 # also what the tests need (compilers' sanitizer runtimes, an SMTP sink, a PostgreSQL server
-# that scripts/with-postgres.sh starts privately).
+# that scripts/with-postgres.sh starts privately, Redis, HAProxy); with `cluster`, the servers
+# scripts/cluster.sh runs.
 # Idempotent: packages already present are skipped by apt; safe to run on every build.
 set -euo pipefail
 
@@ -14,12 +15,20 @@ packages=(
   libhiredis-dev  # the cluster bus's Redis client (REDIS_URL)
   libgtest-dev libgmock-dev
 )
+cluster=(
+  postgresql-15  # the server the tests and cluster.sh run privately (scripts/pg-server.sh)
+  redis-server   # each Redis test starts its own (tests/support/test_redis.h)
+  haproxy        # in front of cluster.sh's nodes
+  curl
+)
+if [ "${1:-}" = cluster ]; then
+  packages+=("${cluster[@]}")
+fi
 if [ "${1:-}" = test ]; then
+  packages+=("${cluster[@]}")
   packages+=(
     clang libclang-rt-14-dev  # the sanitizer and fuzzing stages of test.sh (compiler-rt)
     python3-aiosmtpd
-    postgresql-15  # the server the tests run privately (scripts/with-postgres.sh)
-    redis-server  # each Redis test starts its own (tests/support/test_redis.h)
   )
 fi
 
