@@ -681,5 +681,63 @@ TEST_F(MessageServiceTest, ASenderPastItsBurstIsRateLimitedUntilTokensComeBack) 
   EXPECT_EQ(page->messages.size(), 4u);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The participants' markers statuses are computed from (domain::MarksCache)
+// ---------------------------------------------------------------------------------------------
+
+// user id -> {read, delivered}, as the cache gives them.
+std::map<int64_t, std::pair<int64_t, int64_t>> Marks(MarksCache& cache, int64_t conversation_id) {
+  std::map<int64_t, std::pair<int64_t, int64_t>> out;
+  auto marks = cache.Get(conversation_id);
+  EXPECT_TRUE(marks.ok()) << marks.status().message();
+  if (marks.ok()) {
+    for (const auto& p : *marks) out[p.user_id] = {p.read_marker, p.delivered_marker};
+  }
+  return out;
+}
+
+TEST_F(MessageServiceTest, MarksCacheKeepsMarkersUntilTheyExpire) {
+  const Conversation g = Group(alice_, {bob_});
+  const Message m = Send(alice_, g.id, "one");
+  EXPECT_EQ(Marks(*marks_, g.id)[bob_], std::make_pair(int64_t{0}, int64_t{0}));
+  // Written behind the cache's back (no news): the kept markers stay until they expire.
+  ASSERT_TRUE(store_->MoveReadMarker(g.id, bob_, m.id, clock_.now).ok());
+  EXPECT_EQ(Marks(*marks_, g.id)[bob_].first, 0);
+  clock_.Advance(MarksCache::kDefaultTtlMs - 1);
+  EXPECT_EQ(Marks(*marks_, g.id)[bob_].first, 0);
+  clock_.Advance(1);
+  EXPECT_EQ(Marks(*marks_, g.id)[bob_].first, m.id);
+  EXPECT_TRUE(Marks(*marks_, g.id + 1000).empty());
+}
+
+TEST_F(MessageServiceTest, MarksCacheReceiptsAndSendsMoveKeptMarkersForwardOnly) {
+  const Conversation g = Group(alice_, {bob_, carol_});
+  const Message m1 = Send(alice_, g.id, "one");
+  const Message m2 = Send(alice_, g.id, "two");
+  ASSERT_EQ(Marks(*marks_, g.id)[alice_].first, m2.id);  // sending reads up to the message
+  // News alone, nothing stored: what is shown comes from the kept entry.
+  bus_.Publish(ReadReceipt{g.id, bob_, m2.id, clock_.now});
+  bus_.Publish(DeliveryReceipt{g.id, carol_, m1.id, clock_.now});
+  bus_.Publish(ReadReceipt{g.id, bob_, m1.id, clock_.now});  // older: ignored
+  EXPECT_EQ(Marks(*marks_, g.id),
+            (std::map<int64_t, std::pair<int64_t, int64_t>>{
+                {alice_, {m2.id, 0}}, {bob_, {m2.id, 0}}, {carol_, {0, m1.id}}}));
+  const Message m3 = Send(carol_, g.id, "three");
+  EXPECT_EQ(Marks(*marks_, g.id)[carol_], std::make_pair(m3.id, m1.id));
+}
+
+TEST_F(MessageServiceTest, MarksCacheMembershipChangesAndLostNewsReadTheParticipantsAgain) {
+  const Conversation g = Group(alice_, {bob_});
+  ASSERT_EQ(Marks(*marks_, g.id).size(), 2u);
+  ASSERT_TRUE(convs_->AddParticipant(alice_, g.id, carol_, std::nullopt).ok());
+  EXPECT_EQ(Marks(*marks_, g.id).size(), 3u);
+  // A receipt for someone the entry does not know drops it too.
+  const Message m = Send(alice_, g.id, "one");
+  ASSERT_TRUE(store_->MoveReadMarker(g.id, bob_, m.id, clock_.now).ok());
+  ASSERT_EQ(Marks(*marks_, g.id)[bob_].first, 0);
+  bus_.Publish(EventsMissed{});
+  EXPECT_EQ(Marks(*marks_, g.id)[bob_].first, m.id);
+}
+
 }  // namespace
 }  // namespace mmchat::domain
