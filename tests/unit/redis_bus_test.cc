@@ -244,9 +244,12 @@ RedisBusOptions OptionsFor(int port) {
 
 // A node: its bus, its metrics and what its subscribers got.
 struct Node {
-  explicit Node(int port) : bus(OptionsFor(port), &registry) {
+  // `also`: one more subscriber (subscribers come before Start).
+  explicit Node(int port, std::function<void(const Event&)> also = nullptr)
+      : bus(OptionsFor(port), &registry) {
     bus.Subscribe(everything.Subscriber());
     bus.Subscribe(own.Subscriber(), domain::Reach::kThisNode);
+    if (also) bus.Subscribe(std::move(also));
     bus.Start();
   }
   uint64_t Count(const std::string& name) {
@@ -306,11 +309,12 @@ TEST(RedisBusTest, EventsCrossNodesOnceAndOwnEventsAreNotEchoed) {
 TEST(RedisBusTest, MessagesDoNotWaitBehindPresenceChanges) {
   test::TestRedis server;
   ASSERT_TRUE(server.ok());
-  Node a(server.port()), b(server.port());
+  // Before the nodes: their threads, which use these, stop first.
   std::mutex mu;
   std::condition_variable cv;
   bool presence_busy = false, message_seen = false, release = false;  // guarded by mu
-  b.bus.Subscribe([&](const Event& e) {
+  Node a(server.port());
+  Node b(server.port(), [&](const Event& e) {
     std::unique_lock lock(mu);
     if (std::holds_alternative<domain::PresenceChanged>(e)) {
       presence_busy = true;
@@ -329,10 +333,12 @@ TEST(RedisBusTest, MessagesDoNotWaitBehindPresenceChanges) {
     ASSERT_TRUE(cv.wait_for(lock, 5s, [&] { return presence_busy; }));
   }
   a.bus.Publish(domain::MessageCreated{domain::Message{.id = 1, .conversation_id = 2}});
-  std::unique_lock lock(mu);
-  EXPECT_TRUE(cv.wait_for(lock, 5s, [&] { return message_seen; }))
-      << "the message waited for the presence change";
-  release = true;
+  {
+    std::unique_lock lock(mu);
+    EXPECT_TRUE(cv.wait_for(lock, 5s, [&] { return message_seen; }))
+        << "the message waited for the presence change";
+    release = true;
+  }
   cv.notify_all();
 }
 

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <future>
+#include <memory>
 #include <thread>
 
 #include "test_redis.h"
@@ -31,10 +32,14 @@ struct Node {
   }
   // Acquire, waited for: 0 or the ms to wait.
   int64_t Take(int64_t user) {
-    std::promise<int64_t> answer;
-    auto f = answer.get_future();
-    rate.Acquire(user, [&](int64_t wait_ms) { answer.set_value(wait_ms); });
-    EXPECT_EQ(f.wait_for(5s), std::future_status::ready);
+    // Shared: an answer after the wait gave up lands here unread.
+    auto answer = std::make_shared<std::promise<int64_t>>();
+    auto f = answer->get_future();
+    rate.Acquire(user, [answer](int64_t wait_ms) { answer->set_value(wait_ms); });
+    if (f.wait_for(5s) != std::future_status::ready) {
+      ADD_FAILURE() << "no answer";
+      return -1;
+    }
     return f.get();
   }
 
