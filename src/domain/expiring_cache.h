@@ -58,6 +58,17 @@ class ExpiringCache {
     it->second.expires_at = steady_now_() + ttl_ms_;
   }
 
+  // The read that `ticket` began found nothing to keep (no row, an error): drops its
+  // placeholder, so that lookups of ids that do not exist do not crowd the shard.
+  void EndRead(int64_t id, uint64_t ticket) {
+    Shard& s = ShardOf(id);
+    std::lock_guard lock(s.mu);
+    auto it = s.entries.find(id);
+    if (it != s.entries.end() && it->second.ticket == ticket && !it->second.value) {
+      s.entries.erase(it);
+    }
+  }
+
   // Changes a kept value in place (news that only moves it forward); `change` returns false
   // when it cannot apply the news, and the value is then forgotten. A read in flight may
   // have missed the news: it is refused.

@@ -14,7 +14,10 @@ Result<std::vector<ParticipantMarks>> MarksCache::Get(int64_t conversation_id) {
   if (auto kept = kept_.Peek(conversation_id)) return std::move(*kept);
   const uint64_t ticket = kept_.BeginRead(conversation_id);  // before the read: see Put
   auto marks = conversations_->ListMarks(conversation_id);
-  if (!marks.ok()) return marks.status();
+  if (!marks.ok()) {
+    kept_.EndRead(conversation_id, ticket);
+    return marks.status();
+  }
   kept_.Put(conversation_id, *marks, ticket);
   return marks;
 }

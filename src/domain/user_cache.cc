@@ -29,6 +29,7 @@ Result<std::optional<CachedUser>> UserCache::Find(int64_t id) {
 Result<std::optional<CachedUser>> UserCache::Reload(int64_t id) {
   const uint64_t ticket = kept_.BeginRead(id);  // before the read: see ExpiringCache::Put
   auto rec = users_->FindUserById(id);
+  if (!rec.ok() || !rec->has_value()) kept_.EndRead(id, ticket);
   if (!rec.ok()) return rec.status();
   if (!rec->has_value()) return std::optional<CachedUser>();
   CachedUser value{std::move((*rec)->user), (*rec)->token_version};

@@ -62,5 +62,26 @@ TEST(ExpiringCacheTest, AReadThatNewsOvertookIsNotKept) {
   EXPECT_EQ(cache.Peek(1), std::nullopt);
 }
 
+// A read that found nothing leaves no placeholder behind: with a bound of 16 (one per
+// shard), 1,000 lookups of missing ids would otherwise make every shard start over and
+// drop what it kept.
+TEST(ExpiringCacheTest, AReadThatFoundNothingLeavesNothing) {
+  test::FakeClock clock;
+  ExpiringCache<int> cache(clock.Fn(), 1000, 16);
+  for (int64_t id = 0; id < 16; ++id) cache.Put(id, 7, cache.BeginRead(id));
+  for (int64_t missing = 1000; missing < 2000; ++missing) {
+    cache.EndRead(missing, cache.BeginRead(missing));
+  }
+  for (int64_t id = 0; id < 16; ++id) EXPECT_EQ(cache.Peek(id), 7) << id;
+  // Only the read's own placeholder goes: a value, or a later read's ticket, stays.
+  const uint64_t first = cache.BeginRead(3);
+  const uint64_t second = cache.BeginRead(3);
+  cache.EndRead(3, first);
+  cache.Put(3, 8, second);
+  EXPECT_EQ(cache.Peek(3), 8);
+  cache.EndRead(3, second);
+  EXPECT_EQ(cache.Peek(3), 8);
+}
+
 }  // namespace
 }  // namespace mmchat::domain
