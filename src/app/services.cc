@@ -114,18 +114,20 @@ Result<std::unique_ptr<Services>> Services::Open(
                                    .bus = s->bus.get(),
                                    .user_cache = s->user_cache.get()},
       policy);
-  s->marks = std::make_unique<domain::MarksCache>(s->store.get(), s->bus.get(), SteadyMs);
+  s->conversation_cache =
+      std::make_unique<domain::ConversationCache>(s->store.get(), s->bus.get(), SteadyMs);
   s->conversations = std::make_unique<domain::ConversationService>(
       domain::ConversationService::Deps{.conversations = s->store.get(),
                                         .users = s->store.get(),
                                         .bus = s->bus.get(),
-                                        .tracker = &s->tracker});
+                                        .tracker = &s->tracker,
+                                        .cache = s->conversation_cache.get()});
   s->messages = std::make_unique<domain::MessageService>(
       domain::MessageService::Deps{.conversations = s->store.get(),
                                    .access = s->conversations.get(),
                                    .bus = s->bus.get(),
                                    .tracker = &s->tracker,
-                                   .marks = s->marks.get(),
+                                   .cache = s->conversation_cache.get(),
                                    .max_message_len = static_cast<int>(config.max_message_len),
                                    .send_rate = SendRate(config, *s)});
   s->presence =

@@ -15,7 +15,6 @@
 #include "domain/account_service.h"
 #include "domain/conversation_service.h"
 #include "domain/delivery_tracker.h"
-#include "domain/marks_cache.h"
 #include "domain/message_service.h"
 #include "domain/presence_service.h"
 #include "domain/send_rate.h"
@@ -52,7 +51,7 @@ struct Services {
   std::unique_ptr<domain::CodeSender> sender;
   // Declared before the bus, which it subscribes to: destroyed after it.
   std::unique_ptr<domain::UserCache> user_cache;  // shared by the account and user services
-  std::unique_ptr<domain::MarksCache> marks;      // message statuses' participant markers
+  std::unique_ptr<domain::ConversationCache> conversation_cache;  // lists and statuses
   // MSG_RATE_PER_SEC (none when 0): this process's count, and with REDIS_URL the cluster's,
   // which falls back on it while Redis is away.
   std::unique_ptr<domain::LocalSendRate> local_send_rate;

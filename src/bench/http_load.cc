@@ -34,9 +34,9 @@ using Json = nlohmann::json;
 
 namespace {
 
-constexpr int kHistoryMessages = 60;  // more than the 50-message page asked for
-constexpr int kMessageBytes = 100;    // the messages the tool posts while setting up
-constexpr size_t kMaxGroupSize = 10;  // the conversations kind's groups: 3 to 10 members
+constexpr int kHistoryMessages = 60;      // more than the 50-message page asked for
+constexpr int kMessageBytes = 100;        // the messages the tool posts while setting up
+constexpr size_t kMaxGroupSize = 10;      // the conversations kind's groups: 3 to 10 members
 constexpr size_t kReadChunk = 64 * 1024;  // bytes read from the socket at a time
 constexpr auto kRequestTimeout = std::chrono::seconds(10);  // a stuck server ends the run
 

@@ -32,6 +32,13 @@ struct ParticipantMarks {
   int64_t delivered_marker = 0;
 };
 
+// One of a user's conversations as that user stands in it (ConversationStore::ListReaderStates).
+struct ReaderState {
+  int64_t conversation_id = 0;
+  int64_t read_marker = 0;   // the highest message id the user has read
+  int64_t unread_count = 0;  // messages from others above the marker
+};
+
 struct Message {
   int64_t id = 0;
   int64_t conversation_id = 0;

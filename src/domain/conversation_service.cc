@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
+#include <unordered_map>
 
 #include "domain/validation.h"
 
@@ -110,11 +112,44 @@ Result<Conversation> ConversationService::Get(int64_t caller, int64_t id) {
 }
 
 Result<std::vector<Conversation>> ConversationService::List(int64_t caller) {
-  auto list = d_.conversations->ListConversationsFor(caller);
-  if (!list.ok()) return list.status();
-  for (Conversation& c : *list) {
+  // Which conversations, and where the caller stands in each, come from the store; the rest
+  // from the cache (at most two more store calls, for what it does not keep).
+  auto states = d_.conversations->ListReaderStates(caller);
+  if (!states.ok()) return states.status();
+  std::unordered_map<int64_t, ReaderState> mine;
+  std::vector<int64_t> ids;
+  for (const ReaderState& s : *states) {
+    mine[s.conversation_id] = s;
+    ids.push_back(s.conversation_id);
+  }
+  auto kept = d_.cache->GetMany(ids);
+  if (!kept.ok()) return kept.status();
+  std::vector<Conversation> list;
+  list.reserve(kept->size());
+  std::vector<int64_t> from_before;  // kept from before the caller joined: read again
+  for (Conversation& c : *kept) {
+    if (c.Find(caller) != nullptr) {
+      list.push_back(std::move(c));
+    } else {
+      from_before.push_back(c.id);
+    }
+  }
+  if (!from_before.empty()) {
+    auto again = d_.cache->Reload(from_before);
+    if (!again.ok()) return again.status();
+    for (Conversation& c : *again) {
+      if (c.Find(caller) != nullptr) list.push_back(std::move(c));  // else left meanwhile
+    }
+  }
+  for (Conversation& c : list) {
+    const ReaderState& me = mine[c.id];
+    c.last_read_message_id = me.read_marker;
+    c.unread_count = me.unread_count;
     if (c.last_message) c.last_message->status = StatusOf(*c.last_message, c, *d_.tracker);
   }
+  std::sort(list.begin(), list.end(), [](const Conversation& a, const Conversation& b) {
+    return std::tie(a.last_activity, a.id) > std::tie(b.last_activity, b.id);
+  });  // newest activity first
   return list;
 }
 

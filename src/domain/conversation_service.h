@@ -13,6 +13,7 @@
 
 #include "common/status.h"
 #include "domain/conversation.h"
+#include "domain/conversation_cache.h"
 #include "domain/conversation_store.h"
 #include "domain/delivery_tracker.h"
 #include "domain/events.h"
@@ -58,6 +59,7 @@ class ConversationService {
     UserStore* users;
     EventBus* bus;
     DeliveryTracker* tracker;
+    ConversationCache* cache;  // what the conversation list shows of each conversation
     std::function<TimeMs()> now = NowMs;
   };
   explicit ConversationService(Deps deps);

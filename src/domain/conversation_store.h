@@ -45,16 +45,16 @@ class ConversationStore {
                                            const std::vector<int64_t>& members, TimeMs now) = 0;
   // With its participants (usernames and pictures joined in); nullopt when there is none.
   virtual Result<std::optional<Conversation>> GetConversation(int64_t id) = 0;
-  // The user's conversations, newest activity first, each with its participants, its last
-  // message (status not set), the user's read marker (last_read_message_id) and unread count,
-  // read from one snapshot in a fixed number of queries however many there are.
-  virtual Result<std::vector<Conversation>> ListConversationsFor(int64_t user_id) = 0;
+  // Those of `ids` that exist, in no particular order, each with its participants and its
+  // last message (status not set), read from one snapshot in a fixed number of queries
+  // however many ids there are.
+  virtual Result<std::vector<Conversation>> GetConversations(const std::vector<int64_t>& ids) = 0;
+  // Every conversation of the user with the user's read marker and unread count, in one
+  // query however many there are, in no particular order.
+  virtual Result<std::vector<ReaderState>> ListReaderStates(int64_t user_id) = 0;
   // Every (conversation id, user id) membership: loads the real-time layer's index at start.
   virtual Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() = 0;
   virtual Result<std::optional<Message>> LastMessage(int64_t conversation_id) = 0;
-  // Every participant's read and delivered markers (none when the conversation does not
-  // exist), in no particular order.
-  virtual Result<std::vector<ParticipantMarks>> ListMarks(int64_t conversation_id) = 0;
   // Messages from others than `user_id` with id above `after_id`.
   virtual Result<int64_t> CountUnread(int64_t conversation_id, int64_t user_id,
                                       int64_t after_id) = 0;

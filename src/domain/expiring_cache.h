@@ -1,12 +1,15 @@
 // A map from an id to a value read from the store, each entry kept `ttl_ms`, shared by the
-// domain's read-through caches (user_cache.h, marks_cache.h).
+// domain's read-through caches (user_cache.h, conversation_cache.h).
 //
 // A read that began before a change must not put its old value back afterwards: a reader
 // calls BeginRead(id) before reading the store and hands its ticket to Put, which refuses the
 // value when news of that id (Update, Forget) came in between. Thread-safe: a few
-// mutex-guarded shards; a shard that fills up starts over.
+// mutex-guarded shards; a shard that fills up starts over. "Full" counts weight: one per
+// entry, or what `weigh` says of a value (a conversation weighs its participants), so that
+// the memory held stays bounded whatever the values' sizes.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -22,29 +25,49 @@ namespace mmchat::domain {
 template <typename Value>
 class ExpiringCache {
  public:
-  // `steady_now` is a monotonic clock in ms. At most about `max_entries` are kept.
-  ExpiringCache(std::function<TimeMs()> steady_now, TimeMs ttl_ms, size_t max_entries)
+  using Weigh = std::function<size_t(const Value&)>;
+
+  // `steady_now` is a monotonic clock in ms. At most about `max_weight` is kept: that many
+  // entries, or that much of what `weigh` gives (each entry weighs at least 1).
+  ExpiringCache(std::function<TimeMs()> steady_now, TimeMs ttl_ms, size_t max_weight,
+                Weigh weigh = nullptr)
       : steady_now_(std::move(steady_now)),
         ttl_ms_(ttl_ms),
-        max_per_shard_(max_entries / kShards + 1) {}
+        max_per_shard_(max_weight / kShards + 1),
+        weigh_(std::move(weigh)) {}
 
   // The value if kept and fresh.
   std::optional<Value> Peek(int64_t id) {
+    std::optional<Value> out;
+    Read(id, [&](const Value& v) { out = v; });
+    return out;
+  }
+
+  // Calls `use` with the value, under the shard's lock, if kept and fresh (no copy); `use`
+  // must be quick and must not call the cache. Returns whether it did.
+  template <typename Use>
+  bool Read(int64_t id, Use&& use) {
     Shard& s = ShardOf(id);
     std::lock_guard lock(s.mu);
     auto it = s.entries.find(id);
     if (it == s.entries.end() || !it->second.value || it->second.expires_at <= steady_now_()) {
-      return std::nullopt;
+      return false;
     }
-    return it->second.value;
+    use(*it->second.value);
+    return true;
   }
 
   // Called before reading the store; see Put.
   uint64_t BeginRead(int64_t id) {
     Shard& s = ShardOf(id);
     std::lock_guard lock(s.mu);
-    if (s.entries.size() >= max_per_shard_ && !s.entries.contains(id)) s.entries.clear();
-    return s.entries[id].ticket = ++s.tickets;  // a later read of the same id supersedes this
+    auto it = s.entries.find(id);
+    if (it == s.entries.end()) {
+      if (s.weight >= max_per_shard_) Clear(s);
+      it = s.entries.emplace(id, Entry{}).first;
+      s.weight += 1;
+    }
+    return it->second.ticket = ++s.tickets;  // a later read of the same id supersedes this
   }
 
   // Keeps `value` read after BeginRead gave `ticket`, unless news of the id came since (it
@@ -55,6 +78,7 @@ class ExpiringCache {
     auto it = s.entries.find(id);
     if (it == s.entries.end() || it->second.ticket != ticket) return;
     it->second.value = std::move(value);
+    Reweigh(s, it->second);
     it->second.expires_at = steady_now_() + ttl_ms_;
   }
 
@@ -65,7 +89,7 @@ class ExpiringCache {
     std::lock_guard lock(s.mu);
     auto it = s.entries.find(id);
     if (it != s.entries.end() && it->second.ticket == ticket && !it->second.value) {
-      s.entries.erase(it);
+      Erase(s, it);
     }
   }
 
@@ -79,8 +103,9 @@ class ExpiringCache {
     if (it == s.entries.end()) return;  // nothing kept, no read in flight
     if (it->second.value && change(*it->second.value)) {
       it->second.ticket = 0;
+      Reweigh(s, it->second);  // the change may have made it bigger
     } else {
-      s.entries.erase(it);
+      Erase(s, it);
     }
   }
 
@@ -88,14 +113,29 @@ class ExpiringCache {
   void Forget(int64_t id) {
     Shard& s = ShardOf(id);
     std::lock_guard lock(s.mu);
-    s.entries.erase(id);
+    if (auto it = s.entries.find(id); it != s.entries.end()) Erase(s, it);
+  }
+
+  // Drops every value `stale` says may have changed, and every read in flight (it cannot be
+  // told whether it read before the change). Walks the whole cache: for rare news.
+  void ForgetIf(const std::function<bool(const Value&)>& stale) {
+    for (Shard& s : shards_) {
+      std::lock_guard lock(s.mu);
+      for (auto it = s.entries.begin(); it != s.entries.end();) {
+        if (!it->second.value || stale(*it->second.value)) {
+          it = Erase(s, it);
+        } else {
+          ++it;
+        }
+      }
+    }
   }
 
   // Every value may have changed (news was lost): drop everything.
   void ForgetAll() {
     for (Shard& s : shards_) {
       std::lock_guard lock(s.mu);
-      s.entries.clear();
+      Clear(s);
     }
   }
 
@@ -104,18 +144,37 @@ class ExpiringCache {
     std::optional<Value> value;  // none while only a read is in flight
     TimeMs expires_at = 0;
     uint64_t ticket = 0;  // of the read allowed to Put; 0: none
+    size_t weight = 1;
   };
   struct Shard {
     std::mutex mu;
     std::unordered_map<int64_t, Entry> entries;  // guarded by mu
+    size_t weight = 0;                           // guarded by mu; of every entry
     uint64_t tickets = 0;                        // guarded by mu; the last one given
   };
+  using Iterator = typename std::unordered_map<int64_t, Entry>::iterator;
   static constexpr size_t kShards = 16;
   Shard& ShardOf(int64_t id) { return shards_[static_cast<uint64_t>(id) % kShards]; }
+
+  // Weighs the entry's value again (s.mu held).
+  void Reweigh(Shard& s, Entry& e) {
+    const size_t weight = weigh_ && e.value ? std::max<size_t>(1, weigh_(*e.value)) : 1;
+    s.weight = s.weight - e.weight + weight;
+    e.weight = weight;
+  }
+  Iterator Erase(Shard& s, Iterator it) {
+    s.weight -= it->second.weight;
+    return s.entries.erase(it);
+  }
+  void Clear(Shard& s) {
+    s.entries.clear();
+    s.weight = 0;
+  }
 
   std::function<TimeMs()> steady_now_;
   const TimeMs ttl_ms_;
   const size_t max_per_shard_;
+  const Weigh weigh_;
   std::array<Shard, kShards> shards_;
 };
 

@@ -95,7 +95,7 @@ Result<MessagePage> MessageService::List(int64_t caller, int64_t conversation_id
 Status MessageService::ForReader(int64_t reader, int64_t conversation_id,
                                  std::vector<Message>& messages) {
   if (messages.empty()) return Status::Ok();
-  auto marks = d_.marks->Get(conversation_id);
+  auto marks = d_.cache->Marks(conversation_id);
   if (!marks.ok()) return marks.status();
   Delivered(conversation_id, *marks, reader, messages.back().id);
   const MessageStatuses statuses(conversation_id, *marks, *d_.tracker);

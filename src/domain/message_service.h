@@ -9,11 +9,11 @@
 
 #include "common/status.h"
 #include "domain/conversation.h"
+#include "domain/conversation_cache.h"
 #include "domain/conversation_service.h"
 #include "domain/conversation_store.h"
 #include "domain/delivery_tracker.h"
 #include "domain/events.h"
-#include "domain/marks_cache.h"
 #include "domain/send_rate.h"
 
 namespace mmchat::domain {
@@ -42,7 +42,7 @@ class MessageService {
     ConversationService* access;  // participant checks and conversation loading
     EventBus* bus;
     DeliveryTracker* tracker;
-    MarksCache* marks;  // the participants' markers for statuses
+    ConversationCache* cache;  // the participants' markers for statuses
     int max_message_len = 4000;
     std::function<TimeMs()> now = NowMs;
     // Each sender's rate (MSG_RATE_PER_SEC, MSG_RATE_BURST); null: no limit.

@@ -96,15 +96,15 @@ class ChatFixture : public ::testing::Test {
     auto s = store::sqlite::SqliteStore::Open(opts);
     ASSERT_TRUE(s.ok()) << s.status().message();
     store_ = std::move(s).value();
-    marks_ = std::make_unique<domain::MarksCache>(store_.get(), &bus_, clock_.Fn());
+    cache_ = std::make_unique<domain::ConversationCache>(store_.get(), &bus_, clock_.Fn());
     convs_ = std::make_unique<domain::ConversationService>(domain::ConversationService::Deps{
-        store_.get(), store_.get(), &bus_, &tracker_, clock_.Fn()});
+        store_.get(), store_.get(), &bus_, &tracker_, cache_.get(), clock_.Fn()});
     msgs_ = MakeMessages(4000);
   }
 
   std::unique_ptr<domain::MessageService> MakeMessages(int max_len) {
     return std::make_unique<domain::MessageService>(domain::MessageService::Deps{
-        store_.get(), convs_.get(), &bus_, &tracker_, marks_.get(), max_len, clock_.Fn()});
+        store_.get(), convs_.get(), &bus_, &tracker_, cache_.get(), max_len, clock_.Fn()});
   }
 
   int64_t NewUser(const std::string& name) {
@@ -153,7 +153,7 @@ class ChatFixture : public ::testing::Test {
   RecordingBus bus_;
   domain::DeliveryTracker tracker_;
   std::unique_ptr<store::sqlite::SqliteStore> store_;
-  std::unique_ptr<domain::MarksCache> marks_;
+  std::unique_ptr<domain::ConversationCache> cache_;
   std::unique_ptr<domain::ConversationService> convs_;
   std::unique_ptr<domain::MessageService> msgs_;
 };

@@ -484,6 +484,61 @@ TEST_F(ConversationServiceTest, ListIsNewestActivityFirst) {
   EXPECT_EQ((*bobs)[0].id, g1.id);
 }
 
+// The list takes each conversation from the ConversationCache: news keeps it current, and
+// only which conversations and the caller's marker and unread count are read every time.
+TEST_F(ConversationServiceTest, ListKeepsConversationsCurrentFromNews) {
+  const Conversation g = Group(alice_, {bob_}, "team");
+  auto list = convs_->List(alice_);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  // Renamed behind the cache's back (no news): the kept name shows until the entry expires.
+  ASSERT_TRUE(store_->Rename(g.id, "quiet", clock_.now).ok());
+  EXPECT_EQ(convs_->List(alice_)->front().name, std::optional<std::string>("team"));
+  // A send is news: the last message, the order and the unread count show at once.
+  clock_.Advance(kSec);
+  const Conversation p = Private(alice_, carol_);
+  clock_.Advance(kSec);
+  const Message m = Send(bob_, g.id, "hello");
+  list = convs_->List(alice_);
+  ASSERT_TRUE(list.ok());
+  EXPECT_THAT(Ids(*list), ElementsAre(g.id, p.id));
+  ASSERT_TRUE((*list)[0].last_message.has_value());
+  EXPECT_EQ((*list)[0].last_message->id, m.id);
+  EXPECT_EQ((*list)[0].unread_count, 1);
+  EXPECT_EQ((*list)[0].name, std::optional<std::string>("team"));
+  clock_.Advance(ConversationCache::kDefaultTtlMs);
+  EXPECT_EQ(convs_->List(alice_)->front().name, std::optional<std::string>("quiet"));
+}
+
+TEST_F(ConversationServiceTest, ListTrustsTheStoreForWhoseConversationItIs) {
+  const Conversation g = Group(alice_, {bob_}, "team");
+  ASSERT_EQ(convs_->List(alice_)->size(), 1u);  // kept with alice and bob only
+  // Carol joins and bob leaves behind the cache's back: carol's list reads the kept
+  // conversation again (it does not know her yet), bob's no longer holds it.
+  ASSERT_EQ(*store_->AddParticipant(g.id, carol_, Role::kMember, clock_.now),
+            MembershipOutcome::kDone);
+  ASSERT_EQ(*store_->RemoveParticipant(g.id, bob_, clock_.now), MembershipOutcome::kDone);
+  auto carols = convs_->List(carol_);
+  ASSERT_TRUE(carols.ok());
+  ASSERT_EQ(carols->size(), 1u);
+  EXPECT_THAT(Ids(carols->front()), ElementsAre(alice_, carol_));
+  auto bobs = convs_->List(bob_);
+  ASSERT_TRUE(bobs.ok());
+  EXPECT_TRUE(bobs->empty());
+}
+
+TEST_F(ConversationServiceTest, ListShowsAProfileChangeOnItsNews) {
+  const Conversation g = Group(alice_, {bob_}, "team");
+  ASSERT_EQ(convs_->List(alice_)->front().Find(bob_)->username, "bob");
+  ProfileUpdate update;
+  update.username = "robert";
+  ASSERT_TRUE(store_->UpdateProfile(bob_, update).ok());
+  EXPECT_EQ(convs_->List(alice_)->front().Find(bob_)->username, "bob");  // no news yet
+  bus_.Publish(UserChanged{bob_});
+  EXPECT_EQ(convs_->List(alice_)->front().Find(bob_)->username, "robert");
+  (void)g;
+}
+
 TEST_F(ConversationServiceTest, ReaderFieldsUnreadMarkerAndLastMessageStatus) {
   const Conversation p = Private(alice_, bob_);
   const Message m1 = Send(alice_, p.id, "one");

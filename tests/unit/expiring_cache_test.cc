@@ -1,8 +1,10 @@
-// domain::ExpiringCache, under the user and marks caches: what is kept, what news moves or
+// domain::ExpiringCache, under the user and conversation caches: what is kept, what news moves or
 // drops it, and that a read racing news is not kept.
 #include "domain/expiring_cache.h"
 
 #include <gtest/gtest.h>
+
+#include <vector>
 
 #include "fakes.h"
 
@@ -81,6 +83,47 @@ TEST(ExpiringCacheTest, AReadThatFoundNothingLeavesNothing) {
   EXPECT_EQ(cache.Peek(3), 8);
   cache.EndRead(3, second);
   EXPECT_EQ(cache.Peek(3), 8);
+}
+
+// With a weight, a shard is full by the weight of its values, not their count. 16 shards of
+// weight 10 each (bound 160): ids 0, 16, 32, ... share shard 0.
+TEST(ExpiringCacheTest, HeavyValuesFillAShardSooner) {
+  test::FakeClock clock;
+  ExpiringCache<std::vector<int>> cache(clock.Fn(), 1000, 16 * 9,
+                                        [](const std::vector<int>& v) { return v.size(); });
+  cache.Put(0, std::vector<int>(6), cache.BeginRead(0));
+  cache.Put(16, std::vector<int>(1), cache.BeginRead(16));
+  EXPECT_TRUE(cache.Peek(0).has_value());
+  // Growing in place counts too: the shard now weighs 6 + 4.
+  cache.Update(16, [](std::vector<int>& v) {
+    v.resize(4);
+    return true;
+  });
+  cache.Put(32, std::vector<int>(1), cache.BeginRead(32));  // the shard was full: starts over
+  EXPECT_FALSE(cache.Peek(0).has_value());
+  EXPECT_FALSE(cache.Peek(16).has_value());
+  EXPECT_EQ(cache.Peek(32)->size(), 1u);
+  // Forgetting gives the weight back: eight light values fit after a heavy one left.
+  cache.Put(48, std::vector<int>(8), cache.BeginRead(48));
+  cache.Forget(48);
+  for (int64_t id = 64; id < 64 + 16 * 7; id += 16) {
+    cache.Put(id, std::vector<int>(1), cache.BeginRead(id));
+  }
+  EXPECT_TRUE(cache.Peek(32).has_value());
+}
+
+TEST(ExpiringCacheTest, ForgetIfDropsWhatMayHaveChangedAndReadsInFlight) {
+  test::FakeClock clock;
+  ExpiringCache<int> cache(clock.Fn(), 1000, 100);
+  for (int64_t id = 1; id <= 4; ++id) cache.Put(id, static_cast<int>(id), cache.BeginRead(id));
+  const uint64_t in_flight = cache.BeginRead(5);
+  cache.ForgetIf([](int v) { return v % 2 == 0; });
+  EXPECT_EQ(cache.Peek(1), 1);
+  EXPECT_EQ(cache.Peek(2), std::nullopt);
+  EXPECT_EQ(cache.Peek(3), 3);
+  EXPECT_EQ(cache.Peek(4), std::nullopt);
+  cache.Put(5, 5, in_flight);  // it may have read before the change
+  EXPECT_EQ(cache.Peek(5), std::nullopt);
 }
 
 }  // namespace

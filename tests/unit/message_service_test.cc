@@ -632,7 +632,7 @@ TEST_F(MessageServiceTest, ConcurrentSendsThroughTheLocalBusArriveAscending) {
     }
   });
   MessageService service(MessageService::Deps{store_.get(), convs_.get(), &local, &tracker_,
-                                              marks_.get(), 4000, clock_.Fn()});
+                                              cache_.get(), 4000, clock_.Fn()});
   const Conversation g = Group(alice_, {bob_, carol_});
   const std::vector<int64_t> senders = {alice_, bob_, carol_};
   constexpr int kPerThread = 40;
@@ -656,7 +656,7 @@ TEST_F(MessageServiceTest, ConcurrentSendsThroughTheLocalBusArriveAscending) {
 TEST_F(MessageServiceTest, ASenderPastItsBurstIsRateLimitedUntilTokensComeBack) {
   LocalSendRate rate(/*per_second=*/1, /*burst=*/2, clock_.Fn());
   MessageService service(MessageService::Deps{store_.get(), convs_.get(), &bus_, &tracker_,
-                                              marks_.get(), 4000, clock_.Fn(), &rate});
+                                              cache_.get(), 4000, clock_.Fn(), &rate});
   const Conversation g = Group(alice_, {bob_});
   auto send = [&](int64_t who, const std::string& content) {
     test::AppendWaiter w;
@@ -682,13 +682,14 @@ TEST_F(MessageServiceTest, ASenderPastItsBurstIsRateLimitedUntilTokensComeBack) 
 }
 
 // ---------------------------------------------------------------------------------------------
-// The participants' markers statuses are computed from (domain::MarksCache)
+// The participants' markers statuses are computed from (domain::ConversationCache)
 // ---------------------------------------------------------------------------------------------
 
 // user id -> {read, delivered}, as the cache gives them.
-std::map<int64_t, std::pair<int64_t, int64_t>> Marks(MarksCache& cache, int64_t conversation_id) {
+std::map<int64_t, std::pair<int64_t, int64_t>> Marks(ConversationCache& cache,
+                                                     int64_t conversation_id) {
   std::map<int64_t, std::pair<int64_t, int64_t>> out;
-  auto marks = cache.Get(conversation_id);
+  auto marks = cache.Marks(conversation_id);
   EXPECT_TRUE(marks.ok()) << marks.status().message();
   if (marks.ok()) {
     for (const auto& p : *marks) out[p.user_id] = {p.read_marker, p.delivered_marker};
@@ -696,47 +697,47 @@ std::map<int64_t, std::pair<int64_t, int64_t>> Marks(MarksCache& cache, int64_t 
   return out;
 }
 
-TEST_F(MessageServiceTest, MarksCacheKeepsMarkersUntilTheyExpire) {
+TEST_F(MessageServiceTest, ConversationCacheKeepsMarkersUntilTheyExpire) {
   const Conversation g = Group(alice_, {bob_});
   const Message m = Send(alice_, g.id, "one");
-  EXPECT_EQ(Marks(*marks_, g.id)[bob_], std::make_pair(int64_t{0}, int64_t{0}));
+  EXPECT_EQ(Marks(*cache_, g.id)[bob_], std::make_pair(int64_t{0}, int64_t{0}));
   // Written behind the cache's back (no news): the kept markers stay until they expire.
   ASSERT_TRUE(store_->MoveReadMarker(g.id, bob_, m.id, clock_.now).ok());
-  EXPECT_EQ(Marks(*marks_, g.id)[bob_].first, 0);
-  clock_.Advance(MarksCache::kDefaultTtlMs - 1);
-  EXPECT_EQ(Marks(*marks_, g.id)[bob_].first, 0);
+  EXPECT_EQ(Marks(*cache_, g.id)[bob_].first, 0);
+  clock_.Advance(ConversationCache::kDefaultTtlMs - 1);
+  EXPECT_EQ(Marks(*cache_, g.id)[bob_].first, 0);
   clock_.Advance(1);
-  EXPECT_EQ(Marks(*marks_, g.id)[bob_].first, m.id);
-  EXPECT_TRUE(Marks(*marks_, g.id + 1000).empty());
+  EXPECT_EQ(Marks(*cache_, g.id)[bob_].first, m.id);
+  EXPECT_TRUE(Marks(*cache_, g.id + 1000).empty());
 }
 
-TEST_F(MessageServiceTest, MarksCacheReceiptsAndSendsMoveKeptMarkersForwardOnly) {
+TEST_F(MessageServiceTest, ConversationCacheReceiptsAndSendsMoveKeptMarkersForwardOnly) {
   const Conversation g = Group(alice_, {bob_, carol_});
   const Message m1 = Send(alice_, g.id, "one");
   const Message m2 = Send(alice_, g.id, "two");
-  ASSERT_EQ(Marks(*marks_, g.id)[alice_].first, m2.id);  // sending reads up to the message
+  ASSERT_EQ(Marks(*cache_, g.id)[alice_].first, m2.id);  // sending reads up to the message
   // News alone, nothing stored: what is shown comes from the kept entry.
   bus_.Publish(ReadReceipt{g.id, bob_, m2.id, clock_.now});
   bus_.Publish(DeliveryReceipt{g.id, carol_, m1.id, clock_.now});
   bus_.Publish(ReadReceipt{g.id, bob_, m1.id, clock_.now});  // older: ignored
-  EXPECT_EQ(Marks(*marks_, g.id),
+  EXPECT_EQ(Marks(*cache_, g.id),
             (std::map<int64_t, std::pair<int64_t, int64_t>>{
                 {alice_, {m2.id, 0}}, {bob_, {m2.id, 0}}, {carol_, {0, m1.id}}}));
   const Message m3 = Send(carol_, g.id, "three");
-  EXPECT_EQ(Marks(*marks_, g.id)[carol_], std::make_pair(m3.id, m1.id));
+  EXPECT_EQ(Marks(*cache_, g.id)[carol_], std::make_pair(m3.id, m1.id));
 }
 
-TEST_F(MessageServiceTest, MarksCacheMembershipChangesAndLostNewsReadTheParticipantsAgain) {
+TEST_F(MessageServiceTest, ConversationCacheMembershipChangesAndLostNewsReadTheParticipantsAgain) {
   const Conversation g = Group(alice_, {bob_});
-  ASSERT_EQ(Marks(*marks_, g.id).size(), 2u);
+  ASSERT_EQ(Marks(*cache_, g.id).size(), 2u);
   ASSERT_TRUE(convs_->AddParticipant(alice_, g.id, carol_, std::nullopt).ok());
-  EXPECT_EQ(Marks(*marks_, g.id).size(), 3u);
+  EXPECT_EQ(Marks(*cache_, g.id).size(), 3u);
   // A receipt for someone the entry does not know drops it too.
   const Message m = Send(alice_, g.id, "one");
   ASSERT_TRUE(store_->MoveReadMarker(g.id, bob_, m.id, clock_.now).ok());
-  ASSERT_EQ(Marks(*marks_, g.id)[bob_].first, 0);
+  ASSERT_EQ(Marks(*cache_, g.id)[bob_].first, 0);
   bus_.Publish(EventsMissed{});
-  EXPECT_EQ(Marks(*marks_, g.id)[bob_].first, m.id);
+  EXPECT_EQ(Marks(*cache_, g.id)[bob_].first, m.id);
 }
 
 }  // namespace

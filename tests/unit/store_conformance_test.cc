@@ -88,6 +88,21 @@ class StoreConformance : public ::testing::Test {
     return r.ok() && r->has_value() ? **r : Conversation{};
   }
 
+  // The user's conversations (ListReaderStates, then GetConversations), by id.
+  std::vector<Conversation> ConversationsOf(int64_t user) {
+    auto states = store_->ListReaderStates(user);
+    EXPECT_TRUE(states.ok()) << states.status().message();
+    if (!states.ok()) return {};
+    std::vector<int64_t> ids;
+    for (const auto& st : *states) ids.push_back(st.conversation_id);
+    auto convs = store_->GetConversations(ids);
+    EXPECT_TRUE(convs.ok()) << convs.status().message();
+    if (!convs.ok()) return {};
+    std::sort(convs->begin(), convs->end(),
+              [](const Conversation& x, const Conversation& y) { return x.id < y.id; });
+    return *convs;
+  }
+
   Result<StoredAppend> Append(int64_t conv, int64_t sender, const std::string& content,
                               std::optional<std::string> client_id = std::nullopt,
                               TimeMs at = 2000) {
@@ -686,11 +701,10 @@ TYPED_TEST(StoreConformance, OnePrivateConversationPerPairInEitherOrder) {
   }
   EXPECT_EQ(created, 1);
   EXPECT_EQ(ids.size(), 1u);
-  auto listed = store.ListConversationsFor(d);
-  ASSERT_TRUE(listed.ok());
-  ASSERT_EQ(listed->size(), 1u);
-  EXPECT_EQ((*listed)[0].id, *ids.begin());
-  EXPECT_EQ((*listed)[0].participants.size(), 2u);
+  const auto listed = this->ConversationsOf(d);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].id, *ids.begin());
+  EXPECT_EQ(listed[0].participants.size(), 2u);
 }
 
 TYPED_TEST(StoreConformance, CreateGroupWithAnUnknownMemberCreatesNothing) {
@@ -699,9 +713,7 @@ TYPED_TEST(StoreConformance, CreateGroupWithAnUnknownMemberCreatesNothing) {
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g->outcome, MembershipOutcome::kNoSuchUser);
   EXPECT_EQ(g->missing_user, b + 1000);  // the first unknown one, in the order given
-  auto listed = this->store_->ListConversationsFor(a);
-  ASSERT_TRUE(listed.ok());
-  EXPECT_TRUE(listed->empty());
+  EXPECT_TRUE(this->ConversationsOf(a).empty());
   EXPECT_EQ(this->backend_.QueryOne("SELECT COUNT(*) FROM conversations"), "0");
 }
 
@@ -749,10 +761,9 @@ TYPED_TEST(StoreConformance, ParticipantsComeByJoinTimeThenUserId) {
     return out;
   };
   EXPECT_EQ(ids(this->Get(g)), expected);
-  auto listed = store.ListConversationsFor(u1);
-  ASSERT_TRUE(listed.ok());
-  ASSERT_EQ(listed->size(), 1u);
-  EXPECT_EQ(ids(listed->front()), expected);
+  const auto listed = this->ConversationsOf(u1);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(ids(listed.front()), expected);
 }
 
 TYPED_TEST(StoreConformance, RemovingAMemberOrOneOfTwoAdminsPromotesNobody) {
@@ -826,7 +837,7 @@ TYPED_TEST(StoreConformance, RacingDemotionsLeaveAnAdmin) {
   }
 }
 
-TYPED_TEST(StoreConformance, ListConversationsForGivesEverythingInFixedQueries) {
+TYPED_TEST(StoreConformance, TheListsReadsGiveEverythingInFixedQueries) {
   auto& store = *this->store_;
   const int64_t a = this->NewUserId("alice"), b = this->NewUserId("bob");
   const int64_t c = this->NewUserId("carol");
@@ -834,24 +845,29 @@ TYPED_TEST(StoreConformance, ListConversationsForGivesEverythingInFixedQueries) 
   const int64_t p = store.GetOrCreatePrivate(a, c, 1100)->first;
   const int64_t g2 = this->Group(b, {a, c}, 1200);
   const int64_t elsewhere = this->Group(b, {c}, 1300);
-  (void)elsewhere;
 
-  const auto m1 = this->Sent(g1, b, "one", 2000);
+  this->Sent(g1, b, "one", 2000);
   this->Sent(g1, b, "two", 2100);
   const auto m3 = this->Sent(g1, a, "mine", 2200);  // a's marker moves to it
   const auto m4 = this->Sent(g1, b, "after mine", 2300);
   const auto m5 = this->Sent(p, c, "hey", 2400);
   ASSERT_TRUE(store.MoveReadMarker(p, a, m5.id, 2500).ok());
 
-  auto list = store.ListConversationsFor(a);
-  ASSERT_TRUE(list.ok()) << list.status().message();
-  ASSERT_EQ(list->size(), 3u);
-  // Newest activity first: p (2400), g1 (2300), g2 (1200).
-  EXPECT_EQ((*list)[0].id, p);
-  EXPECT_EQ((*list)[1].id, g1);
-  EXPECT_EQ((*list)[2].id, g2);
+  // Where a stands in each of its conversations.
+  auto states = store.ListReaderStates(a);
+  ASSERT_TRUE(states.ok()) << states.status().message();
+  std::map<int64_t, std::pair<int64_t, int64_t>> by_id;  // -> read marker, unread count
+  for (const auto& st : *states) by_id[st.conversation_id] = {st.read_marker, st.unread_count};
+  // In g1, m4 only is unread: m1 and m2 are below the marker, m3 is a's own.
+  EXPECT_EQ(by_id, (std::map<int64_t, std::pair<int64_t, int64_t>>{
+                       {g1, {m3.id, 1}}, {p, {m5.id, 0}}, {g2, {0, 0}}}));
 
-  const Conversation& one = (*list)[1];
+  // The conversations themselves; an id that does not exist is left out.
+  auto got = store.GetConversations({g1, g2 + 1000, elsewhere});
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  ASSERT_EQ(got->size(), 2u);
+  const Conversation& one = (*got)[0].id == g1 ? (*got)[0] : (*got)[1];
+  const Conversation& other = (*got)[0].id == g1 ? (*got)[1] : (*got)[0];
   EXPECT_EQ(one.type, domain::ConversationType::kGroup);
   EXPECT_EQ(one.name, std::optional<std::string>("g"));
   EXPECT_EQ(one.last_activity, 2300);
@@ -859,32 +875,36 @@ TYPED_TEST(StoreConformance, ListConversationsForGivesEverythingInFixedQueries) 
   EXPECT_EQ(one.last_message->id, m4.id);
   EXPECT_EQ(one.last_message->content, "after mine");
   EXPECT_EQ(one.last_message->seq, 4);
-  EXPECT_EQ(one.last_read_message_id, m3.id);
-  EXPECT_EQ(one.unread_count, 1);  // m4 only: m1, m2 are below the marker, m3 is a's own
   ASSERT_EQ(one.participants.size(), 2u);
   EXPECT_EQ(one.participants[0].user_id, a);
   EXPECT_EQ(one.participants[0].role, Role::kAdmin);
+  EXPECT_EQ(one.participants[0].read_marker, m3.id);
   EXPECT_EQ(one.participants[1].username, "bob");
-
-  EXPECT_EQ((*list)[0].unread_count, 0);
-  EXPECT_EQ((*list)[0].last_read_message_id, m5.id);
-  EXPECT_FALSE((*list)[2].last_message.has_value());
-  EXPECT_EQ((*list)[2].unread_count, 0);
-  EXPECT_EQ((*list)[2].participants.size(), 3u);
-  (void)m1;
+  EXPECT_EQ(other.id, elsewhere);
+  EXPECT_FALSE(other.last_message.has_value());
+  EXPECT_EQ(other.participants.size(), 2u);
+  auto none = store.GetConversations({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
 
   // The number of statements does not grow with the number of conversations.
-  const uint64_t before = store::StatementsOnThisThread();
-  ASSERT_TRUE(store.ListConversationsFor(a).ok());
-  const uint64_t for_three = store::StatementsOnThisThread() - before;
+  auto statements = [&] {
+    const uint64_t before = store::StatementsOnThisThread();
+    auto mine = store.ListReaderStates(a);
+    EXPECT_TRUE(mine.ok());
+    std::vector<int64_t> ids;
+    for (const auto& st : *mine) ids.push_back(st.conversation_id);
+    auto convs = store.GetConversations(ids);
+    EXPECT_TRUE(convs.ok());
+    EXPECT_EQ(convs->size(), ids.size());
+    return store::StatementsOnThisThread() - before;
+  };
+  const uint64_t for_three = statements();
   for (int i = 0; i < 30; ++i) this->Sent(this->Group(a, {b, c}, 3000 + i), b, "x", 4000 + i);
-  const uint64_t before_many = store::StatementsOnThisThread();
-  auto many = store.ListConversationsFor(a);
-  const uint64_t for_many = store::StatementsOnThisThread() - before_many;
-  ASSERT_TRUE(many.ok());
-  EXPECT_EQ(many->size(), 33u);
+  ASSERT_EQ(store.ListReaderStates(a)->size(), 33u);
+  const uint64_t for_many = statements();
   EXPECT_EQ(for_many, for_three);
-  EXPECT_LE(for_many, 4u);  // BEGIN, conversations, participants, COMMIT
+  EXPECT_LE(for_many, 5u);  // states; BEGIN, conversations, participants, COMMIT
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1223,7 +1243,7 @@ TYPED_TEST(StoreConformance, ListMessagesForChecksTheReaderInTheSameRead) {
             (std::vector<int64_t>{ids[0]}));
 }
 
-TYPED_TEST(StoreConformance, ListMarksGivesEveryParticipantsMarkers) {
+TYPED_TEST(StoreConformance, GetConversationsGivesEveryParticipantsMarkers) {
   auto& s = *this->store_;
   const int64_t a = this->NewUserId("alice"), b = this->NewUserId("bob");
   const int64_t c = this->NewUserId("carol");
@@ -1232,15 +1252,15 @@ TYPED_TEST(StoreConformance, ListMarksGivesEveryParticipantsMarkers) {
   const int64_t m2 = this->Sent(g, a, "two").id;
   ASSERT_TRUE(s.MoveReadMarker(g, b, m1, 500).ok());
   ASSERT_TRUE(s.SaveDelivered({{g, c, m2}}).ok());
-  auto marks = s.ListMarks(g);
-  ASSERT_TRUE(marks.ok()) << marks.status().message();
+  auto convs = s.GetConversations({g});
+  ASSERT_TRUE(convs.ok()) << convs.status().message();
+  ASSERT_EQ(convs->size(), 1u);
   std::map<int64_t, std::pair<int64_t, int64_t>> by_user;
-  for (const auto& p : *marks) by_user[p.user_id] = {p.read_marker, p.delivered_marker};
+  for (const auto& p : convs->front().participants) {
+    by_user[p.user_id] = {p.read_marker, p.delivered_marker};
+  }
   EXPECT_EQ(by_user, (std::map<int64_t, std::pair<int64_t, int64_t>>{
                          {a, {m2, 0}}, {b, {m1, 0}}, {c, {0, m2}}}));
-  auto none = s.ListMarks(g + 1000);
-  ASSERT_TRUE(none.ok());
-  EXPECT_TRUE(none->empty());
 }
 
 TYPED_TEST(StoreConformance, MessagesSinceOnlyFromCurrentConversations) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "store/common/rows.h"
@@ -17,7 +18,7 @@ using domain::AppendOutcome;
 using domain::Conversation;
 using domain::MembershipOutcome;
 using domain::Message;
-using domain::ParticipantMarks;
+using domain::ReaderState;
 using domain::Role;
 using domain::StoredAppend;
 
@@ -189,28 +190,38 @@ Result<std::optional<Conversation>> PostgresStore::GetConversation(int64_t id) {
   return std::optional<Conversation>(std::move(conv));
 }
 
-Result<std::vector<Conversation>> PostgresStore::ListConversationsFor(int64_t user_id) {
+Result<std::vector<ReaderState>> PostgresStore::ListReaderStates(int64_t user_id) {
+  // The unread count reads the messages index from the marker on.
+  auto r = Query(
+      "SELECT me.conversation_id, me.read_marker, (SELECT count(*) FROM messages u "
+      "WHERE u.conversation_id = me.conversation_id AND u.id > me.read_marker "
+      "AND u.sender_id <> me.user_id) FROM participants me WHERE me.user_id = $1",
+      Params().Add(user_id));
+  if (!r.ok()) return r.status();
+  std::vector<ReaderState> out;
+  out.reserve(static_cast<size_t>(r->rows()));
+  for (int i = 0; i < r->rows(); ++i) out.push_back({r->Int(i, 0), r->Int(i, 1), r->Int(i, 2)});
+  return out;
+}
+
+Result<std::vector<Conversation>> PostgresStore::GetConversations(const std::vector<int64_t>& ids) {
   std::vector<Conversation> out;
+  if (ids.empty()) return out;
   Status s = WithConnection([&](PgConnection& c) -> Status {
     // Two queries on one snapshot, in one round trip.
     auto r = c.Pipeline({
         {"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}},
-        // 1. The conversations with the reader's marker, the last message (seq = last_seq)
-        //    and the unread count (the messages index from the marker on).
-        {std::string("SELECT ") + kConversationColumns + ", me.read_marker, " +
-             kJoinedMessageColumns +
-             ", (SELECT count(*) FROM messages u WHERE u.conversation_id = c.id "
-             "AND u.id > me.read_marker AND u.sender_id <> me.user_id) "
-             "FROM participants me JOIN conversations c ON c.id = me.conversation_id "
+        // 1. The conversations with their last message (seq = last_seq).
+        {std::string("SELECT ") + kConversationColumns + ", " + kJoinedMessageColumns +
+             " FROM conversations c "
              "LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq "
-             "WHERE me.user_id = $1 ORDER BY c.last_activity DESC, c.id DESC",
-         Params().Add(user_id)},
+             "WHERE c.id = ANY($1::bigint[])",
+         Params().AddArray(ids)},
         // 2. Their participants, all at once.
-        //    (= ANY of an array keeps the planner on the primary key, not a hash of the table.)
         {std::string("SELECT p.conversation_id, ") + kParticipantColumns +
-             " FROM participants p JOIN users u ON u.id = p.user_id WHERE p.conversation_id = "
-             "ANY(ARRAY(SELECT conversation_id FROM participants WHERE user_id = $1))",
-         Params().Add(user_id)},
+             " FROM participants p JOIN users u ON u.id = p.user_id "
+             "WHERE p.conversation_id = ANY($1::bigint[])",
+         Params().AddArray(ids)},
         {"COMMIT", {}},
     });
     if (!r.ok()) {
@@ -219,14 +230,12 @@ Result<std::vector<Conversation>> PostgresStore::ListConversationsFor(int64_t us
     }
     const PgResult& convs = (*r)[1];
     const PgResult& parts = (*r)[2];
-    std::map<int64_t, size_t> index;
+    std::unordered_map<int64_t, size_t> index;
     for (int i = 0; i < convs.rows(); ++i) {
       Conversation conv = ReadConversation(PgRow{convs, i});
-      conv.last_read_message_id = convs.Int(i, kConversationColumnCount);
-      if (!convs.IsNull(i, kConversationColumnCount + 1)) {
-        conv.last_message = ReadMessage(PgRow{convs, i}, kConversationColumnCount + 1);
+      if (!convs.IsNull(i, kConversationColumnCount)) {
+        conv.last_message = ReadMessage(PgRow{convs, i}, kConversationColumnCount);
       }
-      conv.unread_count = convs.Int(i, kConversationColumnCount + 1 + kMessageColumnCount);
       index[conv.id] = out.size();
       out.push_back(std::move(conv));
     }
@@ -256,17 +265,6 @@ Result<std::optional<Message>> PostgresStore::LastMessage(int64_t conversation_i
   if (!r.ok()) return r.status();
   if (r->empty()) return std::optional<Message>();
   return std::optional<Message>(std::move(r->back()));
-}
-
-Result<std::vector<ParticipantMarks>> PostgresStore::ListMarks(int64_t conversation_id) {
-  auto r = Query(
-      "SELECT user_id, read_marker, delivered_marker FROM participants WHERE conversation_id = $1",
-      Params().Add(conversation_id));
-  if (!r.ok()) return r.status();
-  std::vector<ParticipantMarks> marks;
-  marks.reserve(r->rows());
-  for (int i = 0; i < r->rows(); ++i) marks.push_back({r->Int(i, 0), r->Int(i, 1), r->Int(i, 2)});
-  return marks;
 }
 
 Result<int64_t> PostgresStore::CountUnread(int64_t conversation_id, int64_t user_id,

@@ -90,10 +90,11 @@ class PostgresStore final : public Store {
                                            const std::vector<int64_t>& members,
                                            TimeMs now) override;
   Result<std::optional<domain::Conversation>> GetConversation(int64_t id) override;
-  Result<std::vector<domain::Conversation>> ListConversationsFor(int64_t user_id) override;
+  Result<std::vector<domain::Conversation>> GetConversations(
+      const std::vector<int64_t>& ids) override;
+  Result<std::vector<domain::ReaderState>> ListReaderStates(int64_t user_id) override;
   Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() override;
   Result<std::optional<domain::Message>> LastMessage(int64_t conversation_id) override;
-  Result<std::vector<domain::ParticipantMarks>> ListMarks(int64_t conversation_id) override;
   Result<int64_t> CountUnread(int64_t conversation_id, int64_t user_id, int64_t after_id) override;
   Status Rename(int64_t conversation_id, const std::string& name, TimeMs now) override;
   Result<domain::MembershipOutcome> AddParticipant(int64_t conversation_id, int64_t user_id,

@@ -2,8 +2,8 @@
 // receipt watermarks.
 #include <spdlog/spdlog.h>
 
-#include <map>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "common/utf8.h"
@@ -15,7 +15,7 @@ namespace {
 
 using domain::Conversation;
 using domain::Message;
-using domain::ParticipantMarks;
+using domain::ReaderState;
 using domain::Role;
 using domain::StoredAppend;
 
@@ -169,40 +169,39 @@ Result<std::optional<Conversation>> SqliteStore::GetConversation(int64_t id) {
   return out;
 }
 
-Result<std::vector<Conversation>> SqliteStore::ListConversationsFor(int64_t user_id) {
+Result<std::vector<Conversation>> SqliteStore::GetConversations(const std::vector<int64_t>& ids) {
   std::vector<Conversation> out;
+  if (ids.empty()) return out;
+  // The ids as one JSON array, so that any number of them is one statement (json_each).
+  std::string array = "[";
+  for (int64_t id : ids) array += std::to_string(id) + ",";
+  array.back() = ']';
   Status s = InSnapshot([&](Connection& c) -> Status {
-    // 1. The conversations with the reader's marker, the last message (seq = last_seq) and
-    //    the unread count (the messages index from the marker on).
-    auto st = c.Prepare(std::string("SELECT ") + kConversationColumns + ", me.read_marker, " +
-                        kJoinedMessageColumns +
-                        ", (SELECT COUNT(*) FROM messages u WHERE u.conversation_id = c.id "
-                        "AND u.id > me.read_marker AND u.sender_id != me.user_id) "
-                        "FROM participants me JOIN conversations c ON c.id = me.conversation_id "
-                        "LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq "
-                        "WHERE me.user_id = ? ORDER BY c.last_activity DESC, c.id DESC");
+    // 1. The conversations with their last message (seq = last_seq).
+    auto st =
+        c.Prepare(std::string("SELECT ") + kConversationColumns + ", " + kJoinedMessageColumns +
+                  " FROM conversations c "
+                  "LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq "
+                  "WHERE c.id IN (SELECT value FROM json_each(?))");
     if (!st.ok()) return st.status();
-    (*st)->Bind(1, user_id);
-    std::map<int64_t, size_t> index;
+    (*st)->Bind(1, array);
+    std::unordered_map<int64_t, size_t> index;
     int rc;
     while ((rc = (*st)->Step()) == SQLITE_ROW) {
       Conversation conv = ReadConversation(**st);
-      conv.last_read_message_id = (*st)->Int(kConversationColumnCount);
-      if ((*st)->OptInt(kConversationColumnCount + 1)) {
-        conv.last_message = ReadMessage(**st, kConversationColumnCount + 1);
+      if ((*st)->OptInt(kConversationColumnCount)) {
+        conv.last_message = ReadMessage(**st, kConversationColumnCount);
       }
-      conv.unread_count = (*st)->Int(kConversationColumnCount + 1 + kMessageColumnCount);
       index[conv.id] = out.size();
       out.push_back(std::move(conv));
     }
-    if (rc != SQLITE_DONE) return c.Error("list conversations");
+    if (rc != SQLITE_DONE) return c.Error("get conversations");
     // 2. Their participants, all at once.
     auto ps = c.Prepare(std::string("SELECT p.conversation_id, ") + kParticipantColumns +
-                        " FROM participants me JOIN participants p "
-                        "ON p.conversation_id = me.conversation_id "
-                        "JOIN users u ON u.id = p.user_id WHERE me.user_id = ?");
+                        " FROM participants p JOIN users u ON u.id = p.user_id "
+                        "WHERE p.conversation_id IN (SELECT value FROM json_each(?))");
     if (!ps.ok()) return ps.status();
-    (*ps)->Bind(1, user_id);
+    (*ps)->Bind(1, array);
     while ((rc = (*ps)->Step()) == SQLITE_ROW) {
       auto it = index.find((*ps)->Int(0));
       if (it != index.end()) out[it->second].participants.push_back(ReadParticipant(**ps, 1));
@@ -210,6 +209,26 @@ Result<std::vector<Conversation>> SqliteStore::ListConversationsFor(int64_t user
     if (rc != SQLITE_DONE) return c.Error("list participants");
     for (auto& conv : out) SortParticipants(conv.participants);
     return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Result<std::vector<ReaderState>> SqliteStore::ListReaderStates(int64_t user_id) {
+  std::vector<ReaderState> out;
+  Status s = WithReader([&](Connection& c) -> Status {
+    // The unread count reads the messages index from the marker on.
+    auto st = c.Prepare(
+        "SELECT me.conversation_id, me.read_marker, (SELECT COUNT(*) FROM messages u "
+        "WHERE u.conversation_id = me.conversation_id AND u.id > me.read_marker "
+        "AND u.sender_id != me.user_id) FROM participants me WHERE me.user_id = ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, user_id);
+    int rc;
+    while ((rc = (*st)->Step()) == SQLITE_ROW) {
+      out.push_back({(*st)->Int(0), (*st)->Int(1), (*st)->Int(2)});
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : c.Error("list reader states");
   });
   if (!s.ok()) return s;
   return out;
@@ -233,24 +252,6 @@ Result<std::optional<Message>> SqliteStore::LastMessage(int64_t conversation_id)
   if (!r.ok()) return r.status();
   if (r->empty()) return std::optional<Message>();
   return std::optional<Message>(std::move(r->back()));
-}
-
-Result<std::vector<ParticipantMarks>> SqliteStore::ListMarks(int64_t conversation_id) {
-  std::vector<ParticipantMarks> marks;
-  Status s = WithReader([&](Connection& c) -> Status {
-    auto st = c.Prepare(
-        "SELECT user_id, read_marker, delivered_marker FROM participants "
-        "WHERE conversation_id = ?");
-    if (!st.ok()) return st.status();
-    (*st)->Bind(1, conversation_id);
-    int rc;
-    while ((rc = (*st)->Step()) == SQLITE_ROW) {
-      marks.push_back({(*st)->Int(0), (*st)->Int(1), (*st)->Int(2)});
-    }
-    return rc == SQLITE_DONE ? Status::Ok() : c.Error("list marks");
-  });
-  if (!s.ok()) return s;
-  return marks;
 }
 
 Result<int64_t> SqliteStore::CountUnread(int64_t conversation_id, int64_t user_id,
