@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "app/services.h"
+#include "bus/redis/redis_connection_tally.h"
 #include "bus/redis/redis_presence.h"
 #include "domain/account_service.h"
 #include "domain/user_service.h"
@@ -142,16 +143,22 @@ int Serve(const Config& config) {
   hub_options.sequence_messages = s.cluster_bus != nullptr;
   // In a cluster, presence counts the connections of every node.
   std::optional<bus::redis::RedisPresence> cluster_presence;
+  // And WS_MAX_CONNS_PER_USER counts them too.
+  std::optional<bus::redis::RedisConnectionTally> cluster_tally;
   if (s.cluster_bus != nullptr) {
     cluster_presence.emplace(
         s.cluster_bus, s.cluster_bus->origin(),
         bus::redis::RedisPresenceOptions{.ttl = std::chrono::seconds(config.cluster_node_ttl_sec)});
+    if (config.ws_max_conns_per_user > 0) {
+      cluster_tally.emplace(s.cluster_bus, s.cluster_bus->origin());
+    }
   }
   ws::Hub hub(ioc,
               {.messages = s.messages.get(),
                .conversations = s.conversations.get(),
                .presence = s.presence.get(),
                .directory = cluster_presence ? &*cluster_presence : nullptr,
+               .tally = cluster_tally ? &*cluster_tally : nullptr,
                .store = s.store.get(),
                .bus = s.bus.get(),
                .authenticate = authenticate,
@@ -213,6 +220,7 @@ int Serve(const Config& config) {
             spdlog::warn("presence of user {} not announced: {}", user, st.message());
           }
         });
+    if (cluster_tally) cluster_tally->Start([&hub] { return hub.LocalConnectionCounts(); });
     s.cluster_bus->Start();
   }
 
@@ -285,6 +293,7 @@ int Serve(const Config& config) {
   if (s.cluster_bus != nullptr) {
     hub.WaitForPresence();
     cluster_presence->Leave();
+    if (cluster_tally) cluster_tally->Leave();
     hub.WaitForPresence();  // what Leave's last reap announced
     s.cluster_bus->Stop();
   }

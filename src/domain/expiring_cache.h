@@ -2,8 +2,10 @@
 // domain's read-through caches (user_cache.h, conversation_cache.h).
 //
 // A read that began before a change must not put its old value back afterwards: a reader
-// calls BeginRead(id) before reading the store and hands its ticket to Put, which refuses the
-// value when news of that id (Update, Forget) came in between. Thread-safe: a few
+// calls BeginRead(id) before reading the store and hands its ticket to Put (or EndRead),
+// which refuses the value when news of that id (Update, Forget) came in between. Reads that
+// overlap do not spoil each other: under steady load some read of a busy id is always in
+// flight, and one that had to wait for the others to end would never be kept. Thread-safe: a few
 // mutex-guarded shards; a shard that fills up starts over. "Full" counts weight: one per
 // entry, or what `weigh` says of a value (a conversation weighs its participants), so that
 // the memory held stays bounded whatever the values' sizes.
@@ -57,40 +59,47 @@ class ExpiringCache {
     return true;
   }
 
-  // Called before reading the store; see Put.
+  // Called before reading the store; every call ends in one Put or EndRead.
   uint64_t BeginRead(int64_t id) {
     Shard& s = ShardOf(id);
     std::lock_guard lock(s.mu);
     auto it = s.entries.find(id);
     if (it == s.entries.end()) {
       if (s.weight >= max_per_shard_) Clear(s);
-      it = s.entries.emplace(id, Entry{}).first;
+      it = s.entries.emplace(id, Entry{.valid_from = s.tickets + 1}).first;
       s.weight += 1;
     }
-    return it->second.ticket = ++s.tickets;  // a later read of the same id supersedes this
+    ++it->second.reads;
+    return ++s.tickets;
   }
 
   // Keeps `value` read after BeginRead gave `ticket`, unless news of the id came since (it
-  // may be newer than what was read) or a later read of it began.
+  // may be newer than what was read) or a read that began later was kept already.
   void Put(int64_t id, Value value, uint64_t ticket) {
     Shard& s = ShardOf(id);
     std::lock_guard lock(s.mu);
     auto it = s.entries.find(id);
-    if (it == s.entries.end() || it->second.ticket != ticket) return;
-    it->second.value = std::move(value);
-    Reweigh(s, it->second);
-    it->second.expires_at = steady_now_() + ttl_ms_;
+    if (it == s.entries.end()) return;  // forgotten meanwhile
+    Entry& e = it->second;
+    if (e.reads > 0) --e.reads;
+    if (ticket < e.valid_from || ticket < e.value_ticket) return;
+    e.value = std::move(value);
+    e.value_ticket = ticket;
+    Reweigh(s, e);
+    e.expires_at = steady_now_() + ttl_ms_;
   }
 
-  // The read that `ticket` began found nothing to keep (no row, an error): drops its
-  // placeholder, so that lookups of ids that do not exist do not crowd the shard.
+  // The read that `ticket` began found nothing to keep (no row, an error): once no read of
+  // the id is in flight, drops the placeholder, so that lookups of ids that do not exist do
+  // not crowd the shard.
   void EndRead(int64_t id, uint64_t ticket) {
+    (void)ticket;  // kept for symmetry with Put: every BeginRead ends in one of the two
     Shard& s = ShardOf(id);
     std::lock_guard lock(s.mu);
     auto it = s.entries.find(id);
-    if (it != s.entries.end() && it->second.ticket == ticket && !it->second.value) {
-      Erase(s, it);
-    }
+    if (it == s.entries.end()) return;
+    if (it->second.reads > 0) --it->second.reads;
+    if (!it->second.value && it->second.reads == 0) Erase(s, it);
   }
 
   // Changes a kept value in place (news that only moves it forward); `change` returns false
@@ -102,8 +111,8 @@ class ExpiringCache {
     auto it = s.entries.find(id);
     if (it == s.entries.end()) return;  // nothing kept, no read in flight
     if (it->second.value && change(*it->second.value)) {
-      it->second.ticket = 0;
-      Reweigh(s, it->second);  // the change may have made it bigger
+      it->second.valid_from = s.tickets + 1;  // reads in flight may have missed the news
+      Reweigh(s, it->second);                 // the change may have made it bigger
     } else {
       Erase(s, it);
     }
@@ -141,9 +150,11 @@ class ExpiringCache {
 
  private:
   struct Entry {
-    std::optional<Value> value;  // none while only a read is in flight
+    std::optional<Value> value;  // none while only reads are in flight
     TimeMs expires_at = 0;
-    uint64_t ticket = 0;  // of the read allowed to Put; 0: none
+    uint64_t valid_from = 0;    // the first ticket that began after the last news
+    uint64_t value_ticket = 0;  // of the read that put the value
+    uint32_t reads = 0;         // in flight
     size_t weight = 1;
   };
   struct Shard {

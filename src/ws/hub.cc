@@ -102,9 +102,19 @@ Result<int64_t> Hub::Authorize(const http::Request& req) {
   if (token.empty()) return Status::Unauthorized("missing token");
   auto user = d_.authenticate(token);
   if (!user.ok() || options_.max_connections_per_user == 0) return user;
-  std::shared_lock lock(conns_mu_);
-  auto it_user = by_user_.find(*user);
-  if (it_user != by_user_.end() && it_user->second.size() >= options_.max_connections_per_user) {
+  size_t held = 0;
+  {
+    std::shared_lock lock(conns_mu_);
+    if (auto it_user = by_user_.find(*user); it_user != by_user_.end()) {
+      held = it_user->second.size();
+    }
+  }
+  // In a cluster, with those on the other nodes (a Redis round trip: this runs on a database
+  // thread, see http::Server).
+  if (held < options_.max_connections_per_user && d_.tally != nullptr) {
+    held += d_.tally->OnOtherNodes(*user);
+  }
+  if (held >= options_.max_connections_per_user) {
     // Checked before the upgrade, so two racing upgrades may both pass: a bound, not a count.
     return Status::RateLimited("too many WebSocket connections for this user", 5);
   }
@@ -123,6 +133,7 @@ void Hub::Accept(int64_t user_id, net::ip::tcp::socket socket, Connection::Upgra
     if (stopping_) return;  // shutting down: the socket closes with `c`
     auto& list = by_user_[user_id];
     list.push_back(c);
+    if (d_.tally != nullptr) d_.tally->Set(user_id, list.size());  // under the lock: in order
     if (list.size() == 1) {
       // Posted under the lock, so transitions of one user reach the strand in order.
       net::post(presence_strand_, [this, user_id] {
@@ -152,6 +163,7 @@ void Hub::Ended(Connection* c) {
     list.erase(
         std::remove_if(list.begin(), list.end(), [c](const auto& p) { return p.get() == c; }),
         list.end());
+    if (d_.tally != nullptr) d_.tally->Set(user, list.size());  // under the lock: in order
     if (list.empty()) {
       by_user_.erase(it);
       ++closing_[user];
@@ -198,6 +210,14 @@ std::vector<int64_t> Hub::LocalUsers() const {
   std::vector<int64_t> out;
   out.reserve(by_user_.size());
   for (const auto& [user, _] : by_user_) out.push_back(user);
+  return out;
+}
+
+std::vector<std::pair<int64_t, size_t>> Hub::LocalConnectionCounts() const {
+  std::shared_lock lock(conns_mu_);
+  std::vector<std::pair<int64_t, size_t>> out;
+  out.reserve(by_user_.size());
+  for (const auto& [user, list] : by_user_) out.emplace_back(user, list.size());
   return out;
 }
 

@@ -29,6 +29,7 @@
 
 #include "common/rate_limiter.h"
 #include "common/status.h"
+#include "domain/connection_tally.h"
 #include "domain/conversation_service.h"
 #include "domain/events.h"
 #include "domain/message_service.h"
@@ -64,6 +65,9 @@ struct HubDeps {
   domain::PresenceService* presence;
   // In a cluster: the users' connections counted over every node (null: this node alone).
   domain::PresenceDirectory* directory = nullptr;
+  // In a cluster: the users' connections on other nodes, for max_connections_per_user (null:
+  // this node's only).
+  domain::ConnectionTally* tally = nullptr;
   domain::ConversationStore* store;  // the membership index is loaded from it at start
   domain::EventBus* bus;
   std::function<Result<int64_t>(std::string_view token)> authenticate;
@@ -104,6 +108,8 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   // For the cluster's presence directory: the users with a connection here; a task run in
   // turn with this node's presence changes; and waiting until those queued have run.
   std::vector<int64_t> LocalUsers() const;
+  // For the cluster's connection tally: each user here with its number of connections.
+  std::vector<std::pair<int64_t, size_t>> LocalConnectionCounts() const;
   void InPresenceTurn(std::function<void()> task);
   void WaitForPresence();
 

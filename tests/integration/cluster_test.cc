@@ -67,8 +67,20 @@ class ClusterTest : public ::testing::Test {
   // On how many nodes Redis counts `user` (its presence hash), by redis-cli: for a test that
   // must know a node has counted a connection before it closes another one.
   std::string NodesCounting(int64_t user) {
-    const std::string cmd = "redis-cli -p " + std::to_string(redis_.port()) +
-                            " HGET mmchat:online " + std::to_string(user) + " 2>&1";
+    return RedisCli("HGET mmchat:online " + std::to_string(user));
+  }
+
+  // The user's connections Redis counts over every node's tally (redis_connection_tally.h).
+  std::string ConnectionsCounted(int64_t user) {
+    return RedisCli(
+        "EVAL \"local s = 0 for _, k in ipairs(redis.call('KEYS', 'mmchat:conns:*')) do "
+        "s = s + tonumber(redis.call('HGET', k, ARGV[1]) or '0') end return s\" 0 " +
+        std::to_string(user));
+  }
+
+  // What redis-cli answers to `args` (a shell command line), without the last newline.
+  std::string RedisCli(const std::string& args) {
+    const std::string cmd = "redis-cli -p " + std::to_string(redis_.port()) + " " + args + " 2>&1";
     std::string out;
     if (FILE* p = popen(cmd.c_str(), "r")) {
       char buf[64];
@@ -416,6 +428,58 @@ TEST_F(ClusterTest, AKilledNodesUsersGoOfflineWithinTheTtlAndAStoppedNodesAtOnce
 }
 
 // Issue 13: the per-user message rate holds over the deployment, not per node.
+TEST_F(ClusterTest, AUsersConnectionCapHoldsOverTheNodes) {
+  ASSERT_TRUE(a_ && b_);
+  const std::map<std::string, std::string> cap = {{"WS_MAX_CONNS_PER_USER", "3"}};
+  auto c = StartNode(kTtlSec, cap);
+  auto d = StartNode(kTtlSec, cap);
+  HttpClient cc(c->port());
+  Account kai = SignUp(*c, cc, "kai");
+  Account lea = SignUp(*c, cc, "lea");
+  // Until Redis counts `n` of kai's connections (a node tells it after the upgrade).
+  auto counted = [&](int n) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (ConnectionsCounted(kai.id) != std::to_string(n)) {
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+  };
+
+  auto first_on_c = std::make_unique<WsClient>(c->port(), kai.token);
+  WsClient second_on_c(c->port(), kai.token);
+  WsClient first_on_d(d->port(), kai.token);
+  ASSERT_TRUE(first_on_c->connected() && second_on_c.connected() && first_on_d.connected());
+  ASSERT_TRUE(counted(3)) << ConnectionsCounted(kai.id);
+  // Neither node holds 3 of them, yet a fourth is refused on both.
+  for (TestServer* node : {c.get(), d.get()}) {
+    WsClient fourth(node->port(), kai.token);
+    EXPECT_FALSE(fourth.connected());
+    ExpectError(fourth.refusal(), 429, "rate_limited");
+  }
+  WsClient lea_on_d(d->port(), lea.token);  // another user has a cap of its own
+  EXPECT_TRUE(lea_on_d.connected());
+
+  // One closes on c: d takes one more.
+  first_on_c->Close();
+  first_on_c.reset();
+  ASSERT_TRUE(counted(2)) << ConnectionsCounted(kai.id);
+  WsClient second_on_d(d->port(), kai.token);
+  EXPECT_TRUE(second_on_d.connected()) << second_on_d.refusal().body;
+  ASSERT_TRUE(counted(3));
+
+  // A killed node's connections stop counting once it is counted out of the cluster.
+  c->Stop(SIGKILL);
+  bool let_in = false;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(kTtlSec + 5);
+  while (!let_in && std::chrono::steady_clock::now() < until) {
+    WsClient third_on_d(d->port(), kai.token);
+    let_in = third_on_d.connected();
+    if (!let_in) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(let_in) << "the killed node's connection still counts";
+}
+
 TEST_F(ClusterTest, AUsersMessageRateHoldsWhenItSendsThroughTwoNodes) {
   ASSERT_TRUE(a_ && b_);
   // Two nodes of their own with a rate: a burst of 4, then one a second.

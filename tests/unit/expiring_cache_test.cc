@@ -64,6 +64,23 @@ TEST(ExpiringCacheTest, AReadThatNewsOvertookIsNotKept) {
   EXPECT_EQ(cache.Peek(1), std::nullopt);
 }
 
+// Under steady load a read of a busy id is always in flight: overlapping reads must not
+// spoil each other, or no read would ever be kept (the cache would read the store for every
+// request, as a history page did before this test).
+TEST(ExpiringCacheTest, OverlappingReadsAreKept) {
+  test::FakeClock clock;
+  ExpiringCache<int> cache(clock.Fn(), 1000, 100);
+  const uint64_t t1 = cache.BeginRead(1);
+  const uint64_t t2 = cache.BeginRead(1);
+  cache.Put(1, 10, t1);
+  EXPECT_EQ(cache.Peek(1), 10);
+  const uint64_t t3 = cache.BeginRead(1);
+  cache.Put(1, 11, t2);
+  EXPECT_EQ(cache.Peek(1), 11);
+  cache.Put(1, 12, t3);
+  EXPECT_EQ(cache.Peek(1), 12);
+}
+
 // A read that found nothing leaves no placeholder behind: with a bound of 16 (one per
 // shard), 1,000 lookups of missing ids would otherwise make every shard start over and
 // drop what it kept.

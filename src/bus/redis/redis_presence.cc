@@ -99,6 +99,7 @@ for _, node in ipairs(nodes) do
     end
   end
   redis.call('DEL', key)
+  redis.call('DEL', 'mmchat:conns:' .. node)  -- its connections (redis_connection_tally.h)
   redis.call('ZREM', 'mmchat:nodes', node)
 end
 if #out > 1 then out[1] = redis.call('INCR', 'mmchat:presence:seq') end
