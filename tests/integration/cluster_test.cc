@@ -335,6 +335,90 @@ TEST_F(ClusterTest, TwoNodesSendingIntoOneConversationReachEveryReaderInIdOrder)
 
 // API.md: online while the user has a connection on any node; `presence` on the first open
 // and the last close cluster-wide; the user's state reads the same on every node.
+// The bus breaks under a stream of messages, the two ways Redis drops a subscriber while
+// staying up: it is killed (CLIENT KILL TYPE pubsub), and it falls behind past its output
+// buffer limit (node B stopped while A publishes). Afterwards each connection holds exactly
+// the messages committed, in id order, each once: the nodes repaired from the store.
+TEST_F(ClusterTest, ABusBrokenMidStreamLosesNoMessage) {
+  ASSERT_TRUE(a_ && b_);
+  // Nodes of their own whose connections may hold what B must catch up on (8 MB).
+  const std::map<std::string, std::string> roomy = {{"WS_MAX_QUEUE_BYTES", "67108864"}};
+  auto a = StartNode(kTtlSec, roomy);
+  auto b = StartNode(kTtlSec, roomy);
+  Account kim = SignUp(*a_, *ca_, "kim");
+  Account lou = SignUp(*a_, *ca_, "lou");
+  const int64_t group = Group(kim, {lou.id});
+  WsClient kim_ws(a->port(), kim.token);
+  WsClient lou_on_a(a->port(), lou.token);
+  WsClient lou_on_b(b->port(), lou.token);
+  ASSERT_TRUE(kim_ws.connected() && lou_on_a.connected() && lou_on_b.connected());
+  auto subscriptions = [](const TestServer& node) {
+    const std::string log = node.Log();
+    size_t n = 0;
+    for (size_t at = log.find("bus: subscribed to"); at != std::string::npos;
+         at = log.find("bus: subscribed to", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  auto send = [&](int i, const std::string& content) {
+    kim_ws.Send({{"type", "message"},
+                 {"conversation_id", group},
+                 {"content", content},
+                 {"ref", std::to_string(i)}});
+  };
+  auto acked = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      Json ack = kim_ws.NextOfType("ack", 10s);
+      if (!ack.is_object() || ack["data"]["ok"] != true) return false;
+    }
+    return true;
+  };
+
+  // 1. Both subscriptions killed in the middle of a stream.
+  const size_t a_before = subscriptions(*a), b_before = subscriptions(*b);
+  constexpr int kKilled = 200;
+  for (int i = 0; i < kKilled; ++i) {
+    if (i == kKilled / 2) RedisCli("CLIENT KILL TYPE pubsub");
+    send(i, "k" + std::to_string(i));
+  }
+  ASSERT_TRUE(acked(kKilled));
+  EXPECT_TRUE(Eventually([&] { return subscriptions(*a) > a_before; })) << a->Log();
+  EXPECT_TRUE(Eventually([&] { return subscriptions(*b) > b_before; })) << b->Log();
+
+  // 2. B falls behind: stopped while A publishes more than the sockets' buffers (several
+  //    MB on loopback) and a 64 KiB pubsub output buffer hold, so Redis drops it.
+  ASSERT_EQ(RedisCli("CONFIG SET client-output-buffer-limit \"pubsub 65536 0 0\""), "OK");
+  const size_t b_behind = subscriptions(*b);
+  ASSERT_EQ(kill(b->pid(), SIGSTOP), 0);
+  constexpr int kBehind = 2000;
+  const std::string big(3900, 'x');
+  for (int i = 0; i < kBehind; ++i) send(kKilled + i, big);
+  const bool all_acked = acked(kBehind);
+  ASSERT_EQ(kill(b->pid(), SIGCONT), 0);
+  RedisCli("CONFIG SET client-output-buffer-limit \"pubsub 33554432 8388608 60\"");
+  ASSERT_TRUE(all_acked);
+  EXPECT_TRUE(Eventually([&] { return subscriptions(*b) > b_behind; }, 15s)) << b->Log();
+
+  const auto rows = db_.Query(
+      "SELECT id FROM messages WHERE conversation_id = " + std::to_string(group) + " ORDER BY id");
+  ASSERT_EQ(rows.size(), static_cast<size_t>(kKilled + kBehind));
+  std::vector<int64_t> committed;
+  for (const auto& r : rows) committed.push_back(std::stoll(r[0]));
+  for (WsClient* reader : {&lou_on_a, &lou_on_b}) {
+    std::vector<int64_t> ids;
+    while (ids.size() < committed.size()) {
+      Json m = reader->NextOfType("message", 10s);
+      if (m.is_null()) break;
+      ids.push_back(m["data"]["id"].get<int64_t>());
+    }
+    EXPECT_EQ(ids, committed) << (reader == &lou_on_a ? "on A" : "on B") << " got " << ids.size()
+                              << " of " << committed.size();
+    auto more = reader->NextOfType("message", 300ms);
+    EXPECT_TRUE(more.is_null()) << more.dump();
+  }
+}
+
 TEST_F(ClusterTest, PresenceCountsTheConnectionsOfEveryNode) {
   ASSERT_TRUE(a_ && b_);
   Account kim = SignUp(*a_, *ca_, "kim");
