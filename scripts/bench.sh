@@ -11,7 +11,8 @@
 # NODES=3 (with STORE=postgres; any count from 2) runs every server as that many nodes of one
 # cluster on a private redis-server: the tool spreads its WebSocket connections over the nodes
 # (REST set-up goes to the first), and each row's line also gives the bytes Redis received
-# and sent meanwhile (from INFO). Server CPU is the first node's.
+# and sent meanwhile (from INFO). Server CPU is the first node's, except in the idle row:
+# there one tool process per node opens 19,000 connections to it, and the line sums them all.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/build.sh" mmchat mmchat-bench >/dev/null
@@ -110,6 +111,42 @@ run() {
     tee -a "$out"
 }
 
+# The idle row on a cluster: one tool process per node, started together (each process is
+# held to 20,000 open files too), 19,000 connections each; one line with their sum (the
+# memory per connection over every node's growth, the CPU of every node).
+run_idle_cluster() {
+  local n pids=() files=()
+  for n in $(seq 0 $((nodes - 1))); do
+    (cd "$work/run" && "$bench" idle --steps 2000,19000 --hold-sec 35 --port $((port + n)) \
+      --tokens tokens.txt --server-pid "${node_pids[$n]}" | tail -1 >"idle$n.json") &
+    pids+=($!)
+    files+=("$work/run/idle$n.json")
+  done
+  wait "${pids[@]}" || true
+  local line
+  line=$(python3 - "${files[@]}" <<'EOF'
+import json, sys
+runs = [json.load(open(f)) for f in sys.argv[1:]]
+first = [r["steps"][0] for r in runs]
+last = [r["steps"][-1] for r in runs]
+grown = sum(l["connections"] - f["connections"] for l, f in zip(last, first))
+step = {
+    "connections": sum(s["connections"] for s in last),
+    "failed": sum(s["failed"] for s in last),
+    "connects_per_sec": sum(s["connects_per_sec"] for s in last),
+    "server_rss_kib": sum(s["server_rss_kib"] for s in last),
+    "kib_per_connection_since_first_step":
+        sum(l["server_rss_kib"] - f["server_rss_kib"] for l, f in zip(last, first)) / grown
+        if grown else 0,
+    "held_server_cpu_percent": sum(s["held_server_cpu_percent"] for s in last),
+}
+print(json.dumps({"scenario": "idle", "processes": len(runs), "steps": [step], "per_node": runs}))
+EOF
+)
+  echo "{\"row\":\"idle\",\"nodes\":$nodes,\"redis_in_bytes\":0,\"redis_out_bytes\":0,\"result\":$line}" |
+    tee -a "$out"
+}
+
 # median ROW EXPRESSION: the median over the row's runs of a Python expression on `r`.
 median() {
   python3 - "$out" "$1" "$2" <<'EOF'
@@ -126,7 +163,11 @@ for row in "${rows[@]}"; do
     case $row in
       idle)
         start_server
-        run idle idle --steps 2000,18000 --hold-sec 35
+        if [ "$nodes" -gt 1 ]; then
+          run_idle_cluster
+        else
+          run idle idle --steps 2000,18000 --hold-sec 35
+        fi
         ;;
       fanout1000)
         start_server
@@ -176,7 +217,7 @@ done
 echo
 echo "Medians of $runs runs:"
 printf '%-19s %s\n' \
-  "idle" "KiB/conn $(median idle 'r["steps"][-1]["kib_per_connection_since_first_step"]'), connects/s $(median idle 'r["steps"][-1]["connects_per_sec"]'), held CPU % $(median idle 'r["steps"][-1]["held_server_cpu_percent"]')" \
+  "idle" "connections $(median idle 'r["steps"][-1]["connections"]'), KiB/conn $(median idle 'r["steps"][-1]["kib_per_connection_since_first_step"]'), connects/s $(median idle 'r["steps"][-1]["connects_per_sec"]'), held CPU % $(median idle 'r["steps"][-1]["held_server_cpu_percent"]')" \
   "fanout1000" "deliveries/s $(median fanout1000 'r["deliveries_per_sec"]'), p99 ms $(median fanout1000 'r["latency_ms"]["p99"]')" \
   "fanout10" "deliveries/s $(median fanout10 'r["deliveries_per_sec"]'), p99 ms $(median fanout10 'r["latency_ms"]["p99"]')" \
   "halfrate" "deliveries/s $(median halfrate 'r["deliveries_per_sec"]'), p99 ms $(median halfrate 'r["latency_ms"]["p99"]')" \
