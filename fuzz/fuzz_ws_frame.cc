@@ -110,12 +110,24 @@ class Client {
 
  private:
   void Connect() {
-    ws_ = std::make_unique<websocket::stream<tcp::socket>>(ioc_);
-    ws_->next_layer().connect({net::ip::make_address("127.0.0.1"), port_});
-    // Sync reads have no deadline of their own: a receive timeout turns a hang into an error.
-    timeval tv{20, 0};
-    setsockopt(ws_->next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ws_->handshake("127.0.0.1", "/api/ws?token=alice");
+    for (int attempt = 1;; ++attempt) {
+      boost::beast::error_code ec;
+      ws_ = std::make_unique<websocket::stream<tcp::socket>>(ioc_);
+      ws_->next_layer().connect({net::ip::make_address("127.0.0.1"), port_}, ec);
+      if (!ec) {
+        // Sync reads have no deadline of their own: a receive timeout turns a hang into an
+        // error.
+        timeval tv{20, 0};
+        setsockopt(ws_->next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ws_->handshake("127.0.0.1", "/api/ws?token=alice", ec);
+      }
+      if (!ec) return;
+      // libFuzzer's timer signal can interrupt a blocking call of this client (EINTR): that
+      // says nothing of the server, so connect again. Anything else is a failure.
+      if (ec != net::error::interrupted || attempt == 10) {
+        Fail("cannot open the WebSocket: " + ec.message());
+      }
+    }
   }
 
   net::io_context ioc_;
