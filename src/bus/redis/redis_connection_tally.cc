@@ -1,7 +1,5 @@
 #include "bus/redis/redis_connection_tally.h"
 
-#include <spdlog/spdlog.h>
-
 #include <boost/asio/post.hpp>
 #include <future>
 #include <memory>
