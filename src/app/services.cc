@@ -133,6 +133,16 @@ Result<std::unique_ptr<Services>> Services::Open(
   s->presence =
       std::make_unique<domain::PresenceService>(s->store.get(), s->user_cache.get(), s->bus.get());
 
+  if (s->cluster_bus != nullptr) {
+    // Another node's delivery receipt counts in statuses here before that node's batch
+    // reaches the store (this node's own are in the tracker already).
+    s->bus->Subscribe([tracker = &s->tracker](const domain::Event& e) {
+      if (const auto* d = std::get_if<domain::DeliveryReceipt>(&e)) {
+        tracker->Heard(d->conversation_id, d->user_id, d->message_id, SteadyMs());
+      }
+    });
+  }
+
   // Metrics fed by domain events.
   metrics::Counter* messages_sent =
       s->registry.GetCounter("mmchat_messages_sent_total", "Messages committed.");

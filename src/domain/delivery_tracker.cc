@@ -22,6 +22,17 @@ bool DeliveryTracker::Advance(int64_t conversation_id, int64_t user_id, int64_t 
   return true;
 }
 
+void DeliveryTracker::Heard(int64_t conversation_id, int64_t user_id, int64_t message_id,
+                            TimeMs now) {
+  std::lock_guard lock(mu_);
+  HeardMark& h = heard_[{conversation_id, user_id}];
+  h.message_id = std::max(h.message_id, message_id);
+  h.at = now;
+  if (now - heard_pruned_at_ < kHeardHoldMs) return;
+  heard_pruned_at_ = now;
+  std::erase_if(heard_, [now](const auto& e) { return now - e.second.at >= kHeardHoldMs; });
+}
+
 int64_t DeliveryTracker::Effective(int64_t conversation_id, int64_t user_id, int64_t stored) const {
   std::lock_guard lock(mu_);
   int64_t mark = stored;
@@ -30,6 +41,9 @@ int64_t DeliveryTracker::Effective(int64_t conversation_id, int64_t user_id, int
   }
   if (auto it = flushing_.find({conversation_id, user_id}); it != flushing_.end()) {
     mark = std::max(mark, it->second);
+  }
+  if (auto it = heard_.find({conversation_id, user_id}); it != heard_.end()) {
+    mark = std::max(mark, it->second.message_id);
   }
   return mark;
 }

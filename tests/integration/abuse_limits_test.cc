@@ -148,7 +148,7 @@ TEST_F(AbuseLimitTest, MessagesPastTheSendersBurstAreRefusedOverRestAndWebSocket
   EXPECT_LE(accepted, 3 + static_cast<int>(seconds) + 1) << seconds << " s";
 
   // Over WebSocket the ack carries the same error; bob has a bucket of his own.
-  WsClient ws(server_->port(), bob.token);
+  WsClient ws(server_->ws_port(), bob.token);
   ASSERT_TRUE(ws.connected());
   int ws_accepted = 0;
   int ws_refused = 0;
@@ -185,8 +185,8 @@ TEST_F(AbuseLimitTest, TypingChangesPastTheRateAreRefusedAndNotRelayed) {
   const Account alice = SignUp(*server_, *client_, "alice");
   const Account bob = SignUp(*server_, *client_, "bob");
   const int64_t group = Group(alice, {bob.id});
-  WsClient a(server_->port(), alice.token);
-  WsClient b(server_->port(), bob.token);
+  WsClient a(server_->ws_port(), alice.token);
+  WsClient b(server_->ws_port(), bob.token);
   ASSERT_TRUE(a.connected() && b.connected());
   int accepted = 0;
   int refused = 0;
@@ -287,19 +287,19 @@ TEST_F(AbuseLimitTest, WebSocketConnectionsPastThePerUserLimitAreRefused) {
   Start({{"WS_MAX_CONNS_PER_USER", "2"}});
   const Account alice = SignUp(*server_, *client_, "alice");
   const Account bob = SignUp(*server_, *client_, "bob");
-  WsClient first(server_->port(), alice.token);
-  WsClient second(server_->port(), alice.token);
+  WsClient first(server_->ws_port(), alice.token);
+  WsClient second(server_->ws_port(), alice.token);
   ASSERT_TRUE(first.connected());
   ASSERT_TRUE(second.connected());
-  WsClient third(server_->port(), alice.token);
+  WsClient third(server_->ws_port(), alice.token);
   EXPECT_FALSE(third.connected());
   ExpectError(third.refusal(), 429, "rate_limited");
   EXPECT_TRUE(third.refusal().headers.contains("retry-after"));
   // Another user is not affected, and a closed connection frees its place.
-  WsClient other(server_->port(), bob.token);
+  WsClient other(server_->ws_port(), bob.token);
   EXPECT_TRUE(other.connected());
   first.Close();
-  EXPECT_TRUE(Eventually([&] { return WsClient(server_->port(), alice.token).connected(); }));
+  EXPECT_TRUE(Eventually([&] { return WsClient(server_->ws_port(), alice.token).connected(); }));
 }
 
 TEST_F(AbuseLimitTest, TooManyOrTooLargeHeadersGet431) {

@@ -314,7 +314,7 @@ class AuthzScenario : public ::testing::Test {
   void ExpectServerHealthy() {
     EXPECT_EQ(client_.Get("/healthz").status, 200);
     EXPECT_EQ(client_.Get("/api/me", alice_.token).status, 200);
-    WsClient ws(server_.port(), alice_.token);
+    WsClient ws(server_.ws_port(), alice_.token);
     EXPECT_TRUE(ws.connected()) << ws.refusal().body;
     for (const char* level : {"Z error ", "Z critical "}) {
       EXPECT_EQ(server_.Log().find(level), std::string::npos) << server_.Log();
@@ -425,8 +425,8 @@ TEST_F(AuthzRestTest, AdminOnlyChangesRefuseAPlainMemberWith403AndChangeNothing)
       {"DELETE", "/api/conversations/{conv}/participants/{removed}", ""},
       {"DELETE", "/api/conversations/{conv}/participants/{unknown}", ""},
   };
-  Watched alice(server_.port(), alice_);
-  Watched bob(server_.port(), bob_);
+  Watched alice(server_.ws_port(), alice_);
+  Watched bob(server_.ws_port(), bob_);
   const auto before = WritableState(server_.dir());
   const auto vars = Vars(bob_, g_, g1_);
   for (const RestCase& c : admin_only) {
@@ -537,11 +537,11 @@ TEST_F(AuthzRestTest, OpenRoutesShowOutsidersNothingOfTheConversations) {
 // ---------------------------------------------------------------------------------------------
 
 TEST_F(AuthzWsTest, EveryConversationFrameRefusesEveryOutsiderWithForbiddenAndRelaysNothing) {
-  Watched alice(server_.port(), alice_);
-  Watched bob(server_.port(), bob_);
+  Watched alice(server_.ws_port(), alice_);
+  Watched bob(server_.ws_port(), bob_);
   std::vector<std::unique_ptr<Watched>> outsiders;
   for (const Account& who : Outsiders()) {
-    outsiders.push_back(std::make_unique<Watched>(server_.port(), who));
+    outsiders.push_back(std::make_unique<Watched>(server_.ws_port(), who));
   }
   const auto before = WritableState(server_.dir());
   int n = 0;
@@ -597,7 +597,7 @@ TEST_F(AuthzWsTest, EveryConversationFrameRefusesEveryOutsiderWithForbiddenAndRe
 TEST_F(AuthzWsTest, EveryConversationFrameAnswersNotFoundForAConversationThatDoesNotExist) {
   const auto before = WritableState(server_.dir());
   for (const Account& who : {dave_, bob_}) {
-    Watched w(server_.port(), who);
+    Watched w(server_.ws_port(), who);
     const auto vars = Vars(who, kUnknownId, g1_);
     int n = 0;
     for (const char* tmpl : kConversationFrames) {
@@ -615,8 +615,8 @@ TEST_F(AuthzWsTest, EveryConversationFrameAnswersNotFoundForAConversationThatDoe
 }
 
 TEST_F(AuthzWsTest, ReadFrameWithAMessageOfAnotherConversationIsNotFoundAndMovesNoMarker) {
-  Watched erin(server_.port(), erin_);
-  Watched frank(server_.port(), frank_);
+  Watched erin(server_.ws_port(), erin_);
+  Watched frank(server_.ws_port(), frank_);
   const auto before = WritableState(server_.dir());
   int n = 0;
   for (int64_t message : {g3_, p1_}) {
@@ -639,10 +639,10 @@ TEST_F(AuthzWsTest, NoEventOfTheConversationsReachesAnOutsider) {
   const Account gina = SignUp(server_, client_, "authz_gina");
   Expect2xx(
       client_.Post(ConversationPath(g_) + "/participants", {{"user_id", gina.id}}, alice_.token));
-  Watched alice(server_.port(), alice_);
+  Watched alice(server_.ws_port(), alice_);
   std::vector<std::unique_ptr<Watched>> outsiders;
   for (const Account& who : {carol_, dave_, erin_, gina}) {
-    outsiders.push_back(std::make_unique<Watched>(server_.port(), who));
+    outsiders.push_back(std::make_unique<Watched>(server_.ws_port(), who));
   }
   Watched& gina_ws = *outsiders.back();
   Expect2xx(client_.Request("DELETE", ParticipantPath(g_, gina.id), "", alice_.token));
@@ -657,7 +657,7 @@ TEST_F(AuthzWsTest, NoEventOfTheConversationsReachesAnOutsider) {
     EXPECT_EQ(Type(f), type) << f.dump();
     return f;
   };
-  Watched bob(server_.port(), bob_);  // presence: bob comes online
+  Watched bob(server_.ws_port(), bob_);  // presence: bob comes online
   Json presence = alice.Await([&](const Json& f) {
     return Type(f) == "presence" && f["data"].value("user_id", int64_t{0}) == bob_.id;
   });
@@ -790,11 +790,11 @@ class AuthzTokenTest : public ::testing::Test {
     if (HeaderSafe(token)) {
       auto me = client_.Get("/api/me", token);
       ExpectBareError(me, 401, "unauthorized", {user_.username, user_.email});
-      WsClient header(server_.port(), token, {.token_in_header = true});
+      WsClient header(server_.ws_port(), token, {.token_in_header = true});
       EXPECT_FALSE(header.connected());
       ExpectBareError(header.refusal(), 401, "unauthorized", {user_.username});
     }
-    WsClient query(server_.port(), "", {.target = "/api/ws?token=" + PercentEncode(token)});
+    WsClient query(server_.ws_port(), "", {.target = "/api/ws?token=" + PercentEncode(token)});
     EXPECT_FALSE(query.connected());
     ExpectBareError(query.refusal(), 401, "unauthorized", {user_.username});
   }
@@ -802,7 +802,7 @@ class AuthzTokenTest : public ::testing::Test {
     auto me = client_.Get("/api/me", token);
     EXPECT_EQ(me.status, 200) << me.body;
     EXPECT_EQ(me.json["id"], user_.id);
-    WsClient ws(server_.port(), token);
+    WsClient ws(server_.ws_port(), token);
     EXPECT_TRUE(ws.connected()) << ws.refusal().body;
   }
 
@@ -1001,7 +1001,7 @@ TEST_F(AuthzTokenTest, WebSocketUpgradeWithoutAUsableTokenIs401) {
   };
   for (const auto& [name, options] : cases) {
     SCOPED_TRACE(name);
-    WsClient ws(server_.port(), user_.token, options);
+    WsClient ws(server_.ws_port(), user_.token, options);
     EXPECT_FALSE(ws.connected());
     ExpectBareError(ws.refusal(), 401, "unauthorized", {user_.username});
   }
@@ -1011,7 +1011,7 @@ TEST_F(AuthzTokenTest, WebSocketUpgradeWithoutAUsableTokenIs401) {
 TEST_F(AuthzTokenTest, TokenIssuedBeforeAPasswordResetIs401) {
   const std::string crafted = Jwt(kHs256Header, Claims(user_.id));  // ver 0, like user_.token
   ExpectAccepted(crafted);
-  WsClient open_before(server_.port(), user_.token);  // authenticated once, at the upgrade
+  WsClient open_before(server_.ws_port(), user_.token);  // authenticated once, at the upgrade
   ASSERT_TRUE(open_before.connected());
   ASSERT_EQ(client_.Post("/api/forgot/initiate", {{"email", user_.email}}).status, 202);
   // The reset mail is sent in the background, after the 202: wait for it, or LatestCode returns
@@ -1056,10 +1056,10 @@ TEST_F(AuthzTokenTest, TokenOfADeletedUserIs401) {
                          std::chrono::seconds(15)));
   ExpectBareError(client_.Get("/api/me", zoe.token), 401, "unauthorized", {zoe.email});
   ExpectBareError(client_.Get("/api/conversations", zoe.token), 401, "unauthorized");
-  WsClient query(server_.port(), zoe.token);
+  WsClient query(server_.ws_port(), zoe.token);
   EXPECT_FALSE(query.connected());
   ExpectBareError(query.refusal(), 401, "unauthorized");
-  WsClient header(server_.port(), zoe.token, {.token_in_header = true});
+  WsClient header(server_.ws_port(), zoe.token, {.token_in_header = true});
   EXPECT_FALSE(header.connected());
   ExpectBareError(header.refusal(), 401, "unauthorized");
   ExpectServerHealthy();
@@ -1070,11 +1070,11 @@ TEST_F(AuthzTokenTest, TokenOf64KiBIsRefusedAndTheServerCarriesOn) {
   // the token is never looked at. (Beast's client cannot put 64 KiB in one header field: 63.)
   const std::string huge_header(63 * 1024, 'a');
   ExpectBareError(client_.Get("/api/me", huge_header), 431, "invalid_request");
-  WsClient header(server_.port(), huge_header, {.token_in_header = true});
+  WsClient header(server_.ws_port(), huge_header, {.token_in_header = true});
   EXPECT_FALSE(header.connected());
   ExpectBareError(header.refusal(), 431, "invalid_request");
   const std::string huge(64 * 1024, 'a');
-  WsClient query(server_.port(), huge);
+  WsClient query(server_.ws_port(), huge);
   EXPECT_FALSE(query.connected());
   ExpectBareError(query.refusal(), 431, "invalid_request");
   ExpectServerHealthy();

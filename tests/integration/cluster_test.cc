@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "tcp_proxy.h"
 #include "test_postgres.h"
 #include "test_redis.h"
 #include "ws_client.h"
@@ -53,15 +54,53 @@ class ClusterTest : public ::testing::Test {
 
   std::unique_ptr<TestServer> StartNode(int ttl_sec = kTtlSec,
                                         const std::map<std::string, std::string>& env = {}) {
-    ServerOptions o{.env = kNoAbuseLimits};
-    for (const auto& [k, v] : env) o.env[k] = v;
+    ServerOptions o{.env = kNoAbuseLimits, .split = false};
     o.env["DATABASE_URL"] = db_.url();
-    o.env["REDIS_URL"] = "redis://127.0.0.1:" + std::to_string(redis_.port());
+    o.env["REDIS_URL"] = RedisUrl(redis_.port());
     o.env["CLUSTER_NODE_TTL_SEC"] = std::to_string(ttl_sec);
+    for (const auto& [k, v] : env) o.env[k] = v;
     auto node = std::make_unique<TestServer>(o);
     // Subscribed: what the other node publishes from now on reaches this one.
     EXPECT_TRUE(node->WaitForLog("bus: subscribed to")) << node->Log();
     return node;
+  }
+
+  static std::string RedisUrl(int port) { return "redis://127.0.0.1:" + std::to_string(port); }
+
+  // How many times `node` has subscribed to the bus (once at start, again after each loss).
+  static size_t Subscriptions(const TestServer& node) {
+    const std::string log = node.Log();
+    size_t n = 0;
+    for (size_t at = log.find("bus: subscribed to"); at != std::string::npos;
+         at = log.find("bus: subscribed to", at + 1)) {
+      ++n;
+    }
+    return n;
+  }
+
+  // The ids of the messages committed in `conversation`, ascending.
+  std::vector<int64_t> Committed(int64_t conversation) {
+    std::vector<int64_t> ids;
+    for (const auto& r : db_.Query("SELECT id FROM messages WHERE conversation_id = " +
+                                   std::to_string(conversation) + " ORDER BY id")) {
+      ids.push_back(std::stoll(r[0]));
+    }
+    return ids;
+  }
+
+  // `reader` received exactly `committed` as message events: in order, none twice, none
+  // missing, and nothing after them.
+  static void ExpectReceivedExactly(WsClient& reader, const std::vector<int64_t>& committed,
+                                    const std::string& which) {
+    std::vector<int64_t> ids;
+    while (ids.size() < committed.size()) {
+      Json m = reader.NextOfType("message", 10s);
+      if (m.is_null()) break;
+      ids.push_back(m["data"]["id"].get<int64_t>());
+    }
+    EXPECT_EQ(ids, committed) << which << " got " << ids.size() << " of " << committed.size();
+    auto more = reader.NextOfType("message", 300ms);
+    EXPECT_TRUE(more.is_null()) << which << ": " << more.dump();
   }
 
   // On how many nodes Redis counts `user` (its presence hash), by redis-cli: for a test that
@@ -352,15 +391,7 @@ TEST_F(ClusterTest, ABusBrokenMidStreamLosesNoMessage) {
   WsClient lou_on_a(a->port(), lou.token);
   WsClient lou_on_b(b->port(), lou.token);
   ASSERT_TRUE(kim_ws.connected() && lou_on_a.connected() && lou_on_b.connected());
-  auto subscriptions = [](const TestServer& node) {
-    const std::string log = node.Log();
-    size_t n = 0;
-    for (size_t at = log.find("bus: subscribed to"); at != std::string::npos;
-         at = log.find("bus: subscribed to", at + 1)) {
-      ++n;
-    }
-    return n;
-  };
+  const auto subscriptions = Subscriptions;
   auto send = [&](int i, const std::string& content) {
     kim_ws.Send({{"type", "message"},
                  {"conversation_id", group},
@@ -400,23 +431,93 @@ TEST_F(ClusterTest, ABusBrokenMidStreamLosesNoMessage) {
   ASSERT_TRUE(all_acked);
   EXPECT_TRUE(Eventually([&] { return subscriptions(*b) > b_behind; }, 15s)) << b->Log();
 
-  const auto rows = db_.Query(
-      "SELECT id FROM messages WHERE conversation_id = " + std::to_string(group) + " ORDER BY id");
-  ASSERT_EQ(rows.size(), static_cast<size_t>(kKilled + kBehind));
-  std::vector<int64_t> committed;
-  for (const auto& r : rows) committed.push_back(std::stoll(r[0]));
-  for (WsClient* reader : {&lou_on_a, &lou_on_b}) {
-    std::vector<int64_t> ids;
-    while (ids.size() < committed.size()) {
-      Json m = reader->NextOfType("message", 10s);
-      if (m.is_null()) break;
-      ids.push_back(m["data"]["id"].get<int64_t>());
-    }
-    EXPECT_EQ(ids, committed) << (reader == &lou_on_a ? "on A" : "on B") << " got " << ids.size()
-                              << " of " << committed.size();
-    auto more = reader->NextOfType("message", 300ms);
-    EXPECT_TRUE(more.is_null()) << more.dump();
+  const auto committed = Committed(group);
+  ASSERT_EQ(committed.size(), static_cast<size_t>(kKilled + kBehind));
+  ExpectReceivedExactly(lou_on_a, committed, "on A");
+  ExpectReceivedExactly(lou_on_b, committed, "on B");
+}
+
+// A node whose connections to Redis stay open but go silent (a network that drops without a
+// word, an old primary cut off after a failover) finds out by its probes and its commands'
+// deadlines, and connects again; what was sent both ways meanwhile reaches every connection.
+TEST_F(ClusterTest, ANodeWhoseRedisGoesSilentFindsOutAndCatchesUp) {
+  ASSERT_TRUE(a_ && b_);
+  TcpProxy proxy(redis_.port());
+  auto c = StartNode(kTtlSec, {{"REDIS_URL", RedisUrl(proxy.port())}});
+  HttpClient cc(c->port());
+  Account kim = SignUp(*a_, *ca_, "kim");
+  Account lou = SignUp(*a_, *ca_, "lou");
+  const int64_t group = Group(kim, {lou.id});
+  WsClient lou_on_a(a_->port(), lou.token);
+  WsClient lou_on_c(c->port(), lou.token);
+  ASSERT_TRUE(lou_on_a.connected() && lou_on_c.connected());
+  auto send = [&](HttpClient& via, const std::string& content) {
+    auto r =
+        via.Post("/api/messages", {{"conversation_id", group}, {"content", content}}, kim.token);
+    EXPECT_EQ(r.status, 201) << r.body;
+  };
+  send(*ca_, "before");
+
+  const size_t before = Subscriptions(*c);
+  ASSERT_GT(proxy.Forwarding(), 0u);
+  proxy.Blackhole();
+  // Both ways while it lasts: what A publishes never reaches C's subscription, and what C
+  // publishes goes nowhere. REST keeps working on C.
+  for (int i = 0; i < 20; ++i) {
+    send(*ca_, "from A " + std::to_string(i));
+    send(cc, "from C " + std::to_string(i));
   }
+  EXPECT_TRUE(Eventually([&] { return Subscriptions(*c) > before; }, 15s)) << c->Log();
+  for (int i = 0; i < 5; ++i) {
+    send(*ca_, "after, from A " + std::to_string(i));
+    send(cc, "after, from C " + std::to_string(i));
+  }
+  const auto committed = Committed(group);
+  ASSERT_EQ(committed.size(), 51u);
+  ExpectReceivedExactly(lou_on_a, committed, "on A");
+  ExpectReceivedExactly(lou_on_c, committed, "on C");
+}
+
+// A failover: the nodes' Redis is replaced by another, empty one at the same address, while
+// their connections to the old one stay open and silent. Both nodes move to the new server,
+// messages sent meanwhile reach every connection once, and presence is counted there again.
+TEST_F(ClusterTest, AfterAFailoverToAnotherRedisTheNodesMeetThere) {
+  ASSERT_TRUE(a_ && b_);
+  TestRedis replacement;
+  ASSERT_TRUE(replacement.ok());
+  TcpProxy proxy(redis_.port());
+  auto c = StartNode(kTtlSec, {{"REDIS_URL", RedisUrl(proxy.port())}});
+  auto d = StartNode(kTtlSec, {{"REDIS_URL", RedisUrl(proxy.port())}});
+  HttpClient cc(c->port());
+  Account kim = SignUp(*a_, *ca_, "kim");
+  Account lou = SignUp(*a_, *ca_, "lou");
+  const int64_t group = Group(kim, {lou.id});
+  WsClient lou_on_d(d->port(), lou.token);
+  ASSERT_TRUE(lou_on_d.connected());
+  auto online_on_c = [&] {
+    auto r = cc.Get("/api/users/" + std::to_string(lou.id) + "/last-seen", kim.token);
+    return r.status == 200 && r.json.value("online", false);
+  };
+  ASSERT_TRUE(Eventually(online_on_c)) << "lou's connection on D counts on C";
+
+  const size_t c_before = Subscriptions(*c), d_before = Subscriptions(*d);
+  proxy.Repoint(replacement.port());
+  proxy.Blackhole();
+  for (int i = 0; i < 20; ++i) {
+    auto r = cc.Post("/api/messages", {{"conversation_id", group}, {"content", std::to_string(i)}},
+                     kim.token);
+    EXPECT_EQ(r.status, 201) << r.body;
+  }
+  EXPECT_TRUE(Eventually([&] { return Subscriptions(*c) > c_before; }, 15s)) << c->Log();
+  EXPECT_TRUE(Eventually([&] { return Subscriptions(*d) > d_before; }, 15s)) << d->Log();
+  auto r = cc.Post("/api/messages", {{"conversation_id", group}, {"content", "after"}}, kim.token);
+  EXPECT_EQ(r.status, 201) << r.body;
+  ExpectReceivedExactly(lou_on_d, Committed(group), "on D");
+
+  // The new server knows lou is online (D registered her there), and her leaving is heard.
+  EXPECT_TRUE(Eventually(online_on_c, 10s));
+  lou_on_d.Close();
+  EXPECT_TRUE(Eventually([&] { return !online_on_c(); }, 10s));
 }
 
 TEST_F(ClusterTest, PresenceCountsTheConnectionsOfEveryNode) {

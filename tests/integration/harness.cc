@@ -28,6 +28,7 @@
 
 #include "bench/stats.h"
 #include "test_postgres.h"
+#include "test_redis.h"
 
 namespace mmchat::test {
 
@@ -243,7 +244,14 @@ TestServer::TestServer(ServerOptions options) {
       {"HTTP_THREADS", "2"},
       {"WORKER_THREADS", "2"},
   };
-  env.merge(StoreEnv(dir_));
+  // A server given its database (a node of a cluster) makes none of its own.
+  if (!options.env.contains("DATABASE_URL")) env.merge(StoreEnv(dir_));
+  const bool split = SplitNodes() && options.split;
+  if (split) {
+    redis_ = std::make_unique<TestRedis>();
+    if (!redis_->ok()) throw std::runtime_error("the Redis joining the two nodes did not start");
+    env["REDIS_URL"] = "redis://127.0.0.1:" + std::to_string(redis_->port());
+  }
   for (const auto& [k, v] : options.env) {
     if (v.empty()) {
       env.erase(k);  // an empty override removes a default
@@ -259,18 +267,18 @@ TestServer::TestServer(ServerOptions options) {
   expected_errors_ = options.expected_errors;
   pid_ = Spawn(options.args, env, dir_, dir_ / "server.log", MMCHAT_BINARY, options.open_files);
   if (!options.wait_ready) return;
-  auto ready = [&] { return Log().find("listening on http://", start) != std::string::npos; };
+  auto ready = [&] { return OwnLog().find("listening on http://", start) != std::string::npos; };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (!ready() && !Reap(WNOHANG) && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (!ready()) {
-    const std::string log = Log();
+    const std::string log = OwnLog();
     Stop(SIGKILL);
     throw std::runtime_error("server did not start:\n" + log);
   }
   static const std::regex kListen(R"(listening on http://[^ ]*:(\d+))");
-  const std::string log = Log().substr(start);
+  const std::string log = OwnLog().substr(start);
   std::optional<std::string> port;
   for (auto it = std::sregex_iterator(log.begin(), log.end(), kListen);
        it != std::sregex_iterator(); ++it) {
@@ -278,11 +286,31 @@ TestServer::TestServer(ServerOptions options) {
   }
   if (!port) throw std::runtime_error("no port in log");
   port_ = static_cast<uint16_t>(std::stoi(*port));
+  if (!split) return;
+  // The second node: the same settings and database, a directory (and log) of its own.
+  ServerOptions second = options;
+  second.env = env;
+  second.dir = dir_ / "ws-node";
+  second.dotenv.clear();
+  second.split = false;
+  std::filesystem::create_directories(second.dir);
+  auto ws_node = std::make_unique<TestServer>(second);
+  // Both subscribed: what one node publishes from now on reaches the other.
+  for (TestServer* node : {this, ws_node.get()}) {
+    if (!node->WaitForLog("bus: subscribed to")) {
+      const std::string log = node->OwnLog();
+      Stop(SIGKILL);
+      throw std::runtime_error("a node did not subscribe to the bus:\n" + log);
+    }
+  }
+  ws_node_ = std::move(ws_node);
 }
 
 TestServer::~TestServer() {
   CheckAtTeardown();
   if (pid_ > 0) Stop(SIGKILL);
+  ws_node_.reset();  // checked in turn, before the directory it lives in goes
+  redis_.reset();
   if (own_dir_ && !::testing::Test::HasFailure()) DropStore(dir_);
   if (own_dir_ && !::testing::Test::HasFailure()) {
     std::error_code ec;
@@ -292,7 +320,9 @@ TestServer::~TestServer() {
   }
 }
 
-std::string TestServer::Log() const { return ReadFile(dir_ / "server.log"); }
+std::string TestServer::OwnLog() const { return ReadFile(dir_ / "server.log"); }
+
+std::string TestServer::Log() const { return OwnLog() + (ws_node_ ? ws_node_->Log() : ""); }
 
 namespace {
 
@@ -319,7 +349,7 @@ void TestServer::CheckAtTeardown() {
     if (Reap(WNOHANG)) {
       ADD_FAILURE() << "the server exited by itself during the test, with "
                     << exit_code_.value_or(-1) << "; its log:\n"
-                    << Log().substr(log_start_);
+                    << OwnLog().substr(log_start_);
     } else {
       // A graceful stop must be quick; bounded, so that a hang fails instead of timing out.
       kill(pid_, SIGTERM);
@@ -330,11 +360,11 @@ void TestServer::CheckAtTeardown() {
       } else if (code != 0) {
         ADD_FAILURE() << "the server exited with " << code
                       << " on SIGTERM at the end of the test; its log:\n"
-                      << Log().substr(log_start_);
+                      << OwnLog().substr(log_start_);
       }
     }
   }
-  const std::string log = Log();
+  const std::string log = OwnLog();
   std::istringstream in(log.substr(std::min(log_start_, log.size())));
   std::string unexpected;
   for (std::string line; std::getline(in, line);) {
@@ -388,11 +418,14 @@ bool TestServer::Reap(int options) const {
 
 int TestServer::Stop(int sig) {
   stopped_by_test_ = true;
+  // Both nodes of a split server: the test stops the whole deployment.
+  const int second = ws_node_ ? ws_node_->Stop(sig) : 0;
   if (pid_ > 0) {
     kill(pid_, sig);
     Reap(0);
   }
-  return exit_code_.value_or(-1);
+  const int first = exit_code_.value_or(-1);
+  return first != 0 ? first : second;
 }
 
 int TestServer::WaitExit(std::chrono::milliseconds timeout) {
@@ -411,7 +444,12 @@ int TestServer::WaitExit(std::chrono::milliseconds timeout) {
 
 bool OnPostgres() {
   const char* store = std::getenv("MMCHAT_TEST_STORE");
-  return store != nullptr && std::string_view(store) == "postgres";
+  return store != nullptr && (std::string_view(store) == "postgres" || SplitNodes());
+}
+
+bool SplitNodes() {
+  const char* store = std::getenv("MMCHAT_TEST_STORE");
+  return store != nullptr && std::string_view(store) == "split";
 }
 
 namespace {

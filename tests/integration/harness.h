@@ -35,6 +35,7 @@
 
 namespace mmchat::test {
 
+class TestRedis;
 using Json = nlohmann::json;
 
 struct HttpResult {
@@ -95,20 +96,31 @@ struct ServerOptions {
   // Substrings of the error (or critical) log lines the test provokes on purpose. Any other
   // such line, or any sanitizer report, in the log fails the test at teardown.
   std::vector<std::string> expected_errors;
+  // Under SplitNodes(): false keeps this server one process (a node of a cluster the test
+  // builds itself).
+  bool split = true;
 };
 
 // At destruction a server still running must not have exited by itself; it is stopped with
 // SIGTERM and must exit 0. Its log (this run's part) must hold no unexpected error line and no
 // sanitizer report. A server the test stopped itself (Stop, WaitExit) is only checked for
 // sanitizer reports: the test chose how it ends.
+//
+// Under SplitNodes() a TestServer is two nodes of one cluster, on one PostgreSQL database and a
+// redis-server of its own: port() is the first (REST), ws_port() the second (WebSocket), and
+// the log and teardown checks cover both.
 class TestServer {
  public:
   explicit TestServer(ServerOptions options = {});
   ~TestServer();
 
   uint16_t port() const { return port_; }
+  // Where WebSocket clients connect: the second node under SplitNodes(), else port().
+  uint16_t ws_port() const { return ws_node_ ? ws_node_->port() : port_; }
   const std::filesystem::path& dir() const { return dir_; }
   std::filesystem::path db_path() const { return dir_ / "chat.db"; }
+  // The log of this server's process (of both, the first's then the second's, under
+  // SplitNodes()).
   std::string Log() const;
 
   // Waits until the log contains `needle`; false after `timeout`.
@@ -117,16 +129,24 @@ class TestServer {
   // The newest verification code logged for `email` (the log sender's line).
   std::optional<std::string> LatestCode(const std::string& email) const;
 
-  // Sends `sig` and waits for the exit; returns the exit code (or 128 + signal).
+  // Sends `sig` and waits for the exit; returns the exit code (or 128 + signal). Under
+  // SplitNodes() both nodes, the second first; 0 only when both exited with 0.
   int Stop(int sig = 15);
   // Waits for the process to exit by itself; returns the exit code, or -1 after `timeout`.
   int WaitExit(std::chrono::milliseconds timeout = std::chrono::seconds(15));
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
+  // The process holding the WebSocket connections (the second node under SplitNodes()).
+  pid_t ws_pid() const { return ws_node_ ? ws_node_->pid() : pid_; }
 
  private:
+  std::string OwnLog() const;  // the first process's
+
   std::filesystem::path dir_;
   bool own_dir_ = false;
+  // Under SplitNodes(): the second node and the Redis joining the two (destroyed first).
+  std::unique_ptr<TestRedis> redis_;
+  std::unique_ptr<TestServer> ws_node_;
   size_t log_start_ = 0;  // this run's part of a log shared with earlier runs in dir_
   std::vector<std::string> expected_errors_;
   bool stopped_by_test_ = false;  // Stop or WaitExit was called: the test checks the end
@@ -143,7 +163,11 @@ class TestServer {
 // Which store the servers of this run use: SQLite by default; PostgreSQL when
 // MMCHAT_TEST_STORE=postgres (ctest runs the whole suite that way too, as pg.*), on the test
 // server scripts/with-postgres.sh started.
+// MMCHAT_TEST_STORE=split: PostgreSQL too, and every server is two nodes of a cluster with
+// REST on one and WebSockets on the other (SplitNodes(); ctest runs a part of the suite that
+// way, as split.*).
 bool OnPostgres();
+bool SplitNodes();
 // The environment that points mmchat (a server, --migrate, user add) at the database of the
 // directory `dir`: SQLITE_DSN=dir/chat.db, or on PostgreSQL the DATABASE_URL of a database of
 // that directory's own (created on first use; its name is kept in dir/database_url).

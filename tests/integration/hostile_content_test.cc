@@ -281,7 +281,7 @@ class HostileMessagesTest : public HostileFixture {
 };
 
 TEST_F(HostileMessagesTest, RestContentIsStoredByteExactOrRefused) {
-  WsClient bob_ws(server_.port(), bob_.token);
+  WsClient bob_ws(server_.ws_port(), bob_.token);
   ASSERT_TRUE(bob_ws.connected());
   std::vector<std::string> stored;
   for (const Payload& p : Payloads()) {
@@ -309,8 +309,8 @@ TEST_F(HostileMessagesTest, RestContentIsStoredByteExactOrRefused) {
 }
 
 TEST_F(HostileMessagesTest, WebSocketContentIsStoredByteExactOrRefused) {
-  auto alice_ws = std::make_unique<WsClient>(server_.port(), alice_.token);
-  WsClient bob_ws(server_.port(), bob_.token);
+  auto alice_ws = std::make_unique<WsClient>(server_.ws_port(), alice_.token);
+  WsClient bob_ws(server_.ws_port(), bob_.token);
   ASSERT_TRUE(alice_ws->connected() && bob_ws.connected());
   std::vector<std::string> stored;
   int n = 0;
@@ -324,7 +324,7 @@ TEST_F(HostileMessagesTest, WebSocketContentIsStoredByteExactOrRefused) {
     if (!IsUtf8(frame) || p.content == Outcome::kTooLarge) {
       // API.md: a text frame that is not UTF-8 closes with 1007, one over 64 KiB with 1009.
       EXPECT_EQ(alice_ws->WaitClosed(), IsUtf8(frame) ? 1009 : 1007);
-      alice_ws = std::make_unique<WsClient>(server_.port(), alice_.token);
+      alice_ws = std::make_unique<WsClient>(server_.ws_port(), alice_.token);
       ASSERT_TRUE(alice_ws->connected());
       continue;
     }
@@ -493,7 +493,7 @@ class HostileGroupsTest : public HostileFixture {};
 TEST_F(HostileGroupsTest, NamesAreStoredByteExactOrRefusedOnCreateAndRename) {
   const Account alice = SignUp(server_, client_, "alice");
   const Account bob = SignUp(server_, client_, "bob");
-  WsClient bob_ws(server_.port(), bob.token);
+  WsClient bob_ws(server_.ws_port(), bob.token);
   ASSERT_TRUE(bob_ws.connected());
   // The next `conversation` event bob gets must be about `id` and carry `name`.
   auto expect_event = [&](int64_t id, const std::string& name) {
@@ -723,7 +723,7 @@ TEST_F(HostileLogTest, ClientTextNeverReachesTheLogRaw) {
 
   // WebSocket: hostile types, refs and content; invalid UTF-8 (1007); a hostile token.
   {
-    auto ws = std::make_unique<WsClient>(server_.port(), alice.token);
+    auto ws = std::make_unique<WsClient>(server_.ws_port(), alice.token);
     ASSERT_TRUE(ws->connected());
     ws->SendText(R"({"type":"\u001b[31m\nFAKE LOG LINE","ref":"\r\nFAKE LOG LINE"})");
     Json ack = ws->NextOfType("ack");
@@ -735,7 +735,7 @@ TEST_F(HostileLogTest, ClientTextNeverReachesTheLogRaw) {
     EXPECT_EQ(ws->NextOfType("error")["data"]["code"], "invalid_request");
     ws->SendText("\xFF\xFE\nFAKE LOG LINE");
     EXPECT_EQ(ws->WaitClosed(), 1007);
-    WsClient bad_token(server_.port(), "",
+    WsClient bad_token(server_.ws_port(), "",
                        {.target = "/api/ws?token=%0AFAKE%20LOG%20LINE%1B%5B31m%00%FF"});
     EXPECT_FALSE(bad_token.connected());
     ExpectError(bad_token.refusal(), 401, "unauthorized");

@@ -117,7 +117,7 @@ class WsEventsFixture : public ::testing::Test {
   // only after registering, so the pong to a ping proves that every later event reaches it.
   // Frames before the pong may only be noise; they go to `early` when given.
   std::unique_ptr<WsClient> Connect(const Account& a, std::vector<Json>* early = nullptr) {
-    auto ws = std::make_unique<WsClient>(server_.port(), a.token);
+    auto ws = std::make_unique<WsClient>(server_.ws_port(), a.token);
     EXPECT_TRUE(ws->connected()) << ws->refusal().body;
     if (!ws->connected()) return ws;
     ws->Send({{"type", "ping"}});
@@ -191,9 +191,9 @@ class WsEventsFixture : public ::testing::Test {
     EXPECT_EQ(r.status, 204) << r.body;
   }
 
-  // The mmchat_ws_connections gauge.
+  // The mmchat_ws_connections gauge (of the node holding them: harness.h, SplitNodes).
   double OpenConnections() {
-    auto r = client_.Get("/metrics");
+    auto r = HttpClient(server_.ws_port()).Get("/metrics");
     std::istringstream in(r.body);
     const std::string name = "mmchat_ws_connections ";
     for (std::string line; std::getline(in, line);) {
@@ -335,7 +335,7 @@ TEST_F(WsEventsConnectTest, EventRightAfterTheUpgradeReachesTheNewConnection) {
   constexpr int kTries = 200;
   int lost_at = 0;  // the first try whose connection missed the event
   for (int i = 1; i <= kTries && lost_at == 0; ++i) {
-    WsClient b(server_.port(), bob.token);
+    WsClient b(server_.ws_port(), bob.token);
     ASSERT_TRUE(b.connected());
     // Alternating, as only a change of state is relayed.
     const char* type = i % 2 == 1 ? "typing_start" : "typing_stop";
@@ -574,7 +574,7 @@ TEST_F(WsEventsPresenceTest, ReadRightAfterTheLastCloseIsOnlineOrOfflineWithThis
         // A second of slack below the session's start: the clocks are the same machine's.
         const std::string opened = FormatRfc3339(NowMs() - 1000);
         {
-          WsClient ws(server_.port(), u.token);
+          WsClient ws(server_.ws_port(), u.token);
           if (!ws.connected()) {
             std::lock_guard lock(mu);
             wrong.push_back(u.username + " could not connect: " + ws.refusal().body);

@@ -133,8 +133,9 @@ class WsBase : public ::testing::Test {
     EXPECT_EQ(r.status, 200) << r.body.substr(0, 300);
     return r.json.is_object() ? r.json.value("messages", Json::array()) : Json::array();
   }
+  // Of the node holding the WebSocket connections (harness.h, SplitNodes).
   std::optional<double> Metric(const std::string& name) {
-    auto r = client_.Get("/metrics");
+    auto r = HttpClient(server_.ws_port()).Get("/metrics");
     if (r.status != 200) return std::nullopt;
     return MetricValue(r.body, name);
   }
@@ -178,8 +179,8 @@ class WsLifecycleTest : public WsBase {
 
 TEST_F(WsLifecycleTest, UpgradeAcceptsTheTokenInTheQueryOrTheBearerHeader) {
   Account alice = SignUp(server_, client_, "alice");
-  WsClient by_query(server_.port(), alice.token);
-  WsClient by_header(server_.port(), alice.token, {.token_in_header = true});
+  WsClient by_query(server_.ws_port(), alice.token);
+  WsClient by_header(server_.ws_port(), alice.token, {.token_in_header = true});
   ASSERT_TRUE(by_query.connected()) << by_query.refusal().body;
   ASSERT_TRUE(by_header.connected()) << by_header.refusal().body;
   ExpectAlive(by_query);
@@ -207,25 +208,25 @@ TEST_F(WsLifecycleTest, UpgradeWithoutAValidTokenIsRefused401) {
   };
   for (const auto& [what, options] : cases) {
     SCOPED_TRACE(what);
-    WsClient ws(server_.port(), "", options);
+    WsClient ws(server_.ws_port(), "", options);
     EXPECT_FALSE(ws.connected());
     ExpectError(ws.refusal(), 401, "unauthorized");
   }
   {
     SCOPED_TRACE("garbage bearer header");
-    WsClient ws(server_.port(), "garbage", {.token_in_header = true});
+    WsClient ws(server_.ws_port(), "garbage", {.token_in_header = true});
     EXPECT_FALSE(ws.connected());
     ExpectError(ws.refusal(), 401, "unauthorized");
   }
   {
     SCOPED_TRACE("forged bearer header");
-    WsClient ws(server_.port(), forged, {.token_in_header = true});
+    WsClient ws(server_.ws_port(), forged, {.token_in_header = true});
     EXPECT_FALSE(ws.connected());
     ExpectError(ws.refusal(), 401, "unauthorized");
   }
   // Nothing was accepted; the real token still is.
   EXPECT_EQ(Metric("mmchat_ws_connections_accepted_total").value_or(-1), 0);
-  WsClient good(server_.port(), alice.token);
+  WsClient good(server_.ws_port(), alice.token);
   EXPECT_TRUE(good.connected());
 }
 
@@ -240,7 +241,7 @@ TEST_F(WsLifecycleTest, RevokedTokenIsRefused401) {
       "/api/forgot/reset",
       {{"email", alice.email}, {"otp", *code}, {"new_password", "brand new password"}});
   ASSERT_EQ(reset.status, 200) << reset.body;
-  WsClient ws(server_.port(), alice.token);
+  WsClient ws(server_.ws_port(), alice.token);
   EXPECT_FALSE(ws.connected());
   ExpectError(ws.refusal(), 401, "unauthorized");
 }
@@ -298,7 +299,7 @@ TEST_F(WsLifecycleTest, EventCommittedRightAfterTheUpgradeReachesTheNewConnectio
   CpuLoad load(1);
   for (int i = 0; i < 300; ++i) {
     SCOPED_TRACE("attempt " + std::to_string(i + 1));
-    WsClient b(server_.port(), bob.token);
+    WsClient b(server_.ws_port(), bob.token);
     ASSERT_TRUE(b.connected());
     const Json sent = SendHttp(alice, conv, "m" + std::to_string(i));
     Json f = b.NextOfType("message", 3s);
@@ -318,7 +319,7 @@ TEST_F(WsLifecycleTest, ReadingClientsArePingedAndStayConnected) {
   constexpr int kPings = 4;
   std::vector<std::unique_ptr<WsClient>> conns;
   for (int i = 0; i < kConnections; ++i) {
-    conns.push_back(std::make_unique<WsClient>(server_.port(), alice.token));
+    conns.push_back(std::make_unique<WsClient>(server_.ws_port(), alice.token));
     ASSERT_TRUE(conns.back()->connected());
   }
   auto settled = [&] {
@@ -345,7 +346,7 @@ TEST_F(WsLifecycleTest, ReadingClientsArePingedAndStayConnected) {
 TEST_F(WsLifecycleTest, SilentClientIsPingedThenDroppedWithoutCloseFrame) {
   Account alice = SignUp(server_, client_, "alice");
   Account bob = SignUp(server_, client_, "bob");
-  WsClient silent(server_.port(), bob.token, {.read = false});
+  WsClient silent(server_.ws_port(), bob.token, {.read = false});
   ASSERT_TRUE(silent.connected());
   ASSERT_TRUE(Eventually([&] { return Field(LastSeen(alice, bob.id), "online") == true; }))
       << LastSeen(alice, bob.id).dump();
@@ -365,9 +366,9 @@ TEST_F(WsLifecycleTest, SigtermClosesEveryConnectionWith1001AndExitsZero) {
   Account alice = SignUp(server_, client_, "alice");
   Account bob = SignUp(server_, client_, "bob");
   Group(alice, {bob.id});
-  WsClient a1(server_.port(), alice.token);
-  WsClient a2(server_.port(), alice.token, {.token_in_header = true});
-  WsClient b1(server_.port(), bob.token);
+  WsClient a1(server_.ws_port(), alice.token);
+  WsClient a2(server_.ws_port(), alice.token, {.token_in_header = true});
+  WsClient b1(server_.ws_port(), bob.token);
   ASSERT_TRUE(a1.connected() && a2.connected() && b1.connected());
   ASSERT_TRUE(MetricBecomes("mmchat_ws_connections", 3));
   EXPECT_EQ(server_.Stop(15), 0) << server_.Log();
@@ -384,9 +385,9 @@ TEST_F(WsFramesTest, MessageFrameIsAckedWithTheCommittedMessage) {
   Account alice = SignUp(server_, client_, "alice");
   Account bob = SignUp(server_, client_, "bob");
   const int64_t conv = Group(alice, {bob.id});
-  WsClient a(server_.port(), alice.token);
-  WsClient a2(server_.port(), alice.token);
-  WsClient b(server_.port(), bob.token);
+  WsClient a(server_.ws_port(), alice.token);
+  WsClient a2(server_.ws_port(), alice.token);
+  WsClient b(server_.ws_port(), bob.token);
   ASSERT_TRUE(a.connected() && a2.connected() && b.connected());
   WaitRegistered(3);
 
@@ -428,7 +429,7 @@ TEST_F(WsFramesTest, MessageFrameIsAckedWithTheCommittedMessage) {
 TEST_F(WsFramesTest, MessageFrameWithoutRefGetsNoAck) {
   Account alice = SignUp(server_, client_, "alice");
   const int64_t conv = Group(alice, {});
-  WsClient a(server_.port(), alice.token);
+  WsClient a(server_.ws_port(), alice.token);
   ASSERT_TRUE(a.connected());
   a.Send({{"type", "message"}, {"conversation_id", conv}, {"content", "one"}});
   a.Send({{"type", "message"}, {"ref", "r2"}, {"conversation_id", conv}, {"content", "two"}});
@@ -451,8 +452,8 @@ TEST_F(WsFramesTest, RepeatedClientIdReturnsTheOriginalAndCreatesNothing) {
   Account alice = SignUp(server_, client_, "alice");
   Account bob = SignUp(server_, client_, "bob");
   const int64_t conv = Group(alice, {bob.id});
-  WsClient a(server_.port(), alice.token);
-  WsClient b(server_.port(), bob.token);
+  WsClient a(server_.ws_port(), alice.token);
+  WsClient b(server_.ws_port(), bob.token);
   ASSERT_TRUE(a.connected() && b.connected());
   WaitRegistered(2);
 
@@ -490,7 +491,7 @@ TEST_F(WsFramesTest, RepeatedClientIdReturnsTheOriginalAndCreatesNothing) {
 TEST_F(WsFramesTest, MessageFrameIsValidatedLikePostMessages) {
   Account alice = SignUp(server_, client_, "alice");
   const int64_t conv = Group(alice, {});
-  WsClient a(server_.port(), alice.token);
+  WsClient a(server_.ws_port(), alice.token);
   ASSERT_TRUE(a.connected());
   const std::string e_acute = "\xc3\xa9";  // 1 code point, 2 bytes
   auto send = [&](const std::string& ref, const std::string& content,
@@ -520,8 +521,8 @@ TEST_F(WsFramesTest, ReadFrameIsAckedWithTheMarkerAndReceiptGoesToOthers) {
   const int64_t alone = Group(alice, {});
   const Json m1 = SendHttp(alice, conv, "hi");
   const Json elsewhere = SendHttp(alice, alone, "not in conv");
-  WsClient a(server_.port(), alice.token);
-  WsClient b(server_.port(), bob.token);
+  WsClient a(server_.ws_port(), alice.token);
+  WsClient b(server_.ws_port(), bob.token);
   ASSERT_TRUE(a.connected() && b.connected());
   WaitRegistered(2);
 
@@ -558,8 +559,8 @@ TEST_F(WsFramesTest, TypingFramesAreAckedWithoutResultAndRelayed) {
   Account alice = SignUp(server_, client_, "alice");
   Account bob = SignUp(server_, client_, "bob");
   const int64_t conv = Group(alice, {bob.id});
-  WsClient a(server_.port(), alice.token);
-  WsClient b(server_.port(), bob.token);
+  WsClient a(server_.ws_port(), alice.token);
+  WsClient b(server_.ws_port(), bob.token);
   ASSERT_TRUE(a.connected() && b.connected());
   WaitRegistered(2);
   for (const char* type : {"typing_start", "typing_stop"}) {
@@ -579,7 +580,7 @@ TEST_F(WsFramesTest, TypingFramesAreAckedWithoutResultAndRelayed) {
 
 TEST_F(WsFramesTest, PingGetsAnEmptyPongAndAnAckOnlyWithRef) {
   Account alice = SignUp(server_, client_, "alice");
-  WsClient a(server_.port(), alice.token);
+  WsClient a(server_.ws_port(), alice.token);
   ASSERT_TRUE(a.connected());
   a.Send({{"type", "ping"}});
   Json pong = a.Next();
@@ -599,7 +600,7 @@ TEST_F(WsFramesTest, PingGetsAnEmptyPongAndAnAckOnlyWithRef) {
 TEST_F(WsFramesTest, BadFramesAreAnsweredAndTheConnectionStaysOpen) {
   Account alice = SignUp(server_, client_, "alice");
   const int64_t conv = Group(alice, {});
-  WsClient a(server_.port(), alice.token);
+  WsClient a(server_.ws_port(), alice.token);
   ASSERT_TRUE(a.connected());
   const std::string c = std::to_string(conv);
 
@@ -671,8 +672,8 @@ TEST_F(WsFramesTest, ConversationsOutsideReachAreForbiddenOrNotFound) {
   Account carol = SignUp(server_, client_, "carol");
   const int64_t theirs = Group(bob, {carol.id});
   const Json secret = SendHttp(bob, theirs, "secret");
-  WsClient a(server_.port(), alice.token);
-  WsClient c(server_.port(), carol.token);
+  WsClient a(server_.ws_port(), alice.token);
+  WsClient c(server_.ws_port(), carol.token);
   ASSERT_TRUE(a.connected() && c.connected());
   WaitRegistered(2);
 
@@ -717,7 +718,7 @@ TEST_F(WsFramesTest, ConversationsOutsideReachAreForbiddenOrNotFound) {
 
 TEST_F(WsFramesTest, BinaryFrameIsAnErrorEvent) {
   Account alice = SignUp(server_, client_, "alice");
-  WsClient a(server_.port(), alice.token);
+  WsClient a(server_.ws_port(), alice.token);
   ASSERT_TRUE(a.connected());
   a.SendBinary(R"({"type":"ping"})");
   std::vector<Json> before;
@@ -740,10 +741,10 @@ TEST_F(WsFramesTest, MetricsCountConnectionsFramesAndDeliveries) {
   EXPECT_EQ(Metric("mmchat_ws_events_delivered_total"), 0);
   EXPECT_EQ(Metric("mmchat_ws_slow_closes_total"), 0);
 
-  WsClient a(server_.port(), alice.token);
-  WsClient b(server_.port(), bob.token);
+  WsClient a(server_.ws_port(), alice.token);
+  WsClient b(server_.ws_port(), bob.token);
   ASSERT_TRUE(a.connected() && b.connected());
-  WsClient refused(server_.port(), "garbage");
+  WsClient refused(server_.ws_port(), "garbage");
   ASSERT_FALSE(refused.connected());
   EXPECT_TRUE(MetricBecomes("mmchat_ws_connections", 2));
   EXPECT_EQ(Metric("mmchat_ws_connections_accepted_total"), 2);
@@ -794,7 +795,7 @@ std::string PaddedPing(const std::string& ref, size_t size) {
 
 TEST_F(WsLimitsTest, FrameOf64KiBIsAcceptedOneByteMoreClosesWith1009) {
   Account alice = SignUp(server_, client_, "alice");
-  WsClient a(server_.port(), alice.token);
+  WsClient a(server_.ws_port(), alice.token);
   ASSERT_TRUE(a.connected());
 
   const std::string exact = PaddedPing("exact", kMaxFrame);
@@ -808,14 +809,14 @@ TEST_F(WsLimitsTest, FrameOf64KiBIsAcceptedOneByteMoreClosesWith1009) {
   EXPECT_TRUE(MetricBecomes("mmchat_ws_connections", 0));
 
   // The server goes on: a new connection works.
-  WsClient again(server_.port(), alice.token);
+  WsClient again(server_.ws_port(), alice.token);
   ASSERT_TRUE(again.connected());
   ExpectAlive(again);
 }
 
 TEST_F(WsLimitsTest, OversizedBinaryFrameClosesWith1009Too) {
   Account alice = SignUp(server_, client_, "alice");
-  WsClient a(server_.port(), alice.token);
+  WsClient a(server_.ws_port(), alice.token);
   ASSERT_TRUE(a.connected());
   a.SendBinary(std::string(kMaxFrame + 1, 'b'));
   EXPECT_EQ(a.WaitClosed(), 1009);
@@ -826,10 +827,10 @@ TEST_F(WsLimitsTest, SlowConsumerIsClosedWith1008AndServerMemoryStaysBounded) {
   Account bob = SignUp(server_, client_, "bob");
   const int64_t conv = Group(bob, {alice.id});
   // alice's device neither reads nor has room in its socket: events pile up in the server.
-  WsClient slow(server_.port(), alice.token, {.read = false, .receive_buffer = 4096});
+  WsClient slow(server_.ws_port(), alice.token, {.read = false, .receive_buffer = 4096});
   ASSERT_TRUE(slow.connected());
   ASSERT_TRUE(MetricBecomes("mmchat_ws_connections", 1));
-  const int64_t rss_before = RssKib(server_.pid());
+  const int64_t rss_before = RssKib(server_.ws_pid());
   ASSERT_GT(rss_before, 0);
 
   // At least 320 x 50,000 characters (16 MB) of events; more while it is not closed yet.
@@ -846,7 +847,7 @@ TEST_F(WsLimitsTest, SlowConsumerIsClosedWith1008AndServerMemoryStaysBounded) {
   EXPECT_TRUE(MetricBecomes("mmchat_ws_slow_closes_total", 1))
       << "sent " << sent
       << " messages; slow closes: " << Metric("mmchat_ws_slow_closes_total").value_or(-1);
-  const int64_t rss_after = RssKib(server_.pid());
+  const int64_t rss_after = RssKib(server_.ws_pid());
   RecordProperty("messages_sent", sent);
   RecordProperty("rss_growth_kib", static_cast<int>(rss_after - rss_before));
   // AddressSanitizer holds freed memory in a quarantine before reuse: 32 MiB as
@@ -867,7 +868,7 @@ TEST_F(WsLimitsTest, SlowConsumerIsClosedWith1008AndServerMemoryStaysBounded) {
   EXPECT_EQ(Metric("mmchat_ws_slow_closes_total"), 1);
 
   // The server keeps serving: alice reconnects, catches up with sync, gets new events.
-  WsClient back(server_.port(), alice.token);
+  WsClient back(server_.ws_port(), alice.token);
   ASSERT_TRUE(back.connected());
   WaitRegistered(1);
   ExpectAlive(back);
@@ -899,7 +900,7 @@ TEST(WsCapacityTest, ConnectionsPastTheFileLimitAreRefusedAndTheServerKeepsServi
   int connected = 0;
   int refused = 0;
   for (int i = 0; i < 80; ++i) {
-    auto c = std::make_unique<WsClient>(server.port(), a.token);
+    auto c = std::make_unique<WsClient>(server.ws_port(), a.token);
     if (c->connected()) {
       ++connected;
     } else {
@@ -920,7 +921,7 @@ TEST(WsCapacityTest, ConnectionsPastTheFileLimitAreRefusedAndTheServerKeepsServi
   // Freed descriptors are used again: after the clients leave, connections are accepted.
   clients.clear();
   ASSERT_TRUE(Eventually([&] {
-    WsClient again(server.port(), a.token);
+    WsClient again(server.ws_port(), a.token);
     return again.connected();
   }));
   auto metrics = http.Get("/metrics");

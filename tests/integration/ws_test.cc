@@ -41,7 +41,7 @@ class WsFixture : public ::testing::Test {
 };
 
 TEST_F(WsFixture, BadTokenIsRefusedWith401BeforeTheUpgrade) {
-  WsClient ws(server_.port(), "not-a-token");
+  WsClient ws(server_.ws_port(), "not-a-token");
   EXPECT_FALSE(ws.connected());
   ExpectError(ws.refusal(), 401, "unauthorized");
 }
@@ -51,10 +51,10 @@ TEST_F(WsFixture, MessageReachesEveryParticipantDeviceIncludingTheSendersOther) 
   Account bob = SignUp(server_, client_, "bob");
   Account carol = SignUp(server_, client_, "carol");
   const int64_t conv = Group(alice, {bob.id});
-  WsClient alice1(server_.port(), alice.token);
-  WsClient alice2(server_.port(), alice.token, {.token_in_header = true});
-  WsClient bob1(server_.port(), bob.token);
-  WsClient carol1(server_.port(), carol.token);
+  WsClient alice1(server_.ws_port(), alice.token);
+  WsClient alice2(server_.ws_port(), alice.token, {.token_in_header = true});
+  WsClient bob1(server_.ws_port(), bob.token);
+  WsClient carol1(server_.ws_port(), carol.token);
   ASSERT_TRUE(alice1.connected() && alice2.connected() && bob1.connected() && carol1.connected());
 
   Json sent = SendHttp(alice, conv, "hello");
@@ -76,8 +76,8 @@ TEST_F(WsFixture, MessageFrameIsAckedAfterCommitWithTheMessage) {
   Account alice = SignUp(server_, client_, "alice");
   Account bob = SignUp(server_, client_, "bob");
   const int64_t conv = Group(alice, {bob.id});
-  WsClient a(server_.port(), alice.token);
-  WsClient b(server_.port(), bob.token);
+  WsClient a(server_.ws_port(), alice.token);
+  WsClient b(server_.ws_port(), bob.token);
   a.Send({{"type", "message"}, {"ref", "r1"}, {"conversation_id", conv}, {"content", "hi"}});
   Json ack = a.NextOfType("ack");
   ASSERT_TRUE(ack.is_object());

@@ -147,6 +147,30 @@ TEST(DeliveryTrackerTest, KeysAreIndependent) {
   EXPECT_EQ(t.Effective(2, 3, 0), 0);
 }
 
+// Another node's receipt counts, is never written here, and is let go after the hold.
+TEST(DeliveryTrackerTest, AMarkHeardFromAnotherNodeCountsForAWhileAndIsNotWritten) {
+  FakeConversationStore store;
+  DeliveryTracker t;
+  constexpr TimeMs kHold = DeliveryTracker::kHeardHoldMs;
+  t.Heard(1, 2, 7, 1'000);
+  t.Heard(1, 2, 5, 1'100);  // an older receipt heard late lowers nothing
+  EXPECT_EQ(t.Effective(1, 2, 0), 7);
+  EXPECT_EQ(t.Effective(1, 2, 9), 9);  // the store caught up and passed it
+  EXPECT_EQ(t.Effective(1, 3, 0), 0);
+  ASSERT_TRUE(t.Flush(&store).ok());
+  EXPECT_TRUE(store.calls.empty());  // that node writes it, not this one
+  // This node's own progress is still announced and written above a heard mark.
+  EXPECT_TRUE(t.Advance(1, 2, 8, 0));
+  EXPECT_EQ(t.Effective(1, 2, 0), 8);
+
+  // Past the hold, the next heard receipt sweeps the old ones away.
+  t.Heard(4, 4, 1, 1'100 + kHold);
+  EXPECT_EQ(t.Effective(1, 2, 0), 8);  // the pending mark, not the heard one
+  ASSERT_TRUE(t.Flush(&store).ok());
+  EXPECT_EQ(t.Effective(1, 2, 0), 0);  // written (the fake keeps nothing) and no longer heard
+  EXPECT_EQ(t.Effective(4, 4, 0), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Flush
 // ---------------------------------------------------------------------------------------------
