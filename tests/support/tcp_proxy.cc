@@ -10,16 +10,10 @@
 
 #include <algorithm>
 
+#include "test_redis.h"
+
 namespace mmchat::test {
 namespace {
-
-sockaddr_in Loopback(int port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
 
 // Writes all of `data` (blocking); false when the peer is gone.
 bool SendAll(int fd, const char* data, size_t size) {
@@ -36,7 +30,7 @@ bool SendAll(int fd, const char* data, size_t size) {
 
 TcpProxy::TcpProxy(int target_port) : target_port_(target_port) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr = Loopback(0);
+  sockaddr_in addr = LoopbackAddress(0);
   socklen_t len = sizeof addr;
   if (listen_fd_ < 0 || ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       ::listen(listen_fd_, 64) != 0 ||
@@ -81,7 +75,7 @@ void TcpProxy::Accept() {
   const int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
   if (client < 0) return;
   const int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const sockaddr_in to = Loopback(target_port_);
+  const sockaddr_in to = LoopbackAddress(target_port_);
   if (server < 0 || ::connect(server, reinterpret_cast<const sockaddr*>(&to), sizeof to) != 0) {
     ::close(client);  // as a refused connection looks to the client
     if (server >= 0) ::close(server);

@@ -3,6 +3,7 @@
 // Nothing running beforehand is needed or touched.
 #pragma once
 
+#include <netinet/in.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -41,6 +42,8 @@ class TestRedis {
 
 // A loopback port nothing listens on (bound and released): for refused connections.
 int FreeLoopbackPort();
+// 127.0.0.1:`port`, for bind and connect.
+sockaddr_in LoopbackAddress(int port);
 
 // Polls `done` every 10 ms until it holds; false after `limit` (for what a bus or a server
 // does on threads of its own).
