@@ -1,33 +1,33 @@
-// The real-time hub: accepts WebSocket upgrades on /api/ws, keeps every open connection by
-// user, fans domain events out to them, answers client frames, and owns presence (online
-// while a user has a connection), typing states and the liveness sweep.
+// The real-time hub: accepts WebSocket upgrades on /api/ws and is the façade of the parts
+// that keep every open connection by user, fan domain events out to them, answer client
+// frames, and own presence (online while a user has a connection), typing states and the
+// liveness sweep. Each part keeps its local and (in a cluster) its other nodes' side by side:
 //
-// Fan-out: an event is serialized once; recipients come from the in-memory MembershipIndex;
-// each recipient connection queues the same shared buffer. The connection map is read under a
-// shared lock while frames are queued; sockets are only written on connection strands.
+//   ws/connection_registry.h  the connections by user; the connection tally and cap
+//   ws/presence_tracker.h     presence transitions in turn; the replica of other nodes'
+//   ws/fanout.h               one std::visit over domain::Event; sequencing and repairs
+//   ws/sequencer.h            a cluster's messages in id order
+//   ws/membership_index.h     who takes part in which conversation
+//   ws/typing.h               typing states, their limiter and expiry
+//   ws/receipts.h             delivery receipts of pushed messages, batched
+//   ws/frame_handler.h        client frames and their answers; draining
 //
 // Timers: two for the whole hub (typing expiry plus batched delivery receipts, and the
 // liveness sweep), none per connection. Thread-safe.
 #pragma once
 
-#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
-#include "common/rate_limiter.h"
 #include "common/status.h"
 #include "domain/connection_tally.h"
 #include "domain/conversation_service.h"
@@ -38,8 +38,13 @@
 #include "http/server.h"
 #include "metrics/registry.h"
 #include "ws/connection.h"
+#include "ws/connection_registry.h"
+#include "ws/fanout.h"
+#include "ws/frame_handler.h"
 #include "ws/membership_index.h"
-#include "ws/sequencer.h"
+#include "ws/presence_tracker.h"
+#include "ws/receipts.h"
+#include "ws/typing.h"
 
 namespace mmchat::ws {
 
@@ -124,81 +129,21 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   void CountSlowClose() { slow_closes_->Inc(); }
 
  private:
-  using Key = std::pair<int64_t, int64_t>;  // conversation, user
-
-  // Events from the bus, fanned out.
-  void OnEvent(const domain::Event& event);
-  void OnMessage(const domain::Message& m);
-  void OnConversationChanged(const domain::Conversation& c);
-  // The bus lost events of other nodes: what the hub keeps from events is read again.
-  void OnEventsMissed();
-  // The replica of who is online on other nodes: news applied in version order, and the
-  // whole read again from the directory after lost events.
-  void ApplyPresence(int64_t user_id, bool online, int64_t version);
-  void ResetPresence();
-  // On the tick: a sequencer repair, on the workers, when one is due.
-  void RepairIfDue(TimeMs now);
-  // Queues `out` to every connection of `users`, except the user `except`.
-  void SendToUsers(const std::vector<int64_t>& users, const Outgoing& out, int64_t except = 0);
-  void SendToMembers(int64_t conversation_id, const Outgoing& out, int64_t except = 0);
-
-  // Client frames.
-  void Answer(const std::shared_ptr<Connection>& c, const std::optional<std::string>& ref,
-              const Result<RawJson>& outcome);
-  void HandleMessage(const std::shared_ptr<Connection>& c, const ClientFrame& f);
-  void HandleRead(const std::shared_ptr<Connection>& c, const ClientFrame& f);
-  Status Typing(Connection* c, int64_t conversation_id, bool start);
-
-  // Typing states end: by expiry, with their connection, or when the typist left.
-  void ExpireTyping(TimeMs now);
-  struct Typist {
-    TimeMs deadline = 0;
-    Connection* connection = nullptr;  // the one whose close ends it
-  };
-  void EndTyping(const std::function<bool(const Key&, const Typist&)>& which);
   void ScheduleTick();
   void ScheduleSweep();
 
   HubDeps d_;
   const HubOptions options_;
   MembershipIndex index_;
-  std::unique_ptr<Sequencer> sequencer_;  // with sequence_messages only
-  // Presence transitions touch the database: they run on the workers, one at a time, in the
-  // order the connections opened and closed.
-  boost::asio::strand<boost::asio::any_io_executor> presence_strand_;
+  PresenceTracker presence_;
+  ConnectionRegistry registry_;
+  Typing typing_;
+  Receipts receipts_;
+  FrameHandler frames_;
+  Fanout fanout_;
   boost::asio::strand<boost::asio::io_context::executor_type> timer_strand_;
   boost::asio::steady_timer tick_timer_;   // on timer_strand_
   boost::asio::steady_timer sweep_timer_;  // on timer_strand_
-  std::atomic<bool> stopping_{false};
-  std::atomic<bool> draining_{false};
-  std::atomic<int> frames_in_hand_{0};  // OnFrame calls running now (Drain waits for them)
-  Frame pong_;
-
-  mutable std::shared_mutex conns_mu_;
-  std::condition_variable_any all_ended_;
-  // Every connection from the upgrade to its end, by user (the owning references).
-  std::unordered_map<int64_t, std::vector<std::shared_ptr<Connection>>> by_user_;  // conns_mu_
-  // Users whose last connection closed and whose last_seen is not stored yet (how many such
-  // closes are pending): still online to readers, so that nobody sees "offline" with an old
-  // last_seen (API.md: last_seen is set when the last connection closes).
-  std::unordered_map<int64_t, int> closing_;  // guarded by conns_mu_
-  // In a cluster, who is online anywhere, as PresenceChanged news said (versions > 0).
-  struct Remote {
-    bool online = false;
-    int64_t version = 0;
-  };
-  mutable std::mutex replica_mu_;
-  std::unordered_map<int64_t, Remote> replica_;  // guarded by replica_mu_
-  std::string replica_epoch_;                    // the directory's; guarded by replica_mu_
-
-  // Lock order: typing_mu_, then conns_mu_ (fan-out of the announcement), never the reverse.
-  std::mutex typing_mu_;
-  std::map<Key, Typist> typing_;         // guarded by typing_mu_
-  RateLimiter<int64_t> typing_limiter_;  // HubOptions::typing_changes_per_sec
-
-  std::mutex delivered_mu_;
-  std::map<Key, int64_t> delivered_;  // highest message id pushed; guarded by delivered_mu_
-  uint64_t ticks_ = 0;  // ticks so far, for the receipt turns; guarded by delivered_mu_
 
   metrics::Gauge* open_;
   metrics::Counter* accepted_;

@@ -1,0 +1,170 @@
+#include "ws/fanout.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+#include <variant>
+
+#include "wire/views.h"
+
+namespace mmchat::ws {
+
+namespace net = boost::asio;
+namespace websocket = boost::beast::websocket;
+
+namespace {
+
+// An overload set of lambdas, for std::visit.
+template <typename... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <typename... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+}  // namespace
+
+Fanout::Fanout(Deps deps, bool sequence_messages)
+    : d_(std::move(deps)), sequence_messages_(sequence_messages) {}
+
+Fanout::~Fanout() = default;
+
+Status Fanout::Start() {
+  if (sequence_messages_) {
+    auto last = d_.store->LastMessageId();
+    if (!last.ok()) return last.status();
+    sequencer_ =
+        std::make_unique<Sequencer>(d_.store, [this](const domain::Message& m) { OnMessage(m); });
+    sequencer_->Start(*last);
+  }
+  d_.bus->Subscribe([this](const domain::Event& e) { OnEvent(e); });
+  return Status::Ok();
+}
+
+// Every alternative of domain::Event has its handler here, taking that type exactly (no
+// generic lambda): an alternative added without one fails to compile.
+void Fanout::OnEvent(const domain::Event& event) {
+  std::visit(
+      Overloaded{
+          [this](const domain::MessageCreated& e) {
+            if (sequencer_) return sequencer_->Offer(e.message, SteadyMs());
+            OnMessage(e.message);
+          },
+          [this](const domain::EventsMissed&) { OnEventsMissed(); },
+          [this](const domain::ReadReceipt& e) {
+            Json data = {{"conversation_id", e.conversation_id},
+                         {"user_id", e.user_id},
+                         {"message_id", e.message_id},
+                         {"read_at", FormatRfc3339(e.read_at)}};
+            SendToMembers(e.conversation_id, {MakeFrame("read_receipt", data)}, e.user_id);
+          },
+          [this](const domain::DeliveryReceipt& e) {
+            Json data = {{"conversation_id", e.conversation_id},
+                         {"user_id", e.user_id},
+                         {"message_id", e.message_id},
+                         {"delivered_at", FormatRfc3339(e.delivered_at)}};
+            SendToMembers(e.conversation_id, {MakeFrame("delivery_receipt", data)}, e.user_id);
+          },
+          [this](const domain::TypingChanged& e) {
+            Json data = {{"conversation_id", e.conversation_id}, {"user_id", e.user_id}};
+            SendToMembers(e.conversation_id,
+                          {MakeFrame(e.typing ? "typing_start" : "typing_stop", data)}, e.user_id);
+          },
+          [this](const domain::PresenceChanged& e) {
+            if (e.version > 0) d_.presence.Apply(e.user_id, e.online, e.version);
+            Json data = {{"user_id", e.user_id},
+                         {"online", e.online},
+                         {"last_seen", e.last_seen ? Json(FormatRfc3339(*e.last_seen)) : Json()}};
+            d_.registry.SendToUsers(d_.index.PeersOf(e.user_id), {MakeFrame("presence", data)});
+          },
+          [this](const domain::ConversationChanged& e) { OnConversationChanged(e.conversation); },
+          [this](const domain::ConversationRemoved& e) {
+            d_.index.Remove(e.conversation_id, e.user_id);
+            d_.typing.Left(e.conversation_id, e.user_id);
+            d_.registry.SendToUsers(
+                {e.user_id},
+                {MakeFrame("conversation_removed", {{"conversation_id", e.conversation_id}})});
+          },
+          [this](const domain::TokensRevoked& e) {
+            // Their token no longer authenticates: the connections it opened end (1008).
+            d_.registry.ForEach({e.user_id}, [](int64_t, const std::shared_ptr<Connection>& c) {
+              c->Close(websocket::close_code::policy_error);
+            });
+          },
+          // What is cached of the user is the caches' to forget (domain/user_cache.cc): no frame.
+          [](const domain::UserChanged&) {},
+      },
+      event);
+}
+
+void Fanout::SendToMembers(int64_t conversation_id, const Outgoing& out, int64_t except) {
+  if (auto members = d_.index.MembersOf(conversation_id)) {
+    d_.registry.SendToUsers(*members, out, except);
+  }
+}
+
+void Fanout::OnMessage(const domain::Message& m) {
+  auto members = d_.index.MembersOf(m.conversation_id);
+  if (!members) return;
+  Outgoing out{MakeRawFrame("message", wire::MessageText(m)), m.conversation_id, m.id};
+  d_.registry.ForEach(*members, [&](int64_t u, const std::shared_ptr<Connection>& c) {
+    out.message_id = u == m.sender_id ? 0 : m.id;  // the sender's own devices: no delivery
+    c->Send(out);
+  });
+}
+
+void Fanout::OnConversationChanged(const domain::Conversation& conversation) {
+  std::vector<int64_t> members;
+  for (const auto& p : conversation.participants) members.push_back(p.user_id);
+  d_.index.Set(conversation.id, members);
+  // Each connected participant gets its own view (unread count, read marker).
+  for (int64_t u : d_.registry.Connected(members)) {
+    auto view = d_.conversations->ForReader(conversation, u);
+    if (!view.ok()) {
+      spdlog::warn("conversation {} event for user {} not sent: {}", conversation.id, u,
+                   view.status().message());
+      continue;
+    }
+    d_.registry.SendToUsers({u}, {MakeRawFrame("conversation", wire::ConversationText(*view))});
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster: repairs after lost or late events of other nodes
+// ---------------------------------------------------------------------------------------------
+
+void Fanout::RepairIfDue(TimeMs now) {
+  if (!sequencer_ || !sequencer_->RepairDue(now)) return;
+  net::post(d_.workers, [this, now] {
+    auto caught_up = sequencer_->Repair(now);
+    if (!caught_up.ok()) {
+      spdlog::warn("messages of other nodes not caught up yet: {}", caught_up.status().message());
+    } else if (!*caught_up) {
+      // Too much was missed to push it all: the clients catch up with `sync` when they
+      // reconnect (1012: the server is restarting, as far as they can tell).
+      spdlog::warn("missed too many messages of other nodes: closing WebSocket connections");
+      for (auto& c : d_.registry.Snapshot()) c->Close(websocket::close_code::service_restart);
+    }
+  });
+}
+
+void Fanout::OnEventsMissed() {
+  d_.presence.Reset();
+  // Conversation changes may be among what was lost: the index is read again (one reload at
+  // a time, on the presence strand; a change applied while reading wins, and the reading
+  // starts over), then the missed messages go to the members it names.
+  d_.presence.InTurn([this] {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      const uint64_t before = d_.index.changes();
+      auto memberships = d_.store->ListMemberships();
+      if (!memberships.ok()) {
+        spdlog::warn("conversation memberships not reloaded: {}", memberships.status().message());
+        break;
+      }
+      if (d_.index.LoadIfUnchanged(*memberships, before)) break;
+    }
+    if (sequencer_) sequencer_->Suspect();
+  });
+}
+
+}  // namespace mmchat::ws
