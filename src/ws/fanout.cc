@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
+#include <string>
+#include <string_view>
 #include <variant>
 
 #include "wire/views.h"
@@ -21,6 +23,16 @@ struct Overloaded : F... {
 };
 template <typename... F>
 Overloaded(F...) -> Overloaded<F...>;
+
+// A read_receipt or delivery_receipt frame; `at` is when, named `at_key`.
+template <typename Receipt>
+Outgoing ReceiptFrame(std::string_view type, const Receipt& e, std::string_view at_key, TimeMs at) {
+  Json data = {{"conversation_id", e.conversation_id},
+               {"user_id", e.user_id},
+               {"message_id", e.message_id},
+               {std::string(at_key), FormatRfc3339(at)}};
+  return {MakeFrame(type, data)};
+}
 
 }  // namespace
 
@@ -52,18 +64,13 @@ void Fanout::OnEvent(const domain::Event& event) {
           },
           [this](const domain::EventsMissed&) { OnEventsMissed(); },
           [this](const domain::ReadReceipt& e) {
-            Json data = {{"conversation_id", e.conversation_id},
-                         {"user_id", e.user_id},
-                         {"message_id", e.message_id},
-                         {"read_at", FormatRfc3339(e.read_at)}};
-            SendToMembers(e.conversation_id, {MakeFrame("read_receipt", data)}, e.user_id);
+            SendToMembers(e.conversation_id, ReceiptFrame("read_receipt", e, "read_at", e.read_at),
+                          e.user_id);
           },
           [this](const domain::DeliveryReceipt& e) {
-            Json data = {{"conversation_id", e.conversation_id},
-                         {"user_id", e.user_id},
-                         {"message_id", e.message_id},
-                         {"delivered_at", FormatRfc3339(e.delivered_at)}};
-            SendToMembers(e.conversation_id, {MakeFrame("delivery_receipt", data)}, e.user_id);
+            SendToMembers(e.conversation_id,
+                          ReceiptFrame("delivery_receipt", e, "delivered_at", e.delivered_at),
+                          e.user_id);
           },
           [this](const domain::TypingChanged& e) {
             Json data = {{"conversation_id", e.conversation_id}, {"user_id", e.user_id}};
