@@ -160,6 +160,7 @@ int Serve(const Config& config) {
                .directory = cluster_presence ? &*cluster_presence : nullptr,
                .tally = cluster_tally ? &*cluster_tally : nullptr,
                .store = s.store.get(),
+               .users = s.user_cache.get(),
                .bus = s.bus.get(),
                .authenticate = authenticate,
                .workers = workers.get_executor(),

@@ -11,9 +11,13 @@ namespace beast = boost::beast;
 namespace websocket = boost::beast::websocket;
 namespace net = boost::asio;
 
-Connection::Connection(Socket socket, Hub* hub, int64_t user_id,
+Connection::Connection(Socket socket, Hub* hub, int64_t user_id, int64_t token_version,
                        http::ConnectionLimits::Lease lease)
-    : ws_(std::move(socket)), hub_(hub), user_id_(user_id), lease_(std::move(lease)) {
+    : ws_(std::move(socket)),
+      hub_(hub),
+      user_id_(user_id),
+      token_version_(token_version),
+      lease_(std::move(lease)) {
   ws_.next_layer().set_owner(this);
   ws_.read_message_max(hub_->options().max_frame_bytes);  // over it: Beast closes with 1009
   ws_.auto_fragment(false);

@@ -58,7 +58,9 @@ class Connection : public std::enable_shared_from_this<Connection>, private Buff
   using UpgradeRequest = boost::beast::http::request<boost::beast::http::string_body>;
 
   // `lease` holds the connection's place under the connection limits until it is destroyed.
-  Connection(Socket socket, Hub* hub, int64_t user_id, http::ConnectionLimits::Lease lease);
+  // `token_version`: that of the token it was opened with (domain/user.h), -1 when unknown.
+  Connection(Socket socket, Hub* hub, int64_t user_id, int64_t token_version,
+             http::ConnectionLimits::Lease lease);
 
   // Answers the upgrade (the Hub registered the connection before) and starts reading.
   void Start(UpgradeRequest req);
@@ -77,6 +79,7 @@ class Connection : public std::enable_shared_from_this<Connection>, private Buff
   void Abort();
 
   int64_t user_id() const { return user_id_; }
+  int64_t token_version() const { return token_version_; }
 
   // Around a frame answered later: BeginWork on the strand (in Hub::OnFrame), EndWork once
   // its answer is queued, from any thread.
@@ -105,6 +108,7 @@ class Connection : public std::enable_shared_from_this<Connection>, private Buff
   boost::beast::websocket::stream<BufferedSocket, /*deflateSupported=*/false> ws_;
   Hub* const hub_;
   const int64_t user_id_;
+  const int64_t token_version_;
   http::ConnectionLimits::Lease lease_;
   std::atomic<TimeMs> last_heard_{0};  // any frame or pong from the client
 

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -171,7 +172,27 @@ void Fanout::OnEventsMissed() {
       if (d_.index.LoadIfUnchanged(*memberships, before)) break;
     }
     if (sequencer_) sequencer_->Suspect();
+    CloseRevoked();
   });
+}
+
+void Fanout::CloseRevoked() {
+  if (d_.users == nullptr) return;
+  for (int64_t user : d_.registry.LocalUsers()) {
+    auto row = d_.users->Reload(user);
+    if (!row.ok()) {
+      spdlog::warn("token versions not checked again: {}", row.status().message());
+      return;
+    }
+    // A user deleted meanwhile has no valid token left.
+    const int64_t current =
+        row->has_value() ? (*row)->token_version : std::numeric_limits<int64_t>::max();
+    d_.registry.ForEach({user}, [current](int64_t, const std::shared_ptr<Connection>& c) {
+      if (c->token_version() >= 0 && c->token_version() < current) {
+        c->Close(websocket::close_code::policy_error);
+      }
+    });
+  }
 }
 
 }  // namespace mmchat::ws

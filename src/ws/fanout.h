@@ -22,6 +22,7 @@
 #include "domain/conversation_service.h"
 #include "domain/conversation_store.h"
 #include "domain/events.h"
+#include "domain/user_cache.h"
 #include "ws/connection.h"
 #include "ws/connection_registry.h"
 #include "ws/membership_index.h"
@@ -40,6 +41,7 @@ class Fanout {
     Typing& typing;
     domain::ConversationService* conversations;
     domain::ConversationStore* store;
+    domain::UserCache* users;  // null: revocations are not re-checked after a loss
     domain::EventBus* bus;
     boost::asio::any_io_executor workers;  // for calls that touch the database
   };
@@ -58,6 +60,10 @@ class Fanout {
   void OnConversationChanged(const domain::Conversation& c);
   // The bus lost events of other nodes: what the hub keeps from events is read again.
   void OnEventsMissed();
+  // A TokensRevoked may be among what was lost: each user here is read again, and the
+  // connections opened with an older token version end (1008), as the news would have ended
+  // them. One read per user connected here, on the presence strand.
+  void CloseRevoked();
   void SendToMembers(int64_t conversation_id, const Outgoing& out, int64_t except = 0);
 
   Deps d_;

@@ -26,9 +26,9 @@ Hub::Hub(net::io_context& ioc, HubDeps deps, HubOptions options)
       typing_(index_, d_.bus, options_.typing_timeout_ms, options_.typing_changes_per_sec),
       receipts_(index_, d_.messages, kTick.count()),
       frames_(d_.messages, d_.workers, typing_),
-      fanout_(
-          {registry_, index_, presence_, typing_, d_.conversations, d_.store, d_.bus, d_.workers},
-          options_.sequence_messages),
+      fanout_({registry_, index_, presence_, typing_, d_.conversations, d_.store, d_.users, d_.bus,
+               d_.workers},
+              options_.sequence_messages),
       timer_strand_(net::make_strand(ioc)),
       tick_timer_(timer_strand_),
       sweep_timer_(timer_strand_),
@@ -82,7 +82,11 @@ Result<int64_t> Hub::Authorize(const http::Request& req) {
 
 void Hub::Accept(int64_t user_id, net::ip::tcp::socket socket, Connection::UpgradeRequest req,
                  http::ConnectionLimits::Lease lease) {
-  auto c = std::make_shared<Connection>(std::move(socket), this, user_id, std::move(lease));
+  // Authorize just read the user, and its token version with it, into the cache.
+  const auto user = d_.users != nullptr ? d_.users->Peek(user_id) : std::nullopt;
+  const int64_t token_version = user ? user->token_version : -1;
+  auto c = std::make_shared<Connection>(std::move(socket), this, user_id, token_version,
+                                        std::move(lease));
   // Registered before the handshake answer goes out, so that no event committed after the
   // client saw its 101 can miss it; frames wait in the queue until the handshake is done.
   if (!registry_.Add(c)) return;  // shutting down: the socket closes with `c`

@@ -35,6 +35,7 @@
 #include "domain/message_service.h"
 #include "domain/presence.h"
 #include "domain/presence_service.h"
+#include "domain/user_cache.h"
 #include "http/server.h"
 #include "metrics/registry.h"
 #include "ws/connection.h"
@@ -74,6 +75,9 @@ struct HubDeps {
   // this node's only).
   domain::ConnectionTally* tally = nullptr;
   domain::ConversationStore* store;  // the membership index is loaded from it at start
+  // The token version each connection was opened with; with it, a loss of events on the bus
+  // re-checks them (a reset on another node may be among what was lost). Null: not kept.
+  domain::UserCache* users = nullptr;
   domain::EventBus* bus;
   std::function<Result<int64_t>(std::string_view token)> authenticate;
   boost::asio::any_io_executor workers;  // for calls that touch the database

@@ -478,6 +478,45 @@ TEST_F(ClusterTest, ANodeWhoseRedisGoesSilentFindsOutAndCatchesUp) {
   ExpectReceivedExactly(lou_on_c, committed, "on C");
 }
 
+// A password reset whose news a node lost (its Redis connections silent at the time): once
+// the node is back on the bus it reads its users' token versions again, and the connection
+// opened with the revoked token ends (1008); others stay.
+TEST_F(ClusterTest, AResetWhoseNewsWasLostStillEndsTheConnectionsOfTheOldToken) {
+  ASSERT_TRUE(a_ && b_);
+  TcpProxy proxy(redis_.port());
+  auto c = StartNode(kTtlSec, {{"REDIS_URL", RedisUrl(proxy.port())}});
+  Account kim = SignUp(*a_, *ca_, "kim");
+  Account lou = SignUp(*a_, *ca_, "lou");
+  const int64_t group = Group(kim, {lou.id});
+  WsClient lou_on_c(c->port(), lou.token);
+  WsClient kim_on_c(c->port(), kim.token);
+  ASSERT_TRUE(lou_on_c.connected() && kim_on_c.connected());
+
+  const size_t before = Subscriptions(*c);
+  proxy.Blackhole();
+  ASSERT_EQ(ca_->Post("/api/forgot/initiate", {{"email", lou.email}}).status, 202);
+  ASSERT_TRUE(a_->WaitForLog("otp: to=" + lou.email + " subject=\"Your MmChat password reset"));
+  auto code = a_->LatestCode(lou.email);
+  ASSERT_TRUE(code);
+  auto reset =
+      ca_->Post("/api/forgot/reset",
+                {{"email", lou.email}, {"otp", *code}, {"new_password", "brand new password"}});
+  ASSERT_EQ(reset.status, 200) << reset.body;
+  EXPECT_TRUE(Eventually([&] { return Subscriptions(*c) > before; }, 15s)) << c->Log();
+  EXPECT_EQ(lou_on_c.WaitClosed(10s), 1008);
+
+  // kim's token was not revoked: her connection on C still gets the group's messages.
+  auto sent = ca_->Post("/api/messages", {{"conversation_id", group}, {"content", "still here"}},
+                        lou.token);
+  ExpectError(sent, 401, "unauthorized");  // lou's old token is refused outright
+  sent = ca_->Post("/api/messages", {{"conversation_id", group}, {"content", "still here"}},
+                   kim.token);
+  ASSERT_EQ(sent.status, 201) << sent.body;
+  Json m = kim_on_c.NextOfType("message", 10s);
+  ASSERT_FALSE(m.is_null());
+  EXPECT_EQ(m["data"]["id"], sent.json["id"]);
+}
+
 // A failover: the nodes' Redis is replaced by another, empty one at the same address, while
 // their connections to the old one stay open and silent. Both nodes move to the new server,
 // messages sent meanwhile reach every connection once, and presence is counted there again.
