@@ -74,12 +74,13 @@ void Fanout::OnEvent(const domain::Event& event) {
                           e.user_id);
           },
           [this](const domain::TypingChanged& e) {
-            Json data = {{"conversation_id", e.conversation_id}, {"user_id", e.user_id}};
-            SendToMembers(e.conversation_id,
-                          {MakeFrame(e.typing ? "typing_start" : "typing_stop", data)}, e.user_id);
+            d_.typing.Heard(e);
+            SendTyping(e.conversation_id, e.user_id, e.typing);
           },
           [this](const domain::PresenceChanged& e) {
             if (e.version > 0) d_.presence.Apply(e.user_id, e.online, e.version);
+            // Gone from every node (a dead node's users too): no stop will come from there.
+            if (!e.online) EndTyping(d_.typing.ForgetHeardOf(e.user_id));
             Json data = {{"user_id", e.user_id},
                          {"online", e.online},
                          {"last_seen", e.last_seen ? Json(FormatRfc3339(*e.last_seen)) : Json()}};
@@ -156,8 +157,20 @@ void Fanout::RepairIfDue(TimeMs now) {
   });
 }
 
+void Fanout::SendTyping(int64_t conversation_id, int64_t user_id, bool typing) {
+  Json data = {{"conversation_id", conversation_id}, {"user_id", user_id}};
+  SendToMembers(conversation_id, {MakeFrame(typing ? "typing_start" : "typing_stop", data)},
+                user_id);
+}
+
+void Fanout::EndTyping(const std::vector<Typing::Key>& states) {
+  for (const auto& [conversation, user] : states) SendTyping(conversation, user, false);
+}
+
 void Fanout::OnEventsMissed() {
   d_.presence.Reset();
+  // The stops of other nodes' typing states may be among what was lost.
+  EndTyping(d_.typing.ForgetHeard());
   // Conversation changes may be among what was lost: the index is read again (one reload at
   // a time, on the presence strand; a change applied while reading wins, and the reading
   // starts over), then the missed messages go to the members it names.

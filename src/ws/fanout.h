@@ -65,6 +65,9 @@ class Fanout {
   // them. One read per user connected here, on the presence strand.
   void CloseRevoked();
   void SendToMembers(int64_t conversation_id, const Outgoing& out, int64_t except = 0);
+  void SendTyping(int64_t conversation_id, int64_t user_id, bool typing);
+  // Sends typing_stop for states whose own stop may never come (Typing::ForgetHeard).
+  void EndTyping(const std::vector<Typing::Key>& states);
 
   Deps d_;
   const bool sequence_messages_;

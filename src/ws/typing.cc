@@ -54,6 +54,42 @@ void Typing::Left(int64_t conversation_id, int64_t user_id) {
   End([gone](const Key& k, const Typist&) { return k == gone; });
 }
 
+void Typing::Heard(const domain::TypingChanged& e) {
+  std::lock_guard lock(heard_mu_);
+  if (e.typing) {
+    heard_.insert({e.conversation_id, e.user_id});
+  } else {
+    heard_.erase({e.conversation_id, e.user_id});
+  }
+}
+
+std::vector<Typing::Key> Typing::ForgetHeard() {
+  return ForgetHeardIf([](const Key&) { return true; });
+}
+
+std::vector<Typing::Key> Typing::ForgetHeardOf(int64_t user_id) {
+  return ForgetHeardIf([user_id](const Key& k) { return k.second == user_id; });
+}
+
+std::vector<Typing::Key> Typing::ForgetHeardIf(const std::function<bool(const Key&)>& which) {
+  std::vector<Key> out;
+  {
+    std::lock_guard lock(heard_mu_);
+    for (auto it = heard_.begin(); it != heard_.end();) {
+      if (which(*it)) {
+        out.push_back(*it);
+        it = heard_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // This node's own states end here, with a stop of their own.
+  std::lock_guard lock(typing_mu_);
+  std::erase_if(out, [this](const Key& k) { return typing_.contains(k); });
+  return out;
+}
+
 void Typing::End(const std::function<bool(const Key&, const Typist&)>& which) {
   std::lock_guard lock(typing_mu_);  // announced under it, as in Change
   for (auto it = typing_.begin(); it != typing_.end();) {

@@ -13,7 +13,9 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <utility>
+#include <vector>
 
 #include "common/rate_limiter.h"
 #include "common/status.h"
@@ -40,8 +42,17 @@ class Typing {
   void EndedWith(const Connection* c);
   void Left(int64_t conversation_id, int64_t user_id);
 
- private:
+  // The states of every node as the bus told them (each TypingChanged relayed). In a
+  // cluster the stop that ends another node's state may be lost, or never sent (the node
+  // died): these hand back the states heard started and not ended, and forget them, so that
+  // the fan-out ends them itself. All of them after a loss of events; a user's when it went
+  // offline. This node's own states are not among them (they end here).
   using Key = std::pair<int64_t, int64_t>;  // conversation, user
+  void Heard(const domain::TypingChanged& e);
+  std::vector<Key> ForgetHeard();
+  std::vector<Key> ForgetHeardOf(int64_t user_id);
+
+ private:
   struct Typist {
     TimeMs deadline = 0;
     Connection* connection = nullptr;  // the one whose close ends it
@@ -56,6 +67,11 @@ class Typing {
   std::mutex typing_mu_;
   std::map<Key, Typist> typing_;         // guarded by typing_mu_
   RateLimiter<int64_t> typing_limiter_;  // HubOptions::typing_changes_per_sec
+
+  // Taken alone, never with typing_mu_ or conns_mu_.
+  std::mutex heard_mu_;
+  std::set<Key> heard_;  // guarded by heard_mu_
+  std::vector<Key> ForgetHeardIf(const std::function<bool(const Key&)>& which);
 };
 
 }  // namespace mmchat::ws

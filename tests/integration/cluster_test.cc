@@ -517,6 +517,38 @@ TEST_F(ClusterTest, AResetWhoseNewsWasLostStillEndsTheConnectionsOfTheOldToken) 
   EXPECT_EQ(m["data"]["id"], sent.json["id"]);
 }
 
+// A typing_stop a node lost (its Redis connections silent at the time) is sent by that node
+// itself once it knows it lost events, so no one is left "typing" for good.
+TEST_F(ClusterTest, ATypingStopWhoseNewsWasLostIsSentAfterTheLoss) {
+  ASSERT_TRUE(a_ && b_);
+  TcpProxy proxy(redis_.port());
+  auto c = StartNode(kTtlSec, {{"REDIS_URL", RedisUrl(proxy.port())}});
+  Account kim = SignUp(*a_, *ca_, "kim");
+  Account lou = SignUp(*a_, *ca_, "lou");
+  const int64_t group = Group(kim, {lou.id});
+  WsClient kim_on_a(a_->port(), kim.token);
+  WsClient lou_on_c(c->port(), lou.token);
+  ASSERT_TRUE(kim_on_a.connected() && lou_on_c.connected());
+  auto typing = [&](const std::string& type) {
+    kim_on_a.Send({{"type", type}, {"conversation_id", group}, {"ref", type}});
+    Json ack = kim_on_a.NextOfType("ack");
+    ASSERT_TRUE(ack.is_object() && ack["data"]["ok"] == true) << ack.dump();
+  };
+  typing("typing_start");
+  Json start = lou_on_c.NextOfType("typing_start");
+  ASSERT_FALSE(start.is_null());
+  EXPECT_EQ(start["data"]["user_id"], kim.id);
+
+  const size_t before = Subscriptions(*c);
+  proxy.Blackhole();
+  typing("typing_stop");
+  EXPECT_TRUE(Eventually([&] { return Subscriptions(*c) > before; }, 15s)) << c->Log();
+  Json stop = lou_on_c.NextOfType("typing_stop", 10s);
+  ASSERT_FALSE(stop.is_null()) << "lou still sees kim typing";
+  EXPECT_EQ(stop["data"]["user_id"], kim.id);
+  EXPECT_EQ(stop["data"]["conversation_id"], group);
+}
+
 // A failover: the nodes' Redis is replaced by another, empty one at the same address, while
 // their connections to the old one stay open and silent. Both nodes move to the new server,
 // messages sent meanwhile reach every connection once, and presence is counted there again.
