@@ -12,6 +12,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -66,6 +67,33 @@ class ClusterTest : public ::testing::Test {
   }
 
   static std::string RedisUrl(int port) { return "redis://127.0.0.1:" + std::to_string(port); }
+
+  // A node whose connections to Redis go through `proxy`.
+  std::unique_ptr<TestServer> StartNodeBehind(const TcpProxy& proxy) {
+    return StartNode(kTtlSec, {{"REDIS_URL", RedisUrl(proxy.port())}});
+  }
+
+  // kim and lou, signed up on A, and a group of the two.
+  struct KimAndLou {
+    Account kim, lou;
+    int64_t group = 0;
+  };
+  KimAndLou SignUpKimAndLou() {
+    KimAndLou out{SignUp(*a_, *ca_, "kim"), SignUp(*a_, *ca_, "lou")};
+    out.group = Group(out.kim, {out.lou.id});
+    return out;
+  }
+
+  // Makes the connections of `node` behind `proxy` go silent, runs `meanwhile`, and waits
+  // until the node has found out and subscribed again.
+  void SilenceUntilResubscribed(TestServer& node, TcpProxy& proxy,
+                                const std::function<void()>& meanwhile) {
+    const size_t before = Subscriptions(node);
+    ASSERT_GT(proxy.Forwarding(), 0u);
+    proxy.Blackhole();
+    meanwhile();
+    EXPECT_TRUE(Eventually([&] { return Subscriptions(node) > before; }, 15s)) << node.Log();
+  }
 
   // How many times `node` has subscribed to the bus (once at start, again after each loss).
   static size_t Subscriptions(const TestServer& node) {
@@ -384,9 +412,10 @@ TEST_F(ClusterTest, ABusBrokenMidStreamLosesNoMessage) {
   const std::map<std::string, std::string> roomy = {{"WS_MAX_QUEUE_BYTES", "67108864"}};
   auto a = StartNode(kTtlSec, roomy);
   auto b = StartNode(kTtlSec, roomy);
-  Account kim = SignUp(*a_, *ca_, "kim");
-  Account lou = SignUp(*a_, *ca_, "lou");
-  const int64_t group = Group(kim, {lou.id});
+  // Named, not bound: clang 14 (the sanitizer builds) cannot capture structured bindings.
+  const KimAndLou people = SignUpKimAndLou();
+  const Account &kim = people.kim, &lou = people.lou;
+  const int64_t group = people.group;
   WsClient kim_ws(a->port(), kim.token);
   WsClient lou_on_a(a->port(), lou.token);
   WsClient lou_on_b(b->port(), lou.token);
@@ -443,11 +472,12 @@ TEST_F(ClusterTest, ABusBrokenMidStreamLosesNoMessage) {
 TEST_F(ClusterTest, ANodeWhoseRedisGoesSilentFindsOutAndCatchesUp) {
   ASSERT_TRUE(a_ && b_);
   TcpProxy proxy(redis_.port());
-  auto c = StartNode(kTtlSec, {{"REDIS_URL", RedisUrl(proxy.port())}});
+  auto c = StartNodeBehind(proxy);
   HttpClient cc(c->port());
-  Account kim = SignUp(*a_, *ca_, "kim");
-  Account lou = SignUp(*a_, *ca_, "lou");
-  const int64_t group = Group(kim, {lou.id});
+  // Named, not bound: clang 14 (the sanitizer builds) cannot capture structured bindings.
+  const KimAndLou people = SignUpKimAndLou();
+  const Account &kim = people.kim, &lou = people.lou;
+  const int64_t group = people.group;
   WsClient lou_on_a(a_->port(), lou.token);
   WsClient lou_on_c(c->port(), lou.token);
   ASSERT_TRUE(lou_on_a.connected() && lou_on_c.connected());
@@ -458,16 +488,14 @@ TEST_F(ClusterTest, ANodeWhoseRedisGoesSilentFindsOutAndCatchesUp) {
   };
   send(*ca_, "before");
 
-  const size_t before = Subscriptions(*c);
-  ASSERT_GT(proxy.Forwarding(), 0u);
-  proxy.Blackhole();
   // Both ways while it lasts: what A publishes never reaches C's subscription, and what C
   // publishes goes nowhere. REST keeps working on C.
-  for (int i = 0; i < 20; ++i) {
-    send(*ca_, "from A " + std::to_string(i));
-    send(cc, "from C " + std::to_string(i));
-  }
-  EXPECT_TRUE(Eventually([&] { return Subscriptions(*c) > before; }, 15s)) << c->Log();
+  SilenceUntilResubscribed(*c, proxy, [&] {
+    for (int i = 0; i < 20; ++i) {
+      send(*ca_, "from A " + std::to_string(i));
+      send(cc, "from C " + std::to_string(i));
+    }
+  });
   for (int i = 0; i < 5; ++i) {
     send(*ca_, "after, from A " + std::to_string(i));
     send(cc, "after, from C " + std::to_string(i));
@@ -484,25 +512,25 @@ TEST_F(ClusterTest, ANodeWhoseRedisGoesSilentFindsOutAndCatchesUp) {
 TEST_F(ClusterTest, AResetWhoseNewsWasLostStillEndsTheConnectionsOfTheOldToken) {
   ASSERT_TRUE(a_ && b_);
   TcpProxy proxy(redis_.port());
-  auto c = StartNode(kTtlSec, {{"REDIS_URL", RedisUrl(proxy.port())}});
-  Account kim = SignUp(*a_, *ca_, "kim");
-  Account lou = SignUp(*a_, *ca_, "lou");
-  const int64_t group = Group(kim, {lou.id});
+  auto c = StartNodeBehind(proxy);
+  // Named, not bound: clang 14 (the sanitizer builds) cannot capture structured bindings.
+  const KimAndLou people = SignUpKimAndLou();
+  const Account &kim = people.kim, &lou = people.lou;
+  const int64_t group = people.group;
   WsClient lou_on_c(c->port(), lou.token);
   WsClient kim_on_c(c->port(), kim.token);
   ASSERT_TRUE(lou_on_c.connected() && kim_on_c.connected());
 
-  const size_t before = Subscriptions(*c);
-  proxy.Blackhole();
-  ASSERT_EQ(ca_->Post("/api/forgot/initiate", {{"email", lou.email}}).status, 202);
-  ASSERT_TRUE(a_->WaitForLog("otp: to=" + lou.email + " subject=\"Your MmChat password reset"));
-  auto code = a_->LatestCode(lou.email);
-  ASSERT_TRUE(code);
-  auto reset =
-      ca_->Post("/api/forgot/reset",
-                {{"email", lou.email}, {"otp", *code}, {"new_password", "brand new password"}});
-  ASSERT_EQ(reset.status, 200) << reset.body;
-  EXPECT_TRUE(Eventually([&] { return Subscriptions(*c) > before; }, 15s)) << c->Log();
+  SilenceUntilResubscribed(*c, proxy, [&] {
+    ASSERT_EQ(ca_->Post("/api/forgot/initiate", {{"email", lou.email}}).status, 202);
+    ASSERT_TRUE(a_->WaitForLog("otp: to=" + lou.email + " subject=\"Your MmChat password reset"));
+    auto code = a_->LatestCode(lou.email);
+    ASSERT_TRUE(code);
+    auto reset =
+        ca_->Post("/api/forgot/reset",
+                  {{"email", lou.email}, {"otp", *code}, {"new_password", "brand new password"}});
+    ASSERT_EQ(reset.status, 200) << reset.body;
+  });
   EXPECT_EQ(lou_on_c.WaitClosed(10s), 1008);
 
   // kim's token was not revoked: her connection on C still gets the group's messages.
@@ -522,10 +550,11 @@ TEST_F(ClusterTest, AResetWhoseNewsWasLostStillEndsTheConnectionsOfTheOldToken) 
 TEST_F(ClusterTest, ATypingStopWhoseNewsWasLostIsSentAfterTheLoss) {
   ASSERT_TRUE(a_ && b_);
   TcpProxy proxy(redis_.port());
-  auto c = StartNode(kTtlSec, {{"REDIS_URL", RedisUrl(proxy.port())}});
-  Account kim = SignUp(*a_, *ca_, "kim");
-  Account lou = SignUp(*a_, *ca_, "lou");
-  const int64_t group = Group(kim, {lou.id});
+  auto c = StartNodeBehind(proxy);
+  // Named, not bound: clang 14 (the sanitizer builds) cannot capture structured bindings.
+  const KimAndLou people = SignUpKimAndLou();
+  const Account &kim = people.kim, &lou = people.lou;
+  const int64_t group = people.group;
   WsClient kim_on_a(a_->port(), kim.token);
   WsClient lou_on_c(c->port(), lou.token);
   ASSERT_TRUE(kim_on_a.connected() && lou_on_c.connected());
@@ -539,10 +568,7 @@ TEST_F(ClusterTest, ATypingStopWhoseNewsWasLostIsSentAfterTheLoss) {
   ASSERT_FALSE(start.is_null());
   EXPECT_EQ(start["data"]["user_id"], kim.id);
 
-  const size_t before = Subscriptions(*c);
-  proxy.Blackhole();
-  typing("typing_stop");
-  EXPECT_TRUE(Eventually([&] { return Subscriptions(*c) > before; }, 15s)) << c->Log();
+  SilenceUntilResubscribed(*c, proxy, [&] { typing("typing_stop"); });
   Json stop = lou_on_c.NextOfType("typing_stop", 10s);
   ASSERT_FALSE(stop.is_null()) << "lou still sees kim typing";
   EXPECT_EQ(stop["data"]["user_id"], kim.id);
@@ -557,12 +583,13 @@ TEST_F(ClusterTest, AfterAFailoverToAnotherRedisTheNodesMeetThere) {
   TestRedis replacement;
   ASSERT_TRUE(replacement.ok());
   TcpProxy proxy(redis_.port());
-  auto c = StartNode(kTtlSec, {{"REDIS_URL", RedisUrl(proxy.port())}});
-  auto d = StartNode(kTtlSec, {{"REDIS_URL", RedisUrl(proxy.port())}});
+  auto c = StartNodeBehind(proxy);
+  auto d = StartNodeBehind(proxy);
   HttpClient cc(c->port());
-  Account kim = SignUp(*a_, *ca_, "kim");
-  Account lou = SignUp(*a_, *ca_, "lou");
-  const int64_t group = Group(kim, {lou.id});
+  // Named, not bound: clang 14 (the sanitizer builds) cannot capture structured bindings.
+  const KimAndLou people = SignUpKimAndLou();
+  const Account &kim = people.kim, &lou = people.lou;
+  const int64_t group = people.group;
   WsClient lou_on_d(d->port(), lou.token);
   ASSERT_TRUE(lou_on_d.connected());
   auto online_on_c = [&] {
