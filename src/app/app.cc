@@ -162,7 +162,14 @@ int Serve(const Config& config) {
                .store = s.store.get(),
                .users = s.user_cache.get(),
                .bus = s.bus.get(),
-               .authenticate = authenticate,
+               // In a cluster an upgrade reads the user's row: a reset made on another node
+               // refuses the old token here at once, not one bus hop later.
+               .authenticate = s.cluster_bus != nullptr
+                                   ? std::function<Result<int64_t>(std::string_view)>(
+                                         [&s](std::string_view token) {
+                                           return s.accounts->AuthenticateFresh(token);
+                                         })
+                                   : authenticate,
                .workers = workers.get_executor(),
                .registry = &s.registry},
               hub_options);

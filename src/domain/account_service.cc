@@ -206,9 +206,19 @@ std::optional<Result<int64_t>> AccountService::AuthenticateCached(std::string_vi
 }
 
 Result<int64_t> AccountService::Authenticate(std::string_view token) {
+  return Authenticate(token, /*fresh=*/false);
+}
+
+Result<int64_t> AccountService::AuthenticateFresh(std::string_view token) {
+  return Authenticate(token, /*fresh=*/true);
+}
+
+Result<int64_t> AccountService::Authenticate(std::string_view token, bool fresh) {
   auto claims = d_.tokens->Verify(token, d_.now());
   if (!claims.ok()) return claims.status();
-  if (auto answer = CheckVersion(*claims, d_.user_cache->Peek(claims->user_id))) return *answer;
+  if (!fresh) {
+    if (auto answer = CheckVersion(*claims, d_.user_cache->Peek(claims->user_id))) return *answer;
+  }
   auto rec = d_.user_cache->Reload(claims->user_id);
   if (!rec.ok()) return rec.status();
   if (!rec->has_value()) return Status::Unauthorized("unknown user");

@@ -86,6 +86,9 @@ class AccountService {
   // The same answer from memory alone, or nullopt when it needs the user's row (then call
   // Authenticate): lets an io thread answer without waiting for the database.
   std::optional<Result<int64_t>> AuthenticateCached(std::string_view token);
+  // The same answer from the user's row read now, never the cache: in a cluster a password
+  // reset on another node reaches this node's cache one bus hop later.
+  Result<int64_t> AuthenticateFresh(std::string_view token);
 
   // For administrators (`mmchat user add`): verified accounts without a code, all with one
   // password, hashed once, each with a fresh token. Every account is validated as in signup;
@@ -108,6 +111,8 @@ class AccountService {
   // be read: a token newer than the version kept (a reset this process has not heard of).
   static std::optional<Result<int64_t>> CheckVersion(const TokenClaims& claims,
                                                      const std::optional<CachedUser>& kept);
+  // Authenticate, from the cache first unless `fresh`.
+  Result<int64_t> Authenticate(std::string_view token, bool fresh);
 
   Deps d_;
   AccountPolicy policy_;

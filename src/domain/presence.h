@@ -3,17 +3,32 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
+#include "common/time.h"
 
 namespace mmchat::domain {
 
 class PresenceView {
  public:
+  // One user's presence as a reader of that user must see it.
+  struct Reading {
+    bool online = false;
+    // Offline: the time of the last close, when it may be newer than the stored row a
+    // reader has (a cluster's directory keeps it for a while); else nullopt.
+    std::optional<TimeMs> last_seen;
+  };
   virtual ~PresenceView() = default;
+  // From memory. In a cluster, the other nodes' part is one bus hop behind: good for lists.
   virtual bool IsOnline(int64_t user_id) const = 0;
+  // Exact, even right after an open or a close on another node: an open counts from the 101,
+  // and offline comes with that close's time. In a cluster this asks the directory (it
+  // blocks: ReadBlocks), and falls back to IsOnline when it cannot.
+  virtual Reading Read(int64_t user_id) const { return {IsOnline(user_id), std::nullopt}; }
+  virtual bool ReadBlocks() const { return false; }
 };
 
 // In a cluster: a user's connections counted over every node (bus/redis/redis_presence.h).
@@ -35,8 +50,12 @@ class PresenceDirectory {
   };
   virtual ~PresenceDirectory() = default;
   virtual Crossing Opened(int64_t user_id) = 0;
-  virtual Crossing Closed(int64_t user_id) = 0;
+  // `at` is the close's last_seen: a crossing to offline keeps it for readers (Read) until
+  // the stored row surely has it.
+  virtual Crossing Closed(int64_t user_id, TimeMs at) = 0;
   virtual Result<Snapshot> Online() = 0;
+  // One user, over every node: online, or offline with the time kept of its last close.
+  virtual Result<PresenceView::Reading> Read(int64_t user_id) = 0;
 };
 
 }  // namespace mmchat::domain

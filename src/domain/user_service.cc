@@ -11,27 +11,33 @@ UserService::UserService(UserStore* users, const PresenceView* presence, UserCac
                          EventBus* bus)
     : users_(users), presence_(presence), cache_(cache), bus_(bus) {}
 
-// Online is asked before the row is read: a user stays online to readers until the last
-// close's last_seen is stored, so "offline" read first means the row read after has it.
-Result<User> UserService::Answer(bool online, std::optional<CachedUser> found) {
+// Presence is read before the row: a user stays online to readers until the last close's
+// last_seen is stored (or, in a cluster, kept by the directory, which answers with it), so
+// "offline" read first means the row read after has that time, or the reading does.
+Result<User> UserService::Answer(const PresenceView::Reading& presence,
+                                 std::optional<CachedUser> found) {
   if (!found) return Status::NotFound(kUserNotFound);
   User user = std::move(found->user);
-  user.online = online;
+  user.online = presence.online;
+  if (presence.last_seen && (!user.last_seen || *user.last_seen < *presence.last_seen)) {
+    user.last_seen = presence.last_seen;  // the row here may not have it yet
+  }
   return user;
 }
 
 Result<User> UserService::Get(int64_t id) {
-  const bool online = presence_->IsOnline(id);
+  const auto presence = presence_->Read(id);
   auto found = cache_->Find(id);
   if (!found.ok()) return found.status();
-  return Answer(online, std::move(found).value());
+  return Answer(presence, std::move(found).value());
 }
 
 std::optional<Result<User>> UserService::GetCached(int64_t id) {
-  const bool online = presence_->IsOnline(id);
+  if (presence_->ReadBlocks()) return std::nullopt;  // not on an io thread
+  const auto presence = presence_->Read(id);
   auto kept = cache_->Peek(id);
   if (!kept) return std::nullopt;
-  return Answer(online, std::move(kept));
+  return Answer(presence, std::move(kept));
 }
 
 Result<User> UserService::UpdateProfile(int64_t id, const ProfileUpdate& update) {

@@ -30,7 +30,8 @@ class UserService {
   UserService(UserStore* users, const PresenceView* presence, UserCache* cache, EventBus* bus);
 
   Result<User> Get(int64_t id);
-  // Get from memory alone, or nullopt when it needs the database (then call Get).
+  // Get from memory alone, or nullopt when it needs the database or the cluster's presence
+  // directory (then call Get).
   std::optional<Result<User>> GetCached(int64_t id);
   Result<User> UpdateProfile(int64_t id, const ProfileUpdate& update);
   // `limit` <= 0 means the default; larger than the maximum is capped.
@@ -38,8 +39,8 @@ class UserService {
   Result<LastSeen> GetLastSeen(int64_t id);
 
  private:
-  // The answer for a user that exists (`found`) or not, `online` as asked before the read.
-  Result<User> Answer(bool online, std::optional<CachedUser> found);
+  // The answer for a user that exists (`found`) or not, `presence` as read before the row.
+  Result<User> Answer(const PresenceView::Reading& presence, std::optional<CachedUser> found);
 
   UserStore* users_;
   const PresenceView* presence_;

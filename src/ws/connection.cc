@@ -17,7 +17,8 @@ Connection::Connection(Socket socket, Hub* hub, int64_t user_id, int64_t token_v
       hub_(hub),
       user_id_(user_id),
       token_version_(token_version),
-      lease_(std::move(lease)) {
+      lease_(std::move(lease)),
+      since_(SteadyMs()) {  // the handshake's deadline counts from the upgrade request
   ws_.next_layer().set_owner(this);
   ws_.read_message_max(hub_->options().max_frame_bytes);  // over it: Beast closes with 1009
   ws_.auto_fragment(false);
@@ -31,10 +32,13 @@ Connection::Connection(Socket socket, Hub* hub, int64_t user_id, int64_t token_v
 // ---------------------------------------------------------------------------------------------
 
 void Connection::Start(UpgradeRequest req) {
-  since_ = SteadyMs();  // already registered with the Hub: events queue until the handshake
+  // Already registered with the Hub: events queue until the handshake.
   upgrade_ = std::make_unique<UpgradeRequest>(std::move(req));
-  ws_.async_accept(*upgrade_,
-                   [self = shared_from_this()](beast::error_code ec) { self->OnAccepted(ec); });
+  // The hub may start it from a worker (in a cluster, once the directory counts it).
+  net::dispatch(ws_.get_executor(), [self = shared_from_this()] {
+    self->ws_.async_accept(*self->upgrade_,
+                           [self](beast::error_code ec) { self->OnAccepted(ec); });
+  });
 }
 
 void Connection::OnAccepted(beast::error_code ec) {

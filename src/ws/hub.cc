@@ -92,7 +92,12 @@ void Hub::Accept(int64_t user_id, net::ip::tcp::socket socket, Connection::Upgra
   if (!registry_.Add(c)) return;  // shutting down: the socket closes with `c`
   accepted_->Inc();
   open_->Add(1);
-  c->Start(std::move(req));
+  if (!presence_.Clustered()) return c->Start(std::move(req));
+  // In a cluster, the 101 waits until the directory counts the user (the open Add queued
+  // before this turn), so that a reader on any node sees the user online from then on.
+  presence_.InTurn([c, req = std::make_shared<Connection::UpgradeRequest>(std::move(req))] {
+    c->Start(std::move(*req));
+  });
 }
 
 void Hub::Ended(Connection* c) {
@@ -106,6 +111,14 @@ std::vector<std::shared_ptr<Connection>> Hub::Snapshot() const { return registry
 bool Hub::IsOnline(int64_t user_id) const {
   return registry_.OnlineHere(user_id) || presence_.OnlineElsewhere(user_id);
 }
+
+domain::PresenceView::Reading Hub::Read(int64_t user_id) const {
+  // A connection here counts until its close's last_seen is stored.
+  if (registry_.OnlineHere(user_id)) return {true, std::nullopt};
+  return presence_.ReadElsewhere(user_id).value_or(Reading{});
+}
+
+bool Hub::ReadBlocks() const { return presence_.Clustered(); }
 
 std::vector<int64_t> Hub::LocalUsers() const { return registry_.LocalUsers(); }
 

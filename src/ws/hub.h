@@ -113,6 +113,8 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
 
   // domain::PresenceView: a connection here, or (in a cluster) on another node.
   bool IsOnline(int64_t user_id) const override;
+  Reading Read(int64_t user_id) const override;
+  bool ReadBlocks() const override;
 
   // For the cluster's presence directory: the users with a connection here; a task run in
   // turn with this node's presence changes; and waiting until those queued have run.

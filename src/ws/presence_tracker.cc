@@ -31,12 +31,15 @@ void PresenceTracker::Opened(int64_t user_id) {
 
 void PresenceTracker::Closed(int64_t user, std::function<void()> closed) {
   net::post(strand_, [this, user, closed = std::move(closed)] {
-    // In a cluster, offline only if no other node has the user.
+    // In a cluster, offline only if no other node has the user; the directory keeps this
+    // close's time for readers on other nodes, so it is the one stored.
+    std::optional<TimeMs> at;
+    if (directory_) at = NowMs();
     const auto last =
-        directory_ ? directory_->Closed(user) : domain::PresenceDirectory::Crossing{true, 0};
+        directory_ ? directory_->Closed(user, *at) : domain::PresenceDirectory::Crossing{true, 0};
     if (!last.crossed) return closed();
     // Offline to readers once last_seen is stored, before the news goes out.
-    Status s = presence_->WentOffline(user, closed, last.version);
+    Status s = presence_->WentOffline(user, closed, last.version, at);
     if (!s.ok()) spdlog::warn("last_seen of user {} not saved: {}", user, s.message());
   });
 }
@@ -52,6 +55,15 @@ void PresenceTracker::Wait() {
 // ---------------------------------------------------------------------------------------------
 // The other nodes' (cluster)
 // ---------------------------------------------------------------------------------------------
+
+std::optional<domain::PresenceView::Reading> PresenceTracker::ReadElsewhere(
+    int64_t user_id) const {
+  if (!directory_) return std::nullopt;
+  auto r = directory_->Read(user_id);
+  if (r.ok()) return *r;
+  spdlog::debug("presence of user {} read from the replica: {}", user_id, r.status().message());
+  return domain::PresenceView::Reading{OnlineElsewhere(user_id), std::nullopt};
+}
 
 bool PresenceTracker::OnlineElsewhere(int64_t user_id) const {
   std::lock_guard lock(replica_mu_);

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -44,6 +45,10 @@ class PresenceTracker {
 
   // In a cluster: whether the replica says `user_id` is online on another node.
   bool OnlineElsewhere(int64_t user_id) const;
+  // In a cluster: the directory's word on `user_id` over every node (a Redis round trip; the
+  // replica's when Redis cannot answer). Single node: nullopt.
+  std::optional<domain::PresenceView::Reading> ReadElsewhere(int64_t user_id) const;
+  bool Clustered() const { return directory_ != nullptr; }
   // News of another node (versions > 0), applied in version order.
   void Apply(int64_t user_id, bool online, int64_t version);
   // The bus lost events: the replica is read again from the directory (in turn).

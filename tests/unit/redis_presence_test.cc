@@ -1,7 +1,8 @@
 // bus/redis/redis_presence: the Lua scripts against a real redis-server, through two
 // nodes' buses: crossings reported once, in version order; a node that stops renewing is
 // reaped by the others exactly once, with its last renewal as last_seen; a node that comes
-// back registers what it has.
+// back registers what it has, with the times of the closes Redis did not hear. Read answers
+// for one user over every node, offline with its last close's time.
 #include "bus/redis/redis_presence.h"
 
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "common/time.h"
+#include "tcp_proxy.h"
 #include "test_redis.h"
 
 namespace mmchat::bus::redis {
@@ -25,9 +27,10 @@ using test::WaitUntil;
 
 // A node: its bus, its directory, the users it says it has, and the crossings it was told.
 struct Node {
-  Node(int port, const std::string& name) : bus(Options(port), &registry) {
+  Node(int port, const std::string& name, std::chrono::milliseconds ttl = 900ms)
+      : bus(Options(port), &registry) {
     presence = std::make_unique<RedisPresence>(
-        &bus, name, RedisPresenceOptions{.ttl = 900ms, .reap_interval = 100ms});
+        &bus, name, RedisPresenceOptions{.ttl = ttl, .reap_interval = 100ms});
     presence->Start(
         [this] {
           std::lock_guard lock(mu);
@@ -53,6 +56,9 @@ struct Node {
     RedisBusOptions o;
     o.url.host = "127.0.0.1";
     o.url.port = port;
+    // A connection gone silent is found out in a fraction of a second.
+    o.probe_interval = 100ms;
+    o.probe_timeout = 500ms;
     return o;
   }
   struct Change {
@@ -92,13 +98,27 @@ TEST(RedisPresenceTest, OnlyTheFirstOpenAndTheLastCloseAnywhereCross) {
   ASSERT_TRUE(snap.ok());
   EXPECT_EQ(snap->online, std::vector<int64_t>{7});
   EXPECT_GE(snap->version, first.version);
-  EXPECT_FALSE(a.presence->Closed(7).crossed);  // still on b
-  auto last = b.presence->Closed(7);
+  EXPECT_FALSE(a.presence->Closed(7, 1000).crossed);  // still on b
+  auto reading = a.presence->Read(7);
+  ASSERT_TRUE(reading.ok()) << reading.status().message();
+  EXPECT_TRUE(reading->online);
+  EXPECT_EQ(reading->last_seen, std::nullopt);
+  auto last = b.presence->Closed(7, 2000);
   EXPECT_TRUE(last.crossed);
   EXPECT_GT(last.version, first.version);
   snap = a.presence->Online();
   ASSERT_TRUE(snap.ok());
   EXPECT_TRUE(snap->online.empty());
+  // Offline on every node at once, with the last close's time (not the first's).
+  reading = a.presence->Read(7);
+  ASSERT_TRUE(reading.ok()) << reading.status().message();
+  EXPECT_FALSE(reading->online);
+  EXPECT_EQ(reading->last_seen, std::optional<TimeMs>(2000));
+  // A user never seen: offline, no time.
+  reading = b.presence->Read(8);
+  ASSERT_TRUE(reading.ok()) << reading.status().message();
+  EXPECT_FALSE(reading->online);
+  EXPECT_EQ(reading->last_seen, std::nullopt);
 }
 
 TEST(RedisPresenceTest, ASilentNodeIsReapedOnceWithItsLastRenewalAsLastSeen) {
@@ -133,6 +153,14 @@ TEST(RedisPresenceTest, ASilentNodeIsReapedOnceWithItsLastRenewalAsLastSeen) {
   auto snap = b.presence->Online();
   ASSERT_TRUE(snap.ok());
   EXPECT_EQ(snap->online, std::vector<int64_t>{2});
+  // Readers get the same last_seen the reaper reported.
+  auto reading = c.presence->Read(1);
+  ASSERT_TRUE(reading.ok()) << reading.status().message();
+  EXPECT_FALSE(reading->online);
+  EXPECT_EQ(reading->last_seen, std::optional<TimeMs>(all[0].at));
+  reading = c.presence->Read(2);
+  ASSERT_TRUE(reading.ok()) << reading.status().message();
+  EXPECT_TRUE(reading->online);
 }
 
 TEST(RedisPresenceTest, ANodeBackFromAnOutageRegistersWhatItHasNow) {
@@ -149,7 +177,7 @@ TEST(RedisPresenceTest, ANodeBackFromAnOutageRegistersWhatItHasNow) {
     std::lock_guard lock(a.mu);
     a.local = {6};
   }
-  EXPECT_TRUE(a.presence->Closed(5).crossed);
+  EXPECT_TRUE(a.presence->Closed(5, NowMs()).crossed);
   EXPECT_TRUE(a.presence->Opened(6).crossed);
   // An empty server comes back (it lost everything): the node registers user 6.
   ASSERT_TRUE(server.Restart());
@@ -162,6 +190,42 @@ TEST(RedisPresenceTest, ANodeBackFromAnOutageRegistersWhatItHasNow) {
   }));
   std::lock_guard lock(a.mu);
   EXPECT_EQ(a.back.back().user, 6);  // back online as far as the cluster is concerned
+}
+
+// Redis kept its data, but this node could not reach it when a user's last connection closed:
+// the registration once it is back takes the user out with the time of that close, which is
+// what readers on other nodes get, and what the node is told to announce.
+TEST(RedisPresenceTest, ACloseRedisDidNotHearCountsFromItsOwnTime) {
+  test::TestRedis server;
+  ASSERT_TRUE(server.ok());
+  test::TcpProxy proxy(server.port());
+  ASSERT_NE(proxy.port(), 0);
+  // Never reaped meanwhile: a long TTL.
+  Node a(proxy.port(), "a", 10s), b(server.port(), "b", 10s);
+  ASSERT_TRUE(WaitUntil([&] { return a.bus.Live() && b.bus.Live(); }));
+  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(a.presence->Opened(5).crossed);
+
+  proxy.Blackhole();
+  ASSERT_TRUE(WaitUntil([&] { return !a.bus.Live(); }));
+  const TimeMs closed_at = NowMs() - 5000;  // far from any time Redis could make up
+  EXPECT_TRUE(a.presence->Closed(5, closed_at).crossed);  // unheard: as if alone
+  // Still online as far as Redis knows, until a is back and registers.
+  ASSERT_TRUE(WaitUntil([&] {
+    std::lock_guard lock(a.mu);
+    return !a.gone.empty();
+  }));
+  {
+    std::lock_guard lock(a.mu);
+    ASSERT_EQ(a.gone.size(), 1u);
+    EXPECT_EQ(a.gone[0].user, 5);
+    EXPECT_EQ(a.gone[0].at, closed_at);
+    EXPECT_GT(a.gone[0].version, 0);
+  }
+  auto reading = b.presence->Read(5);
+  ASSERT_TRUE(reading.ok()) << reading.status().message();
+  EXPECT_FALSE(reading->online);
+  EXPECT_EQ(reading->last_seen, std::optional<TimeMs>(closed_at));
 }
 
 }  // namespace

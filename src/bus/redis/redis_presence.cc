@@ -5,11 +5,13 @@
 #include <boost/asio/post.hpp>
 #include <charconv>
 #include <future>
+#include <nlohmann/json.hpp>
 
 #include "common/time.h"
 
 namespace mmchat::bus::redis {
 namespace net = boost::asio;
+using Json = nlohmann::json;
 
 namespace {
 
@@ -28,22 +30,35 @@ end
 return 0
 )lua";
 
-constexpr const char* kClose = R"lua(
+// Every script that takes a user's count to 0 keeps the time of that last close in
+// mmchat:seen:<user> for a minute, the same time the node stores as last_seen: a reader on
+// any node that finds the user offline gets it even before the stored row reaches that
+// node's cache (RedisPresence::Read).
+#define MMCHAT_GONE                                                    \
+  "local function gone(u, at) "                                         \
+  "  redis.call('HDEL', 'mmchat:online', u) "                           \
+  "  redis.call('SET', 'mmchat:seen:' .. u, at, 'PX', 60000) "          \
+  "end "
+
+// ARGV: node, user, the close's time (ms).
+constexpr const char* kClose = MMCHAT_GONE R"lua(
 if not redis.call('ZSCORE', 'mmchat:nodes', ARGV[1]) then return -1 end
 if redis.call('SREM', 'mmchat:node:' .. ARGV[1], ARGV[2]) == 0 then return 0 end
 if redis.call('HINCRBY', 'mmchat:online', ARGV[2], -1) <= 0 then
-  redis.call('HDEL', 'mmchat:online', ARGV[2])
+  gone(ARGV[2], ARGV[3])
   return redis.call('INCR', 'mmchat:presence:seq')
 end
 return 0
 )lua";
 
-// ARGV: node, ttl ms, then the users the node has. Replaces the node's set and renews it.
-// Returns {version, now, users that came online, users that went offline}.
-constexpr const char* kRegister = MMCHAT_NOW R"lua(
+// ARGV: node, ttl ms, the closes Redis did not hear ({"user": ms}, JSON), then the users the
+// node has. Replaces the node's set and renews it. Returns {version, now, users that came
+// online, users that went offline}.
+constexpr const char* kRegister = MMCHAT_NOW MMCHAT_GONE R"lua(
 local key = 'mmchat:node:' .. ARGV[1]
+local unheard = cjson.decode(ARGV[3])
 local want = {}
-for i = 3, #ARGV do want[ARGV[i]] = true end
+for i = 4, #ARGV do want[ARGV[i]] = true end
 local ups, downs = {}, {}
 for _, u in ipairs(redis.call('SMEMBERS', key)) do
   if want[u] then
@@ -51,7 +66,7 @@ for _, u in ipairs(redis.call('SMEMBERS', key)) do
   else
     redis.call('SREM', key, u)
     if redis.call('HINCRBY', 'mmchat:online', u, -1) <= 0 then
-      redis.call('HDEL', 'mmchat:online', u)
+      gone(u, unheard[u] or now)
       table.insert(downs, u)
     end
   end
@@ -78,7 +93,7 @@ return 1
 // ARGV: ttl ms, and optionally one node to take out now (a clean stop). Removes the nodes
 // past their time; returns {version, user, last_seen, user, last_seen, ...} for the users
 // left with no node.
-constexpr const char* kReap = MMCHAT_NOW R"lua(
+constexpr const char* kReap = MMCHAT_NOW MMCHAT_GONE R"lua(
 local nodes = redis.call('ZRANGEBYSCORE', 'mmchat:nodes', '-inf', now)
 local last = {}
 for _, node in ipairs(nodes) do
@@ -93,7 +108,7 @@ for _, node in ipairs(nodes) do
   local key = 'mmchat:node:' .. node
   for _, u in ipairs(redis.call('SMEMBERS', key)) do
     if redis.call('HINCRBY', 'mmchat:online', u, -1) <= 0 then
-      redis.call('HDEL', 'mmchat:online', u)
+      gone(u, last[node])
       table.insert(out, u)
       table.insert(out, last[node])
     end
@@ -112,7 +127,14 @@ return {tonumber(redis.call('GET', 'mmchat:presence:seq') or '0'), redis.call('H
         redis.call('GET', 'mmchat:presence:epoch') or ''}
 )lua";
 
+// ARGV: user. {nodes that have the user, the time kept of its last close or false}.
+constexpr const char* kRead = R"lua(
+return {tonumber(redis.call('HGET', 'mmchat:online', ARGV[1]) or '0'),
+        redis.call('GET', 'mmchat:seen:' .. ARGV[1])}
+)lua";
+
 #undef MMCHAT_NOW
+#undef MMCHAT_GONE
 
 int64_t ToId(const std::string& s) {
   int64_t v = 0;
@@ -162,14 +184,17 @@ void RedisPresence::OutOfStep() {
   if (!register_queued_.exchange(true)) in_turn_([this] { Register(); });
 }
 
-RedisPresence::Crossing RedisPresence::Change(const char* script, int64_t user_id) {
-  auto r = bus_->Call(Eval(script, {node_, std::to_string(user_id)}), options_.call_timeout);
+RedisPresence::Crossing RedisPresence::Change(const char* script, int64_t user_id,
+                                              std::optional<TimeMs> closed_at) {
+  std::vector<std::string> args{node_, std::to_string(user_id)};
+  if (closed_at) args.push_back(std::to_string(*closed_at));
+  auto r = bus_->Call(Eval(script, std::move(args)), options_.call_timeout);
   if (!r.ok() || r->type != Reply::Type::kInteger) {
     // Counted here alone for now; the registration once Redis is back tells it.
     out_of_step_ = true;
-    if (script == kClose) {
+    if (closed_at) {
       std::lock_guard lock(offline_mu_);
-      offline_unheard_[user_id] = NowMs();
+      offline_unheard_[user_id] = *closed_at;
     }
     return {true, 0};
   }
@@ -180,9 +205,27 @@ RedisPresence::Crossing RedisPresence::Change(const char* script, int64_t user_i
   return {r->integer > 0, r->integer};
 }
 
-RedisPresence::Crossing RedisPresence::Opened(int64_t user_id) { return Change(kOpen, user_id); }
+RedisPresence::Crossing RedisPresence::Opened(int64_t user_id) {
+  return Change(kOpen, user_id, std::nullopt);
+}
 
-RedisPresence::Crossing RedisPresence::Closed(int64_t user_id) { return Change(kClose, user_id); }
+RedisPresence::Crossing RedisPresence::Closed(int64_t user_id, TimeMs at) {
+  return Change(kClose, user_id, at);
+}
+
+Result<domain::PresenceView::Reading> RedisPresence::Read(int64_t user_id) {
+  auto r = bus_->Call(Eval(kRead, {std::to_string(user_id)}), options_.call_timeout);
+  if (!r.ok()) return r.status();
+  if (r->type != Reply::Type::kArray || r->elements.size() != 2) {
+    return Status::Unavailable("redis: unexpected presence reading");
+  }
+  domain::PresenceView::Reading out;
+  out.online = r->elements[0].integer > 0;
+  if (!out.online && r->elements[1].type == Reply::Type::kString) {
+    out.last_seen = ToId(r->elements[1].str);
+  }
+  return out;
+}
 
 Result<domain::PresenceDirectory::Snapshot> RedisPresence::Online() {
   auto r = bus_->Call(Eval(kOnline, {}), options_.call_timeout);
@@ -250,20 +293,28 @@ void RedisPresence::Register() {
   // Changes from now on are told to Redis; a failure below sets this again.
   register_queued_ = false;
   out_of_step_ = false;
-  std::vector<std::string> args{node_, std::to_string(options_.ttl.count())};
+  // Closes Redis did not hear: it keeps their own times for readers (kept until the answer,
+  // as a failed call leaves them unheard).
+  std::unordered_map<int64_t, TimeMs> unheard;
+  {
+    std::lock_guard lock(offline_mu_);
+    unheard = offline_unheard_;
+  }
+  Json unheard_json = Json::object();
+  for (const auto& [user, at] : unheard) unheard_json[std::to_string(user)] = at;
+  std::vector<std::string> args{node_, std::to_string(options_.ttl.count()), unheard_json.dump()};
   for (int64_t u : local_users_()) args.push_back(std::to_string(u));
   auto r = bus_->Call(Eval(kRegister, std::move(args)), options_.call_timeout);
   if (!r.ok() || r->type != Reply::Type::kArray || r->elements.size() != 4) {
     out_of_step_ = true;  // the next renewal tries again
     return;
   }
-  const int64_t version = r->elements[0].integer;
-  const TimeMs now = r->elements[1].integer;
-  std::unordered_map<int64_t, TimeMs> unheard;
   {
     std::lock_guard lock(offline_mu_);
-    unheard.swap(offline_unheard_);
+    for (const auto& [user, _] : unheard) offline_unheard_.erase(user);
   }
+  const int64_t version = r->elements[0].integer;
+  const TimeMs now = r->elements[1].integer;
   for (const Reply& u : r->elements[2].elements) back_(ToId(u.str), version);
   for (const Reply& u : r->elements[3].elements) {
     // Closed while Redis was away: last_seen is when that happened.

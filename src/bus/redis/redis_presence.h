@@ -7,6 +7,7 @@
 //   mmchat:online         HASH  user -> number of nodes where it has a connection
 //   mmchat:presence:seq   the version of the latest change (PresenceChanged::version)
 //   mmchat:presence:epoch named by the first registration after Redis lost its data
+//   mmchat:seen:<user>    the time of the user's last close, kept a minute (for Read)
 //
 // A node renews its entry every TTL/3. Every node looks for expired nodes every half second;
 // the script that finds one removes it and hands each user whose count fell to 0 to exactly
@@ -15,7 +16,7 @@
 // longer than the TTL) registers again with the users it has now, and the differences come
 // back as crossings. So does a node that could not reach Redis for a while.
 //
-// Opened, Closed and Online block (at most `call_timeout`): call them on a thread that may.
+// Opened, Closed, Online and Read block (at most `call_timeout`): call them on a thread that may.
 #pragma once
 
 #include <atomic>
@@ -23,6 +24,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -59,11 +61,12 @@ class RedisPresence final : public domain::PresenceDirectory {
   void Leave();
 
   Crossing Opened(int64_t user_id) override;
-  Crossing Closed(int64_t user_id) override;
+  Crossing Closed(int64_t user_id, TimeMs at) override;
   Result<Snapshot> Online() override;
+  Result<domain::PresenceView::Reading> Read(int64_t user_id) override;
 
  private:
-  Crossing Change(const char* script, int64_t user_id);
+  Crossing Change(const char* script, int64_t user_id, std::optional<TimeMs> closed_at);
   // Redis's count of this node is wrong or gone: a registration runs in turn.
   void OutOfStep();
   // In turn: this node's set replaced with the users it has now; the crossings reported.
