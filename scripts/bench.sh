@@ -4,7 +4,8 @@
 #   ./scripts/bench.sh                 # all rows
 #   ./scripts/bench.sh idle persist    # some rows: idle fanout1000 fanout10 halfrate direct
 #                                      #   persist http conversations
-# Results go to stdout and to bench-results.jsonl in the working directory.
+# Results go to stdout and to bench-results.jsonl in the working directory. RATE=N runs the
+# halfrate row at N messages/s instead of half the fanout1000 median.
 # STORE=postgres runs every server on PostgreSQL instead: a private server (pg-server.sh,
 # synchronous_commit on, shared_buffers 256MB; PG_SETTINGS adds settings) beside MmChat and
 # the tool on this machine, a fresh database per run.
@@ -178,12 +179,13 @@ for row in "${rows[@]}"; do
         run fanout10 fanout --groups 1000 --members 10 --senders 1 --window 4 --duration-sec 5
         ;;
       halfrate)
-        # Half the messages/s of the fanout1000 median (measured first when not yet run).
-        if [ "$(median fanout1000 'r["messages_per_sec"]')" = "-" ]; then
+        # Half the messages/s of the fanout1000 median (measured first when not yet run), or
+        # RATE messages/s when set (for latency at other loads).
+        if [ -z "${RATE:-}" ] && [ "$(median fanout1000 'r["messages_per_sec"]')" = "-" ]; then
           start_server
           run fanout1000 fanout --groups 1 --members 1000 --senders 10 --window 4 --duration-sec 5
         fi
-        rate=$(python3 -c "print(round(float('$(median fanout1000 'r["messages_per_sec"]')') / 2))")
+        rate=${RATE:-$(python3 -c "print(round(float('$(median fanout1000 'r["messages_per_sec"]')') / 2))")}
         start_server
         run halfrate fanout --groups 1 --members 1000 --senders 10 --window 4 --duration-sec 5 \
           --rate "$rate"
