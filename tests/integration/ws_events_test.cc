@@ -128,7 +128,10 @@ class WsEventsFixture : public ::testing::Test {
         break;
       }
       if (Type(f) == "pong") break;
-      EXPECT_TRUE(IsNoise(f)) << "before the first pong: " << f.dump();
+      // Under SplitNodes() a conversation made over REST (the other node) just before may
+      // still be on the bus when this connection opens: its news can come after the 101.
+      const bool in_flight = SplitNodes() && Type(f) == "conversation";
+      EXPECT_TRUE(IsNoise(f) || in_flight) << "before the first pong: " << f.dump();
       if (early) early->push_back(f);
     }
     return ws;
@@ -916,6 +919,11 @@ TEST_F(WsEventsReceiptTest, PushedMessageTurnsDeliveredAndTheSenderIsTold) {
   EXPECT_EQ(dr["data"]["message_id"], m2);
   EXPECT_TRUE(IsRfc3339(dr["data"]["delivered_at"])) << dr.dump();
   EXPECT_EQ(dr["data"].size(), 4u) << dr.dump();
+  if (SplitNodes()) {
+    // REST runs on the other node, which counts bob's delivery one bus hop after alice's
+    // frame went out (docs/API.md, cluster: message statuses).
+    Eventually([&] { return StatusOf(alice, conv, m2) == "delivered"; });
+  }
   EXPECT_EQ(StatusOf(alice, conv, m2), "delivered");
 
   // bob is not told of his own delivery: his first receipt is alice's, for his message.
