@@ -48,6 +48,9 @@ struct Message {
   std::optional<std::string> client_id;
   TimeMs created_at = 0;
   MessageStatus status = MessageStatus::kSent;  // computed for the reader, never stored
+  // The conversation's members_version it committed under (0: not known). Set by a writer
+  // that knows it (PostgreSQL), carried by the cluster bus, never shown to clients.
+  int64_t members_version = 0;
 };
 
 struct Conversation {
@@ -57,6 +60,9 @@ struct Conversation {
   int64_t created_by = 0;
   TimeMs created_at = 0;
   TimeMs last_activity = 0;
+  // Moves up by one with every membership change (a participant added or removed), in the
+  // change's transaction: a cluster node tells a newer member list from an older one by it.
+  int64_t members_version = 0;
   std::vector<Participant> participants;  // ordered by joined_at, then user id
   // For one reader (filled in by the domain):
   std::optional<Message> last_message;

@@ -26,6 +26,15 @@ enum class MembershipOutcome {
   kWouldLeaveNoAdmin,   // SetRole: the demotion would leave the group without an admin
 };
 
+// One participant of one conversation, with the conversation's members_version.
+struct Membership {
+  int64_t conversation_id = 0;
+  int64_t user_id = 0;
+  int64_t members_version = 0;
+
+  auto operator<=>(const Membership&) const = default;
+};
+
 struct CreatedGroup {
   MembershipOutcome outcome = MembershipOutcome::kDone;  // kDone or kNoSuchUser
   int64_t id = 0;                                        // the new group (kDone)
@@ -52,8 +61,8 @@ class ConversationStore {
   // Every conversation of the user with the user's read marker and unread count, in one
   // query however many there are, in no particular order.
   virtual Result<std::vector<ReaderState>> ListReaderStates(int64_t user_id) = 0;
-  // Every (conversation id, user id) membership: loads the real-time layer's index at start.
-  virtual Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() = 0;
+  // Every membership, read in one snapshot: loads the real-time layer's index at start.
+  virtual Result<std::vector<Membership>> ListMemberships() = 0;
   virtual Result<std::optional<Message>> LastMessage(int64_t conversation_id) = 0;
   // Messages from others than `user_id` with id above `after_id`.
   virtual Result<int64_t> CountUnread(int64_t conversation_id, int64_t user_id,

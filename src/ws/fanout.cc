@@ -46,8 +46,8 @@ Status Fanout::Start() {
   if (sequence_messages_) {
     auto last = d_.store->LastMessageId();
     if (!last.ok()) return last.status();
-    sequencer_ =
-        std::make_unique<Sequencer>(d_.store, [this](const domain::Message& m) { OnMessage(m); });
+    sequencer_ = std::make_unique<Sequencer>(d_.store, &d_.index,
+                                             [this](const domain::Message& m) { OnMessage(m); });
     sequencer_->Start(*last);
   }
   d_.bus->Subscribe([this](const domain::Event& e) { OnEvent(e); });
@@ -125,7 +125,9 @@ void Fanout::OnMessage(const domain::Message& m) {
 void Fanout::OnConversationChanged(const domain::Conversation& conversation) {
   std::vector<int64_t> members;
   for (const auto& p : conversation.participants) members.push_back(p.user_id);
-  d_.index.Set(conversation.id, members);
+  // News older than what the index holds (two changes heard out of order) is not shown.
+  if (!d_.index.Set(conversation.id, members, conversation.members_version)) return;
+  if (sequencer_) sequencer_->Recheck(SteadyMs());
   // Each connected participant gets its own view (unread count, read marker).
   for (int64_t u : d_.registry.Connected(members)) {
     auto view = d_.conversations->ForReader(conversation, u);

@@ -5,7 +5,7 @@
 
 namespace mmchat::ws {
 
-void MembershipIndex::Load(const std::vector<std::pair<int64_t, int64_t>>& memberships) {
+void MembershipIndex::Load(const std::vector<domain::Membership>& memberships) {
   LoadIfUnchanged(memberships, std::nullopt);
 }
 
@@ -14,15 +14,19 @@ uint64_t MembershipIndex::changes() const {
   return changes_;
 }
 
-bool MembershipIndex::LoadIfUnchanged(const std::vector<std::pair<int64_t, int64_t>>& memberships,
+bool MembershipIndex::LoadIfUnchanged(const std::vector<domain::Membership>& memberships,
                                       std::optional<uint64_t> changes) {
   std::unordered_map<int64_t, std::vector<int64_t>> by_conversation;
-  for (const auto& [conversation, user] : memberships)
-    by_conversation[conversation].push_back(user);
+  std::unordered_map<int64_t, int64_t> versions;
+  for (const auto& m : memberships) {
+    by_conversation[m.conversation_id].push_back(m.user_id);
+    versions[m.conversation_id] = m.members_version;
+  }
   std::unique_lock lock(mu_);
   if (changes && *changes != changes_) return false;
   members_.clear();
   conversations_.clear();
+  versions_ = std::move(versions);
   for (auto& [conversation, users] : by_conversation) {
     Link(conversation, users);
     members_[conversation] = std::make_shared<const std::vector<int64_t>>(std::move(users));
@@ -30,13 +34,19 @@ bool MembershipIndex::LoadIfUnchanged(const std::vector<std::pair<int64_t, int64
   return true;
 }
 
-void MembershipIndex::Set(int64_t conversation_id, std::vector<int64_t> members) {
+bool MembershipIndex::Set(int64_t conversation_id, std::vector<int64_t> members, int64_t version) {
   std::unique_lock lock(mu_);
+  // An equal version is applied: the list a failed removal announces again (domain's
+  // ConversationService::RemoveParticipant) has the version of the one before it.
+  auto [held, fresh] = versions_.try_emplace(conversation_id, version);
+  if (!fresh && version < held->second) return false;
+  held->second = version;
   ++changes_;
   auto& slot = members_[conversation_id];
   if (slot) Unlink(conversation_id, *slot);
   Link(conversation_id, members);
   slot = std::make_shared<const std::vector<int64_t>>(std::move(members));
+  return true;
 }
 
 void MembershipIndex::Remove(int64_t conversation_id, int64_t user_id) {
@@ -48,6 +58,13 @@ void MembershipIndex::Remove(int64_t conversation_id, int64_t user_id) {
   rest.erase(std::remove(rest.begin(), rest.end(), user_id), rest.end());
   Unlink(conversation_id, {user_id});
   it->second = std::make_shared<const std::vector<int64_t>>(std::move(rest));
+}
+
+std::optional<int64_t> MembershipIndex::Version(int64_t conversation_id) const {
+  std::shared_lock lock(mu_);
+  auto it = versions_.find(conversation_id);
+  if (it == versions_.end()) return std::nullopt;
+  return it->second;
 }
 
 MembershipIndex::Members MembershipIndex::MembersOf(int64_t conversation_id) const {

@@ -4,8 +4,9 @@
 
 namespace mmchat::ws {
 
-Sequencer::Sequencer(domain::ConversationStore* store, Deliver deliver, SequencerOptions options)
-    : store_(store), deliver_(std::move(deliver)), options_(options) {}
+Sequencer::Sequencer(domain::ConversationStore* store, MembershipIndex* index, Deliver deliver,
+                     SequencerOptions options)
+    : store_(store), index_(index), deliver_(std::move(deliver)), options_(options) {}
 
 void Sequencer::Start(int64_t last_id) {
   std::lock_guard lock(mu_);
@@ -22,26 +23,57 @@ void Sequencer::SendLocked(const domain::Message& m) {
   delivered_ = m.id;
 }
 
-void Sequencer::DrainLocked(TimeMs now) {
+bool Sequencer::Ready(const domain::Message& m) const {
+  const auto version = index_->Version(m.conversation_id);
+  return version && *version >= m.members_version;
+}
+
+void Sequencer::DrainLocked(TimeMs now, bool force_first) {
+  const int64_t before = delivered_;
   while (!held_.empty() && held_.begin()->first <= delivered_ + 1) {
     auto first = held_.begin();
-    if (first->first == delivered_ + 1) SendLocked(first->second);
+    if (first->first == delivered_ + 1) {
+      if (!force_first && !Ready(first->second)) break;  // waits for its members
+      force_first = false;
+      SendLocked(first->second);
+    }
     held_.erase(first);  // sent now, or a duplicate of one sent before
   }
   // What is still held waits for a new hole, from now.
-  if (!held_.empty()) waiting_since_ = now;
+  if (delivered_ != before && !held_.empty()) waiting_since_ = now;
 }
 
 void Sequencer::Offer(const domain::Message& m, TimeMs now) {
   std::lock_guard lock(mu_);
   if (m.id <= delivered_) return;  // sent already (a repair found it first)
-  if (m.id == delivered_ + 1) {
+  if (m.id == delivered_ + 1 && Ready(m)) {
     SendLocked(m);
     DrainLocked(now);
     return;
   }
   if (held_.empty()) waiting_since_ = now;
   held_.emplace(m.id, m);
+  if (m.id == delivered_ + 1) DrainLocked(now);  // a duplicate may be held already
+}
+
+void Sequencer::Recheck(TimeMs now) {
+  std::lock_guard lock(mu_);
+  DrainLocked(now);
+}
+
+Status Sequencer::Refresh(std::vector<int64_t> conversation_ids) {
+  std::sort(conversation_ids.begin(), conversation_ids.end());
+  conversation_ids.erase(std::unique(conversation_ids.begin(), conversation_ids.end()),
+                         conversation_ids.end());
+  if (conversation_ids.empty()) return Status::Ok();
+  auto conversations = store_->GetConversations(conversation_ids);
+  if (!conversations.ok()) return conversations.status();
+  for (const auto& c : *conversations) {
+    std::vector<int64_t> members;
+    for (const auto& p : c.participants) members.push_back(p.user_id);
+    index_->Set(c.id, std::move(members), c.members_version);
+  }
+  return Status::Ok();
 }
 
 void Sequencer::Suspect() {
@@ -70,6 +102,20 @@ Result<bool> Sequencer::Repair(TimeMs now) {
     if (!r.ok()) suspect_ = true;  // try again at the next chance
     return r;
   };
+  // The next message waiting for its members: read them, then it goes out.
+  std::optional<int64_t> waiting;
+  {
+    std::lock_guard lock(mu_);
+    if (!held_.empty() && held_.begin()->first == delivered_ + 1) {
+      waiting = held_.begin()->second.conversation_id;
+    }
+  }
+  if (waiting) {
+    if (Status s = Refresh({*waiting}); !s.ok()) return done(s);
+    std::lock_guard lock(mu_);
+    if (!held_.empty() && held_.begin()->first == delivered_ + 1) DrainLocked(now, true);
+    from = delivered_;
+  }
   for (;;) {
     // The highest id first: every id up to it has committed, so what the page below does not
     // hold up to there was never committed.
@@ -85,6 +131,11 @@ Result<bool> Sequencer::Repair(TimeMs now) {
     auto page = store_->MessagesAfter(from, options_.repair_page);
     if (!page.ok()) return done(page.status());
     const bool full = static_cast<int>(page->size()) == options_.repair_page;
+    // Their members as they are now (a page does not say which version each committed
+    // under; the current one is at least that).
+    std::vector<int64_t> conversations;
+    for (const auto& m : *page) conversations.push_back(m.conversation_id);
+    if (Status s = Refresh(std::move(conversations)); !s.ok()) return done(s);
     {
       std::lock_guard lock(mu_);
       for (const auto& m : *page) {

@@ -9,6 +9,12 @@
 // publish), or the bus says it lost events, Repair reads what is missing from the store and
 // sends it, in order, each message once.
 //
+// A message also waits until the membership index knows the members it committed under
+// (its conversation's members_version, or the conversation at all): a message committed on
+// one node right after another node added or removed a member can come over the bus before
+// the news of that change. A conversation event releases it (Recheck); after `hold_ms` the
+// repair reads the conversation's members from the store instead.
+//
 // Used in a cluster only: one process's own messages reach the hub in commit order.
 // Thread-safe; `deliver` runs under the sequencer's lock, so the frames of two messages are
 // queued in the order of their ids.
@@ -18,11 +24,13 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "common/status.h"
 #include "common/time.h"
 #include "domain/conversation.h"
 #include "domain/conversation_store.h"
+#include "ws/membership_index.h"
 
 namespace mmchat::ws {
 
@@ -35,15 +43,20 @@ struct SequencerOptions {
 class Sequencer {
  public:
   using Deliver = std::function<void(const domain::Message&)>;
-  Sequencer(domain::ConversationStore* store, Deliver deliver, SequencerOptions options = {});
+  // `index` is the one `deliver` sends by; the sequencer also refreshes it from the store.
+  Sequencer(domain::ConversationStore* store, MembershipIndex* index, Deliver deliver,
+            SequencerOptions options = {});
 
   // Every id up to `last_id` is history: only later messages go out.
   void Start(int64_t last_id);
   // A committed message, from this node or another (any thread): sent now, or held.
   void Offer(const domain::Message& m, TimeMs now);
+  // The index learnt a conversation's members: what waited for them goes out.
+  void Recheck(TimeMs now);
   // The bus lost events: the next Repair reads the store whether or not a hole shows.
   void Suspect();
-  // Whether a Repair should run now (a hole older than hold_ms, or Suspect).
+  // Whether a Repair should run now (a hole, or a message waiting for its members, older than
+  // hold_ms; or Suspect).
   bool RepairDue(TimeMs now);
   // Reads the missing messages from the store and sends them (on a thread that may block;
   // one Repair at a time). When more than max_backlog are missing it sends none of them,
@@ -54,18 +67,24 @@ class Sequencer {
   int64_t delivered() const;
 
  private:
-  // Sends what is held from delivered_ + 1 on, as far as the ids run without a hole.
-  void DrainLocked(TimeMs now);
+  // Sends what is held from delivered_ + 1 on, as far as the ids run without a hole and the
+  // index knows each one's members (`force_first`: the first one goes out regardless).
+  void DrainLocked(TimeMs now, bool force_first = false);
   void SendLocked(const domain::Message& m);
+  // Whether the index holds the members `m` committed under.
+  bool Ready(const domain::Message& m) const;
+  // Reads the conversations' members from the store into the index.
+  Status Refresh(std::vector<int64_t> conversation_ids);
 
   domain::ConversationStore* store_;
+  MembershipIndex* index_;
   const Deliver deliver_;
   const SequencerOptions options_;
 
   mutable std::mutex mu_;
   int64_t delivered_ = 0;                    // guarded by mu_
   std::map<int64_t, domain::Message> held_;  // by id; guarded by mu_
-  TimeMs waiting_since_ = 0;                 // when the current hole was seen; mu_
+  TimeMs waiting_since_ = 0;                 // since when the first held message waits; mu_
   bool suspect_ = false;                     // guarded by mu_
   bool repairing_ = false;                   // guarded by mu_
 };

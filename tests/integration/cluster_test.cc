@@ -545,6 +545,40 @@ TEST_F(ClusterTest, AResetWhoseNewsWasLostStillEndsTheConnectionsOfTheOldToken) 
   EXPECT_EQ(m["data"]["id"], sent.json["id"]);
 }
 
+// A message committed right after a member was added reaches the new member, also when the
+// news of the add is late (here: lost in the silent Redis connections of the node that made
+// it). The node holding the member's connection waits for the members the message committed
+// under, then reads them from the database.
+TEST_F(ClusterTest, AMessageRightAfterAnAddReachesTheNewMemberWhenTheAddsNewsIsLate) {
+  ASSERT_TRUE(a_ && b_);
+  TcpProxy proxy(redis_.port());
+  auto c = StartNodeBehind(proxy);
+  HttpClient cc(c->port());
+  // Named, not bound: clang 14 (the sanitizer builds) cannot capture structured bindings.
+  const KimAndLou people = SignUpKimAndLou();
+  const Account &kim = people.kim, &lou = people.lou;
+  const int64_t group = people.group;
+  Account max = SignUp(*a_, *ca_, "max");
+  WsClient max_on_b(b_->port(), max.token);
+  WsClient lou_on_b(b_->port(), lou.token);
+  ASSERT_TRUE(max_on_b.connected() && lou_on_b.connected());
+
+  ASSERT_GT(proxy.Forwarding(), 0u);
+  proxy.Blackhole();
+  auto added = cc.Post("/api/conversations/" + std::to_string(group) + "/participants",
+                       {{"user_id", max.id}}, kim.token);
+  ASSERT_EQ(added.status, 201) << added.body;
+  auto sent = cb_->Post("/api/messages", {{"conversation_id", group}, {"content", "welcome max"}},
+                        kim.token);
+  ASSERT_EQ(sent.status, 201) << sent.body;
+  const int64_t id = sent.json["id"].get<int64_t>();
+
+  Json m = max_on_b.NextOfType("message", 10s);
+  ASSERT_FALSE(m.is_null()) << "max never got the first message after he joined";
+  EXPECT_EQ(m["data"]["id"], id);
+  ExpectReceivedExactly(lou_on_b, {id}, "lou");
+}
+
 // A typing_stop a node lost (its Redis connections silent at the time) is sent by that node
 // itself once it knows it lost events, so no one is left "typing" for good.
 TEST_F(ClusterTest, ATypingStopWhoseNewsWasLostIsSentAfterTheLoss) {

@@ -69,7 +69,7 @@ class FakeConversationStore final : public ConversationStore {
     return No();
   }
   Result<std::vector<ReaderState>> ListReaderStates(int64_t) override { return No(); }
-  Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() override { return No(); }
+  Result<std::vector<Membership>> ListMemberships() override { return No(); }
   Result<std::optional<Message>> LastMessage(int64_t) override { return No(); }
   Result<int64_t> CountUnread(int64_t, int64_t, int64_t) override { return No(); }
   Status Rename(int64_t, const std::string&, TimeMs) override { return No(); }

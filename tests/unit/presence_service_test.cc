@@ -51,19 +51,29 @@ TEST_F(PresenceServiceTest, UnknownUsersAreNotFound) {
   EXPECT_EQ(presence.WentOffline(4242).code(), StatusCode::kNotFound);
 }
 
-TEST_F(PresenceServiceTest, ListMembershipsReturnsEveryPairAndFollowsChanges) {
+TEST_F(PresenceServiceTest, ListMembershipsReturnsEveryPairWithItsVersionAndFollowsChanges) {
   const int64_t a = NewUser("alice"), b = NewUser("bob"), c = NewUser("carol");
   const auto group = Group(a, {b, c});
   const auto pair = Private(a, b);
   auto all = store_->ListMemberships();
   ASSERT_TRUE(all.ok());
   std::sort(all->begin(), all->end());
-  std::vector<std::pair<int64_t, int64_t>> want = {
-      {group.id, a}, {group.id, b}, {group.id, c}, {pair.id, a}, {pair.id, b}};
+  std::vector<domain::Membership> want = {
+      {group.id, a, 0}, {group.id, b, 0}, {group.id, c, 0}, {pair.id, a, 0}, {pair.id, b, 0}};
   std::sort(want.begin(), want.end());
   EXPECT_EQ(*all, want);
+  // A membership change moves the conversation's version; a role change does not.
   ASSERT_TRUE(convs_->RemoveParticipant(c, group.id, c).ok());
-  EXPECT_EQ(store_->ListMemberships()->size(), 4u);
+  ASSERT_TRUE(convs_->SetRole(a, group.id, b, domain::Role::kAdmin).ok());
+  all = store_->ListMemberships();
+  ASSERT_TRUE(all.ok());
+  std::sort(all->begin(), all->end());
+  want = {{group.id, a, 1}, {group.id, b, 1}, {pair.id, a, 0}, {pair.id, b, 0}};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(*all, want);
+  auto got = store_->GetConversation(group.id);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->members_version, 1);
 }
 
 TEST_F(PresenceServiceTest, LiveDeliveryMovesTheWatermarkOnceAndAnnouncesIt) {

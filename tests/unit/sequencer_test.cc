@@ -1,5 +1,6 @@
 // ws/sequencer: messages offered in any order, twice, or not at all come out once each, in
-// id order, the missing ones read from a real store (SQLite on a temporary file).
+// id order, the missing ones read from a real store (SQLite on a temporary file); and none
+// goes out before the membership index knows the members it committed under.
 #include "ws/sequencer.h"
 
 #include <gtest/gtest.h>
@@ -29,9 +30,13 @@ class SequencerTest : public test::ChatFixture {
     return out;
   }
 
+  // The index loaded from the store as it is now.
   Sequencer Make(SequencerOptions o = {}) {
+    auto memberships = store_->ListMemberships();
+    EXPECT_TRUE(memberships.ok());
+    index_.Load(*memberships);
     return Sequencer(
-        store_.get(), [this](const domain::Message& m) { out_.push_back(m.id); }, o);
+        store_.get(), &index_, [this](const domain::Message& m) { out_.push_back(m.id); }, o);
   }
 
   static std::vector<int64_t> Ids(const std::vector<domain::Message>& ms) {
@@ -41,6 +46,7 @@ class SequencerTest : public test::ChatFixture {
   }
 
   int64_t a_ = 0, b_ = 0, conv_ = 0;
+  MembershipIndex index_;
   std::vector<int64_t> out_;
 };
 
@@ -130,6 +136,66 @@ TEST_F(SequencerTest, TooLargeABacklogIsSkippedAndSaidSo) {
   const auto next = Commit(1);
   seq.Offer(next[0], 0);
   EXPECT_EQ(out_, Ids(next));
+}
+
+TEST_F(SequencerTest, AMessageWaitsForTheMembersItCommittedUnderAndTheNextOnesBehindIt) {
+  const int64_t g = Group(a_, {b_}).id;
+  auto seq = Make({.hold_ms = 250});
+  seq.Start(0);
+  const int64_t carl = NewUser("carl");
+  ASSERT_TRUE(convs_->AddParticipant(a_, g, carl, std::nullopt).ok());  // members_version 0 -> 1
+  std::vector<domain::Message> ms;
+  for (int i = 0; i < 3; ++i) {
+    ms.push_back(Send(a_, g, std::to_string(i)));
+    ms.back().members_version = 1;  // as the PostgreSQL writer reports it
+  }
+  for (const auto& m : ms) seq.Offer(m, 1000);
+  EXPECT_TRUE(out_.empty()) << "sent with a member list that lacks carl";
+  seq.Recheck(1100);  // news of something else: still waiting
+  EXPECT_TRUE(out_.empty());
+  EXPECT_FALSE(seq.RepairDue(1249));
+  // The news of the add comes: all three go, in order.
+  EXPECT_TRUE(index_.Set(g, {a_, b_, carl}, 1));
+  seq.Recheck(1200);
+  EXPECT_EQ(out_, Ids(ms));
+  EXPECT_FALSE(seq.RepairDue(1'000'000));
+}
+
+TEST_F(SequencerTest, AMessageWhoseMembersNewsNeverComesReadsThemFromTheStore) {
+  const int64_t g = Group(a_, {b_}).id;
+  auto seq = Make({.hold_ms = 250});
+  seq.Start(0);
+  // A conversation the index has not heard of, and a member added the index missed.
+  const int64_t carl = NewUser("carl");
+  const int64_t h = Group(a_, {b_}, "new").id;
+  ASSERT_TRUE(convs_->AddParticipant(a_, g, carl, std::nullopt).ok());
+  domain::Message first = Send(a_, h, "new group");
+  domain::Message second = Send(a_, g, "after the add");
+  second.members_version = 1;
+  seq.Offer(first, 1000);
+  seq.Offer(second, 1000);
+  EXPECT_TRUE(out_.empty());
+  EXPECT_FALSE(seq.RepairDue(1249));
+  ASSERT_TRUE(seq.RepairDue(1250));
+  auto r = seq.Repair(1250);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(*r);
+  EXPECT_EQ(out_, (std::vector<int64_t>{first.id, second.id}));
+  ASSERT_NE(index_.MembersOf(h), nullptr);
+  EXPECT_EQ(index_.Version(g), 1);
+  EXPECT_EQ(index_.MembersOf(g)->size(), 3u);
+}
+
+TEST_F(SequencerTest, ARepairReadsTheMembersOfWhatItSends) {
+  auto seq = Make();
+  seq.Start(0);
+  const int64_t g = Group(a_, {b_}).id;  // unknown to the index, and its news lost
+  const domain::Message m = Send(b_, g, "lost");
+  seq.Suspect();
+  ASSERT_TRUE(seq.Repair(0).ok());
+  EXPECT_EQ(out_, std::vector<int64_t>{m.id});
+  ASSERT_NE(index_.MembersOf(g), nullptr);
+  EXPECT_EQ(index_.MembersOf(g)->size(), 2u);
 }
 
 }  // namespace

@@ -31,12 +31,30 @@ TEST(MembershipIndexTest, LoadsPairsAndAnswersMembersAndPeers) {
 TEST(MembershipIndexTest, SetReplacesMembersAndTheirPeers) {
   MembershipIndex index;
   index.Load({{1, 10}, {1, 11}});
-  index.Set(1, {10, 12});
+  index.Set(1, {10, 12}, 1);
   EXPECT_EQ(Sorted(*index.MembersOf(1)), (std::vector<int64_t>{10, 12}));
   EXPECT_EQ(index.PeersOf(11), std::vector<int64_t>{});  // no longer shares anything
   EXPECT_EQ(index.PeersOf(10), std::vector<int64_t>{12});
-  index.Set(5, {20, 21});  // a new conversation
+  index.Set(5, {20, 21}, 0);  // a new conversation
   EXPECT_EQ(index.PeersOf(20), std::vector<int64_t>{21});
+}
+
+TEST(MembershipIndexTest, AnOlderListIsIgnoredAndAnEqualOneApplied) {
+  MembershipIndex index;
+  index.Load({{1, 10, 3}, {1, 11, 3}});
+  EXPECT_EQ(index.Version(1), 3);
+  EXPECT_EQ(index.Version(2), std::nullopt);
+  EXPECT_FALSE(index.Set(1, {10}, 2));  // the news of an earlier change, heard late
+  EXPECT_EQ(Sorted(*index.MembersOf(1)), (std::vector<int64_t>{10, 11}));
+  EXPECT_EQ(index.Version(1), 3);
+  EXPECT_TRUE(index.Set(1, {10, 11, 12}, 4));
+  EXPECT_EQ(index.Version(1), 4);
+  index.Remove(1, 12);  // ahead of its news: the version stays
+  EXPECT_EQ(index.Version(1), 4);
+  EXPECT_TRUE(index.Set(1, {10, 11, 12}, 4));  // a failed removal's list again
+  EXPECT_EQ(Sorted(*index.MembersOf(1)), (std::vector<int64_t>{10, 11, 12}));
+  EXPECT_TRUE(index.Set(2, {20}, 0));  // unknown before: taken whatever its version
+  EXPECT_EQ(index.Version(2), 0);
 }
 
 TEST(MembershipIndexTest, RemoveTakesOneUserOutWithoutTouchingHeldLists) {
@@ -58,7 +76,7 @@ TEST(MembershipIndexTest, ConcurrentReadersAndWritersSeeWholeLists) {
   std::atomic<bool> stop{false};
   std::thread writer([&] {
     for (int i = 0; i < 2000; ++i)
-      index.Set(1, i % 2 ? std::vector<int64_t>{10, 11} : std::vector<int64_t>{10, 11, 12, 13});
+      index.Set(1, i % 2 ? std::vector<int64_t>{10, 11} : std::vector<int64_t>{10, 11, 12, 13}, i);
     stop = true;
   });
   while (!stop) {

@@ -68,7 +68,8 @@ Json MessageJson(const domain::Message& m) {
           {"sender_id", m.sender_id},
           {"content", m.content},
           {"client_id", Optional(m.client_id)},
-          {"created_at", m.created_at}};
+          {"created_at", m.created_at},
+          {"members_version", m.members_version}};
 }
 domain::Message ReadMessage(const Json& j) {
   domain::Message m;
@@ -79,6 +80,8 @@ domain::Message ReadMessage(const Json& j) {
   m.content = String(j, "content");
   m.client_id = OptionalString(j, "client_id");
   m.created_at = Int(j, "created_at");
+  // Absent from a node of an older release: 0, "not known".
+  m.members_version = OptionalInt(j, "members_version").value_or(0);
   return m;
 }
 
@@ -116,6 +119,7 @@ Json ConversationJson(const domain::Conversation& c) {
           {"created_by", c.created_by},
           {"created_at", c.created_at},
           {"last_activity", c.last_activity},
+          {"members_version", c.members_version},
           {"participants", std::move(parts)}};
 }
 domain::Conversation ReadConversation(const Json& j) {
@@ -126,6 +130,7 @@ domain::Conversation ReadConversation(const Json& j) {
   c.created_by = Int(j, "created_by");
   c.created_at = Int(j, "created_at");
   c.last_activity = Int(j, "last_activity");
+  c.members_version = OptionalInt(j, "members_version").value_or(0);
   const Json& parts = Field(j, "participants");
   if (!parts.is_array()) throw Bad{"participants is not an array"};
   for (const Json& p : parts) {

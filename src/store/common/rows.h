@@ -84,8 +84,8 @@ domain::Message ReadMessage(const Row& r, int at = 0) {
 }
 
 inline constexpr const char* kConversationColumns =
-    "c.id, c.type, c.name, c.created_by, c.created_at, c.last_activity";
-inline constexpr int kConversationColumnCount = 6;
+    "c.id, c.type, c.name, c.created_by, c.created_at, c.last_activity, c.members_version";
+inline constexpr int kConversationColumnCount = 7;
 
 template <typename Row>
 domain::Conversation ReadConversation(const Row& r) {
@@ -97,6 +97,7 @@ domain::Conversation ReadConversation(const Row& r) {
   conv.created_by = r.Int(3);
   conv.created_at = r.Int(4);
   conv.last_activity = r.Int(5);
+  conv.members_version = r.Int(6);
   return conv;
 }
 

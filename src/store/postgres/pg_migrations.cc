@@ -109,6 +109,11 @@ CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
 CREATE UNIQUE INDEX messages_client_id ON messages(sender_id, client_id)
   WHERE client_id IS NOT NULL;
 )sql"},
+      // Counts membership changes, so that a cluster node can tell which member list a
+      // message committed under (domain::Conversation::members_version).
+      {3, "members_version", R"sql(
+ALTER TABLE conversations ADD COLUMN members_version BIGINT NOT NULL DEFAULT 0;
+)sql"},
   };
   return kAll;
 }

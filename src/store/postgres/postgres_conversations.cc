@@ -28,9 +28,13 @@ constexpr const char* kLockConversation =
     "SELECT 1 FROM conversations WHERE id = $1 FOR NO KEY UPDATE";
 constexpr const char* kTouch =
     "UPDATE conversations SET last_activity = GREATEST(last_activity, $2) WHERE id = $1";
+constexpr const char* kTouchMembers =
+    "UPDATE conversations SET last_activity = GREATEST(last_activity, $2), "
+    "members_version = members_version + 1 WHERE id = $1";
 
-Status Touch(PgConnection& c, int64_t conversation_id, TimeMs now) {
-  auto r = c.Query(kTouch, Params().Add(conversation_id).Add(now));
+// Marks a change of the conversation; `members` when it changed who takes part.
+Status Touch(PgConnection& c, int64_t conversation_id, TimeMs now, bool members = false) {
+  auto r = c.Query(members ? kTouchMembers : kTouch, Params().Add(conversation_id).Add(now));
   return r.ok() ? Status::Ok() : r.status();
 }
 
@@ -51,7 +55,8 @@ const std::string kWriterLock =
 // below and the commit); their seq counters come with them, and a conversation that does
 // not come back does not exist.
 constexpr const char* kLockConversations =
-    "SELECT id, last_seq FROM conversations WHERE id = ANY($1::bigint[]) ORDER BY id "
+    "SELECT id, last_seq, members_version FROM conversations WHERE id = ANY($1::bigint[]) "
+    "ORDER BY id "
     "FOR NO KEY UPDATE";
 // Then, after the cluster-wide lock, per append in order: is the sender a participant, and
 // the sender's earlier message with this client_id, if any. (LATERAL with LIMIT keeps each a probe
@@ -251,12 +256,14 @@ Result<std::vector<Conversation>> PostgresStore::GetConversations(const std::vec
   return out;
 }
 
-Result<std::vector<std::pair<int64_t, int64_t>>> PostgresStore::ListMemberships() {
-  auto r = Query("SELECT conversation_id, user_id FROM participants");
+Result<std::vector<domain::Membership>> PostgresStore::ListMemberships() {
+  auto r = Query(
+      "SELECT p.conversation_id, p.user_id, c.members_version FROM participants p "
+      "JOIN conversations c ON c.id = p.conversation_id");
   if (!r.ok()) return r.status();
-  std::vector<std::pair<int64_t, int64_t>> out;
+  std::vector<domain::Membership> out;
   out.reserve(static_cast<size_t>(r->rows()));
-  for (int i = 0; i < r->rows(); ++i) out.emplace_back(r->Int(i, 0), r->Int(i, 1));
+  for (int i = 0; i < r->rows(); ++i) out.push_back({r->Int(i, 0), r->Int(i, 1), r->Int(i, 2)});
   return out;
 }
 
@@ -305,7 +312,7 @@ Result<MembershipOutcome> PostgresStore::AddParticipant(int64_t conversation_id,
       out = MembershipOutcome::kAlreadyParticipant;
       return Status::Ok();
     }
-    return Touch(c, conversation_id, now);
+    return Touch(c, conversation_id, now, /*members=*/true);
   });
   if (!s.ok()) return s;
   return out;
@@ -370,7 +377,7 @@ Result<MembershipOutcome> PostgresStore::RemoveParticipant(int64_t conversation_
         "ORDER BY joined_at, user_id LIMIT 1)",
         Params().Add(conversation_id));
     if (!promote.ok()) return promote.status();
-    return Touch(c, conversation_id, now);
+    return Touch(c, conversation_id, now, /*members=*/true);
   });
   if (!s.ok()) return s;
   return out;
@@ -422,8 +429,12 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(
   }
   Batch out;
   out.last_id = (*checked)[4].Int(0, 0);
-  std::map<int64_t, int64_t> last_seq;  // of the conversations that exist
-  for (int i = 0; i < seqs.rows(); ++i) last_seq[seqs.Int(i, 0)] = seqs.Int(i, 1);
+  std::map<int64_t, int64_t> last_seq;         // of the conversations that exist
+  std::map<int64_t, int64_t> members_version;  // locked: no membership change meanwhile
+  for (int i = 0; i < seqs.rows(); ++i) {
+    last_seq[seqs.Int(i, 0)] = seqs.Int(i, 1);
+    members_version[seqs.Int(i, 0)] = seqs.Int(i, 2);
+  }
 
   // The rules of an append, in batch order (the same as SqliteStore::AppendOne's, in SQL
   // there): the conversation, then membership, then a repeated client_id (an earlier message,
@@ -460,6 +471,7 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(
     stored.content = m.content;
     stored.client_id = m.client_id;
     stored.created_at = m.created_at;
+    stored.members_version = members_version[m.conversation_id];
     out.appends.push_back({AppendOutcome::kCreated, std::move(stored)});
   }
   return out;

@@ -93,7 +93,7 @@ class PostgresStore final : public Store {
   Result<std::vector<domain::Conversation>> GetConversations(
       const std::vector<int64_t>& ids) override;
   Result<std::vector<domain::ReaderState>> ListReaderStates(int64_t user_id) override;
-  Result<std::vector<std::pair<int64_t, int64_t>>> ListMemberships() override;
+  Result<std::vector<domain::Membership>> ListMemberships() override;
   Result<std::optional<domain::Message>> LastMessage(int64_t conversation_id) override;
   Result<int64_t> CountUnread(int64_t conversation_id, int64_t user_id, int64_t after_id) override;
   Status Rename(int64_t conversation_id, const std::string& name, TimeMs now) override;

@@ -50,9 +50,12 @@ Status InsertParticipant(Connection& c, int64_t conversation_id, int64_t user_id
   return Run(c, **st, "add participant");
 }
 
-Status Touch(Connection& c, int64_t conversation_id, TimeMs now) {
-  auto st =
-      c.Prepare("UPDATE conversations SET last_activity = MAX(last_activity, ?) WHERE id = ?");
+// Marks a change of the conversation; `members` when it changed who takes part.
+Status Touch(Connection& c, int64_t conversation_id, TimeMs now, bool members = false) {
+  auto st = c.Prepare(members ? "UPDATE conversations SET last_activity = MAX(last_activity, ?), "
+                                "members_version = members_version + 1 WHERE id = ?"
+                              : "UPDATE conversations SET last_activity = MAX(last_activity, ?) "
+                                "WHERE id = ?");
   if (!st.ok()) return st.status();
   (*st)->Bind(1, now).Bind(2, conversation_id);
   return Run(c, **st, "touch conversation");
@@ -234,13 +237,17 @@ Result<std::vector<ReaderState>> SqliteStore::ListReaderStates(int64_t user_id) 
   return out;
 }
 
-Result<std::vector<std::pair<int64_t, int64_t>>> SqliteStore::ListMemberships() {
-  std::vector<std::pair<int64_t, int64_t>> out;
+Result<std::vector<domain::Membership>> SqliteStore::ListMemberships() {
+  std::vector<domain::Membership> out;
   Status s = WithReader([&](Connection& c) -> Status {
-    auto st = c.Prepare("SELECT conversation_id, user_id FROM participants");
+    auto st = c.Prepare(
+        "SELECT p.conversation_id, p.user_id, c.members_version FROM participants p "
+        "JOIN conversations c ON c.id = p.conversation_id");
     if (!st.ok()) return st.status();
     int rc;
-    while ((rc = (*st)->Step()) == SQLITE_ROW) out.emplace_back((*st)->Int(0), (*st)->Int(1));
+    while ((rc = (*st)->Step()) == SQLITE_ROW) {
+      out.push_back({(*st)->Int(0), (*st)->Int(1), (*st)->Int(2)});
+    }
     return rc == SQLITE_DONE ? Status::Ok() : c.Error("list memberships");
   });
   if (!s.ok()) return s;
@@ -302,7 +309,7 @@ Result<domain::MembershipOutcome> SqliteStore::AddParticipant(int64_t conversati
       out = domain::MembershipOutcome::kAlreadyParticipant;
       return Status::Ok();
     }
-    return Touch(c, conversation_id, now);
+    return Touch(c, conversation_id, now, /*members=*/true);
   });
   if (!s.ok()) return s;
   return out;
@@ -360,7 +367,7 @@ Result<domain::MembershipOutcome> SqliteStore::RemoveParticipant(int64_t convers
     if (!promote.ok()) return promote.status();
     (*promote)->Bind(1, conversation_id);
     if (Status r = Run(c, **promote, "promote admin"); !r.ok()) return r;
-    return Touch(c, conversation_id, now);
+    return Touch(c, conversation_id, now, /*members=*/true);
   });
   if (!s.ok()) return s;
   return out;
