@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <deque>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -186,12 +187,15 @@ int WsClient::PingsReceived() const {
 }
 
 void WsClient::Close() {
-  std::promise<void> done;
-  net::post(impl_->ioc, [&] {
-    impl_->ws.async_close(websocket::close_code::normal,
-                          [&](beast::error_code) { done.set_value(); });
+  // Shared: when the server never answers, the handler runs after this returns (at the
+  // latest when the destructor closes the socket).
+  auto done = std::make_shared<std::promise<void>>();
+  auto answered = done->get_future();
+  net::post(impl_->ioc, [impl = impl_.get(), done] {
+    impl->ws.async_close(websocket::close_code::normal,
+                         [done](beast::error_code) { done->set_value(); });
   });
-  done.get_future().wait_for(std::chrono::seconds(5));
+  answered.wait_for(std::chrono::seconds(5));
 }
 
 }  // namespace mmchat::test
