@@ -46,8 +46,9 @@ Status Fanout::Start() {
   if (sequence_messages_) {
     auto last = d_.store->LastMessageId();
     if (!last.ok()) return last.status();
-    sequencer_ = std::make_unique<Sequencer>(d_.store, &d_.index,
-                                             [this](const domain::Message& m) { OnMessage(m); });
+    sequencer_ = std::make_unique<Sequencer>(
+        d_.store, &d_.index, [this](const domain::Message& m) { OnMessage(m); },
+        [this](const domain::Conversation& c) { OnConversationRead(c); });
     sequencer_->Start(*last);
   }
   d_.bus->Subscribe([this](const domain::Event& e) { OnEvent(e); });
@@ -89,10 +90,7 @@ void Fanout::OnEvent(const domain::Event& event) {
           [this](const domain::ConversationChanged& e) { OnConversationChanged(e.conversation); },
           [this](const domain::ConversationRemoved& e) {
             d_.index.Remove(e.conversation_id, e.user_id);
-            d_.typing.Left(e.conversation_id, e.user_id);
-            d_.registry.SendToUsers(
-                {e.user_id},
-                {MakeFrame("conversation_removed", {{"conversation_id", e.conversation_id}})});
+            OnLeft(e.conversation_id, e.user_id);
           },
           [this](const domain::TokensRevoked& e) {
             // Their token no longer authenticates: the connections it opened end (1008).
@@ -122,12 +120,25 @@ void Fanout::OnMessage(const domain::Message& m) {
   });
 }
 
-void Fanout::OnConversationChanged(const domain::Conversation& conversation) {
+void Fanout::OnLeft(int64_t conversation_id, int64_t user_id) {
+  d_.typing.Left(conversation_id, user_id);
+  d_.registry.SendToUsers(
+      {user_id}, {MakeFrame("conversation_removed", {{"conversation_id", conversation_id}})});
+}
+
+void Fanout::OnConversationRead(const domain::Conversation& conversation) {
+  const auto before = d_.index.MembersOf(conversation.id);
+  if (!OnConversationChanged(conversation) || !before) return;
+  for (int64_t u : *before) {
+    if (conversation.Find(u) == nullptr) OnLeft(conversation.id, u);
+  }
+}
+
+bool Fanout::OnConversationChanged(const domain::Conversation& conversation) {
   std::vector<int64_t> members;
   for (const auto& p : conversation.participants) members.push_back(p.user_id);
   // News older than what the index holds (two changes heard out of order) is not shown.
-  if (!d_.index.Set(conversation.id, members, conversation.members_version)) return;
-  if (sequencer_) sequencer_->Recheck(SteadyMs());
+  if (!d_.index.Set(conversation.id, members, conversation.members_version)) return false;
   // Each connected participant gets its own view (unread count, read marker).
   for (int64_t u : d_.registry.Connected(members)) {
     auto view = d_.conversations->ForReader(conversation, u);
@@ -138,6 +149,10 @@ void Fanout::OnConversationChanged(const domain::Conversation& conversation) {
     }
     d_.registry.SendToUsers({u}, {MakeRawFrame("conversation", wire::ConversationText(*view))});
   }
+  // Then the messages that waited for these members: a new member hears of the
+  // conversation before its messages.
+  if (sequencer_) sequencer_->Recheck(SteadyMs());
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------

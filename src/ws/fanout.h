@@ -57,7 +57,14 @@ class Fanout {
  private:
   void OnEvent(const domain::Event& event);
   void OnMessage(const domain::Message& m);
-  void OnConversationChanged(const domain::Conversation& c);
+  // Sets the index and sends each connected member its view; false (nothing sent) when the
+  // index holds a newer member list.
+  bool OnConversationChanged(const domain::Conversation& c);
+  // A conversation the sequencer read from the store, newer than the index's list (its news
+  // late or lost): what that news would have done, removals included.
+  void OnConversationRead(const domain::Conversation& c);
+  // `user_id` is no longer a member: its typing there ends, and it is told.
+  void OnLeft(int64_t conversation_id, int64_t user_id);
   // The bus lost events of other nodes: what the hub keeps from events is read again.
   void OnEventsMissed();
   // A TokensRevoked may be among what was lost: each user here is read again, and the

@@ -5,8 +5,12 @@
 namespace mmchat::ws {
 
 Sequencer::Sequencer(domain::ConversationStore* store, MembershipIndex* index, Deliver deliver,
-                     SequencerOptions options)
-    : store_(store), index_(index), deliver_(std::move(deliver)), options_(options) {}
+                     Learnt learnt, SequencerOptions options)
+    : store_(store),
+      index_(index),
+      deliver_(std::move(deliver)),
+      learnt_(std::move(learnt)),
+      options_(options) {}
 
 void Sequencer::Start(int64_t last_id) {
   std::lock_guard lock(mu_);
@@ -69,9 +73,8 @@ Status Sequencer::Refresh(std::vector<int64_t> conversation_ids) {
   auto conversations = store_->GetConversations(conversation_ids);
   if (!conversations.ok()) return conversations.status();
   for (const auto& c : *conversations) {
-    std::vector<int64_t> members;
-    for (const auto& p : c.participants) members.push_back(p.user_id);
-    index_->Set(c.id, std::move(members), c.members_version);
+    const auto held = index_->Version(c.id);
+    if (!held || *held < c.members_version) learnt_(c);
   }
   return Status::Ok();
 }

@@ -43,9 +43,12 @@ struct SequencerOptions {
 class Sequencer {
  public:
   using Deliver = std::function<void(const domain::Message&)>;
-  // `index` is the one `deliver` sends by; the sequencer also refreshes it from the store.
+  // A conversation read from the store, newer than the index's list: `learnt` puts it in the
+  // index (and may tell its members what their news did not).
+  using Learnt = std::function<void(const domain::Conversation&)>;
+  // `index` is the one `deliver` sends by.
   Sequencer(domain::ConversationStore* store, MembershipIndex* index, Deliver deliver,
-            SequencerOptions options = {});
+            Learnt learnt, SequencerOptions options = {});
 
   // Every id up to `last_id` is history: only later messages go out.
   void Start(int64_t last_id);
@@ -73,12 +76,13 @@ class Sequencer {
   void SendLocked(const domain::Message& m);
   // Whether the index holds the members `m` committed under.
   bool Ready(const domain::Message& m) const;
-  // Reads the conversations' members from the store into the index.
+  // Reads the conversations from the store; those newer than the index's go to learnt_.
   Status Refresh(std::vector<int64_t> conversation_ids);
 
   domain::ConversationStore* store_;
   MembershipIndex* index_;
   const Deliver deliver_;
+  const Learnt learnt_;
   const SequencerOptions options_;
 
   mutable std::mutex mu_;

@@ -545,38 +545,89 @@ TEST_F(ClusterTest, AResetWhoseNewsWasLostStillEndsTheConnectionsOfTheOldToken) 
   EXPECT_EQ(m["data"]["id"], sent.json["id"]);
 }
 
+// Node C beside A and B, its connections to Redis through a proxy the test can silence;
+// kim and lou, signed up on A, and their group.
+class ClusterMembershipTest : public ClusterTest {
+ protected:
+  ClusterMembershipTest() : proxy_(redis_.port()) {
+    if (!a_ || !b_) return;
+    c_ = StartNodeBehind(proxy_);
+    cc_ = std::make_unique<HttpClient>(c_->port());
+    people_ = SignUpKimAndLou();
+  }
+
+  // What C publishes from now on is lost.
+  void SilenceC() {
+    ASSERT_GT(proxy_.Forwarding(), 0u);
+    proxy_.Blackhole();
+  }
+
+  // kim's message to the group, sent on B.
+  int64_t SendOnB(const std::string& content) {
+    auto sent =
+        cb_->Post("/api/messages", {{"conversation_id", people_.group}, {"content", content}},
+                  people_.kim.token);
+    EXPECT_EQ(sent.status, 201) << sent.body;
+    return sent.json.value("id", int64_t{0});
+  }
+
+  std::string GroupPath() const { return "/api/conversations/" + std::to_string(people_.group); }
+
+  TcpProxy proxy_;
+  std::unique_ptr<TestServer> c_;
+  std::unique_ptr<HttpClient> cc_;
+  KimAndLou people_;
+};
+
 // A message committed right after a member was added reaches the new member, also when the
 // news of the add is late (here: lost in the silent Redis connections of the node that made
 // it). The node holding the member's connection waits for the members the message committed
-// under, then reads them from the database.
-TEST_F(ClusterTest, AMessageRightAfterAnAddReachesTheNewMemberWhenTheAddsNewsIsLate) {
-  ASSERT_TRUE(a_ && b_);
-  TcpProxy proxy(redis_.port());
-  auto c = StartNodeBehind(proxy);
-  HttpClient cc(c->port());
-  // Named, not bound: clang 14 (the sanitizer builds) cannot capture structured bindings.
-  const KimAndLou people = SignUpKimAndLou();
-  const Account &kim = people.kim, &lou = people.lou;
-  const int64_t group = people.group;
+// under, then reads them from the database and tells the new member before the message.
+TEST_F(ClusterMembershipTest, AMessageRightAfterAnAddReachesTheNewMemberWhenTheAddsNewsIsLate) {
+  ASSERT_TRUE(c_);
   Account max = SignUp(*a_, *ca_, "max");
   WsClient max_on_b(b_->port(), max.token);
-  WsClient lou_on_b(b_->port(), lou.token);
+  WsClient lou_on_b(b_->port(), people_.lou.token);
   ASSERT_TRUE(max_on_b.connected() && lou_on_b.connected());
 
-  ASSERT_GT(proxy.Forwarding(), 0u);
-  proxy.Blackhole();
-  auto added = cc.Post("/api/conversations/" + std::to_string(group) + "/participants",
-                       {{"user_id", max.id}}, kim.token);
+  SilenceC();
+  auto added = cc_->Post(GroupPath() + "/participants", {{"user_id", max.id}}, people_.kim.token);
   ASSERT_EQ(added.status, 201) << added.body;
-  auto sent = cb_->Post("/api/messages", {{"conversation_id", group}, {"content", "welcome max"}},
-                        kim.token);
-  ASSERT_EQ(sent.status, 201) << sent.body;
-  const int64_t id = sent.json["id"].get<int64_t>();
+  const int64_t id = SendOnB("welcome max");
 
+  Json f = max_on_b.NextWhere(
+      [](Json& f) { return Type(f) == "conversation" || Type(f) == "message"; }, 10s);
+  ASSERT_EQ(Type(f), "conversation") << "max was not told he joined first: " << f.dump();
+  EXPECT_EQ(f["data"]["id"], people_.group);
+  EXPECT_EQ(f["data"]["participants"].size(), 3u) << f.dump();
   Json m = max_on_b.NextOfType("message", 10s);
   ASSERT_FALSE(m.is_null()) << "max never got the first message after he joined";
   EXPECT_EQ(m["data"]["id"], id);
   ExpectReceivedExactly(lou_on_b, {id}, "lou");
+}
+
+// The same for a removal: the removed member's connection is told, and gets nothing sent
+// after the removal, though the news of it never came.
+TEST_F(ClusterMembershipTest, AMessageRightAfterARemovalSkipsTheRemovedMemberWhenTheNewsIsLost) {
+  ASSERT_TRUE(c_);
+  WsClient kim_on_b(b_->port(), people_.kim.token);
+  WsClient lou_on_b(b_->port(), people_.lou.token);
+  ASSERT_TRUE(kim_on_b.connected() && lou_on_b.connected());
+
+  SilenceC();
+  auto removed =
+      cc_->Request("DELETE", GroupPath() + "/participants/" + std::to_string(people_.lou.id), "",
+                   people_.kim.token);
+  ASSERT_EQ(removed.status, 204) << removed.body;
+  const int64_t id = SendOnB("lou is gone");
+
+  Json f = lou_on_b.NextWhere(
+      [](Json& f) { return Type(f) == "conversation_removed" || Type(f) == "message"; }, 10s);
+  ASSERT_EQ(Type(f), "conversation_removed") << f.dump();
+  EXPECT_EQ(f["data"]["conversation_id"], people_.group);
+  ExpectReceivedExactly(kim_on_b, {id}, "kim");
+  Json after = lou_on_b.NextOfType("message", 500ms);
+  EXPECT_TRUE(after.is_null()) << "lou got a message sent after his removal: " << after.dump();
 }
 
 // A typing_stop a node lost (its Redis connections silent at the time) is sent by that node

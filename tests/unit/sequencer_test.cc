@@ -36,7 +36,14 @@ class SequencerTest : public test::ChatFixture {
     EXPECT_TRUE(memberships.ok());
     index_.Load(*memberships);
     return Sequencer(
-        store_.get(), &index_, [this](const domain::Message& m) { out_.push_back(m.id); }, o);
+        store_.get(), &index_, [this](const domain::Message& m) { out_.push_back(m.id); },
+        [this](const domain::Conversation& c) {
+          learnt_.push_back(c.id);
+          std::vector<int64_t> members;
+          for (const auto& p : c.participants) members.push_back(p.user_id);
+          index_.Set(c.id, members, c.members_version);
+        },
+        o);
   }
 
   static std::vector<int64_t> Ids(const std::vector<domain::Message>& ms) {
@@ -48,6 +55,7 @@ class SequencerTest : public test::ChatFixture {
   int64_t a_ = 0, b_ = 0, conv_ = 0;
   MembershipIndex index_;
   std::vector<int64_t> out_;
+  std::vector<int64_t> learnt_;  // conversations read from the store, newer than the index's
 };
 
 TEST_F(SequencerTest, InOrderPassesStraightThroughAndHistoryIsSkipped) {
@@ -181,6 +189,7 @@ TEST_F(SequencerTest, AMessageWhoseMembersNewsNeverComesReadsThemFromTheStore) {
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(*r);
   EXPECT_EQ(out_, (std::vector<int64_t>{first.id, second.id}));
+  EXPECT_EQ(learnt_, (std::vector<int64_t>{h, g}));  // each once, and only these
   ASSERT_NE(index_.MembersOf(h), nullptr);
   EXPECT_EQ(index_.Version(g), 1);
   EXPECT_EQ(index_.MembersOf(g)->size(), 3u);
@@ -191,9 +200,11 @@ TEST_F(SequencerTest, ARepairReadsTheMembersOfWhatItSends) {
   seq.Start(0);
   const int64_t g = Group(a_, {b_}).id;  // unknown to the index, and its news lost
   const domain::Message m = Send(b_, g, "lost");
+  const domain::Message known = Send(a_, conv_, "lost too");  // the index has its members
   seq.Suspect();
   ASSERT_TRUE(seq.Repair(0).ok());
-  EXPECT_EQ(out_, std::vector<int64_t>{m.id});
+  EXPECT_EQ(out_, (std::vector<int64_t>{m.id, known.id}));
+  EXPECT_EQ(learnt_, std::vector<int64_t>{g}) << "only what the index did not know";
   ASSERT_NE(index_.MembersOf(g), nullptr);
   EXPECT_EQ(index_.MembersOf(g)->size(), 2u);
 }
