@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "domain/conversation.h"
+#include "domain/conversation_store.h"
 #include "domain/store.h"
 #include "domain/user.h"
 
@@ -99,6 +100,16 @@ domain::Conversation ReadConversation(const Row& r) {
   conv.last_activity = r.Int(5);
   conv.members_version = r.Int(6);
   return conv;
+}
+
+// Every membership with its conversation's members_version (ListMemberships), and its row.
+inline constexpr const char* kListMemberships =
+    "SELECT p.conversation_id, p.user_id, c.members_version FROM participants p "
+    "JOIN conversations c ON c.id = p.conversation_id";
+
+template <typename Row>
+domain::Membership ReadMembership(const Row& r) {
+  return {r.Int(0), r.Int(1), r.Int(2)};
 }
 
 inline constexpr const char* kParticipantColumns =

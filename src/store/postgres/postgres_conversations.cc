@@ -257,13 +257,11 @@ Result<std::vector<Conversation>> PostgresStore::GetConversations(const std::vec
 }
 
 Result<std::vector<domain::Membership>> PostgresStore::ListMemberships() {
-  auto r = Query(
-      "SELECT p.conversation_id, p.user_id, c.members_version FROM participants p "
-      "JOIN conversations c ON c.id = p.conversation_id");
+  auto r = Query(kListMemberships);
   if (!r.ok()) return r.status();
   std::vector<domain::Membership> out;
   out.reserve(static_cast<size_t>(r->rows()));
-  for (int i = 0; i < r->rows(); ++i) out.push_back({r->Int(i, 0), r->Int(i, 1), r->Int(i, 2)});
+  for (int i = 0; i < r->rows(); ++i) out.push_back(ReadMembership(PgRow{*r, i}));
   return out;
 }
 

@@ -240,14 +240,10 @@ Result<std::vector<ReaderState>> SqliteStore::ListReaderStates(int64_t user_id) 
 Result<std::vector<domain::Membership>> SqliteStore::ListMemberships() {
   std::vector<domain::Membership> out;
   Status s = WithReader([&](Connection& c) -> Status {
-    auto st = c.Prepare(
-        "SELECT p.conversation_id, p.user_id, c.members_version FROM participants p "
-        "JOIN conversations c ON c.id = p.conversation_id");
+    auto st = c.Prepare(kListMemberships);
     if (!st.ok()) return st.status();
     int rc;
-    while ((rc = (*st)->Step()) == SQLITE_ROW) {
-      out.push_back({(*st)->Int(0), (*st)->Int(1), (*st)->Int(2)});
-    }
+    while ((rc = (*st)->Step()) == SQLITE_ROW) out.push_back(ReadMembership(**st));
     return rc == SQLITE_DONE ? Status::Ok() : c.Error("list memberships");
   });
   if (!s.ok()) return s;
