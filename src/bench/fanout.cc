@@ -17,6 +17,10 @@ using Json = nlohmann::json;
 namespace {
 
 // Prints the table and the JSON line (the scenario's own fields plus the shared ones).
+Json PercentilesJson(const Percentiles& p) {
+  return {{"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"max", p.max}};
+}
+
 int Report(const LoadOptions& o, const LoadResult& r, Json fields) {
   const Percentiles& p = r.delivery_ms;
   std::printf("%10s %12s %8s %8s %8s %8s %8s %9s %9s\n", "msgs/s", "deliveries/s", "p50 ms",
@@ -25,11 +29,12 @@ int Report(const LoadOptions& o, const LoadResult& r, Json fields) {
               r.deliveries_per_sec, p.p50, p.p90, p.p99, p.max, static_cast<long long>(r.lost),
               r.server_cpu_percent, r.tool_cpu_percent);
   fields.update(LoadJson(o, r));
-  fields.update(
-      Json{{"deliveries", r.delivered},
-           {"deliveries_per_sec", r.deliveries_per_sec},
-           {"latency_ms", {{"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"max", p.max}}},
-           {"lost", r.lost}});
+  fields.update(Json{{"deliveries", r.delivered},
+                     {"deliveries_per_sec", r.deliveries_per_sec},
+                     {"latency_ms", PercentilesJson(p)},
+                     {"first_delivery_ms", PercentilesJson(r.first_delivery_ms)},
+                     {"ack_latency_ms", PercentilesJson(r.ack_ms)},
+                     {"lost", r.lost}});
   std::cout << fields.dump() << std::endl;
   return r.lost == 0 && r.failed == 0 && r.unacked == 0 && r.closed == 0 ? 0 : 1;
 }

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -11,6 +12,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string_view>
+#include <unordered_map>
 
 namespace mmchat::bench {
 
@@ -87,6 +89,7 @@ class Load {
   int64_t frames = 0;  // every frame read
   int64_t sent = 0, acked = 0, failed = 0, delivered = 0, closed = 0;
   std::vector<double> delivery_ms, ack_ms;
+  std::unordered_map<int64_t, double> first_delivery_ms;  // by the message's send time
 
  private:
   void WriteNext(Member& m) {
@@ -127,7 +130,13 @@ class Load {
     }
     if (sender == m.user_id) return;
     ++delivered;
-    delivery_ms.push_back(MsSince(frame, at + kMarker.size()));
+    const double ms = MsSince(frame, at + kMarker.size());
+    delivery_ms.push_back(ms);
+    // The marker's send time tells the messages apart.
+    int64_t sent_ns = 0;
+    std::from_chars(frame.data() + at + kMarker.size(), frame.data() + frame.size(), sent_ns);
+    auto [it, first] = first_delivery_ms.try_emplace(sent_ns, ms);
+    if (!first) it->second = std::min(it->second, ms);
   }
 
   const LoadOptions& o_;
@@ -232,6 +241,9 @@ LoadResult RunLoad(const LoadOptions& o, const std::vector<Account>& accounts,
   r.closed = run.closed;
   r.delivery_ms = ComputePercentiles(run.delivery_ms);
   r.ack_ms = ComputePercentiles(run.ack_ms);
+  std::vector<double> first;
+  for (const auto& [sent_ns, ms] : run.first_delivery_ms) first.push_back(ms);
+  r.first_delivery_ms = ComputePercentiles(first);
   // Over the whole run, drain included, so that queued work is not counted as speed.
   r.messages_per_sec = static_cast<double>(run.acked) / r.total_sec;
   r.deliveries_per_sec = static_cast<double>(run.delivered) / r.total_sec;

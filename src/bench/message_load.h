@@ -43,7 +43,10 @@ struct LoadResult {
   int64_t closed = 0;               // connections that ended during the run
   Percentiles delivery_ms;          // send to delivery at another member
   Percentiles ack_ms;               // send to ack (the ack follows the commit)
-  double messages_per_sec = 0;      // acked
+  // Per message, send to its first delivery: the part of delivery_ms that is not the fan-out
+  // spreading over the members.
+  Percentiles first_delivery_ms;
+  double messages_per_sec = 0;  // acked
   double deliveries_per_sec = 0;
   double server_cpu_percent = -1;  // of one core; -1 when no server pid was given
   double tool_cpu_percent = 0;
