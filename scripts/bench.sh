@@ -5,7 +5,8 @@
 #   ./scripts/bench.sh idle persist    # some rows: idle fanout1000 fanout10 halfrate direct
 #                                      #   persist http conversations
 # Results go to stdout and to bench-results.jsonl in the working directory. RATE=N runs the
-# halfrate row at N messages/s instead of half the fanout1000 median.
+# halfrate row at N messages/s instead of half the fanout1000 median. DURATION=N loads each
+# row for N seconds instead of 5 (a p99 over more messages).
 # STORE=postgres runs every server on PostgreSQL instead: a private server (pg-server.sh,
 # synchronous_commit on, shared_buffers 256MB; PG_SETTINGS adds settings) beside MmChat and
 # the tool on this machine, a fresh database per run.
@@ -20,6 +21,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 mmchat="$root/build/mmchat"
 bench="$root/build/mmchat-bench"
 runs="${RUNS:-3}"
+duration="${DURATION:-5}"
 port="${PORT:-18080}"
 rows=("$@")
 [ ${#rows[@]} -eq 0 ] && rows=(idle fanout1000 fanout10 halfrate direct persist http conversations)
@@ -172,44 +174,44 @@ for row in "${rows[@]}"; do
         ;;
       fanout1000)
         start_server
-        run fanout1000 fanout --groups 1 --members 1000 --senders 10 --window 4 --duration-sec 5
+        run fanout1000 fanout --groups 1 --members 1000 --senders 10 --window 4 --duration-sec "$duration"
         ;;
       fanout10)
         start_server
-        run fanout10 fanout --groups 1000 --members 10 --senders 1 --window 4 --duration-sec 5
+        run fanout10 fanout --groups 1000 --members 10 --senders 1 --window 4 --duration-sec "$duration"
         ;;
       halfrate)
         # Half the messages/s of the fanout1000 median (measured first when not yet run), or
         # RATE messages/s when set (for latency at other loads).
         if [ -z "${RATE:-}" ] && [ "$(median fanout1000 'r["messages_per_sec"]')" = "-" ]; then
           start_server
-          run fanout1000 fanout --groups 1 --members 1000 --senders 10 --window 4 --duration-sec 5
+          run fanout1000 fanout --groups 1 --members 1000 --senders 10 --window 4 --duration-sec "$duration"
         fi
         rate=${RATE:-$(python3 -c "print(round(float('$(median fanout1000 'r["messages_per_sec"]')') / 2))")}
         start_server
-        run halfrate fanout --groups 1 --members 1000 --senders 10 --window 4 --duration-sec 5 \
+        run halfrate fanout --groups 1 --members 1000 --senders 10 --window 4 --duration-sec "$duration" \
           --rate "$rate"
         ;;
       direct)
         start_server
-        run direct direct --pairs 1000 --window 4 --duration-sec 5
+        run direct direct --pairs 1000 --window 4 --duration-sec "$duration"
         ;;
       persist)
         start_server SQLITE_SYNCHRONOUS=NORMAL
-        run persist-normal persist --senders 64 --window 16 --duration-sec 5 --label NORMAL
+        run persist-normal persist --senders 64 --window 16 --duration-sec "$duration" --label NORMAL
         start_server SQLITE_SYNCHRONOUS=FULL
-        run persist-full persist --senders 64 --window 16 --duration-sec 5 --label FULL
+        run persist-full persist --senders 64 --window 16 --duration-sec "$duration" --label FULL
         ;;
       http)
         start_server
-        run http-small http --kind small --connections 64 --duration-sec 5
-        run http-history http --kind history --connections 64 --duration-sec 5
+        run http-small http --kind small --connections 64 --duration-sec "$duration"
+        run http-history http --kind history --connections 64 --duration-sec "$duration"
         ;;
       conversations)
         # A server of its own: the user must be in no other conversation (history adds one).
         start_server
         run http-conversations http --kind conversations --conversations 200 --connections 64 \
-          --duration-sec 5
+          --duration-sec "$duration"
         ;;
       *) echo "unknown row $row" >&2 && exit 2 ;;
     esac
