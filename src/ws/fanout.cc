@@ -188,22 +188,32 @@ void Fanout::OnEventsMissed() {
   d_.presence.Reset();
   // The stops of other nodes' typing states may be among what was lost.
   EndTyping(d_.typing.ForgetHeard());
-  // Conversation changes may be among what was lost: the index is read again (one reload at
-  // a time, on the presence strand; a change applied while reading wins, and the reading
-  // starts over), then the missed messages go to the members it names.
+  // Conversation changes may be among what was lost: those the store has newer than the
+  // index are announced (on the presence strand, one catch-up at a time); then the missed
+  // messages go to the members they name.
   d_.presence.InTurn([this] {
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      const uint64_t before = d_.index.changes();
-      auto memberships = d_.store->ListMemberships();
-      if (!memberships.ok()) {
-        spdlog::warn("conversation memberships not reloaded: {}", memberships.status().message());
-        break;
-      }
-      if (d_.index.LoadIfUnchanged(*memberships, before)) break;
+    if (Status s = CatchUpConversations(); !s.ok()) {
+      spdlog::warn("conversation changes not caught up: {}", s.message());
     }
     if (sequencer_) sequencer_->Suspect();
     CloseRevoked();
   });
+}
+
+Status Fanout::CatchUpConversations() {
+  auto memberships = d_.store->ListMemberships();
+  if (!memberships.ok()) return memberships.status();
+  const std::vector<int64_t> stale = d_.index.Stale(*memberships);
+  // In pages, so that a long outage does not read every changed conversation at once.
+  constexpr size_t kPage = 500;
+  for (size_t from = 0; from < stale.size(); from += kPage) {
+    const size_t to = std::min(stale.size(), from + kPage);
+    auto conversations =
+        d_.store->GetConversations(std::vector<int64_t>(stale.begin() + from, stale.begin() + to));
+    if (!conversations.ok()) return conversations.status();
+    for (const auto& c : *conversations) OnConversationRead(c);
+  }
+  return Status::Ok();
 }
 
 void Fanout::CloseRevoked() {

@@ -60,9 +60,12 @@ class Fanout {
   // Sets the index and sends each connected member its view; false (nothing sent) when the
   // index holds a newer member list.
   bool OnConversationChanged(const domain::Conversation& c);
-  // A conversation the sequencer read from the store, newer than the index's list (its news
-  // late or lost): what that news would have done, removals included.
+  // A conversation read from the store, newer than the index's list (its news late or
+  // lost): what that news would have done, removals included.
   void OnConversationRead(const domain::Conversation& c);
+  // After lost events: the conversations whose members changed meanwhile (MembershipIndex::
+  // Stale) are read and announced as their news would have been (OnConversationRead).
+  Status CatchUpConversations();
   // `user_id` is no longer a member: its typing there ends, and it is told.
   void OnLeft(int64_t conversation_id, int64_t user_id);
   // The bus lost events of other nodes: what the hub keeps from events is read again.

@@ -6,16 +6,6 @@
 namespace mmchat::ws {
 
 void MembershipIndex::Load(const std::vector<domain::Membership>& memberships) {
-  LoadIfUnchanged(memberships, std::nullopt);
-}
-
-uint64_t MembershipIndex::changes() const {
-  std::shared_lock lock(mu_);
-  return changes_;
-}
-
-bool MembershipIndex::LoadIfUnchanged(const std::vector<domain::Membership>& memberships,
-                                      std::optional<uint64_t> changes) {
   std::unordered_map<int64_t, std::vector<int64_t>> by_conversation;
   std::unordered_map<int64_t, int64_t> versions;
   for (const auto& m : memberships) {
@@ -23,7 +13,6 @@ bool MembershipIndex::LoadIfUnchanged(const std::vector<domain::Membership>& mem
     versions[m.conversation_id] = m.members_version;
   }
   std::unique_lock lock(mu_);
-  if (changes && *changes != changes_) return false;
   members_.clear();
   conversations_.clear();
   versions_ = std::move(versions);
@@ -31,7 +20,25 @@ bool MembershipIndex::LoadIfUnchanged(const std::vector<domain::Membership>& mem
     Link(conversation, users);
     members_[conversation] = std::make_shared<const std::vector<int64_t>>(std::move(users));
   }
-  return true;
+}
+
+std::vector<int64_t> MembershipIndex::Stale(
+    const std::vector<domain::Membership>& memberships) const {
+  std::unordered_map<int64_t, int64_t> fresh;  // conversation -> members_version
+  for (const auto& m : memberships) fresh[m.conversation_id] = m.members_version;
+  std::vector<int64_t> stale;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [conversation, version] : fresh) {
+      auto held = versions_.find(conversation);
+      if (held == versions_.end() || held->second < version) stale.push_back(conversation);
+    }
+    for (const auto& [conversation, members] : members_) {
+      if (!members->empty() && !fresh.contains(conversation)) stale.push_back(conversation);
+    }
+  }
+  std::sort(stale.begin(), stale.end());
+  return stale;
 }
 
 bool MembershipIndex::Set(int64_t conversation_id, std::vector<int64_t> members, int64_t version) {
@@ -41,7 +48,6 @@ bool MembershipIndex::Set(int64_t conversation_id, std::vector<int64_t> members,
   auto [held, fresh] = versions_.try_emplace(conversation_id, version);
   if (!fresh && version < held->second) return false;
   held->second = version;
-  ++changes_;
   auto& slot = members_[conversation_id];
   if (slot) Unlink(conversation_id, *slot);
   Link(conversation_id, members);
@@ -51,7 +57,6 @@ bool MembershipIndex::Set(int64_t conversation_id, std::vector<int64_t> members,
 
 void MembershipIndex::Remove(int64_t conversation_id, int64_t user_id) {
   std::unique_lock lock(mu_);
-  ++changes_;
   auto it = members_.find(conversation_id);
   if (it == members_.end()) return;
   std::vector<int64_t> rest = *it->second;

@@ -24,13 +24,12 @@ class MembershipIndex {
  public:
   using Members = std::shared_ptr<const std::vector<int64_t>>;
 
-  // Replaces the whole index.
+  // Replaces the whole index (at start).
   void Load(const std::vector<domain::Membership>& memberships);
-  // The same, unless a change was applied since `changes()` read `changes` (the snapshot
-  // may then be older than it): false, and nothing replaced.
-  bool LoadIfUnchanged(const std::vector<domain::Membership>& memberships,
-                       std::optional<uint64_t> changes);
-  uint64_t changes() const;
+  // The conversations whose list in `memberships` (read from the store) is newer than the
+  // index's: known at a higher version, unknown to the index, or with no members left where
+  // the index still has some. Ascending.
+  std::vector<int64_t> Stale(const std::vector<domain::Membership>& memberships) const;
   // The members of one conversation after a change, read at `version`; ignored (false) when
   // the index holds a newer list.
   bool Set(int64_t conversation_id, std::vector<int64_t> members, int64_t version);
@@ -51,7 +50,6 @@ class MembershipIndex {
   void Unlink(int64_t conversation_id, const std::vector<int64_t>& members);
 
   mutable std::shared_mutex mu_;
-  uint64_t changes_ = 0;                           // Set and Remove calls so far; guarded by mu_
   std::unordered_map<int64_t, Members> members_;   // guarded by mu_
   std::unordered_map<int64_t, int64_t> versions_;  // conversation -> members_version; mu_
   std::unordered_map<int64_t, std::vector<int64_t>> conversations_;  // user -> conv ids; mu_

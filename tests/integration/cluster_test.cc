@@ -630,6 +630,46 @@ TEST_F(ClusterMembershipTest, AMessageRightAfterARemovalSkipsTheRemovedMemberWhe
   EXPECT_TRUE(after.is_null()) << "lou got a message sent after his removal: " << after.dump();
 }
 
+// Membership news a node lost (its Redis connections silent at the time) is told once the
+// node is back on the bus: the added member gets the conversation, the removed one
+// conversation_removed, a member of a group made meanwhile gets it; the messages sent after
+// go by the new members.
+TEST_F(ClusterMembershipTest, MembershipNewsLostMeanwhileIsToldOnceTheNodeIsBack) {
+  ASSERT_TRUE(c_);
+  Account max = SignUp(*a_, *ca_, "max");
+  WsClient max_on_c(c_->port(), max.token);
+  WsClient lou_on_c(c_->port(), people_.lou.token);
+  ASSERT_TRUE(max_on_c.connected() && lou_on_c.connected());
+
+  int64_t later = 0;
+  SilenceUntilResubscribed(*c_, proxy_, [&] {
+    auto added = ca_->Post(GroupPath() + "/participants", {{"user_id", max.id}}, people_.kim.token);
+    ASSERT_EQ(added.status, 201) << added.body;
+    auto removed =
+        ca_->Request("DELETE", GroupPath() + "/participants/" + std::to_string(people_.lou.id), "",
+                     people_.kim.token);
+    ASSERT_EQ(removed.status, 204) << removed.body;
+    later = Group(people_.kim, {max.id});
+  });
+
+  std::map<int64_t, Json> told;  // conversation id -> the conversation event max got
+  for (int i = 0; i < 2; ++i) {
+    Json f = max_on_c.NextOfType("conversation", 10s);
+    ASSERT_FALSE(f.is_null()) << "max was told of " << told.size() << " of 2 conversations";
+    told[f["data"]["id"].get<int64_t>()] = f["data"];
+  }
+  ASSERT_TRUE(told.contains(people_.group) && told.contains(later));
+  EXPECT_EQ(told[people_.group]["participants"].size(), 2u) << told[people_.group].dump();
+  Json gone = lou_on_c.NextOfType("conversation_removed", 10s);
+  ASSERT_FALSE(gone.is_null()) << "lou was never told he was removed";
+  EXPECT_EQ(gone["data"]["conversation_id"], people_.group);
+
+  const int64_t id = SendOnB("max is in, lou is out");
+  ExpectReceivedExactly(max_on_c, {id}, "max");
+  Json after = lou_on_c.NextOfType("message", 500ms);
+  EXPECT_TRUE(after.is_null()) << "lou got a message sent after his removal: " << after.dump();
+}
+
 // A typing_stop a node lost (its Redis connections silent at the time) is sent by that node
 // itself once it knows it lost events, so no one is left "typing" for good.
 TEST_F(ClusterTest, ATypingStopWhoseNewsWasLostIsSentAfterTheLoss) {

@@ -57,6 +57,21 @@ TEST(MembershipIndexTest, AnOlderListIsIgnoredAndAnEqualOneApplied) {
   EXPECT_EQ(index.Version(2), 0);
 }
 
+TEST(MembershipIndexTest, StaleNamesTheConversationsTheStoreHasNewerThanTheIndex) {
+  MembershipIndex index;
+  index.Load({{1, 10, 3}, {1, 11, 3}, {2, 10, 5}, {3, 12, 1}, {4, 13, 2}});
+  index.Set(6, {}, 4);  // a conversation everyone has left
+  const std::vector<domain::Membership> store = {
+      {1, 10, 3}, {1, 11, 3},  // as held
+      {2, 10, 6},              // a member added or removed since
+      {3, 12, 0},              // older than the index (its news came after the read)
+      {5, 14, 1},              // made since
+                               // 4: its last member left since; 6: no one, as held
+  };
+  EXPECT_EQ(index.Stale(store), (std::vector<int64_t>{2, 4, 5}));
+  EXPECT_EQ(index.Stale({}), (std::vector<int64_t>{1, 2, 3, 4}));
+}
+
 TEST(MembershipIndexTest, RemoveTakesOneUserOutWithoutTouchingHeldLists) {
   MembershipIndex index;
   index.Load({{1, 10}, {1, 11}, {1, 12}});
