@@ -48,8 +48,8 @@ struct Message {
   std::optional<std::string> client_id;
   TimeMs created_at = 0;
   MessageStatus status = MessageStatus::kSent;  // computed for the reader, never stored
-  // The conversation's members_version it committed under (0: not known). Set by a writer
-  // that knows it (PostgreSQL), carried by the cluster bus, never shown to clients.
+  // The conversation's members_version it committed under (0: not known). Set by the
+  // writers of both stores, carried by the cluster bus, never shown to clients.
   int64_t members_version = 0;
 };
 

@@ -62,6 +62,7 @@ void Fanout::OnEvent(const domain::Event& event) {
       Overloaded{
           [this](const domain::MessageCreated& e) {
             if (sequencer_) return sequencer_->Offer(e.message, SteadyMs());
+            CatchUpMembers(e.message);
             OnMessage(e.message);
           },
           [this](const domain::EventsMissed&) { OnEventsMissed(); },
@@ -132,6 +133,18 @@ void Fanout::OnConversationRead(const domain::Conversation& conversation) {
   for (int64_t u : *before) {
     if (conversation.Find(u) == nullptr) OnLeft(conversation.id, u);
   }
+}
+
+void Fanout::CatchUpMembers(const domain::Message& m) {
+  const auto held = d_.index.Version(m.conversation_id);
+  if (held && *held >= m.members_version) return;
+  auto conversations = d_.store->GetConversations({m.conversation_id});
+  if (!conversations.ok()) {
+    spdlog::warn("members of conversation {} not read: {}", m.conversation_id,
+                 conversations.status().message());
+    return;
+  }
+  for (const auto& c : *conversations) OnConversationRead(c);
 }
 
 bool Fanout::OnConversationChanged(const domain::Conversation& conversation) {

@@ -57,6 +57,11 @@ class Fanout {
  private:
   void OnEvent(const domain::Event& event);
   void OnMessage(const domain::Message& m);
+  // One process: a message committed on the writer's thread right after a membership change
+  // made on another can come before that change's news. Its members_version says so; then
+  // the conversation is read from the store and announced first (as the sequencer does in a
+  // cluster). A removal needs none of this: the index drops the member before it is written.
+  void CatchUpMembers(const domain::Message& m);
   // Sets the index and sends each connected member its view; false (nothing sent) when the
   // index holds a newer member list.
   bool OnConversationChanged(const domain::Conversation& c);

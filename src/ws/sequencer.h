@@ -15,7 +15,8 @@
 // the news of that change. A conversation event releases it (Recheck); after `hold_ms` the
 // repair reads the conversation's members from the store instead.
 //
-// Used in a cluster only: one process's own messages reach the hub in commit order.
+// Used in a cluster only: one process's own messages reach the hub in commit order (their
+// members are checked by Fanout::CatchUpMembers).
 // Thread-safe; `deliver` runs under the sequencer's lock, so the frames of two messages are
 // queued in the order of their ids.
 #pragma once

@@ -1103,6 +1103,39 @@ TYPED_TEST(StoreConformance, AppendMovesTheSendersReadMarkerAndTheActivity) {
   EXPECT_EQ(this->Get(g).last_activity, 5000);
 }
 
+// members_version counts membership changes (adds and removals, not renames or roles), and
+// every append carries the version it committed under: how a hub tells whether it knows a
+// message's members (ws/sequencer.h, Fanout::CatchUpMembers).
+TYPED_TEST(StoreConformance, MembershipChangesMoveTheVersionAndAppendsCarryIt) {
+  auto& store = *this->store_;
+  const int64_t a = this->NewUserId("alice"), b = this->NewUserId("bob"),
+                c = this->NewUserId("carol");
+  const int64_t g = this->Group(a, {b});
+  const int64_t v0 = this->Get(g).members_version;
+  EXPECT_EQ(this->Sent(g, a, "one").members_version, v0);
+
+  ASSERT_EQ(*store.AddParticipant(g, c, Role::kMember, 1100), MembershipOutcome::kDone);
+  const int64_t v1 = this->Get(g).members_version;
+  EXPECT_GT(v1, v0);
+  EXPECT_EQ(this->Sent(g, b, "two").members_version, v1);
+  auto memberships = store.ListMemberships();
+  ASSERT_TRUE(memberships.ok());
+  for (const auto& m : *memberships) {
+    if (m.conversation_id == g) {
+      EXPECT_EQ(m.members_version, v1) << "user " << m.user_id;
+    }
+  }
+
+  ASSERT_TRUE(store.Rename(g, "renamed", 1200).ok());
+  ASSERT_EQ(*store.SetRole(g, b, Role::kAdmin, 1300), MembershipOutcome::kDone);
+  EXPECT_EQ(this->Get(g).members_version, v1);
+
+  ASSERT_EQ(*store.RemoveParticipant(g, c, 1400), MembershipOutcome::kDone);
+  const int64_t v2 = this->Get(g).members_version;
+  EXPECT_GT(v2, v1);
+  EXPECT_EQ(this->Sent(g, a, "three").members_version, v2);
+}
+
 // The guarantee `sync` rests on: ids increase in commit order across every process sharing the
 // database. Three stores (three processes' writers) append at once while a reader pages through
 // MessagesSince from its last id, as a client syncing in a loop does. Were a lower id to

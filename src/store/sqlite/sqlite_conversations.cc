@@ -424,12 +424,13 @@ Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMess
   };
   auto seq = c.Prepare(
       "UPDATE conversations SET last_seq = last_seq + 1, last_activity = MAX(last_activity, ?) "
-      "WHERE id = ? RETURNING last_seq");
+      "WHERE id = ? RETURNING last_seq, members_version");
   if (!seq.ok()) return fail(seq.status());
   (*seq)->Bind(1, m.created_at).Bind(2, m.conversation_id);
   if ((*seq)->Step() != SQLITE_ROW) return fail(c.Error("next seq"));
   Message out;
   out.seq = (*seq)->Int(0);
+  out.members_version = (*seq)->Int(1);
   (*seq)->Step();  // complete the statement
 
   auto ins = c.Prepare(
