@@ -11,7 +11,8 @@
 # synchronous_commit on, shared_buffers 256MB; PG_SETTINGS adds settings) beside MmChat and
 # the tool on this machine, a fresh database per run.
 # NODES=3 (with STORE=postgres; any count from 2) runs every server as that many nodes of one
-# cluster on a private redis-server: the tool spreads its WebSocket connections over the nodes
+# cluster on a private redis-server, each node with cores/NODES io threads (at least one): the
+# tool spreads its WebSocket connections over the nodes
 # (REST set-up goes to the first), and each row's line also gives the bytes Redis received
 # and sent meanwhile (from INFO). Server CPU is the first node's, except in the idle row:
 # there one tool process per node opens 19,000 connections to it, and the line sums them all.
@@ -50,7 +51,10 @@ if [ "$nodes" -gt 1 ]; then
   redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
     --dir "$work" >"$work/redis.log" 2>&1 &
   redis_pid=$!
-  cluster_env=("REDIS_URL=redis://127.0.0.1:$redis_port")
+  # The nodes share the cores: each its share of io threads, unless HTTP_THREADS is set
+  # (BENCHMARKS.md: fewer threads waiting for the same cores cut the p99 across nodes).
+  cluster_env=("REDIS_URL=redis://127.0.0.1:$redis_port"
+    "HTTP_THREADS=${HTTP_THREADS:-$(( $(nproc) / nodes > 0 ? $(nproc) / nodes : 1 ))}")
   more_ports=(--more-ports "$(seq -s, $((port + 1)) $((port + nodes - 1)))")
 fi
 

@@ -51,11 +51,14 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$data/redis" --appendo
   >"$data/redis.log" 2>&1 &
 redis_pid=$!
 
+# The nodes share this machine's cores: each gets its share of io threads (HTTP_THREADS, when
+# not set), fewer threads waiting for the same cores (BENCHMARKS.md, issue 13).
+threads="${HTTP_THREADS:-$(( $(nproc) / nodes > 0 ? $(nproc) / nodes : 1 ))}"
 # The first node migrates the database; the others start once it listens.
 servers=""
 for n in $(seq 0 $((nodes - 1))); do
   node_port=$((port + 10 + n))
-  HTTP_ADDR="127.0.0.1:$node_port" DATABASE_URL="$db_url" \
+  HTTP_ADDR="127.0.0.1:$node_port" DATABASE_URL="$db_url" HTTP_THREADS="$threads" \
     REDIS_URL="redis://127.0.0.1:$redis_port" "$mmchat" >"$data/node$n.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 300); do
