@@ -17,10 +17,6 @@ using Json = nlohmann::json;
 namespace {
 
 // Prints the table and the JSON line (the scenario's own fields plus the shared ones).
-Json PercentilesJson(const Percentiles& p) {
-  return {{"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"max", p.max}};
-}
-
 int Report(const LoadOptions& o, const LoadResult& r, Json fields) {
   const Percentiles& p = r.delivery_ms;
   std::printf("%10s %12s %8s %8s %8s %8s %8s %9s %9s\n", "msgs/s", "deliveries/s", "p50 ms",

@@ -296,7 +296,7 @@ int RunHttp(const HttpOptions& o, const std::vector<Account>& accounts) {
                {"seconds", seconds},
                {"requests", requests},
                {"requests_per_sec", rate},
-               {"latency_ms", {{"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"max", p.max}}},
+               {"latency_ms", PercentilesJson(p)},
                {"non_2xx", non_2xx},
                {"errors", errors},
                {"body_bytes_per_response", requests ? body_bytes / requests : 0},

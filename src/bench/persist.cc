@@ -39,7 +39,7 @@ int RunPersist(const PersistOptions& o, const std::vector<Account>& accounts) {
   Json out = {{"scenario", "persist"},
               {"label", o.label},
               {"senders", o.senders},
-              {"ack_latency_ms", {{"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"max", p.max}}},
+              {"ack_latency_ms", PercentilesJson(p)},
               {"errors", errors}};
   out.update(LoadJson(o.load, r));
   std::cout << out.dump() << std::endl;

@@ -29,6 +29,10 @@ Percentiles ComputePercentiles(std::vector<double>& sample) {
   return p;
 }
 
+nlohmann::json PercentilesJson(const Percentiles& p) {
+  return {{"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"max", p.max}};
+}
+
 int64_t RssKib(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;

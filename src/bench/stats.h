@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@ struct Percentiles {
   size_t count = 0;
 };
 Percentiles ComputePercentiles(std::vector<double>& sample);
+// {"p50", "p90", "p99", "max"}, as every JSON line of the tool gives them.
+nlohmann::json PercentilesJson(const Percentiles& p);
 
 // Resident set size in KiB, or -1.
 int64_t RssKib(pid_t pid);
