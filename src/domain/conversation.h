@@ -39,6 +39,14 @@ struct ReaderState {
   int64_t unread_count = 0;  // messages from others above the marker
 };
 
+// One emoji on a message and who put it there, in reaction order.
+struct Reaction {
+  std::string emoji;
+  std::vector<int64_t> user_ids;
+
+  bool operator==(const Reaction&) const = default;
+};
+
 struct Message {
   int64_t id = 0;
   int64_t conversation_id = 0;
@@ -47,6 +55,13 @@ struct Message {
   std::string content;
   std::optional<std::string> client_id;
   TimeMs created_at = 0;
+  std::optional<int64_t> reply_to;  // a message of the same conversation
+  std::vector<Reaction> reactions;  // each emoji once, in the order of its first reaction
+  std::optional<TimeMs> edited_at;
+  std::optional<TimeMs> deleted_at;  // set: content and reactions are gone
+  // The position of the latest change (creation, edit, deletion, reaction), drawn from the
+  // counter ids come from: equal to `id` until the message first changes.
+  int64_t change_id = 0;
   MessageStatus status = MessageStatus::kSent;  // computed for the reader, never stored
   // The conversation's members_version it committed under (0: not known). Set by the
   // writers of both stores, carried by the cluster bus, never shown to clients.
@@ -83,6 +98,7 @@ struct NewMessage {
   std::string content;
   std::optional<std::string> client_id;
   TimeMs created_at = 0;
+  std::optional<int64_t> reply_to;
 };
 
 struct AppendResult {
@@ -96,6 +112,7 @@ enum class AppendOutcome {
   kRepeated,        // the sender's client_id was used before: `message` is the original
   kNoConversation,  // nothing stored
   kNotParticipant,  // nothing stored
+  kBadReplyTo,      // reply_to is not a message of the conversation: nothing stored
 };
 struct StoredAppend {
   AppendOutcome outcome = AppendOutcome::kCreated;

@@ -14,6 +14,7 @@
 
 #include "common/status.h"
 #include "domain/conversation.h"
+#include "domain/message_change.h"
 
 namespace mmchat::domain {
 
@@ -84,10 +85,16 @@ class ConversationStore {
   // Commits the message (seq = last + 1, the sender's read marker moves to it) and calls
   // `done` after the commit, from the answer thread, in commit order. `id` increases in
   // commit order across every process sharing the database. A repeated (sender, client_id)
-  // returns the original (kRepeated); a missing conversation or a sender who is not a
-  // participant stores nothing.
+  // returns the original (kRepeated); a missing conversation, a sender who is not a
+  // participant or a reply_to that is not a message of the conversation stores nothing.
   virtual void AppendMessage(NewMessage message,
                              std::function<void(Result<StoredAppend>)> done) = 0;
+  // Applies an edit, deletion or reaction through the same writer (and batches) as appends:
+  // the message and the actor's membership are read in the transaction, ApplyChange decides,
+  // and a change takes the next position of the id counter as its change_id. `done` is
+  // called after the commit, from the answer thread, in commit order with the appends.
+  virtual void ChangeMessage(MessageChange change,
+                             std::function<void(Result<StoredChange>)> done) = 0;
   virtual Result<std::optional<Message>> GetMessage(int64_t id) = 0;
   // Up to `limit` messages in ascending id order: the newest ones (no cursor), the newest
   // below `before`, or the oldest above `after`.
@@ -99,13 +106,16 @@ class ConversationStore {
   virtual Result<std::vector<Message>> ListMessagesFor(int64_t reader, int64_t conversation_id,
                                                        std::optional<int64_t> before,
                                                        std::optional<int64_t> after, int limit) = 0;
-  // Up to `limit` messages with id above `since` from the user's conversations, ascending.
+  // Up to `limit` messages with change_id above `since` from the user's conversations, in
+  // ascending change_id order (created or changed since).
   virtual Result<std::vector<Message>> MessagesSince(int64_t user_id, int64_t since, int limit) = 0;
   // For a node of a cluster catching up on what the bus did not bring: up to `limit`
-  // messages of every conversation with id above `after`, ascending; and the highest id
-  // committed so far. Ids commit in ascending order, so an id missing below one that is
-  // there was never committed and never will be.
+  // messages of every conversation with id above `after`, in id order; up to `limit` changed
+  // messages (change_id above both `after` and their id) in change_id order; and the highest
+  // position (id or change_id) given out so far. Positions commit in ascending order, so one
+  // missing below one that is there was never committed, or was superseded by a later change.
   virtual Result<std::vector<Message>> MessagesAfter(int64_t after, int limit) = 0;
+  virtual Result<std::vector<Message>> ChangesAfter(int64_t after, int limit) = 0;
   virtual Result<int64_t> LastMessageId() = 0;
 
   // Moves the read marker up to `message_id` (never down), stamping read_at = `now` when it

@@ -16,6 +16,11 @@ namespace mmchat::domain {
 struct MessageCreated {
   Message message;
 };
+// An edit, deletion or reaction: the message as it is now, with its new change_id and its
+// status.
+struct MessageUpdated {
+  Message message;
+};
 struct ReadReceipt {
   int64_t conversation_id = 0;
   int64_t user_id = 0;
@@ -69,7 +74,7 @@ struct UserChanged {
 // whoever keeps state from events reads it again from the store.
 struct EventsMissed {};
 
-using Event = std::variant<MessageCreated, ReadReceipt, DeliveryReceipt, ConversationChanged,
+using Event = std::variant<MessageCreated, MessageUpdated, ReadReceipt, DeliveryReceipt, ConversationChanged,
                            ConversationRemoved, PresenceChanged, TypingChanged, TokensRevoked,
                            UserChanged, EventsMissed>;
 

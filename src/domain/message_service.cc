@@ -36,6 +36,7 @@ void MessageService::Append(int64_t caller, SendInput input,
   m.sender_id = caller;
   m.content = std::move(input.content);
   m.client_id = std::move(input.client_id);
+  m.reply_to = input.reply_to;
   m.created_at = d_.now();
   d_.conversations->AppendMessage(
       std::move(m), [this, caller, done = std::move(done)](Result<StoredAppend> stored) {
@@ -45,6 +46,8 @@ void MessageService::Append(int64_t caller, SendInput input,
             return done(ConversationNotFound());
           case AppendOutcome::kNotParticipant:
             return done(NotAParticipant());
+          case AppendOutcome::kBadReplyTo:
+            return done(Status::InvalidRequest("reply_to must be a message of this conversation"));
           case AppendOutcome::kCreated:
             // Announced from the answer thread in commit order: ids reach subscribers ascending.
             d_.bus->Publish(MessageCreated{stored->message});
@@ -58,6 +61,67 @@ void MessageService::Append(int64_t caller, SendInput input,
           }
         }
       });
+}
+
+void MessageService::Edit(int64_t caller, int64_t message_id, std::string content, Changed done) {
+  if (Status s = ValidateText("content", content, 1, static_cast<size_t>(d_.max_message_len));
+      !s.ok()) {
+    return done(s);
+  }
+  Change({MessageChange::Kind::kEdit, message_id, caller, std::move(content), d_.now()},
+         std::move(done));
+}
+
+void MessageService::Delete(int64_t caller, int64_t message_id, Changed done) {
+  Change({MessageChange::Kind::kDelete, message_id, caller, "", d_.now()}, std::move(done));
+}
+
+void MessageService::React(int64_t caller, int64_t message_id, std::string emoji, bool add,
+                           Changed done) {
+  if (Status s = ValidateEmoji(emoji); !s.ok()) return done(s);
+  Change({add ? MessageChange::Kind::kReact : MessageChange::Kind::kUnreact, message_id, caller,
+          std::move(emoji), d_.now()},
+         std::move(done));
+}
+
+void MessageService::Change(MessageChange change, Changed done) {
+  const MessageChange::Kind kind = change.kind;
+  d_.conversations->ChangeMessage(
+      std::move(change), [this, kind, done = std::move(done)](Result<StoredChange> stored) {
+        if (!stored.ok()) return done(stored.status());
+        switch (stored->outcome) {
+          case ChangeOutcome::kNoMessage:
+            return done(Status::NotFound("message not found"));
+          case ChangeOutcome::kNotParticipant:
+            return done(NotAParticipant());
+          case ChangeOutcome::kNotAllowed:
+            return done(Status::Forbidden(kind == MessageChange::Kind::kEdit
+                                              ? "only the sender may edit a message"
+                                              : "only the sender or a group admin may delete "
+                                                "a message"));
+          case ChangeOutcome::kDeleted:
+            return done(Status::Conflict("the message was deleted"));
+          case ChangeOutcome::kTooManyReactions:
+            return done(Status::InvalidRequest("a message holds at most " +
+                                               std::to_string(kMaxReactionEmoji) +
+                                               " different emoji"));
+          case ChangeOutcome::kChanged:
+          case ChangeOutcome::kUnchanged:
+            break;
+        }
+        Message m = std::move(stored->message);
+        m.status = CurrentStatus(m);
+        // Announced from the answer thread in commit order: change_ids reach subscribers
+        // ascending.
+        if (stored->outcome == ChangeOutcome::kChanged) d_.bus->Publish(MessageUpdated{m});
+        done(std::move(m));
+      });
+}
+
+MessageStatus MessageService::CurrentStatus(const Message& m) {
+  auto marks = d_.cache->Marks(m.conversation_id);
+  if (!marks.ok()) return MessageStatus::kSent;
+  return MessageStatuses(m.conversation_id, *marks, *d_.tracker).Of(m);
 }
 
 Result<MessagePage> MessageService::List(int64_t caller, int64_t conversation_id,
@@ -97,7 +161,9 @@ Status MessageService::ForReader(int64_t reader, int64_t conversation_id,
   if (messages.empty()) return Status::Ok();
   auto marks = d_.cache->Marks(conversation_id);
   if (!marks.ok()) return marks.status();
-  Delivered(conversation_id, *marks, reader, messages.back().id);
+  int64_t newest = 0;  // sync pages come in change_id order, not id order
+  for (const auto& m : messages) newest = std::max(newest, m.id);
+  Delivered(conversation_id, *marks, reader, newest);
   const MessageStatuses statuses(conversation_id, *marks, *d_.tracker);
   for (auto& m : messages) m.status = statuses.Of(m);
   return Status::Ok();
@@ -133,7 +199,7 @@ Result<SyncPage> MessageService::Sync(int64_t caller, int64_t since, int limit) 
     page.has_more = true;
     page.messages.pop_back();
   }
-  page.next_since = page.messages.empty() ? since : page.messages.back().id;
+  page.next_since = page.messages.empty() ? since : page.messages.back().change_id;
 
   // Statuses and deliveries per conversation, each conversation's markers read once.
   std::map<int64_t, std::vector<Message>> by_conversation;
@@ -145,7 +211,7 @@ Result<SyncPage> MessageService::Sync(int64_t caller, int64_t since, int limit) 
                          std::make_move_iterator(messages.end()));
   }
   std::sort(page.messages.begin(), page.messages.end(),
-            [](const Message& a, const Message& b) { return a.id < b.id; });
+            [](const Message& a, const Message& b) { return a.change_id < b.change_id; });
   return page;
 }
 

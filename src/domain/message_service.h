@@ -22,6 +22,7 @@ struct SendInput {
   int64_t conversation_id = 0;
   std::string content;
   std::optional<std::string> client_id;
+  std::optional<int64_t> reply_to;
 };
 
 struct SyncPage {
@@ -54,6 +55,15 @@ class MessageService {
   // invalid input, or for a sender over its rate (kRateLimited with the seconds to wait) as
   // soon as the rate is known (in a cluster, from the bus's thread).
   void Send(int64_t caller, SendInput input, std::function<void(Result<AppendResult>)> done);
+  // Edits, deletions and reactions (API.md, "Replies, edits, deletions, reactions"). Each
+  // calls `done` once with the message after the call: after the commit (from the store's
+  // answer thread), or at once for invalid input. A change that happened is announced
+  // (MessageUpdated); one that changed nothing is not.
+  using Changed = std::function<void(Result<Message>)>;
+  void Edit(int64_t caller, int64_t message_id, std::string content, Changed done);
+  void Delete(int64_t caller, int64_t message_id, Changed done);
+  // Adds (`add`) or removes the caller's reaction.
+  void React(int64_t caller, int64_t message_id, std::string emoji, bool add, Changed done);
   // `limit` <= 0 means the default; values above the maximum are capped.
   Result<MessagePage> List(int64_t caller, int64_t conversation_id, std::optional<int64_t> before,
                            std::optional<int64_t> after, int limit);
@@ -67,10 +77,13 @@ class MessageService {
   // Counts the returned messages as delivered to `reader` and announces the receipt.
   void Delivered(int64_t conversation_id, const std::vector<ParticipantMarks>& marks,
                  int64_t reader, int64_t up_to);
-  // Sets the statuses of `messages` (all of one conversation, ascending) and counts them as
+  // Sets the statuses of `messages` (all of one conversation) and counts them as
   // delivered to `reader`.
   Status ForReader(int64_t reader, int64_t conversation_id, std::vector<Message>& messages);
 
+  void Change(MessageChange change, Changed done);
+  // The status of `m` as every reader sees it ("sent" when the markers cannot be read).
+  MessageStatus CurrentStatus(const Message& m);
   // Commits a message whose sender may send it.
   void Append(int64_t caller, SendInput input, std::function<void(Result<AppendResult>)> done);
 

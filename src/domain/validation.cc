@@ -120,4 +120,30 @@ Status ValidateText(std::string_view field, std::string_view text, size_t min, s
 
 bool Storable(std::string_view text) { return text.find('\0') == std::string_view::npos; }
 
+namespace {
+
+// Unicode's White_Space property and the C0/C1 controls: none of them makes a reaction.
+bool SpaceOrControl(char32_t c) {
+  return c < 0x21 || (c >= 0x7F && c <= 0xA0) || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
+         c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+}  // namespace
+
+Status ValidateEmoji(std::string_view emoji) {
+  if (Status s = ValidateText("emoji", emoji, 1, 16); !s.ok()) return s;
+  // Valid UTF-8 from here: each lead byte says how many continuation bytes follow.
+  for (size_t i = 0; i < emoji.size();) {
+    const auto lead = static_cast<unsigned char>(emoji[i]);
+    const size_t n = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+    char32_t c = n == 1 ? lead : lead & (0xFF >> (n + 1));
+    for (size_t k = 1; k < n; ++k) c = (c << 6) | (static_cast<unsigned char>(emoji[i + k]) & 0x3F);
+    if (SpaceOrControl(c)) {
+      return Status::InvalidRequest("emoji must not contain whitespace or control characters");
+    }
+    i += n;
+  }
+  return Status::Ok();
+}
+
 }  // namespace mmchat::domain

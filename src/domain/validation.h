@@ -17,6 +17,8 @@ Status ValidateProfilePicture(std::string_view url);
 // A text field a store keeps or looks up: `min` to `max` code points of valid UTF-8, and no
 // U+0000, which PostgreSQL's text cannot hold (so neither store takes it).
 Status ValidateText(std::string_view field, std::string_view text, size_t min, size_t max);
+// A reaction: 1 to 16 code points of valid UTF-8 with no whitespace or control character.
+Status ValidateEmoji(std::string_view emoji);
 // Whether a store can hold `text` (no U+0000).
 bool Storable(std::string_view text);
 

@@ -37,5 +37,8 @@ struct Response {
 
 // Splits "a=1&b=x%20y" into a map; '+' is a space. Malformed escapes are kept literally.
 std::map<std::string, std::string> ParseQuery(std::string_view query);
+// %XX escapes decoded (a malformed one is kept as it is); `+` is a space in a query string,
+// itself in a path segment.
+std::string PercentDecode(std::string_view s, bool plus_is_space = true);
 
 }  // namespace mmchat::http

@@ -50,6 +50,31 @@ Result<int64_t> RequiredId(const Json& obj, const char* field) {
   return it->get<int64_t>();
 }
 
+Result<domain::SendInput> ReadSendInput(const Json& body) {
+  domain::SendInput in;
+  auto conversation = RequiredId(body, "conversation_id");
+  if (!conversation.ok()) return conversation.status();
+  in.conversation_id = *conversation;
+  auto content = RequiredString(body, "content");
+  if (!content.ok()) return content.status();
+  in.content = std::move(content).value();
+  if (auto it = body.find("client_id"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) return Status::InvalidRequest("client_id must be a string");
+    in.client_id = it->get<std::string>();
+  }
+  if (auto it = body.find("reply_to"); it != body.end() && !it->is_null()) {
+    auto id = RequiredId(body, "reply_to");
+    if (!id.ok()) return id.status();
+    in.reply_to = *id;
+  }
+  if (auto it = body.find("attachments"); it != body.end() && !it->is_null()) {
+    if (!it->is_array()) return Status::InvalidRequest("attachments must be an array of ids");
+    // No upload can be attached yet (POST /api/uploads is to come): every id is unknown.
+    if (!it->empty()) return Status::InvalidRequest("attachments: no such upload");
+  }
+  return in;
+}
+
 RawJson ToRaw(const Json& value) {
   return RawJson{value.dump(-1, ' ', false, Json::error_handler_t::replace)};
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "domain/message_service.h"
 #include "wire/json_writer.h"
 
 namespace mmchat::wire {
@@ -29,6 +30,11 @@ Result<std::vector<std::string>> RequiredStrings(const std::string& body,
 Result<std::optional<std::string>> OptionalString(const Json& obj, const char* field);
 // A positive integer (an id) field of a JSON object.
 Result<int64_t> RequiredId(const Json& obj, const char* field);
+
+// A message to send, as POST /api/messages and the WebSocket `message` frame carry it:
+// conversation_id, content, and the optional client_id, reply_to and attachments (null is
+// the same as absent).
+Result<domain::SendInput> ReadSendInput(const Json& body);
 
 // Serialized once for the wire; invalid UTF-8 (never stored, see json_writer.h) would become
 // U+FFFD rather than throw.

@@ -35,6 +35,7 @@ class JsonWriter {
   }
   void OptionalString(const std::optional<std::string>& s) { s ? String(*s) : Null(); }
   void Int(int64_t n) { w_.Int64(n); }
+  void OptionalInt(const std::optional<int64_t>& n) { n ? Int(*n) : Null(); }
   void Bool(bool b) { w_.Bool(b); }
   void Null() { w_.Null(); }
   // RFC 3339 with milliseconds, as every time in API.md.
@@ -43,6 +44,7 @@ class JsonWriter {
     FormatRfc3339(t, text);
     String({text, kRfc3339Length});
   }
+  void OptionalTime(const std::optional<TimeMs>& t) { t ? Time(*t) : Null(); }
   void Raw(const RawJson& value) {
     w_.RawValue(value.text.data(), value.text.size(), rapidjson::kObjectType);
   }

@@ -44,6 +44,23 @@ void WriteMessage(JsonWriter& w, const domain::Message& m) {
   w.Key("client_id").OptionalString(m.client_id);
   w.Key("created_at").Time(m.created_at);
   w.Key("status").String(kStatus[static_cast<int>(m.status)]);
+  w.Key("reply_to").OptionalInt(m.reply_to);
+  w.Key("attachments").BeginArray();
+  w.EndArray();
+  w.Key("reactions").BeginArray();
+  for (const auto& r : m.reactions) {
+    w.BeginObject();
+    w.Key("emoji").String(r.emoji);
+    w.Key("count").Int(static_cast<int64_t>(r.user_ids.size()));
+    w.Key("user_ids").BeginArray();
+    for (int64_t u : r.user_ids) w.Int(u);
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("edited_at").OptionalTime(m.edited_at);
+  w.Key("deleted_at").OptionalTime(m.deleted_at);
+  w.Key("change_id").Int(m.change_id);
   w.EndObject();
 }
 

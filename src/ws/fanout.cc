@@ -47,7 +47,8 @@ Status Fanout::Start() {
     auto last = d_.store->LastMessageId();
     if (!last.ok()) return last.status();
     sequencer_ = std::make_unique<Sequencer>(
-        d_.store, &d_.index, [this](const domain::Message& m) { OnMessage(m); },
+        d_.store, &d_.index,
+        [this](const domain::Message& m, bool update) { update ? OnUpdated(m) : OnMessage(m); },
         [this](const domain::Conversation& c) { OnConversationRead(c); });
     sequencer_->Start(*last);
   }
@@ -61,9 +62,13 @@ void Fanout::OnEvent(const domain::Event& event) {
   std::visit(
       Overloaded{
           [this](const domain::MessageCreated& e) {
-            if (sequencer_) return sequencer_->Offer(e.message, SteadyMs());
+            if (sequencer_) return sequencer_->Offer(e.message, false, SteadyMs());
             CatchUpMembers(e.message);
             OnMessage(e.message);
+          },
+          [this](const domain::MessageUpdated& e) {
+            if (sequencer_) return sequencer_->Offer(e.message, true, SteadyMs());
+            OnUpdated(e.message);
           },
           [this](const domain::EventsMissed&) { OnEventsMissed(); },
           [this](const domain::ReadReceipt& e) {
@@ -119,6 +124,11 @@ void Fanout::OnMessage(const domain::Message& m) {
     out.message_id = u == m.sender_id ? 0 : m.id;  // the sender's own devices: no delivery
     c->Send(out);
   });
+}
+
+void Fanout::OnUpdated(const domain::Message& m) {
+  // Every participant's connections, the actor's included (its other devices must hear it).
+  SendToMembers(m.conversation_id, {MakeRawFrame("message_updated", wire::MessageText(m))});
 }
 
 void Fanout::OnLeft(int64_t conversation_id, int64_t user_id) {

@@ -57,6 +57,7 @@ class Fanout {
  private:
   void OnEvent(const domain::Event& event);
   void OnMessage(const domain::Message& m);
+  void OnUpdated(const domain::Message& m);
   // One process: a message committed on the writer's thread right after a membership change
   // made on another can come before that change's news. Its members_version says so; then
   // the conversation is read from the store and announced first (as the sequencer does in a

@@ -58,16 +58,11 @@ void FrameHandler::OnFrame(const std::shared_ptr<Connection>& c, std::string_vie
 }
 
 void FrameHandler::HandleMessage(const std::shared_ptr<Connection>& c, const ClientFrame& f) {
-  auto conversation = wire::RequiredId(f.body, "conversation_id");
-  if (!conversation.ok()) return Answer(c, f.ref, conversation.status());
-  auto content = wire::RequiredString(f.body, "content");
-  if (!content.ok()) return Answer(c, f.ref, content.status());
-  auto client_id = wire::OptionalString(f.body, "client_id");
-  if (!client_id.ok()) return Answer(c, f.ref, client_id.status());
-  domain::SendInput input{*conversation, std::move(content).value(), std::move(client_id).value()};
+  auto input = wire::ReadSendInput(f.body);
+  if (!input.ok()) return Answer(c, f.ref, input.status());
   // Acked from the store's answer thread, after the commit.
   c->BeginWork();
-  messages_->Send(c->user_id(), std::move(input), [c, ref = f.ref](Result<domain::AppendResult> r) {
+  messages_->Send(c->user_id(), std::move(input).value(), [c, ref = f.ref](Result<domain::AppendResult> r) {
     if (!r.ok()) {
       Answer(c, ref, r.status());
     } else {

@@ -22,9 +22,9 @@ int64_t Sequencer::delivered() const {
   return delivered_;
 }
 
-void Sequencer::SendLocked(const domain::Message& m) {
-  deliver_(m);
-  delivered_ = m.id;
+void Sequencer::SendLocked(const Item& item) {
+  deliver_(item.message, item.update);
+  delivered_ = item.position();
 }
 
 bool Sequencer::Ready(const domain::Message& m) const {
@@ -37,7 +37,7 @@ void Sequencer::DrainLocked(TimeMs now, bool force_first) {
   while (!held_.empty() && held_.begin()->first <= delivered_ + 1) {
     auto first = held_.begin();
     if (first->first == delivered_ + 1) {
-      if (!force_first && !Ready(first->second)) break;  // waits for its members
+      if (!force_first && !Ready(first->second.message)) break;  // waits for its members
       force_first = false;
       SendLocked(first->second);
     }
@@ -47,17 +47,19 @@ void Sequencer::DrainLocked(TimeMs now, bool force_first) {
   if (delivered_ != before && !held_.empty()) waiting_since_ = now;
 }
 
-void Sequencer::Offer(const domain::Message& m, TimeMs now) {
+void Sequencer::Offer(const domain::Message& m, bool update, TimeMs now) {
+  const Item item{m, update};
+  const int64_t at = item.position();
   std::lock_guard lock(mu_);
-  if (m.id <= delivered_) return;  // sent already (a repair found it first)
-  if (m.id == delivered_ + 1 && Ready(m)) {
-    SendLocked(m);
+  if (at <= delivered_) return;  // sent already (a repair found it first)
+  if (at == delivered_ + 1 && Ready(m)) {
+    SendLocked(item);
     DrainLocked(now);
     return;
   }
   if (held_.empty()) waiting_since_ = now;
-  held_.emplace(m.id, m);
-  if (m.id == delivered_ + 1) DrainLocked(now);  // a duplicate may be held already
+  held_.emplace(at, item);
+  if (at == delivered_ + 1) DrainLocked(now);  // a duplicate may be held already
 }
 
 void Sequencer::Recheck(TimeMs now) {
@@ -110,7 +112,7 @@ Result<bool> Sequencer::Repair(TimeMs now) {
   {
     std::lock_guard lock(mu_);
     if (!held_.empty() && held_.begin()->first == delivered_ + 1) {
-      waiting = held_.begin()->second.conversation_id;
+      waiting = held_.begin()->second.message.conversation_id;
     }
   }
   if (waiting) {
@@ -120,8 +122,8 @@ Result<bool> Sequencer::Repair(TimeMs now) {
     from = delivered_;
   }
   for (;;) {
-    // The highest id first: every id up to it has committed, so what the page below does not
-    // hold up to there was never committed.
+    // The highest position first: every one up to it has committed, so what the pages below
+    // do not hold up to there was never committed, or was superseded by a later change.
     auto last = store_->LastMessageId();
     if (!last.ok()) return done(last.status());
     if (*last - from > options_.max_backlog) {
@@ -131,22 +133,41 @@ Result<bool> Sequencer::Repair(TimeMs now) {
       repairing_ = false;
       return false;
     }
-    auto page = store_->MessagesAfter(from, options_.repair_page);
-    if (!page.ok()) return done(page.status());
-    const bool full = static_cast<int>(page->size()) == options_.repair_page;
+    auto created = store_->MessagesAfter(from, options_.repair_page);
+    if (!created.ok()) return done(created.status());
+    auto changed = store_->ChangesAfter(from, options_.repair_page);
+    if (!changed.ok()) return done(changed.status());
+    // A full page ends where it ends: positions above its last may hold more of its kind.
+    int64_t covered = *last;
+    bool full = false;
+    if (static_cast<int>(created->size()) == options_.repair_page) {
+      covered = std::min(covered, created->back().id);
+      full = true;
+    }
+    if (static_cast<int>(changed->size()) == options_.repair_page) {
+      covered = std::min(covered, changed->back().change_id);
+      full = true;
+    }
+    // A message read now comes in its current state, changes included; the change goes out
+    // at its own position too (a client upserts by id).
+    std::vector<Item> items;
+    for (const auto& m : *created) items.push_back({m, false});
+    for (const auto& m : *changed) items.push_back({m, true});
+    std::sort(items.begin(), items.end(),
+              [](const Item& a, const Item& b) { return a.position() < b.position(); });
     // Their members as they are now (a page does not say which version each committed
     // under; the current one is at least that).
     std::vector<int64_t> conversations;
-    for (const auto& m : *page) conversations.push_back(m.conversation_id);
+    for (const auto& item : items) conversations.push_back(item.message.conversation_id);
     if (Status s = Refresh(std::move(conversations)); !s.ok()) return done(s);
     {
       std::lock_guard lock(mu_);
-      for (const auto& m : *page) {
-        if (m.id <= delivered_) continue;
-        // Ids below m.id that are not on the page were never committed.
-        SendLocked(m);
+      for (const auto& item : items) {
+        if (item.position() <= delivered_ || item.position() > covered) continue;
+        // Positions below this one that are not on the pages were never committed.
+        SendLocked(item);
       }
-      if (!full) delivered_ = std::max(delivered_, *last);
+      delivered_ = std::max(delivered_, covered);
       DrainLocked(now);
       from = delivered_;
     }

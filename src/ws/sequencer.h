@@ -1,13 +1,15 @@
-// Messages go out to this node's connections in id order, whichever node committed them and
-// in whatever order (or not at all) the bus brought them: API.md's "messages of one
-// conversation reach each connection in ascending id order", across processes.
+// Messages and their changes go out to this node's connections in the order of their
+// positions, whichever node committed them and in whatever order (or not at all) the bus
+// brought them: API.md's "messages of one conversation reach each connection in ascending id
+// order, and its message_updated events in ascending change_id order", across processes.
 //
-// The store promises that ids commit in ascending order (domain/conversation_store.h). So
-// the sequencer keeps one number, `delivered`: every id up to it has gone out, or was proven
-// never committed. A message above the next id waits until the ids between arrive; when
-// that takes longer than `hold_ms` (the bus lost them, or their node died between commit and
-// publish), or the bus says it lost events, Repair reads what is missing from the store and
-// sends it, in order, each message once.
+// A new message's position is its id, a change's its change_id: both come from one counter
+// and commit in ascending order (domain/conversation_store.h). So the sequencer keeps one
+// number, `delivered`: every position up to it has gone out, or was proven never committed
+// (or superseded by a later change of the same message). One above the next position waits
+// until the positions between arrive; when that takes longer than `hold_ms` (the bus lost
+// them, or their node died between commit and publish), or the bus says it lost events,
+// Repair reads what is missing from the store and sends it, in order, each once.
 //
 // A message also waits until the membership index knows the members it committed under
 // (its conversation's members_version, or the conversation at all): a message committed on
@@ -43,7 +45,8 @@ struct SequencerOptions {
 
 class Sequencer {
  public:
-  using Deliver = std::function<void(const domain::Message&)>;
+  // `update`: a change of the message (message_updated) rather than the message itself.
+  using Deliver = std::function<void(const domain::Message&, bool update)>;
   // A conversation read from the store, newer than the index's list: `learnt` puts it in the
   // index (and may tell its members what their news did not).
   using Learnt = std::function<void(const domain::Conversation&)>;
@@ -51,10 +54,11 @@ class Sequencer {
   Sequencer(domain::ConversationStore* store, MembershipIndex* index, Deliver deliver,
             Learnt learnt, SequencerOptions options = {});
 
-  // Every id up to `last_id` is history: only later messages go out.
+  // Every position up to `last_id` is history: only later ones go out.
   void Start(int64_t last_id);
-  // A committed message, from this node or another (any thread): sent now, or held.
-  void Offer(const domain::Message& m, TimeMs now);
+  // A committed message (or, with `update`, a change of one), from this node or another (any
+  // thread): sent now, or held.
+  void Offer(const domain::Message& m, bool update, TimeMs now);
   // The index learnt a conversation's members: what waited for them goes out.
   void Recheck(TimeMs now);
   // The bus lost events: the next Repair reads the store whether or not a hole shows.
@@ -62,19 +66,24 @@ class Sequencer {
   // Whether a Repair should run now (a hole, or a message waiting for its members, older than
   // hold_ms; or Suspect).
   bool RepairDue(TimeMs now);
-  // Reads the missing messages from the store and sends them (on a thread that may block;
-  // one Repair at a time). When more than max_backlog are missing it sends none of them,
-  // moves on to the newest id, and returns false: the caller ends the connections that
-  // missed them, whose clients catch up with `sync`.
+  // Reads the missing messages and changes from the store and sends them (on a thread that
+  // may block; one Repair at a time). When more than max_backlog are missing it sends none of
+  // them, moves on to the newest position, and returns false: the caller ends the connections
+  // that missed them, whose clients catch up with `sync`.
   Result<bool> Repair(TimeMs now);
 
   int64_t delivered() const;
 
  private:
-  // Sends what is held from delivered_ + 1 on, as far as the ids run without a hole and the
-  // index knows each one's members (`force_first`: the first one goes out regardless).
+  struct Item {
+    domain::Message message;
+    bool update = false;
+    int64_t position() const { return update ? message.change_id : message.id; }
+  };
+  // Sends what is held from delivered_ + 1 on, as far as the positions run without a hole
+  // and the index knows each one's members (`force_first`: the first one goes out regardless).
   void DrainLocked(TimeMs now, bool force_first = false);
-  void SendLocked(const domain::Message& m);
+  void SendLocked(const Item& item);
   // Whether the index holds the members `m` committed under.
   bool Ready(const domain::Message& m) const;
   // Reads the conversations from the store; those newer than the index's go to learnt_.
@@ -88,7 +97,7 @@ class Sequencer {
 
   mutable std::mutex mu_;
   int64_t delivered_ = 0;                    // guarded by mu_
-  std::map<int64_t, domain::Message> held_;  // by id; guarded by mu_
+  std::map<int64_t, Item> held_;  // by position; guarded by mu_
   TimeMs waiting_since_ = 0;                 // since when the first held message waits; mu_
   bool suspect_ = false;                     // guarded by mu_
   bool repairing_ = false;                   // guarded by mu_

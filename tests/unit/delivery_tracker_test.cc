@@ -89,7 +89,11 @@ class FakeConversationStore final : public ConversationStore {
     return No();
   }
   Result<std::vector<Message>> MessagesSince(int64_t, int64_t, int) override { return No(); }
+  void ChangeMessage(MessageChange, std::function<void(Result<StoredChange>)> done) override {
+    done(No());
+  }
   Result<std::vector<Message>> MessagesAfter(int64_t, int) override { return No(); }
+  Result<std::vector<Message>> ChangesAfter(int64_t, int) override { return No(); }
   Result<int64_t> LastMessageId() override { return No(); }
   Result<std::optional<ReadMark>> MoveReadMarker(int64_t, int64_t, int64_t, TimeMs) override {
     return No();

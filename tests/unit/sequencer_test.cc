@@ -36,7 +36,11 @@ class SequencerTest : public test::ChatFixture {
     EXPECT_TRUE(memberships.ok());
     index_.Load(*memberships);
     return Sequencer(
-        store_.get(), &index_, [this](const domain::Message& m) { out_.push_back(m.id); },
+        store_.get(), &index_,
+        [this](const domain::Message& m, bool update) {
+          out_.push_back(update ? m.change_id : m.id);
+          if (update) updates_.push_back(m.change_id);
+        },
         [this](const domain::Conversation& c) {
           learnt_.push_back(c.id);
           std::vector<int64_t> members;
@@ -54,7 +58,8 @@ class SequencerTest : public test::ChatFixture {
 
   int64_t a_ = 0, b_ = 0, conv_ = 0;
   MembershipIndex index_;
-  std::vector<int64_t> out_;
+  std::vector<int64_t> out_;      // positions: ids, and change_ids of updates
+  std::vector<int64_t> updates_;  // the change_ids of the updates among them
   std::vector<int64_t> learnt_;  // conversations read from the store, newer than the index's
 };
 
@@ -63,10 +68,10 @@ TEST_F(SequencerTest, InOrderPassesStraightThroughAndHistoryIsSkipped) {
   auto seq = Make();
   seq.Start(before.back().id);
   const auto ms = Commit(5);
-  for (const auto& m : ms) seq.Offer(m, 0);
+  for (const auto& m : ms) seq.Offer(m, false, 0);
   EXPECT_EQ(out_, Ids(ms));
-  seq.Offer(before.front(), 0);  // history, and a duplicate: neither goes out
-  seq.Offer(ms[2], 0);
+  seq.Offer(before.front(), false, 0);  // history, and a duplicate: neither goes out
+  seq.Offer(ms[2], false, 0);
   EXPECT_EQ(out_, Ids(ms));
   EXPECT_FALSE(seq.RepairDue(1'000'000));
 }
@@ -79,7 +84,7 @@ TEST_F(SequencerTest, ShuffledAndDuplicatedInputComesOutInOrderOnce) {
   input.insert(input.end(), ms.begin(), ms.begin() + 50);  // duplicates
   std::mt19937 rng(7);
   std::shuffle(input.begin(), input.end(), rng);
-  for (const auto& m : input) seq.Offer(m, 0);
+  for (const auto& m : input) seq.Offer(m, false, 0);
   EXPECT_EQ(out_, Ids(ms));
   EXPECT_FALSE(seq.RepairDue(1'000'000));
 }
@@ -89,7 +94,7 @@ TEST_F(SequencerTest, AHoleWaitsItsTimeThenIsFilledFromTheStore) {
   seq.Start(0);
   const auto ms = Commit(10);
   for (const auto& m : ms) {
-    if (m.id != ms[3].id && m.id != ms[4].id) seq.Offer(m, 1000);  // 4th and 5th lost
+    if (m.id != ms[3].id && m.id != ms[4].id) seq.Offer(m, false, 1000);  // 4th and 5th lost
   }
   EXPECT_EQ(out_, (std::vector<int64_t>{ms[0].id, ms[1].id, ms[2].id}));
   EXPECT_FALSE(seq.RepairDue(1249));
@@ -99,8 +104,8 @@ TEST_F(SequencerTest, AHoleWaitsItsTimeThenIsFilledFromTheStore) {
   EXPECT_TRUE(*r);
   EXPECT_EQ(out_, Ids(ms));
   // The lost ones arriving late change nothing.
-  seq.Offer(ms[3], 2000);
-  seq.Offer(ms[4], 2000);
+  seq.Offer(ms[3], false, 2000);
+  seq.Offer(ms[4], false, 2000);
   EXPECT_EQ(out_, Ids(ms));
   EXPECT_FALSE(seq.RepairDue(1'000'000));
 }
@@ -109,7 +114,7 @@ TEST_F(SequencerTest, ASuspectedLossWithNoHoleInSightIsRepairedToo) {
   auto seq = Make();
   seq.Start(0);
   const auto ms = Commit(4);
-  seq.Offer(ms[0], 0);
+  seq.Offer(ms[0], false, 0);
   // The last three never came, and nothing after them shows the hole: only the bus knows.
   EXPECT_FALSE(seq.RepairDue(1'000'000));
   seq.Suspect();
@@ -123,7 +128,7 @@ TEST_F(SequencerTest, RepairPagesThroughTheStore) {
   auto seq = Make({.repair_page = 7});
   seq.Start(0);
   const auto ms = Commit(30);
-  seq.Offer(ms.back(), 0);  // only the last one came
+  seq.Offer(ms.back(), false, 0);  // only the last one came
   seq.Suspect();
   auto r = seq.Repair(0);
   ASSERT_TRUE(r.ok());
@@ -142,7 +147,7 @@ TEST_F(SequencerTest, TooLargeABacklogIsSkippedAndSaidSo) {
   EXPECT_TRUE(out_.empty());
   EXPECT_EQ(seq.delivered(), ms.back().id);
   const auto next = Commit(1);
-  seq.Offer(next[0], 0);
+  seq.Offer(next[0], false, 0);
   EXPECT_EQ(out_, Ids(next));
 }
 
@@ -157,7 +162,7 @@ TEST_F(SequencerTest, AMessageWaitsForTheMembersItCommittedUnderAndTheNextOnesBe
     ms.push_back(Send(a_, g, std::to_string(i)));
     ms.back().members_version = 1;  // as the PostgreSQL writer reports it
   }
-  for (const auto& m : ms) seq.Offer(m, 1000);
+  for (const auto& m : ms) seq.Offer(m, false, 1000);
   EXPECT_TRUE(out_.empty()) << "sent with a member list that lacks carl";
   seq.Recheck(1100);  // news of something else: still waiting
   EXPECT_TRUE(out_.empty());
@@ -180,8 +185,8 @@ TEST_F(SequencerTest, AMessageWhoseMembersNewsNeverComesReadsThemFromTheStore) {
   domain::Message first = Send(a_, h, "new group");
   domain::Message second = Send(a_, g, "after the add");
   second.members_version = 1;
-  seq.Offer(first, 1000);
-  seq.Offer(second, 1000);
+  seq.Offer(first, false, 1000);
+  seq.Offer(second, false, 1000);
   EXPECT_TRUE(out_.empty());
   EXPECT_FALSE(seq.RepairDue(1249));
   ASSERT_TRUE(seq.RepairDue(1250));

@@ -1037,6 +1037,9 @@ TYPED_TEST(StoreConformance, RefusalsInsideABatchLeaveNoGap) {
   auto again = w[4].Get();
   auto outsider_retry = w[5].Get();
   auto three = w[6].Get();
+  for (auto* r : {&one, &outsider, &nowhere, &two, &again, &outsider_retry, &three}) {
+    EXPECT_TRUE(r->ok()) << r->status().message();
+  }
   ASSERT_TRUE(one.ok() && outsider.ok() && nowhere.ok() && two.ok() && again.ok() &&
               outsider_retry.ok() && three.ok());
   EXPECT_EQ(one->outcome, AppendOutcome::kCreated);

@@ -38,6 +38,11 @@ TEST(ViewsTest, AConversationCarriesEveryFieldOfApiMdsObjects) {
                     .content = "hi \"there\"",
                     .client_id = std::nullopt,
                     .created_at = 1764756000123,
+                    .reply_to = 7,
+                    .reactions = {{"👍", {5, 6}}, {"🎉", {6}}},
+                    .edited_at = 1764756000456,
+                    .deleted_at = std::nullopt,
+                    .change_id = 12,
                     .status = domain::MessageStatus::kDelivered};
   domain::Conversation c;
   c.id = 3;
@@ -59,7 +64,10 @@ TEST(ViewsTest, AConversationCarriesEveryFieldOfApiMdsObjects) {
         {"user_id":6,"username":"bob","profile_picture":"https://x/b.png","role":"member",
          "joined_at":"1970-01-01T00:00:00.000Z"}],
       "last_message":{"id":9,"conversation_id":3,"seq":2,"sender_id":5,"content":"hi \"there\"",
-        "client_id":null,"created_at":"2025-12-03T10:00:00.123Z","status":"delivered"},
+        "client_id":null,"created_at":"2025-12-03T10:00:00.123Z","status":"delivered",
+        "reply_to":7,"attachments":[],
+        "reactions":[{"emoji":"👍","count":2,"user_ids":[5,6]},{"emoji":"🎉","count":1,"user_ids":[6]}],
+        "edited_at":"2025-12-03T10:00:00.456Z","deleted_at":null,"change_id":12},
       "unread_count":1,"last_read_message_id":8})"));
   c.last_message.reset();
   c.type = domain::ConversationType::kPrivate;

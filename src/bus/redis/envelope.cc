@@ -62,6 +62,8 @@ Json Optional(const std::optional<T>& v) {
 }
 
 Json MessageJson(const domain::Message& m) {
+  Json reactions = Json::array();
+  for (const auto& r : m.reactions) reactions.push_back({{"emoji", r.emoji}, {"user_ids", r.user_ids}});
   return {{"id", m.id},
           {"conversation_id", m.conversation_id},
           {"seq", m.seq},
@@ -69,7 +71,13 @@ Json MessageJson(const domain::Message& m) {
           {"content", m.content},
           {"client_id", Optional(m.client_id)},
           {"created_at", m.created_at},
-          {"members_version", m.members_version}};
+          {"members_version", m.members_version},
+          {"reply_to", Optional(m.reply_to)},
+          {"edited_at", Optional(m.edited_at)},
+          {"deleted_at", Optional(m.deleted_at)},
+          {"change_id", m.change_id},
+          {"reactions", std::move(reactions)},
+          {"status", static_cast<int>(m.status)}};
 }
 domain::Message ReadMessage(const Json& j) {
   domain::Message m;
@@ -82,6 +90,27 @@ domain::Message ReadMessage(const Json& j) {
   m.created_at = Int(j, "created_at");
   // Absent from a node of an older release: 0, "not known".
   m.members_version = OptionalInt(j, "members_version").value_or(0);
+  m.reply_to = OptionalInt(j, "reply_to");
+  m.edited_at = OptionalInt(j, "edited_at");
+  m.deleted_at = OptionalInt(j, "deleted_at");
+  m.change_id = OptionalInt(j, "change_id").value_or(m.id);
+  if (auto it = j.find("reactions"); it != j.end()) {
+    if (!it->is_array()) throw Bad{"reactions is not an array"};
+    for (const Json& r : *it) {
+      if (!r.is_object()) throw Bad{"a reaction is not an object"};
+      domain::Reaction reaction{String(r, "emoji"), {}};
+      const Json& users = Field(r, "user_ids");
+      if (!users.is_array()) throw Bad{"user_ids is not an array"};
+      for (const Json& u : users) {
+        if (!u.is_number_integer()) throw Bad{"a user id is not an integer"};
+        reaction.user_ids.push_back(u.get<int64_t>());
+      }
+      m.reactions.push_back(std::move(reaction));
+    }
+  }
+  const int64_t status = OptionalInt(j, "status").value_or(0);
+  if (status < 0 || status > 2) throw Bad{"status out of range"};
+  m.status = static_cast<domain::MessageStatus>(status);
   return m;
 }
 
@@ -145,6 +174,9 @@ struct ToJson {
   Json operator()(const domain::MessageCreated& e) const {
     return {{"kind", "message"}, {"message", MessageJson(e.message)}};
   }
+  Json operator()(const domain::MessageUpdated& e) const {
+    return {{"kind", "message_updated"}, {"message", MessageJson(e.message)}};
+  }
   Json operator()(const domain::ReadReceipt& e) const {
     return {{"kind", "read"},
             {"conversation_id", e.conversation_id},
@@ -193,6 +225,9 @@ struct ToJson {
 Event FromJson(const Json& j) {
   const std::string kind = String(j, "kind");
   if (kind == "message") return domain::MessageCreated{ReadMessage(Object(j, "message"))};
+  if (kind == "message_updated") {
+    return domain::MessageUpdated{ReadMessage(Object(j, "message"))};
+  }
   if (kind == "read") {
     return domain::ReadReceipt{Int(j, "conversation_id"), Int(j, "user_id"), Int(j, "message_id"),
                                Int(j, "at")};

@@ -19,6 +19,14 @@ void WriteMessages(JsonWriter& w, const std::vector<domain::Message>& messages) 
   w.EndArray();
 }
 
+// Answers a change with the message as it is now.
+std::function<void(Result<domain::Message>)> MessageAnswer(Respond respond) {
+  return [respond = std::move(respond)](Result<domain::Message> r) {
+    if (!r.ok()) return respond(ErrorResponse(r.status()));
+    respond(RawJsonResponse(200, MessageText(*r)));
+  };
+}
+
 }  // namespace
 
 void AddMessageRoutes(Router& router, domain::MessageService* messages) {
@@ -30,18 +38,9 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
       [messages](Request& req, Respond respond) {
         auto body = ParseObject(req.body);
         if (!body.ok()) return respond(ErrorResponse(body.status()));
-        auto conversation = RequiredId(*body, "conversation_id");
-        if (!conversation.ok()) return respond(ErrorResponse(conversation.status()));
-        auto content = RequiredString(*body, "content");
-        if (!content.ok()) return respond(ErrorResponse(content.status()));
-        std::optional<std::string> client_id;
-        if (auto it = body->find("client_id"); it != body->end() && !it->is_null()) {
-          if (!it->is_string()) {
-            return respond(ErrorResponse(Status::InvalidRequest("client_id must be a string")));
-          }
-          client_id = it->get<std::string>();
-        }
-        messages->Send(req.user_id, {*conversation, std::move(*content), std::move(client_id)},
+        auto input = wire::ReadSendInput(*body);
+        if (!input.ok()) return respond(ErrorResponse(input.status()));
+        messages->Send(req.user_id, std::move(input).value(),
                        [respond = std::move(respond)](Result<domain::AppendResult> r) {
                          if (!r.ok()) return respond(ErrorResponse(r.status()));
                          respond(RawJsonResponse(r->created ? 201 : 200, MessageText(r->message)));
@@ -90,6 +89,45 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
         return JsonResponse(200, ReadMarkJson(*mark));
       },
       write);
+
+  // Edits, deletions and reactions: answered after the group commit, like a send.
+  router.AddAsync(
+      "PATCH", "/api/messages/:id",
+      [messages](Request& req, Respond respond) {
+        auto id = PathId(req, "id");
+        if (!id.ok()) return respond(ErrorResponse(Status::NotFound("message not found")));
+        auto body = ParseObject(req.body);
+        if (!body.ok()) return respond(ErrorResponse(body.status()));
+        auto content = RequiredString(*body, "content");
+        if (!content.ok()) return respond(ErrorResponse(content.status()));
+        messages->Edit(req.user_id, *id, std::move(content).value(), MessageAnswer(std::move(respond)));
+      },
+      read);
+  router.AddAsync(
+      "DELETE", "/api/messages/:id",
+      [messages](Request& req, Respond respond) {
+        auto id = PathId(req, "id");
+        if (!id.ok()) return respond(ErrorResponse(Status::NotFound("message not found")));
+        messages->Delete(req.user_id, *id, [respond = std::move(respond)](Result<domain::Message> r) {
+          if (!r.ok()) return respond(ErrorResponse(r.status()));
+          Response res;
+          res.status = 204;
+          respond(std::move(res));
+        });
+      },
+      read);
+  for (const char* method : {"PUT", "DELETE"}) {
+    const bool add = std::string_view(method) == "PUT";
+    router.AddAsync(
+        method, "/api/messages/:id/reactions/:emoji",
+        [messages, add](Request& req, Respond respond) {
+          auto id = PathId(req, "id");
+          if (!id.ok()) return respond(ErrorResponse(Status::NotFound("message not found")));
+          messages->React(req.user_id, *id, PercentDecode(req.params["emoji"], /*plus_is_space=*/false),
+                          add, MessageAnswer(std::move(respond)));
+        },
+        read);
+  }
 
   router.Add(
       "GET", "/api/sync",

@@ -42,7 +42,32 @@ void GroupCommitWriter::Stop() {
   });
 }
 
-void GroupCommitWriter::Append(domain::NewMessage message, Done done) {
+namespace {
+
+// The backend's result as the caller's type (a backend that answered with the other one is a
+// bug, answered as a database error).
+template <typename T>
+GroupCommitWriter::Done Expecting(std::function<void(Result<T>)> done) {
+  return [done = std::move(done)](Result<Written> r) {
+    if (!r.ok()) return done(r.status());
+    if (auto* t = std::get_if<T>(&*r)) return done(std::move(*t));
+    done(Status::Unavailable("database error"));
+  };
+}
+
+}  // namespace
+
+void GroupCommitWriter::Append(domain::NewMessage message,
+                               std::function<void(Result<domain::StoredAppend>)> done) {
+  Enqueue(std::move(message), Expecting(std::move(done)));
+}
+
+void GroupCommitWriter::Change(domain::MessageChange change,
+                               std::function<void(Result<domain::StoredChange>)> done) {
+  Enqueue(std::move(change), Expecting(std::move(done)));
+}
+
+void GroupCommitWriter::Enqueue(Write write, Done done) {
   {
     std::lock_guard lock(queue_mu_);
     if (!stopping_) {
@@ -50,7 +75,7 @@ void GroupCommitWriter::Append(domain::NewMessage message, Done done) {
         std::lock_guard pending(pending_mu_);
         ++pending_appends_;
       }
-      queue_.push_back({std::move(message), std::move(done)});
+      queue_.push_back({std::move(write), std::move(done)});
       queue_cv_.notify_one();
       return;
     }
@@ -71,7 +96,7 @@ size_t GroupCommitWriter::QueuedAppends() {
 
 void GroupCommitWriter::WriterLoop() {
   for (;;) {
-    std::vector<domain::NewMessage> batch;
+    std::vector<Write> batch;
     Answered answered;
     {
       std::unique_lock lock(queue_mu_);
@@ -79,7 +104,7 @@ void GroupCommitWriter::WriterLoop() {
       if (queue_.empty()) return;  // stopping, and everything accepted was written
       // No waiting for more: while one batch commits, the next one gathers by itself.
       while (!queue_.empty() && batch.size() < kMaxBatch) {
-        batch.push_back(std::move(queue_.front().message));
+        batch.push_back(std::move(queue_.front().write));
         answered.callbacks.push_back(std::move(queue_.front().done));
         queue_.pop_front();
       }

@@ -1,5 +1,5 @@
-// The group-commit message writer every store backend shares: appends from any thread are
-// queued; one writer thread takes whatever is queued (up to a batch) and hands it to the
+// The group-commit message writer every store backend shares: appends and changes (edits,
+// deletions, reactions) from any thread are queued; one writer thread takes whatever is queued (up to a batch) and hands it to the
 // backend's CommitBatch, which commits it in one transaction; one answer thread then calls
 // the callers back, batch after batch in commit order, while the writer already commits the
 // next batch. Nobody waits on a commit of their own while others queue behind it.
@@ -16,24 +16,30 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "common/status.h"
 #include "domain/conversation.h"
+#include "domain/message_change.h"
 
 namespace mmchat::store {
 
+// One queued write, and what the backend did with it (the same alternative).
+using Write = std::variant<domain::NewMessage, domain::MessageChange>;
+using Written = std::variant<domain::StoredAppend, domain::StoredChange>;
+
 class GroupCommitWriter {
  public:
-  using Done = std::function<void(Result<domain::StoredAppend>)>;
-  // Commits `batch` in one transaction and returns one result per message, in order. When
+  using Done = std::function<void(Result<Written>)>;
+  // Commits `batch` in one transaction and returns one result per write, in order. When
   // the transaction fails, every result is that failure: nobody hears "ok" unless the commit
   // happened. `committed` says whether a transaction committed (for the batch counter).
   struct Committed {
-    std::vector<Result<domain::StoredAppend>> results;
+    std::vector<Result<Written>> results;
     bool committed = false;
   };
-  using CommitBatch = std::function<Committed(const std::vector<domain::NewMessage>& batch)>;
+  using CommitBatch = std::function<Committed(const std::vector<Write>& batch)>;
 
   // The largest number of appends committed in one transaction.
   static constexpr size_t kMaxBatch = 512;
@@ -42,7 +48,9 @@ class GroupCommitWriter {
   GroupCommitWriter(CommitBatch commit, const std::string& name);
   ~GroupCommitWriter();
 
-  void Append(domain::NewMessage message, Done done);
+  void Append(domain::NewMessage message, std::function<void(Result<domain::StoredAppend>)> done);
+  void Change(domain::MessageChange change,
+              std::function<void(Result<domain::StoredChange>)> done);
   // Writes everything queued, answers it, and stops the threads; later appends fail with
   // kUnavailable. Idempotent.
   void Stop();
@@ -56,13 +64,14 @@ class GroupCommitWriter {
 
  private:
   struct Pending {
-    domain::NewMessage message;
+    Write write;
     Done done;
   };
+  void Enqueue(Write write, Done done);
   // A committed (or failed) batch waiting for its callers to be answered.
   struct Answered {
     std::vector<Done> callbacks;
-    std::vector<Result<domain::StoredAppend>> results;
+    std::vector<Result<Written>> results;
   };
 
   void WriterLoop();

@@ -14,6 +14,7 @@
 #include "domain/conversation_store.h"
 #include "domain/store.h"
 #include "domain/user.h"
+#include "store/common/reactions.h"
 
 namespace mmchat::store {
 
@@ -64,11 +65,13 @@ domain::PendingCode ReadCode(const Row& r, domain::CodePurpose purpose, std::str
 }
 
 inline constexpr const char* kMessageColumns =
-    "id, conversation_id, seq, sender_id, content, client_id, created_at";
-inline constexpr int kMessageColumnCount = 7;
+    "id, conversation_id, seq, sender_id, content, client_id, created_at, reply_to, edited_at, "
+    "deleted_at, change_id, reactions";
+inline constexpr int kMessageColumnCount = 12;
 // The same columns of a message joined in as `m` (all NULL when there is none).
 inline constexpr const char* kJoinedMessageColumns =
-    "m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.client_id, m.created_at";
+    "m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.client_id, m.created_at, "
+    "m.reply_to, m.edited_at, m.deleted_at, m.change_id, m.reactions";
 
 // Reads kMessageColumns starting at column `at`.
 template <typename Row>
@@ -81,6 +84,11 @@ domain::Message ReadMessage(const Row& r, int at = 0) {
   m.content = r.Text(at + 4);
   m.client_id = r.OptText(at + 5);
   m.created_at = r.Int(at + 6);
+  m.reply_to = r.OptInt(at + 7);
+  m.edited_at = r.OptInt(at + 8);
+  m.deleted_at = r.OptInt(at + 9);
+  m.change_id = r.Int(at + 10);
+  m.reactions = DecodeReactions(r.OptText(at + 11));
   return m;
 }
 

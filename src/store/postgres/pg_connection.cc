@@ -80,6 +80,17 @@ Params& Params::AddArray(const std::vector<int64_t>& v) {
   return *this;
 }
 
+Params& Params::AddArray(const std::vector<std::optional<int64_t>>& v) {
+  std::string s = "{";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i > 0) s += ',';
+    s += v[i] ? std::to_string(*v[i]) : "NULL";
+  }
+  s += '}';
+  values_.emplace_back(std::move(s));
+  return *this;
+}
+
 Params& Params::AddTextArray(const std::vector<std::optional<std::string>>& v) {
   std::string s = "{";
   for (size_t i = 0; i < v.size(); ++i) {

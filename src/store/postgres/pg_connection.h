@@ -38,6 +38,7 @@ class Params {
   Params& AddNull();
   // A bigint[] literal, e.g. {1,2,3}.
   Params& AddArray(const std::vector<int64_t>& v);
+  Params& AddArray(const std::vector<std::optional<int64_t>>& v);  // NULL for nullopt
   // A text[] literal: every element quoted, nullopt as NULL.
   Params& AddTextArray(const std::vector<std::optional<std::string>>& v);
   Params& AddTextArray(const std::vector<std::string>& v);

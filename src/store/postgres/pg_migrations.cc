@@ -114,6 +114,18 @@ CREATE UNIQUE INDEX messages_client_id ON messages(sender_id, client_id)
       {3, "members_version", R"sql(
 ALTER TABLE conversations ADD COLUMN members_version BIGINT NOT NULL DEFAULT 0;
 )sql"},
+      // Replies, edits, deletions and reactions. Changes draw their change_id from the id
+      // counter (id_counters 'messages'), under the writer's lock like new ids.
+      {4, "message_changes", R"sql(
+ALTER TABLE messages ADD COLUMN reply_to BIGINT, ADD COLUMN edited_at BIGINT,
+  ADD COLUMN deleted_at BIGINT, ADD COLUMN change_id BIGINT,
+  ADD COLUMN reactions TEXT;  -- JSON, store/common/reactions.h
+UPDATE messages SET change_id = id;
+ALTER TABLE messages ALTER COLUMN change_id SET NOT NULL;
+-- sync walks each conversation by change_id; a cluster's repair reads the changed ones.
+CREATE INDEX messages_by_change ON messages(conversation_id, change_id);
+CREATE INDEX messages_changed ON messages(change_id) WHERE change_id > id;
+)sql"},
   };
   return kAll;
 }

@@ -54,24 +54,41 @@ const std::string kWriterLock =
 // order (membership changes lock the same row first, so none can commit between the checks
 // below and the commit); their seq counters come with them, and a conversation that does
 // not come back does not exist.
+// The conversations of the changed messages ($2) are locked too: their members cannot change
+// between the actor's check and the commit.
 constexpr const char* kLockConversations =
-    "SELECT id, last_seq, members_version FROM conversations WHERE id = ANY($1::bigint[]) "
+    "SELECT id, last_seq, members_version, type FROM conversations "
+    "WHERE id = ANY($1::bigint[]) "
+    "OR id IN (SELECT conversation_id FROM messages WHERE id = ANY($2::bigint[])) "
     "ORDER BY id "
     "FOR NO KEY UPDATE";
-// Then, after the cluster-wide lock, per append in order: is the sender a participant, and
-// the sender's earlier message with this client_id, if any. (LATERAL with LIMIT keeps each a probe
-// of an index, whatever the statistics of a young table suggest: a hash of the whole table is what
-// they did.)
+// Then, after the cluster-wide lock, per append in order: is the sender a participant, is
+// reply_to a message of the conversation, and the sender's earlier message with this
+// client_id, if any. (LATERAL with LIMIT keeps each a probe of an index, whatever the
+// statistics of a young table suggest: a hash of the whole table is what they did.)
 constexpr const char* kCheckAppends = R"sql(
-SELECT p.ok IS NOT NULL,
-       o.id, o.conversation_id, o.seq, o.sender_id, o.content, o.client_id, o.created_at
-  FROM unnest($1::bigint[], $2::bigint[], $3::text[])
-       WITH ORDINALITY AS t(conversation_id, sender_id, client_id, n)
+SELECT p.ok IS NOT NULL, r.ok IS NOT NULL,
+       o.id, o.conversation_id, o.seq, o.sender_id, o.content, o.client_id, o.created_at,
+       o.reply_to, o.edited_at, o.deleted_at, o.change_id, o.reactions
+  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])
+       WITH ORDINALITY AS t(conversation_id, sender_id, client_id, reply_to, n)
   LEFT JOIN LATERAL (SELECT true AS ok FROM participants
                       WHERE conversation_id = t.conversation_id AND user_id = t.sender_id
                       LIMIT 1) p ON true
+  LEFT JOIN LATERAL (SELECT true AS ok FROM messages
+                      WHERE id = t.reply_to AND conversation_id = t.conversation_id) r ON true
   LEFT JOIN LATERAL (SELECT * FROM messages
                       WHERE sender_id = t.sender_id AND client_id = t.client_id LIMIT 1) o ON true
+ ORDER BY t.n
+)sql";
+// Per change in order (only in a batch with changes): the message as committed, and the
+// actor's role in its conversation (NULL: not a participant).
+constexpr const char* kCheckChanges = R"sql(
+SELECT p.role, m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.client_id,
+       m.created_at, m.reply_to, m.edited_at, m.deleted_at, m.change_id, m.reactions
+  FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS t(message_id, actor, n)
+  LEFT JOIN messages m ON m.id = t.message_id
+  LEFT JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = t.actor
  ORDER BY t.n
 )sql";
 constexpr const char* kLastId = "SELECT last_id FROM id_counters WHERE name = 'messages'";
@@ -80,9 +97,18 @@ constexpr const char* kLastId = "SELECT last_id FROM id_counters WHERE name = 'm
 // read markers (their rows locked in (conversation, user) order first, as SaveDelivered
 // does, so that the two cannot deadlock).
 constexpr const char* kInsertMessages = R"sql(
-INSERT INTO messages(id, conversation_id, seq, sender_id, content, client_id, created_at)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
-                     $6::text[], $7::bigint[])
+INSERT INTO messages(id, conversation_id, seq, sender_id, content, client_id, created_at,
+                     reply_to, change_id)
+SELECT *, id FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
+                         $6::text[], $7::bigint[], $8::bigint[]) AS t(id)
+)sql";
+// The changed messages as they stand after the batch.
+constexpr const char* kUpdateMessages = R"sql(
+UPDATE messages m SET content = v.content, edited_at = v.edited_at, deleted_at = v.deleted_at,
+       reactions = v.reactions, change_id = v.change_id
+  FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[])
+       AS v(id, content, edited_at, deleted_at, reactions, change_id)
+ WHERE m.id = v.id
 )sql";
 constexpr const char* kAdvanceConversations = R"sql(
 UPDATE conversations c SET last_seq = v.last_seq,
@@ -200,7 +226,8 @@ Result<std::vector<ReaderState>> PostgresStore::ListReaderStates(int64_t user_id
   auto r = Query(
       "SELECT me.conversation_id, me.read_marker, (SELECT count(*) FROM messages u "
       "WHERE u.conversation_id = me.conversation_id AND u.id > me.read_marker "
-      "AND u.sender_id <> me.user_id) FROM participants me WHERE me.user_id = $1",
+      "AND u.sender_id <> me.user_id AND u.deleted_at IS NULL) "
+      "FROM participants me WHERE me.user_id = $1",
       Params().Add(user_id));
   if (!r.ok()) return r.status();
   std::vector<ReaderState> out;
@@ -275,7 +302,8 @@ Result<std::optional<Message>> PostgresStore::LastMessage(int64_t conversation_i
 Result<int64_t> PostgresStore::CountUnread(int64_t conversation_id, int64_t user_id,
                                            int64_t after_id) {
   auto r = Query(
-      "SELECT count(*) FROM messages WHERE conversation_id = $1 AND id > $2 AND sender_id <> $3",
+      "SELECT count(*) FROM messages WHERE conversation_id = $1 AND id > $2 AND sender_id <> $3 "
+      "AND deleted_at IS NULL",
       Params().Add(conversation_id).Add(after_id).Add(user_id));
   if (!r.ok()) return r.status();
   return r->Int(0, 0);
@@ -390,20 +418,34 @@ void PostgresStore::AppendMessage(domain::NewMessage message,
   message_writer_->Append(std::move(message), std::move(done));
 }
 
+void PostgresStore::ChangeMessage(domain::MessageChange change,
+                                  std::function<void(Result<domain::StoredChange>)> done) {
+  message_writer_->Change(std::move(change), std::move(done));
+}
+
 // Why ids increase in commit order across processes: every batch transaction of every process
 // takes the same advisory lock before it reads the id counter, and holds it until it ends. A
 // transaction-level lock is released only after the commit is visible, so the next holder
 // reads a counter that covers every id already committed and gives out ids above them: a
 // reader that sees an id sees every lower one that will ever commit. The lock is taken once
-// per batch, not per message.
-Result<PostgresStore::Batch> PostgresStore::WriteBatch(
-    PgConnection& c, const std::vector<domain::NewMessage>& batch) {
-  std::vector<int64_t> conversation_ids, senders;
+// per batch, not per message. Changes take their change_id from the same counter, so the
+// same holds for change_ids.
+Result<PostgresStore::Batch> PostgresStore::WriteBatch(PgConnection& c,
+                                                       const std::vector<Write>& batch) {
+  std::vector<int64_t> conversation_ids, senders, changed_ids, actors;
   std::vector<std::optional<std::string>> client_ids;
-  for (const auto& m : batch) {
-    conversation_ids.push_back(m.conversation_id);
-    senders.push_back(m.sender_id);
-    client_ids.push_back(m.client_id);
+  std::vector<std::optional<int64_t>> reply_tos;
+  for (const Write& w : batch) {
+    if (const auto* m = std::get_if<domain::NewMessage>(&w)) {
+      conversation_ids.push_back(m->conversation_id);
+      senders.push_back(m->sender_id);
+      client_ids.push_back(m->client_id);
+      reply_tos.push_back(m->reply_to);
+    } else {
+      const auto& change = std::get<domain::MessageChange>(w);
+      changed_ids.push_back(change.message_id);
+      actors.push_back(change.actor);
+    }
   }
   std::vector<int64_t> distinct = conversation_ids;
   std::sort(distinct.begin(), distinct.end());
@@ -412,65 +454,113 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(
   // The conversation rows before the cluster-wide lock: a writer waiting for a row (held by a
   // membership change) does not hold up the writers of other conversations meanwhile. Every
   // writer takes both kinds of locks in one order, so writers cannot deadlock.
-  auto checked =
-      c.Pipeline({{"BEGIN", {}},
-                  {kLockConversations, Params().AddArray(distinct)},
-                  {kWriterLock, {}},
-                  {kCheckAppends,
-                   Params().AddArray(conversation_ids).AddArray(senders).AddTextArray(client_ids)},
-                  {kLastId, {}}});
+  std::vector<Statement> first = {
+      {"BEGIN", {}},
+      {kLockConversations, Params().AddArray(distinct).AddArray(changed_ids)},
+      {kWriterLock, {}},
+      {kCheckAppends, Params()
+                          .AddArray(conversation_ids)
+                          .AddArray(senders)
+                          .AddTextArray(client_ids)
+                          .AddArray(reply_tos)},
+      {kLastId, {}}};
+  if (!changed_ids.empty()) first.push_back({kCheckChanges, Params().AddArray(changed_ids).AddArray(actors)});
+  auto checked = c.Pipeline(first);
   if (!checked.ok()) return checked.status();
   const PgResult& seqs = (*checked)[1];
   const PgResult& checks = (*checked)[3];
-  if (checks.rows() != static_cast<int>(batch.size()) || (*checked)[4].rows() != 1) {
+  if (checks.rows() != static_cast<int>(conversation_ids.size()) || (*checked)[4].rows() != 1 ||
+      (!changed_ids.empty() && (*checked)[5].rows() != static_cast<int>(changed_ids.size()))) {
     return Status::Unavailable("database error");
   }
   Batch out;
   out.last_id = (*checked)[4].Int(0, 0);
   std::map<int64_t, int64_t> last_seq;         // of the conversations that exist
   std::map<int64_t, int64_t> members_version;  // locked: no membership change meanwhile
+  std::map<int64_t, bool> group;
   for (int i = 0; i < seqs.rows(); ++i) {
     last_seq[seqs.Int(i, 0)] = seqs.Int(i, 1);
     members_version[seqs.Int(i, 0)] = seqs.Int(i, 2);
+    group[seqs.Int(i, 0)] = seqs.Text(i, 3) == "group";
   }
 
-  // The rules of an append, in batch order (the same as SqliteStore::AppendOne's, in SQL
-  // there): the conversation, then membership, then a repeated client_id (an earlier message,
-  // or an earlier append of this batch), and only then a new message with the next seq and id.
+  // The rules, in batch order. An append (the same as SqliteStore::AppendOne's, in SQL there):
+  // the conversation, then membership, then a repeated client_id (an earlier message, or an
+  // earlier append of this batch), then reply_to, and only then a new message with the next
+  // seq and id. A change: ApplyChange on the message as the batch left it so far.
   std::map<std::pair<int64_t, std::string>, size_t> first_with_client_id;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const domain::NewMessage& m = batch[i];
-    const int row = static_cast<int>(i);
+  std::map<int64_t, Message> seen;  // the changed messages as the batch left them so far
+  int append_row = 0, change_row = 0;
+  for (const Write& w : batch) {
+    if (const auto* change = std::get_if<domain::MessageChange>(&w)) {
+      const PgResult& rows = (*checked)[5];
+      const int row = change_row++;
+      if (rows.IsNull(row, 1)) {
+        out.results.push_back(domain::StoredChange{domain::ChangeOutcome::kNoMessage, {}});
+        continue;
+      }
+      const int64_t id = rows.Int(row, 1);
+      auto [it, fresh] = seen.try_emplace(id);
+      if (fresh) it->second = ReadMessage(PgRow{rows, row}, 1);
+      Message m = it->second;  // applied to a copy: a refused change leaves no trace
+      m.members_version = members_version[m.conversation_id];
+      domain::ChangeActor actor;
+      actor.participant = !rows.IsNull(row, 0);
+      actor.group_admin = actor.participant && rows.Text(row, 0) == "admin" &&
+                          group[m.conversation_id];
+      const auto outcome = domain::ApplyChange(*change, actor, m);
+      if (outcome == domain::ChangeOutcome::kChanged) {
+        m.change_id = ++out.last_id;
+        it->second = m;
+        out.changed[id] = m;
+      }
+      if (outcome == domain::ChangeOutcome::kChanged || outcome == domain::ChangeOutcome::kUnchanged) {
+        out.results.push_back(domain::StoredChange{outcome, std::move(m)});
+      } else {
+        out.results.push_back(domain::StoredChange{outcome, {}});
+      }
+      continue;
+    }
+    const auto& m = std::get<domain::NewMessage>(w);
+    const int row = append_row++;
     if (!last_seq.contains(m.conversation_id)) {
-      out.appends.push_back({AppendOutcome::kNoConversation, {}});
+      out.results.push_back(StoredAppend{AppendOutcome::kNoConversation, {}});
       continue;
     }
     if (!checks.Bool(row, 0)) {
-      out.appends.push_back({AppendOutcome::kNotParticipant, {}});
+      out.results.push_back(StoredAppend{AppendOutcome::kNotParticipant, {}});
       continue;
     }
-    if (!checks.IsNull(row, 1)) {
-      out.appends.push_back({AppendOutcome::kRepeated, ReadMessage(PgRow{checks, row}, 1)});
+    if (!checks.IsNull(row, 2)) {
+      out.results.push_back(StoredAppend{AppendOutcome::kRepeated, ReadMessage(PgRow{checks, row}, 2)});
       continue;
     }
     if (m.client_id) {
-      auto [it, first] = first_with_client_id.emplace(std::make_pair(m.sender_id, *m.client_id),
-                                                      out.appends.size());
-      if (!first) {
-        out.appends.push_back({AppendOutcome::kRepeated, out.appends[it->second].message});
+      auto [it, fresh] = first_with_client_id.emplace(std::make_pair(m.sender_id, *m.client_id),
+                                                      out.results.size());
+      if (!fresh) {
+        const Message original = std::get<StoredAppend>(out.results[it->second]).message;
+        out.results.push_back(StoredAppend{AppendOutcome::kRepeated, original});
         continue;
       }
     }
+    if (m.reply_to && !checks.Bool(row, 1)) {
+      if (m.client_id) first_with_client_id.erase({m.sender_id, *m.client_id});
+      out.results.push_back(StoredAppend{AppendOutcome::kBadReplyTo, {}});
+      continue;
+    }
     Message stored;
     stored.id = ++out.last_id;
+    stored.change_id = stored.id;
     stored.conversation_id = m.conversation_id;
     stored.seq = ++last_seq[m.conversation_id];
     stored.sender_id = m.sender_id;
     stored.content = m.content;
     stored.client_id = m.client_id;
+    stored.reply_to = m.reply_to;
     stored.created_at = m.created_at;
     stored.members_version = members_version[m.conversation_id];
-    out.appends.push_back({AppendOutcome::kCreated, std::move(stored)});
+    out.results.push_back(StoredAppend{AppendOutcome::kCreated, std::move(stored)});
   }
   return out;
 }
@@ -478,11 +568,13 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(
 std::vector<Statement> PostgresStore::CommitStatements(const Batch& batch) {
   std::vector<int64_t> ids, conversations, seqs, senders, times;
   std::vector<std::optional<std::string>> contents, client_ids;
+  std::vector<std::optional<int64_t>> reply_tos;
   std::map<int64_t, std::pair<int64_t, TimeMs>> counters;  // conversation -> last seq, activity
   std::map<std::pair<int64_t, int64_t>, std::pair<int64_t, TimeMs>> markers;  // -> id, at
-  for (const StoredAppend& a : batch.appends) {
-    if (a.outcome != AppendOutcome::kCreated) continue;
-    const Message& m = a.message;
+  for (const Written& w : batch.results) {
+    const auto* a = std::get_if<StoredAppend>(&w);
+    if (a == nullptr || a->outcome != AppendOutcome::kCreated) continue;
+    const Message& m = a->message;
     ids.push_back(m.id);
     conversations.push_back(m.conversation_id);
     seqs.push_back(m.seq);
@@ -490,6 +582,7 @@ std::vector<Statement> PostgresStore::CommitStatements(const Batch& batch) {
     contents.push_back(m.content);
     client_ids.push_back(m.client_id);
     times.push_back(m.created_at);
+    reply_tos.push_back(m.reply_to);
     auto& counter = counters[m.conversation_id];
     counter = {m.seq, std::max(counter.second, m.created_at)};
     markers[{m.conversation_id, m.sender_id}] = {m.id, m.created_at};  // ids ascend
@@ -503,7 +596,8 @@ std::vector<Statement> PostgresStore::CommitStatements(const Batch& batch) {
                                           .AddArray(senders)
                                           .AddTextArray(contents)
                                           .AddTextArray(client_ids)
-                                          .AddArray(times)});
+                                          .AddArray(times)
+                                          .AddArray(reply_tos)});
     std::vector<int64_t> counter_ids, last_seqs, activities;
     for (const auto& [id, counter] : counters) {
       counter_ids.push_back(id);
@@ -512,7 +606,6 @@ std::vector<Statement> PostgresStore::CommitStatements(const Batch& batch) {
     }
     round.push_back({kAdvanceConversations,
                      Params().AddArray(counter_ids).AddArray(last_seqs).AddArray(activities)});
-    round.push_back({kAdvanceLastId, Params().Add(batch.last_id)});
     std::vector<int64_t> mark_conversations, mark_users, mark_ids, mark_times;
     for (const auto& [key, mark] : markers) {  // in (conversation, user) order
       mark_conversations.push_back(key.first);
@@ -527,12 +620,34 @@ std::vector<Statement> PostgresStore::CommitStatements(const Batch& batch) {
                                               .AddArray(mark_ids)
                                               .AddArray(mark_times)});
   }
+  std::vector<int64_t> changed_ids, change_ids;
+  std::vector<std::optional<int64_t>> edited, deleted;
+  std::vector<std::optional<std::string>> changed_contents, reactions;
+  for (const auto& [id, m] : batch.changed) {
+    changed_ids.push_back(id);
+    changed_contents.push_back(m.content);
+    edited.push_back(m.edited_at);
+    deleted.push_back(m.deleted_at);
+    reactions.push_back(EncodeReactions(m.reactions));
+    change_ids.push_back(m.change_id);
+  }
+  if (!changed_ids.empty()) {
+    round.push_back({kUpdateMessages, Params()
+                                          .AddArray(changed_ids)
+                                          .AddTextArray(changed_contents)
+                                          .AddArray(edited)
+                                          .AddArray(deleted)
+                                          .AddTextArray(reactions)
+                                          .AddArray(change_ids)});
+  }
+  if (!ids.empty() || !changed_ids.empty()) {
+    round.push_back({kAdvanceLastId, Params().Add(batch.last_id)});
+  }
   round.push_back({"COMMIT", {}});
   return round;
 }
 
-GroupCommitWriter::Committed PostgresStore::CommitBatch(
-    const std::vector<domain::NewMessage>& batch) {
+GroupCommitWriter::Committed PostgresStore::CommitBatch(const std::vector<Write>& batch) {
   GroupCommitWriter::Committed out;
   Status failed = Status::Unavailable("database error");
   // A batch that failed before COMMIT left nothing behind: it is tried once more on a fresh
@@ -561,7 +676,7 @@ GroupCommitWriter::Committed PostgresStore::CommitBatch(
       auto committed = c.Pipeline(CommitStatements(*written));
       if (committed.ok()) {
         out.committed = true;
-        out.results.assign(written->appends.begin(), written->appends.end());
+        out.results.assign(written->results.begin(), written->results.end());
         return out;
       }
       // Lost during COMMIT: the outcome is unknown, so it is not tried again; the senders
@@ -643,14 +758,22 @@ Result<std::vector<Message>> PostgresStore::MessagesSince(int64_t user_id, int64
   // the first `limit` of those: bounded, however old `since` and however big the table.
   return Messages(std::string("SELECT m.* FROM participants p CROSS JOIN LATERAL (SELECT ") +
                       kMessageColumns +
-                      " FROM messages WHERE conversation_id = p.conversation_id AND id > $2 "
-                      "ORDER BY id LIMIT $3) m WHERE p.user_id = $1 ORDER BY m.id LIMIT $3",
+                      " FROM messages WHERE conversation_id = p.conversation_id "
+                      "AND change_id > $2 ORDER BY change_id LIMIT $3) m "
+                      "WHERE p.user_id = $1 ORDER BY m.change_id LIMIT $3",
                   Params().Add(user_id).Add(since).Add(int64_t{limit}));
 }
 
 Result<std::vector<Message>> PostgresStore::MessagesAfter(int64_t after, int limit) {
   return Messages(std::string("SELECT ") + kMessageColumns +
                       " FROM messages WHERE id > $1 ORDER BY id LIMIT $2",
+                  Params().Add(after).Add(int64_t{limit}));
+}
+
+Result<std::vector<Message>> PostgresStore::ChangesAfter(int64_t after, int limit) {
+  return Messages(std::string("SELECT ") + kMessageColumns +
+                      " FROM messages WHERE change_id > $1 AND change_id > id "
+                      "ORDER BY change_id LIMIT $2",
                   Params().Add(after).Add(int64_t{limit}));
 }
 

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -117,6 +118,9 @@ class PostgresStore final : public Store {
   Result<std::vector<domain::Message>> MessagesSince(int64_t user_id, int64_t since,
                                                      int limit) override;
   Result<std::vector<domain::Message>> MessagesAfter(int64_t after, int limit) override;
+  void ChangeMessage(domain::MessageChange change,
+                     std::function<void(Result<domain::StoredChange>)> done) override;
+  Result<std::vector<domain::Message>> ChangesAfter(int64_t after, int limit) override;
   Result<int64_t> LastMessageId() override;
   Result<std::optional<domain::ReadMark>> MoveReadMarker(int64_t conversation_id, int64_t user_id,
                                                          int64_t message_id, TimeMs now) override;
@@ -143,14 +147,16 @@ class PostgresStore final : public Store {
 
   // A batch checked and numbered, not yet written.
   struct Batch {
-    std::vector<domain::StoredAppend> appends;  // one per message, in order
-    int64_t last_id = 0;                        // the id counter after the batch
+    std::vector<Written> results;  // one per write, in order
+    // The changed messages as they stand after the batch, by id.
+    std::map<int64_t, domain::Message> changed;
+    int64_t last_id = 0;  // the id counter after the batch
   };
   // The message writer's side: one batch in one transaction (GroupCommitWriter's CommitBatch).
-  GroupCommitWriter::Committed CommitBatch(const std::vector<domain::NewMessage>& batch);
-  // First round trip: BEGIN, the lock, the checks; decides each append's outcome, seq and id.
-  // A failure leaves nothing committed.
-  Result<Batch> WriteBatch(PgConnection& c, const std::vector<domain::NewMessage>& batch);
+  GroupCommitWriter::Committed CommitBatch(const std::vector<Write>& batch);
+  // First round trip: BEGIN, the locks, the checks; decides each write's outcome and each new
+  // message's seq and id, each change's change_id. A failure leaves nothing committed.
+  Result<Batch> WriteBatch(PgConnection& c, const std::vector<Write>& batch);
   // Second round trip: the new messages, counters and read markers, then COMMIT.
   static std::vector<Statement> CommitStatements(const Batch& batch);
 

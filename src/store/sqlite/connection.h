@@ -28,6 +28,7 @@ class Statement {
   Statement& Bind(int i, std::string_view v);
   Statement& Bind(int i, const std::string& v) { return Bind(i, std::string_view(v)); }
   Statement& Bind(int i, const std::optional<std::string>& v);
+  Statement& Bind(int i, const std::optional<int64_t>& v);
   Statement& BindNull(int i);
 
   // SQLITE_ROW, SQLITE_DONE or an error code.

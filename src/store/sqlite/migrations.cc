@@ -96,6 +96,24 @@ CREATE UNIQUE INDEX messages_client_id ON messages(sender_id, client_id)
       {3, "members_version", R"sql(
 ALTER TABLE conversations ADD COLUMN members_version INTEGER NOT NULL DEFAULT 0;
 )sql"},
+      // Replies, edits, deletions and reactions. Ids and change_ids come from one counter,
+      // read and moved by the message writer only (SqliteStore::CommitBatch).
+      {4, "message_changes", R"sql(
+ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+ALTER TABLE messages ADD COLUMN deleted_at INTEGER;
+ALTER TABLE messages ADD COLUMN change_id INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN reactions TEXT;  -- JSON, store/common/reactions.h
+UPDATE messages SET change_id = id;
+-- sync walks each conversation by change_id; a cluster's repair reads the changed ones.
+CREATE INDEX messages_by_change ON messages(conversation_id, change_id);
+CREATE INDEX messages_changed ON messages(change_id) WHERE change_id > id;
+CREATE TABLE id_counters (
+  name    TEXT    PRIMARY KEY,
+  last_id INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO id_counters SELECT 'messages', COALESCE(MAX(id), 0) FROM messages;
+)sql"},
   };
   return kAll;
 }

@@ -224,7 +224,8 @@ Result<std::vector<ReaderState>> SqliteStore::ListReaderStates(int64_t user_id) 
     auto st = c.Prepare(
         "SELECT me.conversation_id, me.read_marker, (SELECT COUNT(*) FROM messages u "
         "WHERE u.conversation_id = me.conversation_id AND u.id > me.read_marker "
-        "AND u.sender_id != me.user_id) FROM participants me WHERE me.user_id = ?");
+        "AND u.sender_id != me.user_id AND u.deleted_at IS NULL) "
+        "FROM participants me WHERE me.user_id = ?");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, user_id);
     int rc;
@@ -262,7 +263,8 @@ Result<int64_t> SqliteStore::CountUnread(int64_t conversation_id, int64_t user_i
   int64_t n = 0;
   Status s = WithReader([&](Connection& c) -> Status {
     auto st = c.Prepare(
-        "SELECT COUNT(*) FROM messages WHERE conversation_id = ? AND id > ? AND sender_id != ?");
+        "SELECT COUNT(*) FROM messages WHERE conversation_id = ? AND id > ? AND sender_id != ? "
+        "AND deleted_at IS NULL");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, conversation_id).Bind(2, after_id).Bind(3, user_id);
     if ((*st)->Step() != SQLITE_ROW) return c.Error("count unread");
@@ -378,18 +380,39 @@ void SqliteStore::AppendMessage(domain::NewMessage message,
   message_writer_->Append(std::move(message), std::move(done));
 }
 
-GroupCommitWriter::Committed SqliteStore::CommitBatch(
-    const std::vector<domain::NewMessage>& batch) {
+void SqliteStore::ChangeMessage(domain::MessageChange change,
+                                std::function<void(Result<domain::StoredChange>)> done) {
+  message_writer_->Change(std::move(change), std::move(done));
+}
+
+GroupCommitWriter::Committed SqliteStore::CommitBatch(const std::vector<Write>& batch) {
   GroupCommitWriter::Committed out;
   out.results.reserve(batch.size());
   Status committed = InTransaction([&](Connection& c) -> Status {
-    for (const auto& m : batch) {
-      out.results.push_back(AppendOne(c, m));
+    // The one counter of ids and change_ids: this writer is the only one that moves it.
+    auto counter = c.Prepare("SELECT last_id FROM id_counters WHERE name = 'messages'");
+    if (!counter.ok()) return counter.status();
+    if ((*counter)->Step() != SQLITE_ROW) return c.Error("read id counter");
+    const int64_t first_id = (*counter)->Int(0);
+    (*counter)->Reset();
+    int64_t last_id = first_id;
+    for (const Write& w : batch) {
+      if (const auto* m = std::get_if<domain::NewMessage>(&w)) {
+        auto r = AppendOne(c, *m, last_id);
+        out.results.push_back(r.ok() ? Result<Written>(std::move(*r)) : r.status());
+      } else {
+        auto r = ChangeOne(c, std::get<domain::MessageChange>(w), last_id);
+        out.results.push_back(r.ok() ? Result<Written>(std::move(*r)) : r.status());
+      }
       // SQLite may roll the whole transaction back by itself (disk full, I/O error). Then
-      // later appends would run outside it and commit on their own: fail the batch instead.
+      // later writes would run outside it and commit on their own: fail the batch instead.
       if (sqlite3_get_autocommit(c.raw())) return c.Error("batch aborted");
     }
-    return Status::Ok();
+    if (last_id == first_id) return Status::Ok();
+    auto up = c.Prepare("UPDATE id_counters SET last_id = ? WHERE name = 'messages'");
+    if (!up.ok()) return up.status();
+    (*up)->Bind(1, last_id);
+    return Run(c, **up, "move id counter");
   });
   out.committed = committed.ok();
   // Nobody hears "ok" unless the commit happened.
@@ -397,12 +420,14 @@ GroupCommitWriter::Committed SqliteStore::CommitBatch(
   return out;
 }
 
-Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMessage& m) {
+Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMessage& m,
+                                            int64_t& last_id) {
   auto member = c.Prepare(
       "SELECT (SELECT 1 FROM conversations WHERE id = ?1), "
-      "(SELECT 1 FROM participants WHERE conversation_id = ?1 AND user_id = ?2)");
+      "(SELECT 1 FROM participants WHERE conversation_id = ?1 AND user_id = ?2), "
+      "(SELECT 1 FROM messages WHERE id = ?3 AND conversation_id = ?1)");
   if (!member.ok()) return member.status();
-  (*member)->Bind(1, m.conversation_id).Bind(2, m.sender_id);
+  (*member)->Bind(1, m.conversation_id).Bind(2, m.sender_id).Bind(3, m.reply_to.value_or(0));
   if ((*member)->Step() != SQLITE_ROW) return c.Error("check participant");
   if (!(*member)->OptInt(0)) return StoredAppend{domain::AppendOutcome::kNoConversation, {}};
   if (!(*member)->OptInt(1)) return StoredAppend{domain::AppendOutcome::kNotParticipant, {}};
@@ -415,6 +440,10 @@ Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMess
     const int rc = (*dup)->Step();
     if (rc == SQLITE_ROW) return StoredAppend{domain::AppendOutcome::kRepeated, ReadMessage(**dup)};
     if (rc != SQLITE_DONE) return c.Error("find client_id");
+  }
+  // After the client_id: a retry of a stored message is answered whatever it says.
+  if (m.reply_to && !(*member)->OptInt(2)) {
+    return StoredAppend{domain::AppendOutcome::kBadReplyTo, {}};
   }
 
   if (Status s = c.Exec("SAVEPOINT append"); !s.ok()) return s;
@@ -429,18 +458,19 @@ Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMess
   (*seq)->Bind(1, m.created_at).Bind(2, m.conversation_id);
   if ((*seq)->Step() != SQLITE_ROW) return fail(c.Error("next seq"));
   Message out;
+  out.id = last_id + 1;
+  out.change_id = out.id;
   out.seq = (*seq)->Int(0);
   out.members_version = (*seq)->Int(1);
   (*seq)->Step();  // complete the statement
 
   auto ins = c.Prepare(
-      "INSERT INTO messages(conversation_id, seq, sender_id, content, client_id, created_at) "
-      "VALUES (?, ?, ?, ?, ?, ?)");
+      "INSERT INTO messages(id, conversation_id, seq, sender_id, content, client_id, "
+      "created_at, reply_to, change_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?1)");
   if (!ins.ok()) return fail(ins.status());
-  (*ins)->Bind(1, m.conversation_id).Bind(2, out.seq).Bind(3, m.sender_id).Bind(4, m.content);
-  (*ins)->Bind(5, m.client_id).Bind(6, m.created_at);
+  (*ins)->Bind(1, out.id).Bind(2, m.conversation_id).Bind(3, out.seq).Bind(4, m.sender_id);
+  (*ins)->Bind(5, m.content).Bind(6, m.client_id).Bind(7, m.created_at).Bind(8, m.reply_to);
   if (Status s = Run(c, **ins, "insert message"); !s.ok()) return fail(s);
-  out.id = c.LastInsertId();
 
   // Sending moves the sender's read marker to the new message.
   auto read = c.Prepare(
@@ -451,12 +481,54 @@ Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMess
   if (Status s = Run(c, **read, "move read marker"); !s.ok()) return fail(s);
   if (Status s = c.Exec("RELEASE append"); !s.ok()) return fail(s);
 
+  last_id = out.id;
   out.conversation_id = m.conversation_id;
   out.sender_id = m.sender_id;
   out.content = m.content;
   out.client_id = m.client_id;
+  out.reply_to = m.reply_to;
   out.created_at = m.created_at;
   return StoredAppend{domain::AppendOutcome::kCreated, std::move(out)};
+}
+
+Result<domain::StoredChange> SqliteStore::ChangeOne(Connection& c,
+                                                    const domain::MessageChange& change,
+                                                    int64_t& last_id) {
+  using domain::ChangeOutcome;
+  // The message, the actor's place in its conversation, and the conversation's version.
+  auto st = c.Prepare(std::string("SELECT ") + kJoinedMessageColumns +
+                      ", p.role, cv.type, cv.members_version FROM messages m "
+                      "JOIN conversations cv ON cv.id = m.conversation_id "
+                      "LEFT JOIN participants p ON p.conversation_id = m.conversation_id "
+                      "AND p.user_id = ?2 WHERE m.id = ?1");
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, change.message_id).Bind(2, change.actor);
+  const int rc = (*st)->Step();
+  if (rc == SQLITE_DONE) return domain::StoredChange{ChangeOutcome::kNoMessage, {}};
+  if (rc != SQLITE_ROW) return c.Error("read message");
+  Message m = ReadMessage(**st);
+  const std::optional<std::string> role = (*st)->OptText(kMessageColumnCount);
+  domain::ChangeActor actor;
+  actor.participant = role.has_value();
+  actor.group_admin = role == "admin" && (*st)->Text(kMessageColumnCount + 1) == "group";
+  m.members_version = (*st)->Int(kMessageColumnCount + 2);
+  (*st)->Reset();
+
+  const ChangeOutcome outcome = domain::ApplyChange(change, actor, m);
+  if (outcome != ChangeOutcome::kChanged) {
+    if (outcome != ChangeOutcome::kUnchanged) m = Message{};
+    return domain::StoredChange{outcome, std::move(m)};
+  }
+  m.change_id = last_id + 1;
+  auto up = c.Prepare(
+      "UPDATE messages SET content = ?2, edited_at = ?3, deleted_at = ?4, reactions = ?5, "
+      "change_id = ?6 WHERE id = ?1");
+  if (!up.ok()) return up.status();
+  (*up)->Bind(1, m.id).Bind(2, m.content).Bind(3, m.edited_at).Bind(4, m.deleted_at);
+  (*up)->Bind(5, EncodeReactions(m.reactions)).Bind(6, m.change_id);
+  if (Status s = Run(c, **up, "change message"); !s.ok()) return s;
+  last_id = m.change_id;
+  return domain::StoredChange{ChangeOutcome::kChanged, std::move(m)};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -521,7 +593,7 @@ Result<std::vector<Message>> SqliteStore::MessagesSince(int64_t user_id, int64_t
     auto st = c.Prepare(std::string("SELECT ") + kMessageColumns +
                         " FROM messages WHERE conversation_id IN "
                         "(SELECT conversation_id FROM participants WHERE user_id = ?) "
-                        "AND id > ? ORDER BY id LIMIT ?");
+                        "AND change_id > ? ORDER BY change_id LIMIT ?");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, user_id).Bind(2, since).Bind(3, int64_t{limit});
     return CollectMessages(c, **st, &rows);
@@ -543,10 +615,24 @@ Result<std::vector<Message>> SqliteStore::MessagesAfter(int64_t after, int limit
   return rows;
 }
 
+Result<std::vector<Message>> SqliteStore::ChangesAfter(int64_t after, int limit) {
+  std::vector<Message> rows;
+  Status s = WithReader([&](Connection& c) -> Status {
+    auto st = c.Prepare(std::string("SELECT ") + kMessageColumns +
+                        " FROM messages WHERE change_id > ? AND change_id > id "
+                        "ORDER BY change_id LIMIT ?");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, after).Bind(2, int64_t{limit});
+    return CollectMessages(c, **st, &rows);
+  });
+  if (!s.ok()) return s;
+  return rows;
+}
+
 Result<int64_t> SqliteStore::LastMessageId() {
   int64_t out = 0;
   Status s = WithReader([&](Connection& c) -> Status {
-    auto st = c.Prepare("SELECT COALESCE(MAX(id), 0) FROM messages");
+    auto st = c.Prepare("SELECT last_id FROM id_counters WHERE name = 'messages'");
     if (!st.ok()) return st.status();
     if ((*st)->Step() != SQLITE_ROW) return c.Error("last message id");
     out = (*st)->Int(0);

@@ -95,7 +95,10 @@ class SqliteStore final : public Store {
                                                        int limit) override;
   Result<std::vector<domain::Message>> MessagesSince(int64_t user_id, int64_t since,
                                                      int limit) override;
+  void ChangeMessage(domain::MessageChange change,
+                     std::function<void(Result<domain::StoredChange>)> done) override;
   Result<std::vector<domain::Message>> MessagesAfter(int64_t after, int limit) override;
+  Result<std::vector<domain::Message>> ChangesAfter(int64_t after, int limit) override;
   Result<int64_t> LastMessageId() override;
   Result<std::optional<domain::ReadMark>> MoveReadMarker(int64_t conversation_id, int64_t user_id,
                                                          int64_t message_id, TimeMs now) override;
@@ -105,11 +108,17 @@ class SqliteStore final : public Store {
   GroupCommitWriter& writer() override { return *message_writer_; }
 
  private:
-  // Commits one batch of appends in one transaction (the GroupCommitWriter's CommitBatch).
-  GroupCommitWriter::Committed CommitBatch(const std::vector<domain::NewMessage>& batch);
+  // Commits one batch of appends and changes in one transaction (the GroupCommitWriter's
+  // CommitBatch).
+  GroupCommitWriter::Committed CommitBatch(const std::vector<Write>& batch);
   // One append inside the batch transaction, in its own savepoint so that a failure leaves
-  // no trace (no seq gap).
-  Result<domain::StoredAppend> AppendOne(Connection& c, const domain::NewMessage& m);
+  // no trace (no seq gap); `last_id` is the id counter, moved when a message is created.
+  Result<domain::StoredAppend> AppendOne(Connection& c, const domain::NewMessage& m,
+                                         int64_t& last_id);
+  // One edit, deletion or reaction inside the batch transaction; takes the next position of
+  // `last_id` when it changes the message.
+  Result<domain::StoredChange> ChangeOne(Connection& c, const domain::MessageChange& change,
+                                         int64_t& last_id);
   // Runs `fn` in a write transaction (BEGIN IMMEDIATE ... COMMIT).
   Status InTransaction(const std::function<Status(Connection&)>& fn);
   // Runs `fn` on a reader in one read transaction: every query sees one snapshot.

@@ -1,0 +1,35 @@
+#include "store/common/reactions.h"
+
+#include <nlohmann/json.hpp>
+
+namespace mmchat::store {
+
+using Json = nlohmann::json;
+
+std::optional<std::string> EncodeReactions(const std::vector<domain::Reaction>& reactions) {
+  if (reactions.empty()) return std::nullopt;
+  Json out = Json::array();
+  for (const auto& r : reactions) out.push_back({{"emoji", r.emoji}, {"user_ids", r.user_ids}});
+  return out.dump();
+}
+
+std::vector<domain::Reaction> DecodeReactions(const std::optional<std::string>& column) {
+  std::vector<domain::Reaction> out;
+  if (!column) return out;
+  const Json j = Json::parse(*column, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_array()) return out;
+  for (const Json& r : j) {
+    if (!r.is_object() || !r.contains("emoji") || !r["emoji"].is_string() ||
+        !r.contains("user_ids") || !r["user_ids"].is_array()) {
+      continue;
+    }
+    domain::Reaction reaction{r["emoji"].get<std::string>(), {}};
+    for (const Json& u : r["user_ids"]) {
+      if (u.is_number_integer()) reaction.user_ids.push_back(u.get<int64_t>());
+    }
+    if (!reaction.user_ids.empty()) out.push_back(std::move(reaction));
+  }
+  return out;
+}
+
+}  // namespace mmchat::store

@@ -1,0 +1,19 @@
+// A message's reactions as one stored column (both backends): JSON text,
+// [{"emoji":"👍","user_ids":[7,9]}, ...] in API.md's order, NULL when there are none. One row
+// holds all a message needs, so no read of a page joins another table.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "domain/conversation.h"
+
+namespace mmchat::store {
+
+std::optional<std::string> EncodeReactions(const std::vector<domain::Reaction>& reactions);
+// A column this process did not write is read as well as it can: what does not parse is none.
+std::vector<domain::Reaction> DecodeReactions(const std::optional<std::string>& column);
+
+}  // namespace mmchat::store
