@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "bench/http_loop.h"
 #include "bench/message_load.h"
 #include "bench/scenarios.h"
 
@@ -37,89 +38,6 @@ namespace {
 constexpr int kHistoryMessages = 60;      // more than the 50-message page asked for
 constexpr int kMessageBytes = 100;        // the messages the tool posts while setting up
 constexpr size_t kMaxGroupSize = 10;      // the conversations kind's groups: 3 to 10 members
-constexpr size_t kReadChunk = 64 * 1024;  // bytes read from the socket at a time
-constexpr auto kRequestTimeout = std::chrono::seconds(10);  // a stuck server ends the run
-
-// One connection's closed loop: request, answer, next request, until the stop time. Its
-// handlers run one after another on its own strand (the stream's timeout timer needs one when
-// several threads run the io_context), so its counters need no lock; they are read after the
-// io threads have stopped.
-class Connection : public std::enable_shared_from_this<Connection> {
- public:
-  Connection(net::io_context& ioc, const Target& t, const std::string& path,
-             const std::string& token, const Clock::time_point& stop_at)
-      : stream_(net::make_strand(ioc)), stop_at_(stop_at) {
-    req_.method(bhttp::verb::get);
-    req_.target(path);
-    req_.version(11);
-    req_.set(bhttp::field::host, t.host);
-    req_.set(bhttp::field::authorization, "Bearer " + token);
-    // Beast reads at most the buffer's free capacity at a time (512 bytes at least): without
-    // room, a 180 KiB answer took hundreds of reads and the tool's CPU rivalled the server's.
-    buffer_.reserve(kReadChunk);
-  }
-
-  // Connects from `source`; calls `done(ok)` once, when connected or failed.
-  void Connect(const tcp::endpoint& server, const net::ip::address_v4& source,
-               std::function<void(bool)> done) {
-    beast::error_code ec;
-    stream_.socket().open(tcp::v4(), ec);
-    if (!ec) stream_.socket().bind(tcp::endpoint(source, 0), ec);
-    if (!ec) stream_.socket().set_option(tcp::no_delay(true), ec);
-    if (ec) return done(false);
-    stream_.expires_after(kRequestTimeout);
-    stream_.async_connect(server, [done = std::move(done)](beast::error_code e) { done(!e); });
-  }
-
-  void Start() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] { self->Next(); });
-  }
-
-  std::vector<double> latency_ms;
-  int64_t non_2xx = 0, errors = 0, body_bytes = 0;
-
- private:
-  void Next() {
-    if (Clock::now() >= stop_at_) return Close();
-    sent_at_ = Clock::now();
-    stream_.expires_after(kRequestTimeout);
-    bhttp::async_write(stream_, req_, [self = shared_from_this()](beast::error_code ec, size_t) {
-      if (ec) return self->Fail();
-      self->res_ = {};
-      bhttp::async_read(self->stream_, self->buffer_, self->res_,
-                        [self](beast::error_code ec2, size_t) { self->OnResponse(ec2); });
-    });
-  }
-
-  void OnResponse(beast::error_code ec) {
-    if (ec) return Fail();
-    latency_ms.push_back(
-        std::chrono::duration<double, std::milli>(Clock::now() - sent_at_).count());
-    if (res_.result_int() / 100 != 2) ++non_2xx;
-    body_bytes += static_cast<int64_t>(res_.body().size());
-    if (!res_.keep_alive()) return Fail();  // the server gave up on keep-alive
-    Next();
-  }
-
-  // A broken connection is counted and not replaced: the run is then not a clean measurement.
-  void Fail() {
-    ++errors;
-    Close();
-  }
-
-  void Close() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
-  }
-
-  beast::tcp_stream stream_;
-  bhttp::request<bhttp::empty_body> req_;
-  beast::flat_buffer buffer_;
-  bhttp::response<bhttp::string_body> res_;
-  Clock::time_point sent_at_;
-  const Clock::time_point& stop_at_;
-};
 
 // A conversation of the first `users` accounts holding kHistoryMessages messages; returns its
 // page path.
@@ -239,12 +157,12 @@ int RunHttp(const HttpOptions& o, const std::vector<Account>& accounts) {
 
   net::io_context ioc(o.threads);  // first: the connections must go before it
   Clock::time_point stop_at = Clock::time_point::max();
-  std::vector<std::shared_ptr<Connection>> conns;
+  std::vector<std::shared_ptr<HttpLoop>> conns;
   const tcp::endpoint server(net::ip::make_address(o.target.host), o.target.port);
   int connected = 0;
   for (int i = 0; i < o.connections; ++i) {
     const std::string& token = accounts[static_cast<size_t>(i) % users].token;
-    conns.push_back(std::make_shared<Connection>(ioc, o.target, path, token, stop_at));
+    conns.push_back(std::make_shared<HttpLoop>(ioc, o.target, path, token, stop_at));
     // The io_context runs on this thread only while connecting, so the count needs no lock.
     conns.back()->Connect(server, SourceAddress(o.target, i), [&](bool ok) { connected += ok; });
   }

@@ -117,6 +117,21 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   http_cmd->add_option("--threads", http.threads, "the tool's io threads")->capture_default_str();
   http_cmd->add_option("--server-pid", http.server_pid, "the server's process id (its CPU)");
+  ReactionsOptions reactions;
+  auto* reactions_cmd = app.add_subcommand(
+      "reactions",
+      "a group on WebSocket; HTTP connections toggle reactions; reactions/s, deliveries/s");
+  AddTargetOptions(reactions_cmd, reactions.target, tokens_path, /*websocket=*/true);
+  reactions_cmd->add_option("--members", reactions.members, "members of the group, on WebSocket")
+      ->capture_default_str();
+  reactions_cmd->add_option("--connections", reactions.connections, "HTTP connections reacting")
+      ->capture_default_str();
+  reactions_cmd->add_option("--duration-sec", reactions.duration_sec, "reacting time")
+      ->capture_default_str();
+  reactions_cmd->add_option("--drain-sec", reactions.drain_sec, "waiting for the last deliveries")
+      ->capture_default_str();
+  reactions_cmd->add_option("--server-pid", reactions.server_pid,
+                            "the server's process id (its CPU)");
   CLI11_PARSE(app, argc, argv);
 
   const auto accounts = LoadAccounts(tokens_path);
@@ -131,6 +146,7 @@ int main(int argc, char** argv) {
     if (direct_cmd->parsed()) return RunDirect(direct, accounts);
     if (persist_cmd->parsed()) return RunPersist(persist, accounts);
     if (http_cmd->parsed()) return RunHttp(http, accounts);
+    if (reactions_cmd->parsed()) return RunReactions(reactions, accounts);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mmchat-bench: %s\n", e.what());
     return 1;

@@ -56,4 +56,14 @@ struct HttpOptions {
 };
 int RunHttp(const HttpOptions& options, const std::vector<Account>& accounts);
 
+struct ReactionsOptions {
+  Target target;
+  int members = 100;     // in the group, all on WebSocket
+  int connections = 64;  // keep-alive HTTP connections toggling reactions, one call in flight each
+  double duration_sec = 5;
+  double drain_sec = 10;  // how long to wait for the last deliveries
+  pid_t server_pid = 0;   // for its CPU use; 0: not reported
+};
+int RunReactions(const ReactionsOptions& options, const std::vector<Account>& accounts);
+
 }  // namespace mmchat::bench

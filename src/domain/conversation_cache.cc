@@ -76,6 +76,18 @@ void ConversationCache::OnEvent(const Event& e) {
       }
       return true;
     });
+  } else if (const auto* u = std::get_if<MessageUpdated>(&e)) {
+    // An edit, deletion or reaction of the last message shows in the conversation list.
+    const Message& msg = u->message;
+    kept_.Update(msg.conversation_id, [&](Conversation& c) {
+      if (!c.last_message || c.last_message->id != msg.id ||
+          c.last_message->change_id >= msg.change_id) {
+        return true;  // not the last message, or news the entry has already
+      }
+      c.last_message = msg;
+      c.last_message->status = MessageStatus::kSent;  // computed per answer
+      return true;
+    });
   } else if (const auto* r = std::get_if<ReadReceipt>(&e)) {
     Raise(r->conversation_id, r->user_id, &Participant::read_marker, r->message_id);
   } else if (const auto* d = std::get_if<DeliveryReceipt>(&e)) {

@@ -118,8 +118,8 @@ std::vector<std::string> WritableState(const std::filesystem::path& dir) {
        {"SELECT 'conversation', id, type, name, created_by FROM conversations ORDER BY id",
         "SELECT 'participant', conversation_id, user_id, role, joined_at, read_marker, read_at "
         "FROM participants ORDER BY conversation_id, user_id",
-        "SELECT 'message', id, conversation_id, seq, sender_id, content, client_id FROM messages "
-        "ORDER BY id"}) {
+        "SELECT 'message', id, conversation_id, seq, sender_id, content, client_id, change_id, "
+        "reactions, deleted_at, reply_to FROM messages ORDER BY id"}) {
     for (auto& row : QueryDb(dir, sql)) out.push_back(std::move(row));
   }
   return out;
@@ -356,8 +356,19 @@ const std::vector<RestCase> kConversationRoutes = {
     {"POST", "/api/messages", R"({"conversation_id": {conv}, "content": "outsider was here"})"},
     {"POST", "/api/messages",
      R"({"conversation_id": {conv}, "content": "outsider was here", "client_id": "{client_id}"})"},
+    {"POST", "/api/messages",
+     R"({"conversation_id": {conv}, "content": "outsider was here", "reply_to": {msg}})"},
     {"POST", "/api/messages/read", R"({"conversation_id": {conv}, "message_id": {msg}})"},
     {"POST", "/api/messages/read", R"({"conversation_id": {conv}, "message_id": {unknown}})"},
+};
+
+// Every REST route that takes a message id (placeholders as above): edits, deletions,
+// reactions, and a reply to it.
+const std::vector<RestCase> kMessageRoutes = {
+    {"PATCH", "/api/messages/{msg}", R"({"content": "edited by an outsider"})"},
+    {"DELETE", "/api/messages/{msg}", ""},
+    {"PUT", "/api/messages/{msg}/reactions/%F0%9F%91%8D", ""},
+    {"DELETE", "/api/messages/{msg}/reactions/%F0%9F%91%8D", ""},
 };
 
 // Every WebSocket client frame that takes a conversation id (placeholders as above). Each is
@@ -366,6 +377,8 @@ const std::vector<const char*> kConversationFrames = {
     R"({"type": "message", "conversation_id": {conv}, "content": "outsider was here"})",
     R"({"type": "message", "conversation_id": {conv}, "content": "outsider was here",
         "client_id": "{client_id}"})",
+    R"({"type": "message", "conversation_id": {conv}, "content": "outsider was here",
+        "reply_to": {msg}})",
     R"({"type": "read", "conversation_id": {conv}, "message_id": {msg}})",
     R"({"type": "read", "conversation_id": {conv}, "message_id": {unknown}})",
     R"({"type": "typing_start", "conversation_id": {conv}})",
@@ -408,6 +421,84 @@ TEST_F(AuthzRestTest, EveryConversationRouteAnswers404ForAConversationThatDoesNo
     }
   }
   EXPECT_EQ(WritableState(server_.dir()), before);
+}
+
+TEST_F(AuthzRestTest, EveryMessageRouteRefusesEveryOutsiderWith403AndChangesNothing) {
+  const auto before = WritableState(server_.dir());
+  for (const Account& who : Outsiders()) {
+    for (const Target& t : Targets()) {
+      const auto vars = Vars(who, t.conversation, t.message);
+      for (const RestCase& c : kMessageRoutes) {
+        const std::string path = Fill(c.path, vars), body = Fill(c.body, vars);
+        SCOPED_TRACE(who.username + " on " + t.what + ": " + c.method + " " + path + " " + body);
+        ExpectBareError(client_.Request(c.method, path, body, who.token), 403, "forbidden");
+      }
+    }
+    // carol's own message, sent before her removal, is no longer hers to change.
+    const auto own = Vars(who, g_, g2_);
+    for (const RestCase& c : kMessageRoutes) {
+      const std::string path = Fill(c.path, own), body = Fill(c.body, own);
+      SCOPED_TRACE(who.username + " on g2: " + c.method + " " + path);
+      ExpectBareError(client_.Request(c.method, path, body, who.token), 403, "forbidden");
+    }
+  }
+  EXPECT_EQ(WritableState(server_.dir()), before);
+  ExpectAliceSeesTheUsualGAndP();
+  ExpectServerHealthy();
+}
+
+TEST_F(AuthzRestTest, EveryMessageRouteAnswers404ForAMessageThatDoesNotExist) {
+  const auto before = WritableState(server_.dir());
+  for (const Account& who : {dave_, bob_, alice_}) {
+    auto vars = Vars(who, g_, kUnknownId);
+    for (const RestCase& c : kMessageRoutes) {
+      const std::string path = Fill(c.path, vars), body = Fill(c.body, vars);
+      SCOPED_TRACE(who.username + ": " + c.method + " " + path);
+      ExpectBareError(client_.Request(c.method, path, body, who.token), 404, "not_found");
+    }
+  }
+  EXPECT_EQ(WritableState(server_.dir()), before);
+}
+
+TEST_F(AuthzRestTest, OnlyTheSenderEditsAndOnlyTheSenderOrAnAdminDeletes) {
+  Watched alice(server_.ws_port(), alice_);
+  Watched bob(server_.ws_port(), bob_);
+  const auto before = WritableState(server_.dir());
+  // bob, a plain member, on alice's message in G and in P (where no one is an admin).
+  for (int64_t msg : {g1_, p1_}) {
+    const auto vars = Vars(bob_, 0, msg);
+    for (const RestCase& c : {kMessageRoutes[0], kMessageRoutes[1]}) {
+      const std::string path = Fill(c.path, vars), body = Fill(c.body, vars);
+      SCOPED_TRACE(std::string(c.method) + " " + path);
+      ExpectBareError(client_.Request(c.method, path, body, bob_.token), 403, "forbidden", {});
+    }
+  }
+  // alice, G's admin, may not edit what bob wrote, nor delete his message in P.
+  const int64_t bobs_g = Send(bob_, g_, "bob in G");
+  const int64_t bobs_p = Send(bob_, p_, "bob in P");
+  const auto after_sends = WritableState(server_.dir());
+  ExpectBareError(client_.Request("PATCH", "/api/messages/" + std::to_string(bobs_g),
+                                  R"({"content":"admin's words"})", alice_.token),
+                  403, "forbidden", {});
+  ExpectBareError(client_.Request("DELETE", "/api/messages/" + std::to_string(bobs_p), "",
+                                  alice_.token),
+                  403, "forbidden", {});
+  EXPECT_EQ(WritableState(server_.dir()), after_sends);
+  EXPECT_NE(after_sends, before);
+  // No message_updated went out: the first non-message event either of them gets is the marker.
+  const int64_t marker = Send(alice_, g_, "marker");
+  for (Watched* w : {&alice, &bob}) {
+    SCOPED_TRACE(w->who().username);
+    Json f = w->Await([&](const Json& x) {
+      return Type(x) == "message_updated" || (Type(x) == "message" && x["data"]["id"] == marker);
+    });
+    EXPECT_EQ(Type(f), "message") << f.dump();
+  }
+  // But the admin deletes bob's message in the group.
+  EXPECT_EQ(client_.Request("DELETE", "/api/messages/" + std::to_string(bobs_g), "",
+                            alice_.token)
+                .status,
+            204);
 }
 
 TEST_F(AuthzRestTest, AdminOnlyChangesRefuseAPlainMemberWith403AndChangeNothing) {

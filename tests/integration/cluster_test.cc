@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -504,6 +505,116 @@ TEST_F(ClusterTest, ANodeWhoseRedisGoesSilentFindsOutAndCatchesUp) {
   ASSERT_EQ(committed.size(), 51u);
   ExpectReceivedExactly(lou_on_a, committed, "on A");
   ExpectReceivedExactly(lou_on_c, committed, "on C");
+}
+
+// Changes (edits, reactions) made on two nodes at once reach every reader, on either node, in
+// ascending change_id order, each once: API.md's order of message_updated, across processes.
+TEST_F(ClusterTest, ChangesOnTwoNodesReachEveryReaderInChangeIdOrder) {
+  ASSERT_TRUE(a_ && b_);
+  Account hal = SignUp(*a_, *ca_, "hal");
+  Account ida = SignUp(*a_, *ca_, "ida");
+  Account joe = SignUp(*a_, *ca_, "joe");
+  const int64_t group = Group(hal, {ida.id, joe.id});
+  std::vector<int64_t> targets;
+  for (int i = 0; i < 4; ++i) {
+    auto r = ca_->Post("/api/messages", {{"conversation_id", group}, {"content", "m"}}, joe.token);
+    ASSERT_EQ(r.status, 201) << r.body;
+    targets.push_back(r.json["id"].get<int64_t>());
+  }
+  WsClient joe_on_a(a_->port(), joe.token);
+  WsClient joe_on_b(b_->port(), joe.token);
+  ASSERT_TRUE(joe_on_a.connected() && joe_on_b.connected());
+  constexpr int kEach = 60;
+  std::mutex mu;
+  std::vector<int64_t> made;  // the change_ids the calls answered
+  auto react = [&](HttpClient& via, const Account& who, const std::string& emoji) {
+    for (int i = 0; i < kEach; ++i) {
+      const std::string path = "/api/messages/" + std::to_string(targets[i % targets.size()]) +
+                               "/reactions/" + emoji;
+      // Add, then take back: every call changes the message.
+      auto r = via.Request(i / targets.size() % 2 ? "DELETE" : "PUT", path, "", who.token);
+      EXPECT_EQ(r.status, 200) << r.body;
+      if (r.status != 200) return;
+      std::lock_guard lock(mu);
+      made.push_back(r.json["change_id"].get<int64_t>());
+    }
+  };
+  std::thread on_a([&] {
+    HttpClient c(a_->port());
+    react(c, hal, "a");
+  });
+  std::thread on_b([&] {
+    HttpClient c(b_->port());
+    react(c, ida, "b");
+  });
+  on_a.join();
+  on_b.join();
+  std::sort(made.begin(), made.end());
+  ASSERT_EQ(made.size(), 2u * kEach);
+  for (WsClient* reader : {&joe_on_a, &joe_on_b}) {
+    std::vector<int64_t> got;
+    while (got.size() < made.size()) {
+      Json u = reader->NextOfType("message_updated", 10s);
+      if (u.is_null()) break;
+      got.push_back(u["data"]["change_id"].get<int64_t>());
+    }
+    EXPECT_EQ(got, made);  // ascending, none twice, none missing
+    EXPECT_TRUE(reader->NextOfType("message_updated", 300ms).is_null());
+  }
+}
+
+// Changes a node missed while its Redis connections were silent are read back from the
+// database: each changed message's latest state reaches the node's connections, in change_id
+// order, once (a change superseded meanwhile by a later one of the same message is not sent).
+TEST_F(ClusterTest, ChangesLostOnTheBusAreCaughtUp) {
+  ASSERT_TRUE(a_ && b_);
+  TcpProxy proxy(redis_.port());
+  auto c = StartNodeBehind(proxy);
+  const KimAndLou people = SignUpKimAndLou();
+  const Account &kim = people.kim, &lou = people.lou;
+  const int64_t group = people.group;
+  std::vector<int64_t> targets;
+  for (int i = 0; i < 3; ++i) {
+    auto r = ca_->Post("/api/messages", {{"conversation_id", group}, {"content", "m"}}, kim.token);
+    ASSERT_EQ(r.status, 201) << r.body;
+    targets.push_back(r.json["id"].get<int64_t>());
+  }
+  WsClient lou_on_c(c->port(), lou.token);
+  ASSERT_TRUE(lou_on_c.connected());
+  std::map<int64_t, int64_t> latest;  // message -> its last change_id
+  std::map<int64_t, std::string> text;
+  SilenceUntilResubscribed(*c, proxy, [&] {
+    for (int i = 0; i < 12; ++i) {
+      const int64_t id = targets[i % targets.size()];
+      const std::string content = "edit " + std::to_string(i);
+      auto r = ca_->Request("PATCH", "/api/messages/" + std::to_string(id),
+                            Json{{"content", content}}.dump(), kim.token);
+      ASSERT_EQ(r.status, 200) << r.body;
+      latest[id] = r.json["change_id"].get<int64_t>();
+      text[id] = content;
+    }
+  });
+  // One more after the loss: it comes after what was caught up.
+  auto after = ca_->Request("DELETE", "/api/messages/" + std::to_string(targets[0]), "", kim.token);
+  ASSERT_EQ(after.status, 204) << after.body;
+  std::vector<int64_t> got;
+  std::map<int64_t, Json> last_seen;
+  for (;;) {
+    Json u = lou_on_c.NextOfType("message_updated", 10s);
+    if (u.is_null()) break;
+    got.push_back(u["data"]["change_id"].get<int64_t>());
+    last_seen[u["data"]["id"].get<int64_t>()] = u["data"];
+    if (u["data"]["deleted_at"].is_string()) break;  // the change after the loss
+  }
+  EXPECT_TRUE(std::is_sorted(got.begin(), got.end())) << ::testing::PrintToString(got);
+  EXPECT_EQ(std::adjacent_find(got.begin(), got.end()), got.end()) << "a change came twice";
+  ASSERT_EQ(last_seen.size(), targets.size());
+  EXPECT_TRUE(last_seen[targets[0]]["deleted_at"].is_string());
+  for (size_t i = 1; i < targets.size(); ++i) {
+    EXPECT_EQ(last_seen[targets[i]]["change_id"], latest[targets[i]]);
+    EXPECT_EQ(last_seen[targets[i]]["content"], text[targets[i]]);
+  }
+  EXPECT_TRUE(lou_on_c.NextOfType("message_updated", 300ms).is_null());
 }
 
 // A password reset whose news a node lost (its Redis connections silent at the time): once

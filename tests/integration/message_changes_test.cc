@@ -249,6 +249,7 @@ TEST_F(MessageChangesDeleteTest, DeletedMessagesDoNotCountAsUnread) {
   auto before = client_.Get("/api/conversations/" + std::to_string(group_), alice_.token);
   ASSERT_EQ(before.status, 200);
   EXPECT_EQ(before.json["unread_count"], 2);
+  EXPECT_EQ(before.json["last_message"]["content"], "two");
   ASSERT_EQ(Delete(bob_, two).status, 204);
   auto after = client_.Get("/api/conversations/" + std::to_string(group_), alice_.token);
   EXPECT_EQ(after.json["unread_count"], 1);
@@ -256,8 +257,13 @@ TEST_F(MessageChangesDeleteTest, DeletedMessagesDoNotCountAsUnread) {
   for (const auto& c : list.json["conversations"]) {
     if (c["id"] == group_) {
       EXPECT_EQ(c["unread_count"], 1) << c.dump();
+      // The last message is still the deleted one, shown as deleted.
+      EXPECT_EQ(c["last_message"]["id"], two) << c.dump();
+      EXPECT_EQ(c["last_message"]["content"], "") << c.dump();
+      EXPECT_TRUE(c["last_message"]["deleted_at"].is_string()) << c.dump();
     }
   }
+  EXPECT_TRUE(after.json["last_message"]["deleted_at"].is_string()) << after.body;
 }
 
 TEST_F(MessageChangesDeleteTest, TheTextOfADeletedMessageIsNotLeftInTheStore) {

@@ -319,6 +319,106 @@ TEST_F(WsEventsMessageTest, RepeatedClientIdMakesNoSecondEvent) {
 }
 
 // =============================================================================================
+// message_updated: edits, deletions and reactions reach every participant's connections
+// =============================================================================================
+
+class WsEventsMessageUpdatedTest : public WsEventsFixture {
+ protected:
+  HttpResult Change(const std::string& method, const Account& a, int64_t message,
+                    const std::string& rest = "", const std::string& body = "") {
+    return client_.Request(method, "/api/messages/" + std::to_string(message) + rest, body,
+                           a.token);
+  }
+};
+
+TEST_F(WsEventsMessageUpdatedTest, EveryChangeReachesEveryDeviceInChangeIdOrder) {
+  Account alice = User("alice");
+  Account bob = User("bob");
+  Account carol = User("carol");  // shares no conversation with them
+  const int64_t conv = Group(alice, {bob.id});
+  auto a1 = Connect(alice);
+  auto a2 = Connect(alice);
+  auto b = Connect(bob);
+  auto c = Connect(carol);
+  const int64_t id = Send(bob, conv, "helo");
+  for (WsClient* ws : {a1.get(), a2.get(), b.get()}) ASSERT_EQ(Type(NextEvent(*ws)), "message");
+
+  auto edit = Change("PATCH", bob, id, "", R"({"content":"hello"})");
+  ASSERT_EQ(edit.status, 200) << edit.body;
+  auto react = Change("PUT", alice, id, "/reactions/%F0%9F%91%8D");
+  ASSERT_EQ(react.status, 200) << react.body;
+  auto del = Change("DELETE", alice, id);  // the group's admin
+  ASSERT_EQ(del.status, 204) << del.body;
+
+  // The actor's own devices too (a1 reacted and deleted), each change once, in order.
+  for (WsClient* ws : {a1.get(), a2.get(), b.get()}) {
+    Json f1 = NextEvent(*ws);
+    ASSERT_EQ(Type(f1), "message_updated") << f1.dump();
+    EXPECT_EQ(f1["data"]["content"], "hello");
+    EXPECT_EQ(f1["data"]["change_id"], edit.json["change_id"]);
+    EXPECT_TRUE(f1["data"]["edited_at"].is_string());
+    EXPECT_TRUE(f1["data"].contains("status"));
+    Json f2 = NextEvent(*ws);
+    ASSERT_EQ(Type(f2), "message_updated") << f2.dump();
+    EXPECT_EQ(f2["data"]["reactions"], react.json["reactions"]);
+    EXPECT_EQ(f2["data"]["change_id"], react.json["change_id"]);
+    Json f3 = NextEvent(*ws);
+    ASSERT_EQ(Type(f3), "message_updated") << f3.dump();
+    EXPECT_EQ(f3["data"]["id"], id);
+    EXPECT_EQ(f3["data"]["content"], "");
+    EXPECT_EQ(f3["data"]["reactions"], Json::array());
+    EXPECT_TRUE(f3["data"]["deleted_at"].is_string());
+    EXPECT_GT(f3["data"]["change_id"].get<int64_t>(), f2["data"]["change_id"].get<int64_t>());
+  }
+  // carol heard nothing of it: her first frame is about her own group.
+  const int64_t own = Group(carol, {});
+  Json f = c->Next();
+  ASSERT_EQ(Type(f), "conversation") << f.dump();
+  EXPECT_EQ(f["data"]["id"], own);
+}
+
+TEST_F(WsEventsMessageUpdatedTest, ACallThatChangesNothingSendsNoEvent) {
+  Account alice = User("alice");
+  Account bob = User("bob");
+  const int64_t conv = Private(alice, bob);
+  auto b = Connect(bob);
+  const int64_t id = Send(alice, conv, "same");
+  ASSERT_EQ(Type(NextEvent(*b)), "message");
+  ASSERT_EQ(Change("PATCH", alice, id, "", R"({"content":"same"})").status, 200);
+  ASSERT_EQ(Change("DELETE", bob, id, "/reactions/x").status, 200);  // bob has no "x"
+  ASSERT_EQ(Change("PATCH", bob, id, "", R"({"content":"not mine"})").status, 403);
+  // The marker: the next event bob sees is this reaction, not anything before it.
+  auto marker = Change("PUT", alice, id, "/reactions/y");
+  ASSERT_EQ(marker.status, 200);
+  Json f = NextEvent(*b);
+  ASSERT_EQ(Type(f), "message_updated") << f.dump();
+  EXPECT_EQ(f["data"]["change_id"], marker.json["change_id"]);
+}
+
+TEST_F(WsEventsMessageUpdatedTest, AReplyByWebSocketCarriesReplyTo) {
+  Account alice = User("alice");
+  Account bob = User("bob");
+  const int64_t conv = Private(alice, bob);
+  auto a = Connect(alice);
+  auto b = Connect(bob);
+  const int64_t first = Send(alice, conv, "question");
+  ASSERT_EQ(Type(NextEvent(*b)), "message");
+  b->Send({{"type", "message"}, {"ref", "r"}, {"conversation_id", conv}, {"content", "answer"},
+           {"reply_to", first}});
+  Json ack = b->NextOfType("ack");
+  ASSERT_EQ(ack["data"]["ok"], true) << ack.dump();
+  EXPECT_EQ(ack["data"]["result"]["reply_to"], first);
+  Json pushed = a->NextOfType("message");
+  while (pushed.is_object() && pushed["data"]["id"] == first) pushed = a->NextOfType("message");
+  EXPECT_EQ(pushed["data"]["reply_to"], first) << pushed.dump();
+  b->Send({{"type", "message"}, {"ref", "bad"}, {"conversation_id", conv}, {"content", "x"},
+           {"reply_to", 999999999}});
+  Json refused = b->NextWhere([](Json& f) { return Type(f) == "ack" && f["data"]["ref"] == "bad"; });
+  ASSERT_EQ(refused["data"]["ok"], false) << refused.dump();
+  EXPECT_EQ(refused["data"]["error"]["code"], "invalid_request");
+}
+
+// =============================================================================================
 // A new connection: events from the moment its handshake completed
 // =============================================================================================
 

@@ -85,6 +85,8 @@ struct CallbackWaiter {
 };
 using AppendWaiter = CallbackWaiter<domain::AppendResult>;  // MessageService::Send
 using StoredWaiter = CallbackWaiter<domain::StoredAppend>;  // ConversationStore::AppendMessage
+using ChangedWaiter = CallbackWaiter<domain::Message>;     // MessageService::Edit, Delete, React
+using StoredChangeWaiter = CallbackWaiter<domain::StoredChange>;  // ConversationStore::ChangeMessage
 
 // The real SQLite store on a temporary file, the domain services over it, a recording bus and
 // a hand-moved clock.
@@ -140,6 +142,15 @@ class ChatFixture : public ::testing::Test {
     auto r = TrySend(caller, conversation_id, content);
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? r->message : domain::Message{};
+  }
+
+  // Edits `id` as `caller` and returns the message after it.
+  domain::Message Edit(int64_t caller, int64_t id, const std::string& content) {
+    ChangedWaiter w;
+    msgs_->Edit(caller, id, content, w.Callback());
+    auto r = w.Get();
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? *r : domain::Message{};
   }
 
   domain::Conversation Stored(int64_t id) {

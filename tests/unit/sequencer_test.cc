@@ -136,6 +136,52 @@ TEST_F(SequencerTest, RepairPagesThroughTheStore) {
   EXPECT_EQ(out_, Ids(ms));
 }
 
+// Changes take positions from the counter ids come from: a change's position fills the hole
+// a later message would otherwise wait behind, and a lost change is read back by a repair.
+TEST_F(SequencerTest, ChangesHaveTheirPlaceBetweenMessages) {
+  auto seq = Make({.hold_ms = 250});
+  seq.Start(0);
+  const auto ms = Commit(2);
+  const domain::Message edited = Edit(a_, ms[1].sender_id == a_ ? ms[1].id : ms[0].id, "new");
+  const domain::Message after = Send(b_, conv_, "after");
+  ASSERT_EQ(edited.change_id, after.id - 1);
+  seq.Offer(ms[0], false, 0);
+  seq.Offer(ms[1], false, 0);
+  seq.Offer(after, false, 0);  // waits: the change's position is below it
+  EXPECT_EQ(out_, (std::vector<int64_t>{ms[0].id, ms[1].id}));
+  seq.Offer(edited, true, 10);
+  EXPECT_EQ(out_, (std::vector<int64_t>{ms[0].id, ms[1].id, edited.change_id, after.id}));
+  EXPECT_EQ(updates_, (std::vector<int64_t>{edited.change_id}));
+  EXPECT_FALSE(seq.RepairDue(1'000'000));
+}
+
+TEST_F(SequencerTest, ARepairReadsLostChangesAndSkipsSupersededOnes) {
+  auto seq = Make({.hold_ms = 250, .repair_page = 2});
+  seq.Start(0);
+  const auto ms = Commit(3);
+  const int64_t target = ms[1].sender_id == a_ ? ms[1].id : ms[2].id;
+  const domain::Message first_edit = Edit(a_, target, "one");
+  const domain::Message second_edit = Edit(a_, target, "two");  // supersedes the first
+  const domain::Message last = Send(b_, conv_, "last");
+  seq.Offer(ms[0], false, 0);
+  seq.Offer(last, false, 0);  // everything between was lost
+  ASSERT_TRUE(seq.RepairDue(250));
+  auto r = seq.Repair(250);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(*r);
+  // The messages at their ids (in their current state), the latest change at its change_id;
+  // the first edit's position is gone for good.
+  EXPECT_EQ(out_, (std::vector<int64_t>{ms[0].id, ms[1].id, ms[2].id, second_edit.change_id,
+                                        last.id}));
+  EXPECT_EQ(updates_, (std::vector<int64_t>{second_edit.change_id}));
+  EXPECT_LT(first_edit.change_id, second_edit.change_id);
+  EXPECT_EQ(seq.delivered(), last.id);
+  // The lost ones arriving late change nothing.
+  seq.Offer(first_edit, true, 300);
+  seq.Offer(second_edit, true, 300);
+  EXPECT_EQ(updates_.size(), 1u);
+}
+
 TEST_F(SequencerTest, TooLargeABacklogIsSkippedAndSaidSo) {
   auto seq = Make({.max_backlog = 10});
   seq.Start(0);

@@ -1491,5 +1491,180 @@ TYPED_TEST(StoreConformance, DeliveredMarksRacingMessagesNeitherDeadlockNorFail)
   EXPECT_EQ(this->Get(groups[0]).Find(users[1])->delivered_marker, 100);
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Edits, deletions and reactions (ConversationStore::ChangeMessage)
+// ---------------------------------------------------------------------------------------------
+
+template <typename Backend>
+domain::StoredChange ChangeNow(store::Store& s, domain::MessageChange change) {
+  StoredChangeWaiter w;
+  s.ChangeMessage(std::move(change), w.Callback());
+  auto r = w.Get();
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  return r.ok() ? *r : domain::StoredChange{};
+}
+
+TYPED_TEST(StoreConformance, ChangesFollowTheRulesAndTakePositionsFromTheIdCounter) {
+  using Kind = domain::MessageChange::Kind;
+  using domain::ChangeOutcome;
+  const int64_t a = this->NewUserId("alice"), b = this->NewUserId("bob");
+  const int64_t c = this->NewUserId("carol"), x = this->NewUserId("xavier");
+  const int64_t g = this->Group(a, {b, c});
+  auto& s = *this->store_;
+  const domain::Message m = this->Sent(g, b, "helo");
+  const domain::Message n = this->Sent(g, c, "next");
+  auto change = [&](Kind k, int64_t id, int64_t actor, std::string text = "") {
+    return ChangeNow<TypeParam>(s, {k, id, actor, std::move(text), 5000});
+  };
+  EXPECT_EQ(change(Kind::kEdit, m.id + 1000, b, "x").outcome, ChangeOutcome::kNoMessage);
+  EXPECT_EQ(change(Kind::kEdit, m.id, x, "x").outcome, ChangeOutcome::kNotParticipant);
+  EXPECT_EQ(change(Kind::kEdit, m.id, a, "x").outcome, ChangeOutcome::kNotAllowed);
+  EXPECT_EQ(change(Kind::kDelete, m.id, c).outcome, ChangeOutcome::kNotAllowed);
+
+  const auto edited = change(Kind::kEdit, m.id, b, "hello");
+  ASSERT_EQ(edited.outcome, ChangeOutcome::kChanged);
+  EXPECT_EQ(edited.message.change_id, n.id + 1);  // the next position after every id
+  EXPECT_EQ(edited.message.edited_at, 5000);
+  EXPECT_EQ(edited.message.content, "hello");
+  EXPECT_EQ(edited.message.seq, m.seq);
+  const auto same = change(Kind::kEdit, m.id, b, "hello");
+  EXPECT_EQ(same.outcome, ChangeOutcome::kUnchanged);
+  EXPECT_EQ(same.message.change_id, edited.message.change_id);
+
+  const auto reacted = change(Kind::kReact, m.id, c, "+1");
+  ASSERT_EQ(reacted.outcome, ChangeOutcome::kChanged);
+  EXPECT_EQ(reacted.message.change_id, edited.message.change_id + 1);
+  EXPECT_EQ(reacted.message.reactions, (std::vector<domain::Reaction>{{"+1", {c}}}));
+  // The next message comes after the changes.
+  const domain::Message after = this->Sent(g, a, "after");
+  EXPECT_EQ(after.id, reacted.message.change_id + 1);
+  auto last = s.LastMessageId();
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(*last, after.id);
+
+  // What is read back is what was answered.
+  auto stored = s.GetMessage(m.id);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->content, "hello");
+  EXPECT_EQ((*stored)->change_id, reacted.message.change_id);
+  EXPECT_EQ((*stored)->reactions, reacted.message.reactions);
+  EXPECT_EQ((*stored)->edited_at, 5000);
+
+  // An admin deletes; the content and reactions go, the place stays.
+  const auto deleted = change(Kind::kDelete, m.id, a);
+  ASSERT_EQ(deleted.outcome, ChangeOutcome::kChanged);
+  EXPECT_EQ(deleted.message.content, "");
+  EXPECT_TRUE(deleted.message.reactions.empty());
+  EXPECT_EQ(deleted.message.deleted_at, 5000);
+  EXPECT_EQ(change(Kind::kDelete, m.id, b).outcome, ChangeOutcome::kUnchanged);
+  EXPECT_EQ(change(Kind::kEdit, m.id, b, "again").outcome, ChangeOutcome::kDeleted);
+  EXPECT_EQ(change(Kind::kReact, m.id, b, "+1").outcome, ChangeOutcome::kDeleted);
+  auto gone = s.GetMessage(m.id);
+  ASSERT_TRUE(gone.ok() && gone->has_value());
+  EXPECT_EQ((*gone)->content, "");
+  EXPECT_TRUE((*gone)->reactions.empty());
+  EXPECT_EQ((*gone)->seq, m.seq);
+
+  // sync order: by change_id, each message once.
+  auto since = s.MessagesSince(c, n.id, 100);
+  ASSERT_TRUE(since.ok());
+  std::vector<int64_t> ids;
+  for (const auto& msg : *since) ids.push_back(msg.id);
+  EXPECT_THAT(ids, ElementsAre(after.id, m.id));
+  // The cluster's repair reads: new messages by id, changed ones by change_id.
+  auto created = s.MessagesAfter(n.id, 100);
+  auto changed = s.ChangesAfter(n.id, 100);
+  ASSERT_TRUE(created.ok() && changed.ok());
+  ASSERT_EQ(created->size(), 1u);
+  EXPECT_EQ(created->front().id, after.id);
+  ASSERT_EQ(changed->size(), 1u);
+  EXPECT_EQ(changed->front().id, m.id);
+  EXPECT_EQ(changed->front().change_id, deleted.message.change_id);
+  // Deleted messages are not unread.
+  auto unread = s.CountUnread(g, a, 0);
+  ASSERT_TRUE(unread.ok());
+  EXPECT_EQ(*unread, 1);  // n (m is deleted, `after` is a's own)
+}
+
+TYPED_TEST(StoreConformance, ABurstOfReactionsCommitsInOneTransaction) {
+  using Kind = domain::MessageChange::Kind;
+  const int64_t a = this->NewUserId("alice");
+  std::vector<int64_t> members;
+  for (int i = 0; i < 30; ++i) members.push_back(this->NewUserId("u" + std::to_string(i)));
+  const int64_t g = this->Group(a, members);
+  const domain::Message m = this->Sent(g, a, "vote");
+  const uint64_t batches_before = this->store_->writer().CommittedBatches();
+  std::vector<StoredChangeWaiter> w(members.size() * 2);
+  {
+    auto block = this->HoldWriter(NewMessage{g, a, "first", std::nullopt, 2000});
+    for (size_t i = 0; i < members.size(); ++i) {
+      const std::string emoji = i % 2 ? "odd" : "even";
+      this->store_->ChangeMessage({Kind::kReact, m.id, members[i], emoji, 3000}, w[i].Callback());
+      // Half of them take theirs back at once, in the same batch.
+      if (i % 3 == 0) {
+        this->store_->ChangeMessage({Kind::kUnreact, m.id, members[i], emoji, 3000},
+                                    w[members.size() + i].Callback());
+      }
+    }
+  }
+  int64_t last_change = 0;
+  for (size_t i = 0; i < members.size(); ++i) {
+    auto r = w[i].Get();
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    EXPECT_EQ(r->outcome, domain::ChangeOutcome::kChanged);
+    EXPECT_GT(r->message.change_id, last_change);
+    last_change = r->message.change_id;
+    if (i % 3 == 0) {
+      auto back = w[members.size() + i].Get();
+      ASSERT_TRUE(back.ok());
+      EXPECT_EQ(back->outcome, domain::ChangeOutcome::kChanged);
+      EXPECT_GT(back->message.change_id, last_change);
+      last_change = back->message.change_id;
+    }
+  }
+  // The held message, then every change in one transaction.
+  EXPECT_EQ(this->store_->writer().CommittedBatches() - batches_before, 2u);
+  auto stored = this->store_->GetMessage(m.id);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->change_id, last_change);
+  std::map<std::string, std::vector<int64_t>> want;
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (i % 3 != 0) want[i % 2 ? "odd" : "even"].push_back(members[i]);
+  }
+  ASSERT_EQ((*stored)->reactions.size(), 2u);
+  for (const auto& r : (*stored)->reactions) EXPECT_EQ(r.user_ids, want[r.emoji]) << r.emoji;
+  // "even" came first, but its only user took it back at once: it left the list, and came
+  // back (members[2]) after "odd".
+  EXPECT_EQ((*stored)->reactions[0].emoji, "odd");
+}
+
+TYPED_TEST(StoreConformance, AReplyMustNameAMessageOfTheSameConversation) {
+  const int64_t a = this->NewUserId("alice"), b = this->NewUserId("bob");
+  const int64_t g = this->Group(a, {b});
+  const int64_t h = this->Group(a, {b});
+  const domain::Message here = this->Sent(g, a, "here");
+  const domain::Message there = this->Sent(h, a, "there");
+  auto send = [&](std::optional<int64_t> reply_to) {
+    NewMessage nm{g, b, "re", std::nullopt, 3000};
+    nm.reply_to = reply_to;
+    StoredWaiter w;
+    this->store_->AppendMessage(nm, w.Callback());
+    auto r = w.Get();
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? *r : StoredAppend{};
+  };
+  const auto ok = send(here.id);
+  ASSERT_EQ(ok.outcome, AppendOutcome::kCreated);
+  EXPECT_EQ(ok.message.reply_to, here.id);
+  EXPECT_EQ(send(there.id).outcome, AppendOutcome::kBadReplyTo);
+  EXPECT_EQ(send(there.id + 1000).outcome, AppendOutcome::kBadReplyTo);
+  auto stored = this->store_->GetMessage(ok.message.id);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->reply_to, here.id);
+  // Nothing of the refused ones was stored: the next seq follows.
+  EXPECT_EQ(this->Sent(g, a, "next").seq, ok.message.seq + 1);
+}
+
 }  // namespace
 }  // namespace mmchat::test
