@@ -3,7 +3,7 @@
 # and prints the JSON line of every run plus the medians. Server and tool share this machine.
 #   ./scripts/bench.sh                 # all rows
 #   ./scripts/bench.sh idle persist    # some rows: idle fanout1000 fanout10 halfrate direct
-#                                      #   persist http conversations
+#                                      #   persist http conversations reactions
 # Results go to stdout and to bench-results.jsonl in the working directory. RATE=N runs the
 # halfrate row at N messages/s instead of half the fanout1000 median. DURATION=N loads each
 # row for N seconds instead of 5 (a p99 over more messages).
@@ -25,7 +25,7 @@ runs="${RUNS:-3}"
 duration="${DURATION:-5}"
 port="${PORT:-18080}"
 rows=("$@")
-[ ${#rows[@]} -eq 0 ] && rows=(idle fanout1000 fanout10 halfrate direct persist http conversations)
+[ ${#rows[@]} -eq 0 ] && rows=(idle fanout1000 fanout10 halfrate direct persist http conversations reactions)
 out="$PWD/bench-results.jsonl"
 : >"$out"
 work="$(mktemp -d)"
@@ -217,6 +217,11 @@ for row in "${rows[@]}"; do
         run http-conversations http --kind conversations --conversations 200 --connections 64 \
           --duration-sec "$duration"
         ;;
+      reactions)
+        start_server
+        # 8 callers: as many reactions as the tool can still read the fan-out of (BENCHMARKS.md).
+        run reactions reactions --members 100 --connections 8 --duration-sec "$duration"
+        ;;
       *) echo "unknown row $row" >&2 && exit 2 ;;
     esac
   done
@@ -234,4 +239,5 @@ printf '%-19s %s\n' \
   "persist-full" "messages/s $(median persist-full 'r["messages_per_sec"]'), p99 ack ms $(median persist-full 'r["ack_latency_ms"]["p99"]')" \
   "http-small" "req/s $(median http-small 'r["requests_per_sec"]'), p99 ms $(median http-small 'r["latency_ms"]["p99"]')" \
   "http-history" "req/s $(median http-history 'r["requests_per_sec"]'), p99 ms $(median http-history 'r["latency_ms"]["p99"]')" \
+  "reactions" "reactions/s $(median reactions 'r["reactions_per_sec"]'), deliveries/s $(median reactions 'r["deliveries_per_sec"]'), p99 ms $(median reactions 'r["latency_ms"]["p99"]')" \
   "http-conversations" "req/s $(median http-conversations 'r["requests_per_sec"]'), p99 ms $(median http-conversations 'r["latency_ms"]["p99"]'), KiB/response $(median http-conversations 'r["body_bytes_per_response"] / 1024'), server % $(median http-conversations 'r["server_cpu_percent"]'), tool % $(median http-conversations 'r["tool_cpu_percent"]')"

@@ -35,9 +35,9 @@ using Json = nlohmann::json;
 
 namespace {
 
-constexpr int kHistoryMessages = 60;      // more than the 50-message page asked for
-constexpr int kMessageBytes = 100;        // the messages the tool posts while setting up
-constexpr size_t kMaxGroupSize = 10;      // the conversations kind's groups: 3 to 10 members
+constexpr int kHistoryMessages = 60;  // more than the 50-message page asked for
+constexpr int kMessageBytes = 100;    // the messages the tool posts while setting up
+constexpr size_t kMaxGroupSize = 10;  // the conversations kind's groups: 3 to 10 members
 
 // A conversation of the first `users` accounts holding kHistoryMessages messages; returns its
 // page path.

@@ -24,7 +24,7 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kReadChunk = 64 * 1024;  // bytes read from the socket at a time
+constexpr size_t kReadChunk = 64 * 1024;                    // bytes read from the socket at a time
 constexpr auto kRequestTimeout = std::chrono::seconds(10);  // a stuck server ends the run
 
 // One connection's closed loop: request, answer, next request, until the stop time. Its
@@ -35,8 +35,8 @@ class HttpLoop : public std::enable_shared_from_this<HttpLoop> {
  public:
   // `toggle`: PUT and DELETE by turns (the reactions scenario: each call changes something);
   // else GET.
-  HttpLoop(net::io_context& ioc, const Target& t, const std::string& path,
-           const std::string& token, const Clock::time_point& stop_at, bool toggle = false)
+  HttpLoop(net::io_context& ioc, const Target& t, const std::string& path, const std::string& token,
+           const Clock::time_point& stop_at, bool toggle = false)
       : stream_(net::make_strand(ioc)), stop_at_(stop_at), toggle_(toggle) {
     req_.method(toggle ? bhttp::verb::put : bhttp::verb::get);
     req_.target(path);

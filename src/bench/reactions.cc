@@ -100,7 +100,8 @@ int RunReactions(const ReactionsOptions& o, const std::vector<Account>& accounts
   }
   while (attempts < o.connections) ioc.run_one();
   if (connected < o.connections) {
-    throw std::runtime_error(std::to_string(o.connections - connected) + " HTTP connections failed");
+    throw std::runtime_error(std::to_string(o.connections - connected) +
+                             " HTTP connections failed");
   }
 
   const int64_t updates_before = updates;
@@ -141,8 +142,8 @@ int RunReactions(const ReactionsOptions& o, const std::vector<Account>& accounts
   const double deliveries_per_sec = static_cast<double>(delivered) / total_sec;
   const double server_percent = server_cpu < 0 ? -1 : 100 * server_cpu / total_sec;
   const double tool_percent = 100 * tool_cpu / total_sec;
-  std::printf("%12s %12s %8s %8s %8s %8s %8s %9s %9s\n", "reactions/s", "deliveries/s",
-              "p50 ms", "p99 ms", "non-2xx", "errors", "lost", "server %", "tool %");
+  std::printf("%12s %12s %8s %8s %8s %8s %8s %9s %9s\n", "reactions/s", "deliveries/s", "p50 ms",
+              "p99 ms", "non-2xx", "errors", "lost", "server %", "tool %");
   std::printf("%12.0f %12.0f %8.2f %8.2f %8lld %8lld %8lld %9.0f %9.0f\n", reactions_per_sec,
               deliveries_per_sec, p.p50, p.p99, static_cast<long long>(non_2xx),
               static_cast<long long>(errors), static_cast<long long>(lost), server_percent,

@@ -74,9 +74,9 @@ struct UserChanged {
 // whoever keeps state from events reads it again from the store.
 struct EventsMissed {};
 
-using Event = std::variant<MessageCreated, MessageUpdated, ReadReceipt, DeliveryReceipt, ConversationChanged,
-                           ConversationRemoved, PresenceChanged, TypingChanged, TokensRevoked,
-                           UserChanged, EventsMissed>;
+using Event = std::variant<MessageCreated, MessageUpdated, ReadReceipt, DeliveryReceipt,
+                           ConversationChanged, ConversationRemoved, PresenceChanged, TypingChanged,
+                           TokensRevoked, UserChanged, EventsMissed>;
 
 // Which events a subscriber is given: those of every node of a cluster, or only those this
 // process published (to count what it did itself). Without a cluster the two are the same.

@@ -86,36 +86,35 @@ void MessageService::React(int64_t caller, int64_t message_id, std::string emoji
 
 void MessageService::Change(MessageChange change, Changed done) {
   const MessageChange::Kind kind = change.kind;
-  d_.conversations->ChangeMessage(
-      std::move(change), [this, kind, done = std::move(done)](Result<StoredChange> stored) {
-        if (!stored.ok()) return done(stored.status());
-        switch (stored->outcome) {
-          case ChangeOutcome::kNoMessage:
-            return done(Status::NotFound("message not found"));
-          case ChangeOutcome::kNotParticipant:
-            return done(NotAParticipant());
-          case ChangeOutcome::kNotAllowed:
-            return done(Status::Forbidden(kind == MessageChange::Kind::kEdit
-                                              ? "only the sender may edit a message"
-                                              : "only the sender or a group admin may delete "
-                                                "a message"));
-          case ChangeOutcome::kDeleted:
-            return done(Status::Conflict("the message was deleted"));
-          case ChangeOutcome::kTooManyReactions:
-            return done(Status::InvalidRequest("a message holds at most " +
-                                               std::to_string(kMaxReactionEmoji) +
-                                               " different emoji"));
-          case ChangeOutcome::kChanged:
-          case ChangeOutcome::kUnchanged:
-            break;
-        }
-        Message m = std::move(stored->message);
-        m.status = CurrentStatus(m);
-        // Announced from the answer thread in commit order: change_ids reach subscribers
-        // ascending.
-        if (stored->outcome == ChangeOutcome::kChanged) d_.bus->Publish(MessageUpdated{m});
-        done(std::move(m));
-      });
+  d_.conversations->ChangeMessage(std::move(change), [this, kind, done = std::move(done)](
+                                                         Result<StoredChange> stored) {
+    if (!stored.ok()) return done(stored.status());
+    switch (stored->outcome) {
+      case ChangeOutcome::kNoMessage:
+        return done(Status::NotFound("message not found"));
+      case ChangeOutcome::kNotParticipant:
+        return done(NotAParticipant());
+      case ChangeOutcome::kNotAllowed:
+        return done(Status::Forbidden(kind == MessageChange::Kind::kEdit
+                                          ? "only the sender may edit a message"
+                                          : "only the sender or a group admin may delete "
+                                            "a message"));
+      case ChangeOutcome::kDeleted:
+        return done(Status::Conflict("the message was deleted"));
+      case ChangeOutcome::kTooManyReactions:
+        return done(Status::InvalidRequest("a message holds at most " +
+                                           std::to_string(kMaxReactionEmoji) + " different emoji"));
+      case ChangeOutcome::kChanged:
+      case ChangeOutcome::kUnchanged:
+        break;
+    }
+    Message m = std::move(stored->message);
+    m.status = CurrentStatus(m);
+    // Announced from the answer thread in commit order: change_ids reach subscribers
+    // ascending.
+    if (stored->outcome == ChangeOutcome::kChanged) d_.bus->Publish(MessageUpdated{m});
+    done(std::move(m));
+  });
 }
 
 MessageStatus MessageService::CurrentStatus(const Message& m) {

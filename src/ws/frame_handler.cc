@@ -62,14 +62,15 @@ void FrameHandler::HandleMessage(const std::shared_ptr<Connection>& c, const Cli
   if (!input.ok()) return Answer(c, f.ref, input.status());
   // Acked from the store's answer thread, after the commit.
   c->BeginWork();
-  messages_->Send(c->user_id(), std::move(input).value(), [c, ref = f.ref](Result<domain::AppendResult> r) {
-    if (!r.ok()) {
-      Answer(c, ref, r.status());
-    } else {
-      Answer(c, ref, wire::MessageText(r->message));
-    }
-    c->EndWork();
-  });
+  messages_->Send(c->user_id(), std::move(input).value(),
+                  [c, ref = f.ref](Result<domain::AppendResult> r) {
+                    if (!r.ok()) {
+                      Answer(c, ref, r.status());
+                    } else {
+                      Answer(c, ref, wire::MessageText(r->message));
+                    }
+                    c->EndWork();
+                  });
 }
 
 void FrameHandler::HandleRead(const std::shared_ptr<Connection>& c, const ClientFrame& f) {

@@ -96,11 +96,11 @@ class Sequencer {
   const SequencerOptions options_;
 
   mutable std::mutex mu_;
-  int64_t delivered_ = 0;                    // guarded by mu_
+  int64_t delivered_ = 0;         // guarded by mu_
   std::map<int64_t, Item> held_;  // by position; guarded by mu_
-  TimeMs waiting_since_ = 0;                 // since when the first held message waits; mu_
-  bool suspect_ = false;                     // guarded by mu_
-  bool repairing_ = false;                   // guarded by mu_
+  TimeMs waiting_since_ = 0;      // since when the first held message waits; mu_
+  bool suspect_ = false;          // guarded by mu_
+  bool repairing_ = false;        // guarded by mu_
 };
 
 }  // namespace mmchat::ws

@@ -480,9 +480,9 @@ TEST_F(AuthzRestTest, OnlyTheSenderEditsAndOnlyTheSenderOrAnAdminDeletes) {
   ExpectBareError(client_.Request("PATCH", "/api/messages/" + std::to_string(bobs_g),
                                   R"({"content":"admin's words"})", alice_.token),
                   403, "forbidden", {});
-  ExpectBareError(client_.Request("DELETE", "/api/messages/" + std::to_string(bobs_p), "",
-                                  alice_.token),
-                  403, "forbidden", {});
+  ExpectBareError(
+      client_.Request("DELETE", "/api/messages/" + std::to_string(bobs_p), "", alice_.token), 403,
+      "forbidden", {});
   EXPECT_EQ(WritableState(server_.dir()), after_sends);
   EXPECT_NE(after_sends, before);
   // No message_updated went out: the first non-message event either of them gets is the marker.
@@ -495,10 +495,9 @@ TEST_F(AuthzRestTest, OnlyTheSenderEditsAndOnlyTheSenderOrAnAdminDeletes) {
     EXPECT_EQ(Type(f), "message") << f.dump();
   }
   // But the admin deletes bob's message in the group.
-  EXPECT_EQ(client_.Request("DELETE", "/api/messages/" + std::to_string(bobs_g), "",
-                            alice_.token)
-                .status,
-            204);
+  EXPECT_EQ(
+      client_.Request("DELETE", "/api/messages/" + std::to_string(bobs_g), "", alice_.token).status,
+      204);
 }
 
 TEST_F(AuthzRestTest, AdminOnlyChangesRefuseAPlainMemberWith403AndChangeNothing) {

@@ -174,6 +174,18 @@ class ClusterTest : public ::testing::Test {
     return r.json.value("id", int64_t{0});
   }
 
+  // `n` messages from `sender` on node A; their ids (fewer when a send failed).
+  std::vector<int64_t> SendSome(const Account& sender, int64_t conversation, int n) {
+    std::vector<int64_t> ids;
+    for (int i = 0; i < n; ++i) {
+      auto r = ca_->Post("/api/messages", {{"conversation_id", conversation}, {"content", "m"}},
+                         sender.token);
+      EXPECT_EQ(r.status, 201) << r.body;
+      if (r.status == 201) ids.push_back(r.json["id"].get<int64_t>());
+    }
+    return ids;
+  }
+
   TestRedis redis_;
   TestDatabase db_;
   std::unique_ptr<TestServer> a_, b_;
@@ -515,12 +527,8 @@ TEST_F(ClusterTest, ChangesOnTwoNodesReachEveryReaderInChangeIdOrder) {
   Account ida = SignUp(*a_, *ca_, "ida");
   Account joe = SignUp(*a_, *ca_, "joe");
   const int64_t group = Group(hal, {ida.id, joe.id});
-  std::vector<int64_t> targets;
-  for (int i = 0; i < 4; ++i) {
-    auto r = ca_->Post("/api/messages", {{"conversation_id", group}, {"content", "m"}}, joe.token);
-    ASSERT_EQ(r.status, 201) << r.body;
-    targets.push_back(r.json["id"].get<int64_t>());
-  }
+  const std::vector<int64_t> targets = SendSome(joe, group, 4);
+  ASSERT_EQ(targets.size(), 4u);
   WsClient joe_on_a(a_->port(), joe.token);
   WsClient joe_on_b(b_->port(), joe.token);
   ASSERT_TRUE(joe_on_a.connected() && joe_on_b.connected());
@@ -529,8 +537,8 @@ TEST_F(ClusterTest, ChangesOnTwoNodesReachEveryReaderInChangeIdOrder) {
   std::vector<int64_t> made;  // the change_ids the calls answered
   auto react = [&](HttpClient& via, const Account& who, const std::string& emoji) {
     for (int i = 0; i < kEach; ++i) {
-      const std::string path = "/api/messages/" + std::to_string(targets[i % targets.size()]) +
-                               "/reactions/" + emoji;
+      const std::string path =
+          "/api/messages/" + std::to_string(targets[i % targets.size()]) + "/reactions/" + emoji;
       // Add, then take back: every call changes the message.
       auto r = via.Request(i / targets.size() % 2 ? "DELETE" : "PUT", path, "", who.token);
       EXPECT_EQ(r.status, 200) << r.body;
@@ -573,12 +581,8 @@ TEST_F(ClusterTest, ChangesLostOnTheBusAreCaughtUp) {
   const KimAndLou people = SignUpKimAndLou();
   const Account &kim = people.kim, &lou = people.lou;
   const int64_t group = people.group;
-  std::vector<int64_t> targets;
-  for (int i = 0; i < 3; ++i) {
-    auto r = ca_->Post("/api/messages", {{"conversation_id", group}, {"content", "m"}}, kim.token);
-    ASSERT_EQ(r.status, 201) << r.body;
-    targets.push_back(r.json["id"].get<int64_t>());
-  }
+  const std::vector<int64_t> targets = SendSome(kim, group, 3);
+  ASSERT_EQ(targets.size(), 3u);
   WsClient lou_on_c(c->port(), lou.token);
   ASSERT_TRUE(lou_on_c.connected());
   std::map<int64_t, int64_t> latest;  // message -> its last change_id

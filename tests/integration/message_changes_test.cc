@@ -30,7 +30,8 @@ std::string PercentEncode(const std::string& s) {
 
 class MessageChangesFixture : public ::testing::Test {
  protected:
-  MessageChangesFixture() : server_(ServerOptions{.env = kNoAbuseLimits}), client_(server_.port()) {}
+  MessageChangesFixture()
+      : server_(ServerOptions{.env = kNoAbuseLimits}), client_(server_.port()) {}
 
   void SetUp() override {
     alice_ = SignUp(server_, client_, "alice");
@@ -68,8 +69,8 @@ class MessageChangesFixture : public ::testing::Test {
   }
   // The message as `a` lists it.
   Json Listed(const Account& a, int64_t conversation, int64_t message) {
-    auto r = client_.Get("/api/conversations/" + std::to_string(conversation) + "/messages",
-                         a.token);
+    auto r =
+        client_.Get("/api/conversations/" + std::to_string(conversation) + "/messages", a.token);
     EXPECT_EQ(r.status, 200) << r.body;
     for (const auto& m : r.json.value("messages", Json::array())) {
       if (m["id"] == message) return m;
@@ -116,8 +117,8 @@ TEST_F(MessageChangesReplyTest, AnyOtherReplyToIs400AndStoresNothing) {
                           alice_.token);
     ExpectError(r, 400, "invalid_request");
   }
-  auto listed = client_.Get("/api/conversations/" + std::to_string(group_) + "/messages",
-                            alice_.token);
+  auto listed =
+      client_.Get("/api/conversations/" + std::to_string(group_) + "/messages", alice_.token);
   EXPECT_EQ(listed.json["messages"], Json::array()) << "a refused reply was stored";
   // The next message still gets seq 1: nothing was used up.
   EXPECT_EQ(Send(alice_, group_, "first")["seq"], 1);
@@ -129,9 +130,10 @@ TEST_F(MessageChangesReplyTest, AttachmentsOfNoUploadAre400) {
       {{"conversation_id", group_}, {"content", "x"}, {"attachments", {"no-such-upload"}}},
       alice_.token);
   ExpectError(r, 400, "invalid_request");
-  auto empty = client_.Post(
-      "/api/messages", {{"conversation_id", group_}, {"content", "x"}, {"attachments", Json::array()}},
-      alice_.token);
+  auto empty =
+      client_.Post("/api/messages",
+                   {{"conversation_id", group_}, {"content", "x"}, {"attachments", Json::array()}},
+                   alice_.token);
   EXPECT_EQ(empty.status, 201) << empty.body;
 }
 
@@ -185,10 +187,10 @@ TEST_F(MessageChangesEditTest, OnlyTheSenderEditsAndTheContentFollowsTheRulesOfS
 
 TEST_F(MessageChangesEditTest, ARemovedMemberCannotEditAnyMore) {
   const int64_t id = Send(carol_, group_, "before I go")["id"].get<int64_t>();
-  auto out = client_.Request("DELETE",
-                             "/api/conversations/" + std::to_string(group_) + "/participants/" +
-                                 std::to_string(carol_.id),
-                             "", alice_.token);
+  auto out = client_.Request(
+      "DELETE",
+      "/api/conversations/" + std::to_string(group_) + "/participants/" + std::to_string(carol_.id),
+      "", alice_.token);
   ASSERT_EQ(out.status, 204) << out.body;
   ExpectError(Edit(carol_, id, "changed"), 403, "forbidden");
   ExpectError(Delete(carol_, id), 403, "forbidden");
@@ -291,9 +293,9 @@ TEST_F(MessageChangesReactionTest, ReactionsAreListedInTheOrderTheyCame) {
   const int64_t id = Send(alice_, group_, "news")["id"].get<int64_t>();
   auto r1 = React(bob_, id, kThumbs);
   ASSERT_EQ(r1.status, 200) << r1.body;
-  EXPECT_EQ(r1.json["reactions"], Json::parse(R"([{"emoji":")" + kThumbs +
-                                              R"(","count":1,"user_ids":[)" +
-                                              std::to_string(bob_.id) + "]}]"));
+  EXPECT_EQ(r1.json["reactions"],
+            Json::parse(R"([{"emoji":")" + kThumbs + R"(","count":1,"user_ids":[)" +
+                        std::to_string(bob_.id) + "]}]"));
   ASSERT_EQ(React(carol_, id, kParty).status, 200);
   auto r3 = React(alice_, id, kThumbs);
   ASSERT_EQ(r3.status, 200);
@@ -346,9 +348,9 @@ TEST_F(MessageChangesReactionTest, AMessageHoldsAtMostTwentyEmoji) {
 
 TEST_F(MessageChangesReactionTest, BadEmojiAre400) {
   const int64_t id = Send(alice_, group_, "x")["id"].get<int64_t>();
-  for (const std::string& bad : {std::string("a b"), std::string("tab\tin"), std::string("\x01"),
-                                 std::string(17, 'x'), std::string("\xff\xfe"),
-                                 std::string("nbsp\xc2\xa0"), std::string("line\xe2\x80\xa8")}) {
+  for (const std::string& bad :
+       {std::string("a b"), std::string("tab\tin"), std::string("\x01"), std::string(17, 'x'),
+        std::string("\xff\xfe"), std::string("nbsp\xc2\xa0"), std::string("line\xe2\x80\xa8")}) {
     ExpectError(React(bob_, id, bad), 400, "invalid_request");
   }
   // 16 code points of 4 bytes each is fine.
@@ -388,10 +390,10 @@ TEST_F(MessageChangesSyncTest, SyncBringsChangesToOldMessagesOnceInChangeIdOrder
   const int64_t since = caught_up.json["next_since"].get<int64_t>();
   EXPECT_EQ(since, b);
 
-  ASSERT_EQ(Edit(alice_, a, "a2").status, 200);             // a changes
+  ASSERT_EQ(Edit(alice_, a, "a2").status, 200);                    // a changes
   const int64_t c = Send(bob_, group_, "c")["id"].get<int64_t>();  // c is new
-  ASSERT_EQ(React(carol_, a, kThumbs).status, 200);         // a changes again
-  ASSERT_EQ(Delete(bob_, b).status, 204);                   // b is deleted
+  ASSERT_EQ(React(carol_, a, kThumbs).status, 200);                // a changes again
+  ASSERT_EQ(Delete(bob_, b).status, 204);                          // b is deleted
 
   auto r = client_.Get("/api/sync?since=" + std::to_string(since), carol_.token);
   ASSERT_EQ(r.status, 200) << r.body;

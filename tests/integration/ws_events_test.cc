@@ -153,6 +153,14 @@ class WsEventsFixture : public ::testing::Test {
     EXPECT_TRUE(r.status == 201 || r.status == 200) << r.body;
     return r.json.value("id", int64_t{0});
   }
+  // `ws` (a connection of `who`) got nothing so far: `who` makes a group of its own, and the
+  // first frame the connection sees is about that group (frames go out in queue order).
+  void ExpectNothingBeforeOwnGroup(const Account& who, WsClient& ws) {
+    const int64_t own = Group(who, {}, "own");
+    Json f = ws.Next();
+    ASSERT_EQ(Type(f), "conversation") << f.dump();
+    EXPECT_EQ(f["data"]["id"], own);
+  }
   Json SendHttp(const Account& a, int64_t conversation, const std::string& content,
                 const std::optional<std::string>& client_id = std::nullopt, int status = 201) {
     Json body = {{"conversation_id", conversation}, {"content", content}};
@@ -242,10 +250,7 @@ TEST_F(WsEventsMessageTest, HttpMessageReachesEveryDeviceOfEveryParticipantAndNo
     ExpectSameMessage(f["data"], sent);
   }
   // carol got nothing at all (not even presence): her first frame is about her own group.
-  const int64_t own = Group(carol, {});
-  Json f = c->Next();
-  ASSERT_EQ(Type(f), "conversation") << f.dump();
-  EXPECT_EQ(f["data"]["id"], own);
+  ExpectNothingBeforeOwnGroup(carol, *c);
 }
 
 TEST_F(WsEventsMessageTest, WsMessageFrameReachesTheSendingConnectionToo) {
@@ -371,10 +376,7 @@ TEST_F(WsEventsMessageUpdatedTest, EveryChangeReachesEveryDeviceInChangeIdOrder)
     EXPECT_GT(f3["data"]["change_id"].get<int64_t>(), f2["data"]["change_id"].get<int64_t>());
   }
   // carol heard nothing of it: her first frame is about her own group.
-  const int64_t own = Group(carol, {});
-  Json f = c->Next();
-  ASSERT_EQ(Type(f), "conversation") << f.dump();
-  EXPECT_EQ(f["data"]["id"], own);
+  ExpectNothingBeforeOwnGroup(carol, *c);
 }
 
 TEST_F(WsEventsMessageUpdatedTest, ACallThatChangesNothingSendsNoEvent) {
@@ -403,7 +405,10 @@ TEST_F(WsEventsMessageUpdatedTest, AReplyByWebSocketCarriesReplyTo) {
   auto b = Connect(bob);
   const int64_t first = Send(alice, conv, "question");
   ASSERT_EQ(Type(NextEvent(*b)), "message");
-  b->Send({{"type", "message"}, {"ref", "r"}, {"conversation_id", conv}, {"content", "answer"},
+  b->Send({{"type", "message"},
+           {"ref", "r"},
+           {"conversation_id", conv},
+           {"content", "answer"},
            {"reply_to", first}});
   Json ack = b->NextOfType("ack");
   ASSERT_EQ(ack["data"]["ok"], true) << ack.dump();
@@ -411,9 +416,13 @@ TEST_F(WsEventsMessageUpdatedTest, AReplyByWebSocketCarriesReplyTo) {
   Json pushed = a->NextOfType("message");
   while (pushed.is_object() && pushed["data"]["id"] == first) pushed = a->NextOfType("message");
   EXPECT_EQ(pushed["data"]["reply_to"], first) << pushed.dump();
-  b->Send({{"type", "message"}, {"ref", "bad"}, {"conversation_id", conv}, {"content", "x"},
+  b->Send({{"type", "message"},
+           {"ref", "bad"},
+           {"conversation_id", conv},
+           {"content", "x"},
            {"reply_to", 999999999}});
-  Json refused = b->NextWhere([](Json& f) { return Type(f) == "ack" && f["data"]["ref"] == "bad"; });
+  Json refused =
+      b->NextWhere([](Json& f) { return Type(f) == "ack" && f["data"]["ref"] == "bad"; });
   ASSERT_EQ(refused["data"]["ok"], false) << refused.dump();
   EXPECT_EQ(refused["data"]["error"]["code"], "invalid_request");
 }
@@ -598,10 +607,7 @@ TEST_F(WsEventsPresenceTest, FirstConnectionIsAnnouncedToPeersOnly) {
   ASSERT_EQ(Type(f), "message") << f.dump();
   EXPECT_EQ(f["data"]["id"], m);
   // carol heard of nobody: her first frame is about her own group.
-  const int64_t own = Group(carol, {});
-  f = c->Next();
-  ASSERT_EQ(Type(f), "conversation") << f.dump();
-  EXPECT_EQ(f["data"]["id"], own);
+  ExpectNothingBeforeOwnGroup(carol, *c);
 }
 
 TEST_F(WsEventsPresenceTest, SecondDeviceAndNonLastCloseAreSilentAndLastCloseSetsLastSeen) {
@@ -650,10 +656,7 @@ TEST_F(WsEventsPresenceTest, SecondDeviceAndNonLastCloseAreSilentAndLastCloseSet
   EXPECT_EQ(user.json["last_seen"], p["data"]["last_seen"]) << user.body;
 
   // carol, no peer of alice's, heard nothing of her: her first frame is about her own group.
-  const int64_t own = Group(carol, {});
-  Json f = c->Next();
-  ASSERT_EQ(Type(f), "conversation") << f.dump();
-  EXPECT_EQ(f["data"]["id"], own);
+  ExpectNothingBeforeOwnGroup(carol, *c);
 }
 
 // API.md: a user is offline once the last connection closed, "then last_seen is set". A
@@ -788,10 +791,7 @@ TEST_F(WsEventsTypingTest, StartAndStopAreRelayedToTheOtherParticipantsOnly) {
     EXPECT_EQ(f["data"], TypingData(conv, bob.id)) << f.dump();
   }
   // dave: his first frame is about his own group.
-  const int64_t own = Group(dave, {});
-  Json f = d->Next();
-  ASSERT_EQ(Type(f), "conversation") << f.dump();
-  EXPECT_EQ(f["data"]["id"], own);
+  ExpectNothingBeforeOwnGroup(dave, *d);
 }
 
 // A change of state is relayed; a repeated start only refreshes the state (the server ends it
@@ -1141,10 +1141,7 @@ TEST_F(WsEventsConversationTest, CreatedGroupIsAnnouncedToEveryMemberAndNoOneEls
     EXPECT_EQ(data, View(*who, conv)) << who->username;
   }
   // carol: her first frame is about her own group.
-  const int64_t own = Group(carol, {}, "own");
-  Json f = c->Next();
-  ASSERT_EQ(Type(f), "conversation") << f.dump();
-  EXPECT_EQ(f["data"]["id"], own);
+  ExpectNothingBeforeOwnGroup(carol, *c);
 }
 
 TEST_F(WsEventsConversationTest, NewPrivateConversationIsAnnouncedOnceToBoth) {

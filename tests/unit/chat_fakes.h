@@ -85,8 +85,9 @@ struct CallbackWaiter {
 };
 using AppendWaiter = CallbackWaiter<domain::AppendResult>;  // MessageService::Send
 using StoredWaiter = CallbackWaiter<domain::StoredAppend>;  // ConversationStore::AppendMessage
-using ChangedWaiter = CallbackWaiter<domain::Message>;     // MessageService::Edit, Delete, React
-using StoredChangeWaiter = CallbackWaiter<domain::StoredChange>;  // ConversationStore::ChangeMessage
+using ChangedWaiter = CallbackWaiter<domain::Message>;      // MessageService::Edit, Delete, React
+using StoredChangeWaiter =
+    CallbackWaiter<domain::StoredChange>;  // ConversationStore::ChangeMessage
 
 // The real SQLite store on a temporary file, the domain services over it, a recording bus and
 // a hand-moved clock.

@@ -60,7 +60,7 @@ class SequencerTest : public test::ChatFixture {
   MembershipIndex index_;
   std::vector<int64_t> out_;      // positions: ids, and change_ids of updates
   std::vector<int64_t> updates_;  // the change_ids of the updates among them
-  std::vector<int64_t> learnt_;  // conversations read from the store, newer than the index's
+  std::vector<int64_t> learnt_;   // conversations read from the store, newer than the index's
 };
 
 TEST_F(SequencerTest, InOrderPassesStraightThroughAndHistoryIsSkipped) {
@@ -171,8 +171,8 @@ TEST_F(SequencerTest, ARepairReadsLostChangesAndSkipsSupersededOnes) {
   EXPECT_TRUE(*r);
   // The messages at their ids (in their current state), the latest change at its change_id;
   // the first edit's position is gone for good.
-  EXPECT_EQ(out_, (std::vector<int64_t>{ms[0].id, ms[1].id, ms[2].id, second_edit.change_id,
-                                        last.id}));
+  EXPECT_EQ(out_,
+            (std::vector<int64_t>{ms[0].id, ms[1].id, ms[2].id, second_edit.change_id, last.id}));
   EXPECT_EQ(updates_, (std::vector<int64_t>{second_edit.change_id}));
   EXPECT_LT(first_edit.change_id, second_edit.change_id);
   EXPECT_EQ(seq.delivered(), last.id);

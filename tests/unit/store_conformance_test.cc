@@ -1491,7 +1491,6 @@ TYPED_TEST(StoreConformance, DeliveredMarksRacingMessagesNeitherDeadlockNorFail)
   EXPECT_EQ(this->Get(groups[0]).Find(users[1])->delivered_marker, 100);
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Edits, deletions and reactions (ConversationStore::ChangeMessage)
 // ---------------------------------------------------------------------------------------------

@@ -63,7 +63,8 @@ Json Optional(const std::optional<T>& v) {
 
 Json MessageJson(const domain::Message& m) {
   Json reactions = Json::array();
-  for (const auto& r : m.reactions) reactions.push_back({{"emoji", r.emoji}, {"user_ids", r.user_ids}});
+  for (const auto& r : m.reactions)
+    reactions.push_back({{"emoji", r.emoji}, {"user_ids", r.user_ids}});
   return {{"id", m.id},
           {"conversation_id", m.conversation_id},
           {"seq", m.seq},

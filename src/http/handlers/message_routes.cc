@@ -100,7 +100,8 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
         if (!body.ok()) return respond(ErrorResponse(body.status()));
         auto content = RequiredString(*body, "content");
         if (!content.ok()) return respond(ErrorResponse(content.status()));
-        messages->Edit(req.user_id, *id, std::move(content).value(), MessageAnswer(std::move(respond)));
+        messages->Edit(req.user_id, *id, std::move(content).value(),
+                       MessageAnswer(std::move(respond)));
       },
       read);
   router.AddAsync(
@@ -108,12 +109,13 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
       [messages](Request& req, Respond respond) {
         auto id = PathId(req, "id");
         if (!id.ok()) return respond(ErrorResponse(Status::NotFound("message not found")));
-        messages->Delete(req.user_id, *id, [respond = std::move(respond)](Result<domain::Message> r) {
-          if (!r.ok()) return respond(ErrorResponse(r.status()));
-          Response res;
-          res.status = 204;
-          respond(std::move(res));
-        });
+        messages->Delete(req.user_id, *id,
+                         [respond = std::move(respond)](Result<domain::Message> r) {
+                           if (!r.ok()) return respond(ErrorResponse(r.status()));
+                           Response res;
+                           res.status = 204;
+                           respond(std::move(res));
+                         });
       },
       read);
   for (const char* method : {"PUT", "DELETE"}) {
@@ -123,8 +125,9 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
         [messages, add](Request& req, Respond respond) {
           auto id = PathId(req, "id");
           if (!id.ok()) return respond(ErrorResponse(Status::NotFound("message not found")));
-          messages->React(req.user_id, *id, PercentDecode(req.params["emoji"], /*plus_is_space=*/false),
-                          add, MessageAnswer(std::move(respond)));
+          messages->React(req.user_id, *id,
+                          PercentDecode(req.params["emoji"], /*plus_is_space=*/false), add,
+                          MessageAnswer(std::move(respond)));
         },
         read);
   }

@@ -1,8 +1,9 @@
 // The group-commit message writer every store backend shares: appends and changes (edits,
-// deletions, reactions) from any thread are queued; one writer thread takes whatever is queued (up to a batch) and hands it to the
-// backend's CommitBatch, which commits it in one transaction; one answer thread then calls
-// the callers back, batch after batch in commit order, while the writer already commits the
-// next batch. Nobody waits on a commit of their own while others queue behind it.
+// deletions, reactions) from any thread are queued; one writer thread takes whatever is queued (up
+// to a batch) and hands it to the backend's CommitBatch, which commits it in one transaction; one
+// answer thread then calls the callers back, batch after batch in commit order, while the writer
+// already commits the next batch. Nobody waits on a commit of their own while others queue behind
+// it.
 //
 // Thread-safe. Owned by the store; Stop() (or the destructor) drains: every accepted append
 // is committed or failed, and answered, before it returns.
@@ -49,8 +50,7 @@ class GroupCommitWriter {
   ~GroupCommitWriter();
 
   void Append(domain::NewMessage message, std::function<void(Result<domain::StoredAppend>)> done);
-  void Change(domain::MessageChange change,
-              std::function<void(Result<domain::StoredChange>)> done);
+  void Change(domain::MessageChange change, std::function<void(Result<domain::StoredChange>)> done);
   // Writes everything queued, answers it, and stops the threads; later appends fail with
   // kUnavailable. Idempotent.
   void Stop();

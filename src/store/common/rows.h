@@ -92,6 +92,20 @@ domain::Message ReadMessage(const Row& r, int at = 0) {
   return m;
 }
 
+// Up to `limit` messages with change_id above `since` where `where`, in change_id order,
+// without an index on every message's change_id: the unchanged ones (change_id = id) come
+// from the id order, the changed ones from the partial index on change_id (migration 4),
+// and the two are merged.
+inline std::string SinceQuery(const std::string& where, const std::string& since,
+                              const std::string& limit) {
+  const std::string cols = kMessageColumns;
+  return "SELECT * FROM (SELECT " + cols + " FROM messages WHERE " + where + " AND id > " + since +
+         " AND change_id = id ORDER BY id LIMIT " + limit +
+         ") unchanged UNION ALL SELECT * FROM (SELECT " + cols + " FROM messages WHERE " + where +
+         " AND change_id > " + since + " AND change_id > id ORDER BY change_id LIMIT " + limit +
+         ") changed ORDER BY change_id LIMIT " + limit;
+}
+
 inline constexpr const char* kConversationColumns =
     "c.id, c.type, c.name, c.created_by, c.created_at, c.last_activity, c.members_version";
 inline constexpr int kConversationColumnCount = 7;

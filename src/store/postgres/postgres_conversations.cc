@@ -464,7 +464,8 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(PgConnection& c,
                           .AddTextArray(client_ids)
                           .AddArray(reply_tos)},
       {kLastId, {}}};
-  if (!changed_ids.empty()) first.push_back({kCheckChanges, Params().AddArray(changed_ids).AddArray(actors)});
+  if (!changed_ids.empty())
+    first.push_back({kCheckChanges, Params().AddArray(changed_ids).AddArray(actors)});
   auto checked = c.Pipeline(first);
   if (!checked.ok()) return checked.status();
   const PgResult& seqs = (*checked)[1];
@@ -506,15 +507,16 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(PgConnection& c,
       m.members_version = members_version[m.conversation_id];
       domain::ChangeActor actor;
       actor.participant = !rows.IsNull(row, 0);
-      actor.group_admin = actor.participant && rows.Text(row, 0) == "admin" &&
-                          group[m.conversation_id];
+      actor.group_admin =
+          actor.participant && rows.Text(row, 0) == "admin" && group[m.conversation_id];
       const auto outcome = domain::ApplyChange(*change, actor, m);
       if (outcome == domain::ChangeOutcome::kChanged) {
         m.change_id = ++out.last_id;
         it->second = m;
         out.changed[id] = m;
       }
-      if (outcome == domain::ChangeOutcome::kChanged || outcome == domain::ChangeOutcome::kUnchanged) {
+      if (outcome == domain::ChangeOutcome::kChanged ||
+          outcome == domain::ChangeOutcome::kUnchanged) {
         out.results.push_back(domain::StoredChange{outcome, std::move(m)});
       } else {
         out.results.push_back(domain::StoredChange{outcome, {}});
@@ -532,7 +534,8 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(PgConnection& c,
       continue;
     }
     if (!checks.IsNull(row, 2)) {
-      out.results.push_back(StoredAppend{AppendOutcome::kRepeated, ReadMessage(PgRow{checks, row}, 2)});
+      out.results.push_back(
+          StoredAppend{AppendOutcome::kRepeated, ReadMessage(PgRow{checks, row}, 2)});
       continue;
     }
     if (m.client_id) {
@@ -756,11 +759,9 @@ Result<std::vector<Message>> PostgresStore::MessagesSince(int64_t user_id, int64
                                                           int limit) {
   // At most `limit` from each of the user's conversations, each read from its index, then
   // the first `limit` of those: bounded, however old `since` and however big the table.
-  return Messages(std::string("SELECT m.* FROM participants p CROSS JOIN LATERAL (SELECT ") +
-                      kMessageColumns +
-                      " FROM messages WHERE conversation_id = p.conversation_id "
-                      "AND change_id > $2 ORDER BY change_id LIMIT $3) m "
-                      "WHERE p.user_id = $1 ORDER BY m.change_id LIMIT $3",
+  return Messages("SELECT m.* FROM participants p CROSS JOIN LATERAL (" +
+                      SinceQuery("conversation_id = p.conversation_id", "$2", "$3") +
+                      ") m WHERE p.user_id = $1 ORDER BY m.change_id LIMIT $3",
                   Params().Add(user_id).Add(since).Add(int64_t{limit}));
 }
 

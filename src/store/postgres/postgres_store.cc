@@ -115,8 +115,7 @@ PostgresStore::PostgresStore(const Options& options)
     : pool_(ConnectOptions{options.url, options.connect_timeout, options.query_timeout},
             options.pool_size, kPoolWait) {
   message_writer_ = std::make_unique<GroupCommitWriter>(
-      [this](const std::vector<Write>& batch) { return CommitBatch(batch); },
-      "mmchat");
+      [this](const std::vector<Write>& batch) { return CommitBatch(batch); }, "mmchat");
 }
 
 PostgresStore::~PostgresStore() {
