@@ -3,7 +3,7 @@
 # and prints the JSON line of every run plus the medians. Server and tool share this machine.
 #   ./scripts/bench.sh                 # all rows
 #   ./scripts/bench.sh idle persist    # some rows: idle fanout1000 fanout10 halfrate direct
-#                                      #   persist http conversations reactions
+#                                      #   persist http conversations reactions search
 # Results go to stdout and to bench-results.jsonl in the working directory. RATE=N runs the
 # halfrate row at N messages/s instead of half the fanout1000 median. DURATION=N loads each
 # row for N seconds instead of 5 (a p99 over more messages).
@@ -19,13 +19,14 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/build.sh" mmchat mmchat-bench >/dev/null
-mmchat="$root/build/mmchat"
+# MMCHAT_BIN: another server binary (a before/after comparison of a change).
+mmchat="${MMCHAT_BIN:-$root/build/mmchat}"
 bench="$root/build/mmchat-bench"
 runs="${RUNS:-3}"
 duration="${DURATION:-5}"
 port="${PORT:-18080}"
 rows=("$@")
-[ ${#rows[@]} -eq 0 ] && rows=(idle fanout1000 fanout10 halfrate direct persist http conversations reactions)
+[ ${#rows[@]} -eq 0 ] && rows=(idle fanout1000 fanout10 halfrate direct persist http conversations reactions search)
 out="$PWD/bench-results.jsonl"
 : >"$out"
 work="$(mktemp -d)"
@@ -222,6 +223,11 @@ for row in "${rows[@]}"; do
         # 8 callers: as many reactions as the tool can still read the fan-out of (BENCHMARKS.md).
         run reactions reactions --members 100 --connections 8 --duration-sec "$duration"
         ;;
+      search)
+        start_server
+        # SEARCH_MESSAGES (default 1,000,000) loaded first, then searched for DURATION seconds.
+        run search search --messages "${SEARCH_MESSAGES:-1000000}" --search-sec "$duration"
+        ;;
       *) echo "unknown row $row" >&2 && exit 2 ;;
     esac
   done
@@ -240,4 +246,5 @@ printf '%-19s %s\n' \
   "http-small" "req/s $(median http-small 'r["requests_per_sec"]'), p99 ms $(median http-small 'r["latency_ms"]["p99"]')" \
   "http-history" "req/s $(median http-history 'r["requests_per_sec"]'), p99 ms $(median http-history 'r["latency_ms"]["p99"]')" \
   "reactions" "reactions/s $(median reactions 'r["reactions_per_sec"]'), deliveries/s $(median reactions 'r["deliveries_per_sec"]'), p99 ms $(median reactions 'r["latency_ms"]["p99"]')" \
+  "search" "searches/s $(median search 'r["searches_per_sec"]'), p50 ms $(median search 'r["latency_ms"]["p50"]'), p99 ms $(median search 'r["latency_ms"]["p99"]'), loaded/s $(median search 'r["load_messages_per_sec"]')" \
   "http-conversations" "req/s $(median http-conversations 'r["requests_per_sec"]'), p99 ms $(median http-conversations 'r["latency_ms"]["p99"]'), KiB/response $(median http-conversations 'r["body_bytes_per_response"] / 1024'), server % $(median http-conversations 'r["server_cpu_percent"]'), tool % $(median http-conversations 'r["tool_cpu_percent"]')"

@@ -1,5 +1,5 @@
 // One keep-alive HTTP/1.1 connection's closed loop for the load scenarios (`http`,
-// `reactions`): request, answer, next request, until the stop time, keeping each answer's
+// `reactions`, `search`): request, answer, next request, until the stop time, keeping each answer's
 // latency.
 #pragma once
 
@@ -60,6 +60,9 @@ class HttpLoop : public std::enable_shared_from_this<HttpLoop> {
     stream_.async_connect(server, [done = std::move(done)](beast::error_code e) { done(!e); });
   }
 
+  // Each request's target from `next` instead of the fixed path (the search scenario's queries).
+  void VaryPath(std::function<std::string()> next) { next_path_ = std::move(next); }
+
   void Start() {
     net::post(stream_.get_executor(), [self = shared_from_this()] { self->Next(); });
   }
@@ -73,6 +76,7 @@ class HttpLoop : public std::enable_shared_from_this<HttpLoop> {
     if (toggle_ && !latency_ms.empty()) {
       req_.method(req_.method() == bhttp::verb::put ? bhttp::verb::delete_ : bhttp::verb::put);
     }
+    if (next_path_) req_.target(next_path_());
     sent_at_ = Clock::now();
     stream_.expires_after(kRequestTimeout);
     bhttp::async_write(stream_, req_, [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -112,6 +116,7 @@ class HttpLoop : public std::enable_shared_from_this<HttpLoop> {
   Clock::time_point sent_at_;
   const Clock::time_point& stop_at_;
   const bool toggle_;
+  std::function<std::string()> next_path_;
 };
 
 }  // namespace http_loop

@@ -132,6 +132,26 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   reactions_cmd->add_option("--server-pid", reactions.server_pid,
                             "the server's process id (its CPU)");
+  SearchOptions search;
+  auto* search_cmd = app.add_subcommand(
+      "search", "load a store with made-up text, then search it; searches/s and latency");
+  AddLoadOptions(search_cmd, search.load, tokens_path);
+  search_cmd->add_option("--messages", search.messages, "messages to load first (0: none)")
+      ->capture_default_str();
+  search_cmd
+      ->add_option("--conversations", search.conversations,
+                   "loading senders, each in a group of its own")
+      ->capture_default_str();
+  search_cmd
+      ->add_option("--visible-every", search.visible_every,
+                   "the searcher (first account) is in one group of this many")
+      ->capture_default_str();
+  search_cmd->add_option("--vocabulary", search.vocabulary, "distinct words of the text")
+      ->capture_default_str();
+  search_cmd->add_option("--connections", search.connections, "the searcher's connections")
+      ->capture_default_str();
+  search_cmd->add_option("--search-sec", search.duration_sec, "searching time")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   const auto accounts = LoadAccounts(tokens_path);
@@ -147,6 +167,7 @@ int main(int argc, char** argv) {
     if (persist_cmd->parsed()) return RunPersist(persist, accounts);
     if (http_cmd->parsed()) return RunHttp(http, accounts);
     if (reactions_cmd->parsed()) return RunReactions(reactions, accounts);
+    if (search_cmd->parsed()) return RunSearch(search, accounts);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mmchat-bench: %s\n", e.what());
     return 1;

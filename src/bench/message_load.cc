@@ -71,11 +71,19 @@ class Load {
   }
 
   void Send(Member& m) {
+    if (o_.max_messages > 0 && sent >= o_.max_messages) {
+      sending = false;
+      return;
+    }
     ++m.outstanding;
     ++sent;
     const std::string now = std::to_string(NowNs());
     std::string content = std::string(kMarker) + now + ":";
-    if (static_cast<int>(content.size()) < o_.message_bytes) content.resize(o_.message_bytes, 'x');
+    if (o_.text) {
+      content += ' ' + o_.text();
+    } else if (static_cast<int>(content.size()) < o_.message_bytes) {
+      content.resize(o_.message_bytes, 'x');
+    }
     m.out.push_back(Json{
         {"type", "message"},
         {"ref", now},
@@ -216,7 +224,8 @@ LoadResult RunLoad(const LoadOptions& o, const std::vector<Account>& accounts,
       for (int w = 0; w < o.window; ++w) run.Send(*m);
     }
   }
-  ioc.run_until(start + Seconds(o.duration_sec));
+  const auto send_until = start + Seconds(o.duration_sec);
+  while (run.sending && Clock::now() < send_until) ioc.run_for(std::chrono::milliseconds(20));
   run.sending = false;
   pacer.cancel();
 

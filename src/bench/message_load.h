@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -26,6 +27,9 @@ struct LoadOptions {
   double drain_sec = 5;  // how long to wait for the last acks and deliveries
   int message_bytes = 100;
   pid_t server_pid = 0;  // for its CPU use; 0: not reported
+  // Words after each message's marker instead of padding (the search scenario's corpus).
+  std::function<std::string()> text;
+  int64_t max_messages = 0;  // sending stops after this many (0: at the end of the duration)
 };
 
 // One connected user of the load: its account, the conversation it is in, whether it posts.

@@ -66,4 +66,15 @@ struct ReactionsOptions {
 };
 int RunReactions(const ReactionsOptions& options, const std::vector<Account>& accounts);
 
+struct SearchOptions {
+  LoadOptions load{.window = 4, .duration_sec = 3600};  // loading: as persist, up to --messages
+  int64_t messages = 1'000'000;                         // to load first (0: search what is there)
+  int conversations = 64;    // loading senders, each in a group of its own
+  int visible_every = 4;     // the searcher is in one group of this many
+  int vocabulary = 10'000;   // made-up words, used by Zipf's law
+  int connections = 8;       // the searcher's keep-alive connections, one call each
+  double duration_sec = 10;  // searching time
+};
+int RunSearch(const SearchOptions& options, const std::vector<Account>& accounts);
+
 }  // namespace mmchat::bench

@@ -4,11 +4,8 @@
 #include <cstdint>
 
 namespace mmchat {
-namespace {
 
-// The length of the valid UTF-8 sequence at s[i] with its code point in *cp, or 0 when the
-// bytes there are not one (overlong forms, surrogates, values above U+10FFFF, truncation).
-size_t DecodeOne(std::string_view s, size_t i, uint32_t* cp) {
+size_t Utf8Decode(std::string_view s, size_t i, uint32_t* cp) {
   const auto c = static_cast<uint8_t>(s[i]);
   size_t len;
   if (c < 0x80) {
@@ -37,6 +34,8 @@ size_t DecodeOne(std::string_view s, size_t i, uint32_t* cp) {
   return len;
 }
 
+namespace {
+
 // Code points a terminal or viewer acts on: C0 and C1 controls, DEL, and the bidi embedding,
 // override and isolate controls (they reorder the rest of the line as displayed).
 bool ActsOnDisplay(uint32_t cp) {
@@ -60,7 +59,7 @@ std::optional<size_t> Utf8Length(std::string_view s) {
   size_t count = 0;
   uint32_t cp;
   for (size_t i = 0; i < s.size(); ++count) {
-    const size_t len = DecodeOne(s, i, &cp);
+    const size_t len = Utf8Decode(s, i, &cp);
     if (len == 0) return std::nullopt;
     i += len;
   }
@@ -73,7 +72,7 @@ std::string LogSafe(std::string_view s, size_t max_bytes) {
   size_t i = 0;
   while (i < s.size()) {
     uint32_t cp = 0;
-    const size_t len = DecodeOne(s, i, &cp);
+    const size_t len = Utf8Decode(s, i, &cp);
     const size_t take = len == 0 ? 1 : len;  // an invalid byte is rendered alone
     if (i + take > max_bytes) break;
     const std::string_view bytes = s.substr(i, take);

@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "domain/conversation.h"
 #include "domain/message_change.h"
+#include "domain/search.h"
 
 namespace mmchat::domain {
 
@@ -117,6 +118,9 @@ class ConversationStore {
   virtual Result<std::vector<Message>> MessagesAfter(int64_t after, int limit) = 0;
   virtual Result<std::vector<Message>> ChangesAfter(int64_t after, int limit) = 0;
   virtual Result<int64_t> LastMessageId() = 0;
+  // Search (domain/search.h): the messages that match, newest first. Deleted messages never
+  // match; edits and deletions change what matches in their own transaction.
+  virtual Result<std::vector<Message>> SearchMessages(const SearchQuery& query) = 0;
 
   // Moves the read marker up to `message_id` (never down), stamping read_at = `now` when it
   // moves; returns the marker after the call, or nullopt when the user is not a participant.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "domain/search.h"
 #include "domain/validation.h"
 
 namespace mmchat::domain {
@@ -211,6 +212,31 @@ Result<SyncPage> MessageService::Sync(int64_t caller, int64_t since, int limit) 
   }
   std::sort(page.messages.begin(), page.messages.end(),
             [](const Message& a, const Message& b) { return a.change_id < b.change_id; });
+  return page;
+}
+
+Result<SearchPage> MessageService::Search(int64_t caller, const SearchInput& input) {
+  if (Status s = ValidateText("q", input.q, 1, kMaxSearchLen); !s.ok()) return s;
+  SearchQuery query;
+  query.user = caller;
+  query.words = SearchWords(input.q);
+  query.conversation_id = input.conversation_id;
+  query.before = input.before;
+  query.limit = std::min(input.limit <= 0 ? kDefaultSearch : input.limit, kMaxSearch) + 1;
+  if (input.conversation_id) {
+    // Someone else's conversation is an error, not an empty result.
+    auto c = d_.access->LoadForParticipant(caller, *input.conversation_id);
+    if (!c.ok()) return c.status();
+  }
+  auto rows = d_.conversations->SearchMessages(query);
+  if (!rows.ok()) return rows.status();
+  SearchPage page;
+  page.messages = std::move(rows).value();
+  if (static_cast<int>(page.messages.size()) == query.limit) {
+    page.has_more = true;
+    page.messages.pop_back();
+  }
+  for (auto& m : page.messages) m.status = CurrentStatus(m);
   return page;
 }
 

@@ -25,6 +25,18 @@ struct SendInput {
   std::optional<int64_t> reply_to;
 };
 
+struct SearchInput {
+  std::string q;
+  std::optional<int64_t> conversation_id;
+  std::optional<int64_t> before;
+  int limit = 0;  // <= 0: the default
+};
+
+struct SearchPage {
+  std::vector<Message> messages;  // newest first
+  bool has_more = false;
+};
+
 struct SyncPage {
   std::vector<Message> messages;
   int64_t next_since = 0;
@@ -37,6 +49,9 @@ class MessageService {
   static constexpr int kMaxPage = 100;
   static constexpr int kDefaultSync = 100;
   static constexpr int kMaxSync = 500;
+  static constexpr int kDefaultSearch = 20;
+  static constexpr int kMaxSearch = 100;
+  static constexpr size_t kMaxSearchLen = 200;
 
   struct Deps {
     ConversationStore* conversations;
@@ -69,6 +84,9 @@ class MessageService {
                            std::optional<int64_t> after, int limit);
   Result<ReadMark> MarkRead(int64_t caller, int64_t conversation_id, int64_t message_id);
   Result<SyncPage> Sync(int64_t caller, int64_t since, int limit);
+  // API.md, "Search": messages of the caller's current conversations (or of the one asked
+  // for, kForbidden/kNotFound when it is not the caller's) that match, newest first.
+  Result<SearchPage> Search(int64_t caller, const SearchInput& input);
   // Messages up to `up_to` were pushed live to one of `user`'s connections: counts them as
   // delivered and announces the receipt when the watermark moved.
   void DeliveredLive(int64_t conversation_id, int64_t user, int64_t up_to);

@@ -132,16 +132,13 @@ bool SpaceOrControl(char32_t c) {
 
 Status ValidateEmoji(std::string_view emoji) {
   if (Status s = ValidateText("emoji", emoji, 1, 16); !s.ok()) return s;
-  // Valid UTF-8 from here: each lead byte says how many continuation bytes follow.
+  // Valid UTF-8 from here.
   for (size_t i = 0; i < emoji.size();) {
-    const auto lead = static_cast<unsigned char>(emoji[i]);
-    const size_t n = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
-    char32_t c = n == 1 ? lead : lead & (0xFF >> (n + 1));
-    for (size_t k = 1; k < n; ++k) c = (c << 6) | (static_cast<unsigned char>(emoji[i + k]) & 0x3F);
+    uint32_t c = 0;
+    i += Utf8Decode(emoji, i, &c);
     if (SpaceOrControl(c)) {
       return Status::InvalidRequest("emoji must not contain whitespace or control characters");
     }
-    i += n;
   }
   return Status::Ok();
 }

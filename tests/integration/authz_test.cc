@@ -845,20 +845,6 @@ std::string Claims(int64_t user_id, const Json& extra = Json::object()) {
   return c.dump();
 }
 
-// `s` for a URL query: everything but the unreserved characters percent-encoded.
-std::string PercentEncode(std::string_view s) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char ch : s) {
-    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-      out += static_cast<char>(ch);
-    } else {
-      out += {'%', kHex[ch >> 4], kHex[ch & 15]};
-    }
-  }
-  return out;
-}
-
 // Whether `s` can travel in an HTTP header value as it is.
 bool HeaderSafe(std::string_view s) {
   for (unsigned char ch : s) {

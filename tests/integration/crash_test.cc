@@ -6,6 +6,8 @@
 // store's integrity check (SQLite's `PRAGMA integrity_check`, PostgreSQL's amcheck: harness.h,
 // StoreIntegrityCheck), a client resumes with `GET /api/sync?since=`, and re-sending with
 // the same client_id creates no duplicate (API.md: a repeated client_id returns the original).
+// Beside the senders, a changer edits, reacts to or deletes each of sender 0's acknowledged
+// messages in turn: every acknowledged change is there after the restart too.
 //
 // The figures (acknowledged before the stop, stored after the restart) are printed and
 // recorded as test properties (acked, attempted, found, resent_created).
@@ -36,10 +38,16 @@ constexpr int kWsWindow = 8;  // message frames in flight per WebSocket sender
 constexpr int kAckedPerSenderBeforeStop = 50;
 constexpr auto kStreamDeadline = std::chrono::seconds(60);
 
+// What the changer does to sender 0's acknowledged messages, one change each, by turns.
+enum class Change { kEdit, kReact, kDelete };
+constexpr int kChangesBeforeStop = 20;
+const std::string kEmoji = "\xf0\x9f\x91\x8d";  // 👍
+
 // What the senders did before the stop.
 struct Stream {
-  std::map<std::string, int> attempted;  // client_id -> sender index (sent or about to be)
-  std::map<std::string, Json> acked;     // client_id -> the acknowledged Message
+  std::map<std::string, int> attempted;   // client_id -> sender index (sent or about to be)
+  std::map<std::string, Json> acked;      // client_id -> the acknowledged Message
+  std::map<std::string, Change> changed;  // client_id -> the change acknowledged on it
   int64_t last_seen = 0;  // the highest message id sender 0's client saw (events and acks)
   int in_flight_at_stop = 0;
   int refused = 0;  // answered with an error (e.g. 503 while shutting down)
@@ -62,6 +70,23 @@ class CrashSafetyTest : public ::testing::Test {
   }
 
   static std::string Content(const std::string& client_id) { return "msg " + client_id; }
+  static std::string Edited(const std::string& client_id) { return "edited " + client_id; }
+
+  // Whether the stored message `m` shows the acknowledged change.
+  static bool Shows(const Json& m, Change change, int64_t changer) {
+    const std::string client_id = m["client_id"].get<std::string>();
+    switch (change) {
+      case Change::kEdit:
+        return m["content"] == Edited(client_id) && m["edited_at"].is_string();
+      case Change::kReact:
+        return m["reactions"] ==
+               Json::parse(R"([{"emoji":")" + kEmoji + R"(","count":1,"user_ids":[)" +
+                           std::to_string(changer) + "]}]");
+      case Change::kDelete:
+        return m["content"] == "" && m["deleted_at"].is_string();
+    }
+    return false;
+  }
 
   // Streams from kSenders threads until each has kAckedPerSenderBeforeStop acknowledged, then
   // stops the server with `sig` while sends are still in flight.
@@ -149,12 +174,62 @@ class CrashSafetyTest : public ::testing::Test {
       }
     };
 
+    // Edits, reactions and deletions of sender 0's acknowledged messages, over HTTP, beside
+    // the sends: acknowledged changes must survive the stop like acknowledged sends.
+    std::atomic<int> changes{0};
+    auto changer = [&] {
+      HttpClient client(port);
+      std::set<std::string> done;
+      for (int k = 0; !stop.load(); ++k) {
+        std::string client_id;
+        int64_t id = 0;
+        {
+          std::lock_guard lock(mu);
+          for (const auto& [cid, m] : s.acked) {
+            if (s.attempted[cid] == 0 && !done.contains(cid)) {
+              client_id = cid;
+              id = m["id"].get<int64_t>();
+              break;
+            }
+          }
+        }
+        if (id == 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          --k;
+          continue;
+        }
+        done.insert(client_id);
+        const auto change = static_cast<Change>(k % 3);
+        const std::string path = "/api/messages/" + std::to_string(id);
+        try {
+          HttpResult r;
+          if (change == Change::kEdit) {
+            r = client.Request("PATCH", path, Json{{"content", Edited(client_id)}}.dump(),
+                               users_[0].token);
+          } else if (change == Change::kReact) {
+            r = client.Request("PUT", path + "/reactions/" + PercentEncode(kEmoji), "",
+                               users_[0].token);
+          } else {
+            r = client.Request("DELETE", path, "", users_[0].token);
+          }
+          if (r.status / 100 != 2) return;  // refused while stopping
+          std::lock_guard lock(mu);
+          s.changed[client_id] = change;
+          ++changes;
+        } catch (const std::exception&) {
+          return;  // the server went away
+        }
+      }
+    };
+
     std::vector<std::thread> threads;
     for (int t = 0; t < kSenders; ++t) {
       threads.emplace_back([&, t] { t < 2 ? ws_sender(t) : http_sender(t); });
     }
+    threads.emplace_back(changer);
     auto every_sender_acked = [&] {
-      return std::all_of(std::begin(acked), std::end(acked),
+      return changes >= kChangesBeforeStop &&
+             std::all_of(std::begin(acked), std::end(acked),
                          [](const auto& n) { return n.load() >= kAckedPerSenderBeforeStop; });
     };
     const auto deadline = std::chrono::steady_clock::now() + kStreamDeadline;
@@ -167,6 +242,7 @@ class CrashSafetyTest : public ::testing::Test {
           << acked[t].load() << " message(s) acknowledged within " << kStreamDeadline.count()
           << " s";
     }
+    EXPECT_GE(changes.load(), kChangesBeforeStop) << "changes acknowledged";
     s.in_flight_at_stop = in_flight.load();
     s.exit_code = server_.Stop(sig);
     stop = true;
@@ -215,7 +291,11 @@ class CrashSafetyTest : public ::testing::Test {
         continue;
       }
       EXPECT_EQ(m["sender_id"], users_[it->second].id) << m.dump();
-      EXPECT_EQ(m["content"], Content(client_id)) << m.dump();
+      // As sent, or changed by the changer (sender 0's messages only).
+      const bool as_sent = m["content"] == Content(client_id) && m["deleted_at"].is_null();
+      EXPECT_TRUE(as_sent || (it->second == 0 && (Shows(m, Change::kEdit, users_[0].id) ||
+                                                  Shows(m, Change::kDelete, users_[0].id))))
+          << m.dump();
       EXPECT_TRUE(by_client_id.emplace(client_id, m).second)
           << "client_id stored twice: " << client_id;
     }
@@ -239,14 +319,25 @@ class CrashSafetyTest : public ::testing::Test {
       }
       EXPECT_EQ(it->second["id"], m["id"]) << client_id;
       EXPECT_EQ(it->second["seq"], m["seq"]) << client_id;
-      EXPECT_EQ(it->second["content"], m["content"]) << client_id;
+      if (auto c = s.changed.find(client_id); c != s.changed.end()) {
+        EXPECT_TRUE(Shows(it->second, c->second, users_[0].id))
+            << "acknowledged change lost: " << it->second.dump();
+      } else if (it->second["change_id"] == it->second["id"]) {  // no change in flight either
+        EXPECT_EQ(it->second["content"], m["content"]) << client_id;
+      }
     }
 
-    // Sender 0's client resumes from the last id it saw and gets exactly the rest.
-    std::vector<int64_t> expected_rest, synced;
+    // Sender 0's client resumes from the last id it saw and gets exactly the rest: the
+    // messages created or changed after it, in change_id order.
+    std::vector<std::pair<int64_t, int64_t>> rest;  // change_id, id
     for (const auto& m : all) {
-      if (m["id"].get<int64_t>() > s.last_seen) expected_rest.push_back(m["id"].get<int64_t>());
+      if (m["change_id"].get<int64_t>() > s.last_seen) {
+        rest.emplace_back(m["change_id"].get<int64_t>(), m["id"].get<int64_t>());
+      }
     }
+    std::sort(rest.begin(), rest.end());
+    std::vector<int64_t> expected_rest, synced;
+    for (const auto& [change_id, id] : rest) expected_rest.push_back(id);
     int64_t since = s.last_seen;
     for (int guard = 0; guard < 1000; ++guard) {
       auto r = client.Get("/api/sync?limit=100&since=" + std::to_string(since), users_[0].token);
@@ -293,16 +384,18 @@ class CrashSafetyTest : public ::testing::Test {
     EXPECT_EQ(StoreIntegrityCheck(server_.dir()), "ok");
 
     std::printf(
-        "[%s] attempted %zu, acked %zu, in flight at stop %d, refused %d, found after restart "
-        "%zu (acked found %zu), sync since=%lld returned %zu, re-sent unstored %d\n",
-        label.c_str(), s.attempted.size(), s.acked.size(), s.in_flight_at_stop, s.refused,
-        all.size(),
+        "[%s] attempted %zu, acked %zu, changes acked %zu, in flight at stop %d, refused %d, "
+        "found after restart %zu (acked found %zu), sync since=%lld returned %zu, re-sent "
+        "unstored %d\n",
+        label.c_str(), s.attempted.size(), s.acked.size(), s.changed.size(), s.in_flight_at_stop,
+        s.refused, all.size(),
         static_cast<size_t>(
             std::count_if(s.acked.begin(), s.acked.end(),
                           [&](const auto& kv) { return stored.contains(kv.first); })),
         static_cast<long long>(s.last_seen), synced.size(), created);
     RecordProperty("attempted", static_cast<int>(s.attempted.size()));
     RecordProperty("acked", static_cast<int>(s.acked.size()));
+    RecordProperty("changes_acked", static_cast<int>(s.changed.size()));
     RecordProperty("found", static_cast<int>(all.size()));
     found_ = all.size();
     RecordProperty("resent_created", created);

@@ -49,6 +49,13 @@ std::string HttpResult::ErrorCode() const {
   return "";
 }
 
+std::string PercentEncode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) out += {'%', kHex[c >> 4], kHex[c & 15]};
+  return out;
+}
+
 void ExpectError(const HttpResult& r, int status, const std::string& code) {
   EXPECT_EQ(r.status, status) << r.body;
   EXPECT_EQ(r.ErrorCode(), code) << r.body;

@@ -16,18 +16,6 @@ constexpr int64_t kUnknownId = 999'999'999;
 const std::string kThumbs = "\xf0\x9f\x91\x8d";  // 👍
 const std::string kParty = "\xf0\x9f\x8e\x89";   // 🎉
 
-// %XX for every byte: how a client puts an emoji in a path.
-std::string PercentEncode(const std::string& s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    out += '%';
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
-}
-
 class MessageChangesFixture : public ::testing::Test {
  protected:
   MessageChangesFixture()

@@ -95,6 +95,7 @@ class FakeConversationStore final : public ConversationStore {
   Result<std::vector<Message>> MessagesAfter(int64_t, int) override { return No(); }
   Result<std::vector<Message>> ChangesAfter(int64_t, int) override { return No(); }
   Result<int64_t> LastMessageId() override { return No(); }
+  Result<std::vector<Message>> SearchMessages(const SearchQuery&) override { return No(); }
   Result<std::optional<ReadMark>> MoveReadMarker(int64_t, int64_t, int64_t, TimeMs) override {
     return No();
   }

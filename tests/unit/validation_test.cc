@@ -1,10 +1,14 @@
-// domain/validation: API.md's field rules, at their boundaries.
+// domain/validation: API.md's field rules, at their boundaries; and how domain/search splits a
+// query into words.
 #include "domain/validation.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
+
+#include "domain/search.h"
 
 namespace mmchat::domain {
 namespace {
@@ -208,6 +212,21 @@ TEST(AsciiLowerTest, LowersOnlyAscii) {
   EXPECT_EQ(AsciiLower("AbC@Example.COM"), "abc@example.com");
   EXPECT_EQ(AsciiLower("\xC3\x89"), "\xC3\x89");  // É untouched
   EXPECT_EQ(AsciiLower(""), "");
+}
+
+TEST(SearchWordsTest, SplitsOnWhitespacePunctuationSymbolsAndEmoji) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(SearchWords("hello world"), V({"hello", "world"}));
+  EXPECT_EQ(SearchWords("  hello-world, again!  "), V({"hello", "world", "again"}));
+  EXPECT_EQ(SearchWords("see example.com/docs"), V({"see", "example", "com", "docs"}));
+  EXPECT_EQ(SearchWords("«wait»… then🎉party—now"), V({"wait", "then", "party", "now"}));
+  EXPECT_EQ(SearchWords("¿qué? 3×4 ½"), V({"qué", "3", "4", "½"}));
+  EXPECT_EQ(SearchWords("Café Über naïve"), V({"Café", "Über", "naïve"}));  // kept as written
+  EXPECT_EQ(SearchWords("\"a*\" OR b:c (d) 'e' \\f"), V({"a", "OR", "b", "c", "d", "e", "f"}));
+  EXPECT_EQ(SearchWords("привет мир 中文"), V({"привет", "мир", "中文"}));
+  EXPECT_EQ(SearchWords("！ｈｉ。"), V({"ｈｉ"}));  // full-width punctuation
+  EXPECT_EQ(SearchWords("!!! ... 🎉👍🏽"), V());
+  EXPECT_EQ(SearchWords(""), V());
 }
 
 }  // namespace

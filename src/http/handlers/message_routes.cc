@@ -1,4 +1,5 @@
-// /api/messages, /api/conversations/:id/messages and /api/sync: API.md's Messages section.
+// /api/messages, /api/conversations/:id/messages, /api/sync and /api/search: API.md's Messages
+// section.
 // Sending is asynchronous: the answer goes out after the group commit.
 #include <algorithm>
 
@@ -152,6 +153,32 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
         w.BeginObject();
         WriteMessages(w, page->messages);
         w.Key("next_since").Int(page->next_since);
+        w.Key("has_more").Bool(page->has_more);
+        w.EndObject();
+        return RawJsonResponse(200, w.Take());
+      },
+      read);
+
+  router.Add(
+      "GET", "/api/search",
+      [messages](Request& req) -> Response {
+        domain::SearchInput input;
+        input.q = req.Query("q").value_or("");
+        auto conversation = QueryInt(req, "conversation_id");
+        if (!conversation.ok()) return ErrorResponse(conversation.status());
+        auto before = QueryInt(req, "before");
+        if (!before.ok()) return ErrorResponse(before.status());
+        auto limit = QueryInt(req, "limit");
+        if (!limit.ok()) return ErrorResponse(limit.status());
+        input.conversation_id = *conversation;
+        input.before = *before;
+        input.limit = static_cast<int>(
+            std::min<int64_t>(limit->value_or(0), domain::MessageService::kMaxSearch));
+        auto page = messages->Search(req.user_id, input);
+        if (!page.ok()) return ErrorResponse(page.status());
+        JsonWriter w;
+        w.BeginObject();
+        WriteMessages(w, page->messages);
         w.Key("has_more").Bool(page->has_more);
         w.EndObject();
         return RawJsonResponse(200, w.Take());

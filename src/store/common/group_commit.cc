@@ -9,8 +9,8 @@
 
 namespace mmchat::store {
 
-GroupCommitWriter::GroupCommitWriter(CommitBatch commit, const std::string& name)
-    : commit_(std::move(commit)) {
+GroupCommitWriter::GroupCommitWriter(CommitBatch commit, const std::string& name, Tidy tidy)
+    : commit_(std::move(commit)), tidy_(std::move(tidy)) {
   // Thread names (at most 15 characters) for top -H and perf.
   writer_thread_ = std::thread([this, n = (name + "-writer").substr(0, 15)] {
     pthread_setname_np(pthread_self(), n.c_str());
@@ -95,11 +95,23 @@ size_t GroupCommitWriter::QueuedAppends() {
 }
 
 void GroupCommitWriter::WriterLoop() {
+  bool tidying = false;  // a batch committed since the backend last said its upkeep was done
+  auto last_tidy = std::chrono::steady_clock::now();
+  auto tidy_step = [&] {
+    tidying = tidy_ && tidy_();
+    last_tidy = std::chrono::steady_clock::now();
+  };
   for (;;) {
     std::vector<Write> batch;
     Answered answered;
     {
       std::unique_lock lock(queue_mu_);
+      // Idle (or stopping with nothing left to write): the upkeep runs until work arrives.
+      while (tidying && queue_.empty()) {
+        lock.unlock();
+        tidy_step();
+        lock.lock();
+      }
       queue_cv_.wait(lock, [this] { return !queue_.empty() || stopping_; });
       if (queue_.empty()) return;  // stopping, and everything accepted was written
       // No waiting for more: while one batch commits, the next one gathers by itself.
@@ -111,6 +123,7 @@ void GroupCommitWriter::WriterLoop() {
     }
     Committed c = commit_(batch);
     if (c.committed) ++committed_batches_;
+    tidying = tidying || c.committed;
     // A backend that answered short is a bug; still, every caller must hear something.
     c.results.resize(batch.size(), Status::Unavailable("database error"));
     answered.results = std::move(c.results);
@@ -120,6 +133,8 @@ void GroupCommitWriter::WriterLoop() {
       answers_.push_back(std::move(answered));
     }
     answers_cv_.notify_one();
+    // Under load, a step now and then, after the batch's callers have their answers.
+    if (tidying && std::chrono::steady_clock::now() - last_tidy >= kTidyInterval) tidy_step();
   }
 }
 

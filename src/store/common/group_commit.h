@@ -41,12 +41,18 @@ class GroupCommitWriter {
     bool committed = false;
   };
   using CommitBatch = std::function<Committed(const std::vector<Write>& batch)>;
+  // Upkeep the backend does on the writer's thread between batches (SQLite: merging the search
+  // index so that deleted words leave it): one short step per call, returning whether more
+  // remains. Called after a batch commits, as often as possible while nothing is queued and
+  // at most every kTidyInterval under load, and to the end before Stop() returns.
+  using Tidy = std::function<bool()>;
+  static constexpr std::chrono::milliseconds kTidyInterval{100};
 
   // The largest number of appends committed in one transaction.
   static constexpr size_t kMaxBatch = 512;
 
   // Starts the writer and answer threads, named `<name>-writer` and `<name>-answers`.
-  GroupCommitWriter(CommitBatch commit, const std::string& name);
+  GroupCommitWriter(CommitBatch commit, const std::string& name, Tidy tidy = nullptr);
   ~GroupCommitWriter();
 
   void Append(domain::NewMessage message, std::function<void(Result<domain::StoredAppend>)> done);
@@ -78,6 +84,7 @@ class GroupCommitWriter {
   void AnswerLoop();
 
   const CommitBatch commit_;
+  const Tidy tidy_;
 
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;

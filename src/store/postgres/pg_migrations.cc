@@ -129,6 +129,24 @@ CREATE INDEX messages_changed_by_conversation ON messages(conversation_id, chang
   WHERE change_id > id;
 CREATE INDEX messages_changed ON messages(change_id) WHERE change_id > id;
 )sql"},
+      // Search (API.md): a GIN index of each message's words, folded like SQLite's FTS5 does
+      // (case and diacritics; every character that is not a letter or digit separates words,
+      // domain/search.h). An expression index: the row is the only copy of the text, and an
+      // edit or deletion changes what matches in its own transaction.
+      {5, "message_search", R"sql(
+CREATE EXTENSION IF NOT EXISTS unaccent;
+CREATE FUNCTION mmchat_unaccent(t text) RETURNS text
+  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+  RETURN unaccent('unaccent'::regdictionary, t);
+-- The separators of domain/search.h's IsWordSeparator, blanked before the parser sees the
+-- text (its own rules would keep "a.b" or "x-y" whole).
+CREATE FUNCTION mmchat_search_vector(content text) RETURNS tsvector
+  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+  RETURN to_tsvector('simple'::regconfig, mmchat_unaccent(regexp_replace(content,
+    '[\u0001-\u002F\u003A-\u0040\u005B-\u0060\u007B-\u00A9\u00AB-\u00B1\u00B4\u00B6-\u00B8\u00BB\u00BF\u00D7\u00F7\u2000-\u2BFF\u3000-\u303F\uFE0F\uFE30-\uFE4F\uFF01-\uFF0F\uFF1A-\uFF20\uFF3B-\uFF40\uFF5B-\uFF65\U0001F000-\U0001FAFF]',
+    ' ', 'g')));
+CREATE INDEX messages_search ON messages USING gin (mmchat_search_vector(content));
+)sql"},
   };
   return kAll;
 }

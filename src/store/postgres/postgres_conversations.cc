@@ -778,6 +778,37 @@ Result<std::vector<Message>> PostgresStore::ChangesAfter(int64_t after, int limi
                   Params().Add(after).Add(int64_t{limit}));
 }
 
+Result<std::vector<Message>> PostgresStore::SearchMessages(const domain::SearchQuery& query) {
+  // A tsquery: each word quoted, all of them required, the last a prefix.
+  std::string words;
+  for (const std::string& w : query.words) {
+    if (!words.empty()) words += " & ";
+    words += '\'';
+    for (char ch : w) {
+      if (ch == '\'' || ch == '\\') words += ch;  // doubled inside a quoted lexeme
+      words += ch;
+    }
+    words += '\'';
+  }
+  if (words.empty()) return std::vector<Message>{};
+  words += ":*";
+  // The index finds the matches; they are sorted newest first and kept when they lie in one
+  // of the user's conversations (and the asked one).
+  std::string sql = std::string("SELECT ") + kMessageColumns +
+                    " FROM messages WHERE mmchat_search_vector(content) @@ "
+                    "to_tsquery('simple'::regconfig, mmchat_unaccent($1)) AND id < $2 "
+                    "AND conversation_id IN "
+                    "(SELECT conversation_id FROM participants WHERE user_id = $3) ";
+  Params params;
+  params.Add(words).Add(query.before.value_or(INT64_MAX)).Add(query.user);
+  params.Add(int64_t{query.limit});
+  if (query.conversation_id) {
+    sql += "AND conversation_id = $5 ";
+    params.Add(*query.conversation_id);
+  }
+  return Messages(sql + "ORDER BY id DESC LIMIT $4", params);
+}
+
 Result<int64_t> PostgresStore::LastMessageId() {
   auto r = Query(kLastId);
   if (!r.ok()) return r.status();

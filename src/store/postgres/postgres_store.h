@@ -122,6 +122,7 @@ class PostgresStore final : public Store {
                      std::function<void(Result<domain::StoredChange>)> done) override;
   Result<std::vector<domain::Message>> ChangesAfter(int64_t after, int limit) override;
   Result<int64_t> LastMessageId() override;
+  Result<std::vector<domain::Message>> SearchMessages(const domain::SearchQuery& query) override;
   Result<std::optional<domain::ReadMark>> MoveReadMarker(int64_t conversation_id, int64_t user_id,
                                                          int64_t message_id, TimeMs now) override;
   Status SaveDelivered(const std::vector<domain::Watermark>& marks) override;

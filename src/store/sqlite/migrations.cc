@@ -117,6 +117,15 @@ CREATE TABLE id_counters (
 ) WITHOUT ROWID;
 INSERT INTO id_counters SELECT 'messages', COALESCE(MAX(id), 0) FROM messages;
 )sql"},
+      // Search (API.md): a contentless FTS5 index of every message's current content, keyed
+      // by message id. unicode61 folds case and diacritics and splits on every character that
+      // is not a letter or digit (domain/search.h). The message writer keeps it in step with
+      // sends, edits and deletions in their transaction (SqliteStore::AppendOne, ChangeOne).
+      {5, "message_search", R"sql(
+CREATE VIRTUAL TABLE message_search USING fts5(
+  content, content = '', columnsize = 0, tokenize = 'unicode61 remove_diacritics 2');
+INSERT INTO message_search(rowid, content) SELECT id, content FROM messages;
+)sql"},
   };
   return kAll;
 }

@@ -471,6 +471,7 @@ Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMess
   (*ins)->Bind(1, out.id).Bind(2, m.conversation_id).Bind(3, out.seq).Bind(4, m.sender_id);
   (*ins)->Bind(5, m.content).Bind(6, m.client_id).Bind(7, m.created_at).Bind(8, m.reply_to);
   if (Status s = Run(c, **ins, "insert message"); !s.ok()) return fail(s);
+  if (Status s = Reindex(c, out.id, "", m.content); !s.ok()) return fail(s);
 
   // Sending moves the sender's read marker to the new message.
   auto read = c.Prepare(
@@ -507,6 +508,7 @@ Result<domain::StoredChange> SqliteStore::ChangeOne(Connection& c,
   if (rc == SQLITE_DONE) return domain::StoredChange{ChangeOutcome::kNoMessage, {}};
   if (rc != SQLITE_ROW) return c.Error("read message");
   Message m = ReadMessage(**st);
+  const std::string old_content = m.content;
   const std::optional<std::string> role = (*st)->OptText(kMessageColumnCount);
   domain::ChangeActor actor;
   actor.participant = role.has_value();
@@ -527,8 +529,48 @@ Result<domain::StoredChange> SqliteStore::ChangeOne(Connection& c,
   (*up)->Bind(1, m.id).Bind(2, m.content).Bind(3, m.edited_at).Bind(4, m.deleted_at);
   (*up)->Bind(5, EncodeReactions(m.reactions)).Bind(6, m.change_id);
   if (Status s = Run(c, **up, "change message"); !s.ok()) return s;
+  if (Status s = Reindex(c, m.id, old_content, m.content); !s.ok()) return s;
   last_id = m.change_id;
   return domain::StoredChange{ChangeOutcome::kChanged, std::move(m)};
+}
+
+Status SqliteStore::Reindex(Connection& c, int64_t id, const std::string& old_content,
+                            const std::string& new_content) {
+  if (old_content == new_content) return Status::Ok();
+  if (!old_content.empty()) {
+    // A contentless index forgets a row only when told its exact old text.
+    auto del = c.Prepare(
+        "INSERT INTO message_search(message_search, rowid, content) VALUES ('delete', ?, ?)");
+    if (!del.ok()) return del.status();
+    (*del)->Bind(1, id).Bind(2, old_content);
+    if (Status s = Run(c, **del, "unindex message"); !s.ok()) return s;
+    search_unmerged_ = true;
+  }
+  if (new_content.empty()) return Status::Ok();
+  auto ins = c.Prepare("INSERT INTO message_search(rowid, content) VALUES (?, ?)");
+  if (!ins.ok()) return ins.status();
+  (*ins)->Bind(1, id).Bind(2, new_content);
+  return Run(c, **ins, "index message");
+}
+
+bool SqliteStore::TidySearchIndex() {
+  if (!search_unmerged_) return false;
+  Status s = WithWriter([&](Connection& c) -> Status {
+    // A negative page count merges whatever segments there are, up to that many pages a step;
+    // a step that changes (almost) nothing means one segment is left.
+    const int before = sqlite3_total_changes(c.raw());
+    if (Status r = c.Exec("INSERT INTO message_search(message_search, rank) VALUES ('merge', -64)");
+        !r.ok()) {
+      return r;
+    }
+    if (sqlite3_total_changes(c.raw()) - before < 2) search_unmerged_ = false;
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    spdlog::warn("merging the search index: {}", s.message());
+    return false;  // tried again after the next batch
+  }
+  return search_unmerged_;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -624,6 +666,39 @@ Result<std::vector<Message>> SqliteStore::ChangesAfter(int64_t after, int limit)
                         "ORDER BY change_id LIMIT ?");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, after).Bind(2, int64_t{limit});
+    return CollectMessages(c, **st, &rows);
+  });
+  if (!s.ok()) return s;
+  return rows;
+}
+
+Result<std::vector<Message>> SqliteStore::SearchMessages(const domain::SearchQuery& query) {
+  // FTS5's query syntax: each word a quoted string, which must all occur; the last a prefix.
+  std::string match;
+  for (const std::string& w : query.words) {
+    if (!match.empty()) match += ' ';
+    match += '"';
+    for (char ch : w) match += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+    match += '"';
+  }
+  if (match.empty()) return std::vector<Message>{};
+  match += '*';
+  std::vector<Message> rows;
+  Status s = WithReader([&](Connection& c) -> Status {
+    // The index hands out its hits newest first; each is kept when it lies in one of the
+    // user's conversations (and the asked one), until the page is full.
+    std::string sql = std::string("SELECT ") + kJoinedMessageColumns +
+                      " FROM message_search JOIN messages m ON m.id = message_search.rowid "
+                      "WHERE message_search MATCH ?1 AND message_search.rowid < ?2 "
+                      "AND m.conversation_id IN "
+                      "(SELECT conversation_id FROM participants WHERE user_id = ?3) ";
+    if (query.conversation_id) sql += "AND m.conversation_id = ?5 ";
+    sql += "ORDER BY message_search.rowid DESC LIMIT ?4";
+    auto st = c.Prepare(sql);
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, match).Bind(2, query.before.value_or(INT64_MAX)).Bind(3, query.user);
+    (*st)->Bind(4, int64_t{query.limit});
+    if (query.conversation_id) (*st)->Bind(5, *query.conversation_id);
     return CollectMessages(c, **st, &rows);
   });
   if (!s.ok()) return s;

@@ -44,7 +44,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const Options& options) {
 SqliteStore::SqliteStore(Options options, std::unique_ptr<Connection> writer)
     : options_(std::move(options)), writer_(std::move(writer)) {
   message_writer_ = std::make_unique<GroupCommitWriter>(
-      [this](const std::vector<Write>& batch) { return CommitBatch(batch); }, "mmchat");
+      [this](const std::vector<Write>& batch) { return CommitBatch(batch); }, "mmchat",
+      [this] { return TidySearchIndex(); });
 }
 
 SqliteStore::~SqliteStore() {

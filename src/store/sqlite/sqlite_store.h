@@ -100,6 +100,7 @@ class SqliteStore final : public Store {
   Result<std::vector<domain::Message>> MessagesAfter(int64_t after, int limit) override;
   Result<std::vector<domain::Message>> ChangesAfter(int64_t after, int limit) override;
   Result<int64_t> LastMessageId() override;
+  Result<std::vector<domain::Message>> SearchMessages(const domain::SearchQuery& query) override;
   Result<std::optional<domain::ReadMark>> MoveReadMarker(int64_t conversation_id, int64_t user_id,
                                                          int64_t message_id, TimeMs now) override;
   Status SaveDelivered(const std::vector<domain::Watermark>& marks) override;
@@ -119,6 +120,13 @@ class SqliteStore final : public Store {
   // `last_id` when it changes the message.
   Result<domain::StoredChange> ChangeOne(Connection& c, const domain::MessageChange& change,
                                          int64_t& last_id);
+  // Puts the message's new content in the search index in place of the old one.
+  Status Reindex(Connection& c, int64_t id, const std::string& old_content,
+                 const std::string& new_content);
+  // The message writer's upkeep (GroupCommitWriter's Tidy): FTS5 removes a word from the
+  // index only by merging the segments that hold it, so after an edit or deletion the
+  // segments are merged, a few pages per step, until one is left and the old words are gone.
+  bool TidySearchIndex();
   // Runs `fn` in a write transaction (BEGIN IMMEDIATE ... COMMIT).
   Status InTransaction(const std::function<Status(Connection&)>& fn);
   // Runs `fn` on a reader in one read transaction: every query sees one snapshot.
@@ -143,6 +151,9 @@ class SqliteStore final : public Store {
 
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<Connection>> idle_readers_;  // guarded by readers_mu_
+
+  // An edit or deletion left old words in the search index's segments (writer thread only).
+  bool search_unmerged_ = false;
 
   // Started last, stopped first (it writes through writer_).
   std::unique_ptr<GroupCommitWriter> message_writer_;
