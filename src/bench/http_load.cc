@@ -29,7 +29,6 @@ namespace mmchat::bench {
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 namespace net = boost::asio;
-using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
 
@@ -158,20 +157,11 @@ int RunHttp(const HttpOptions& o, const std::vector<Account>& accounts) {
   net::io_context ioc(o.threads);  // first: the connections must go before it
   Clock::time_point stop_at = Clock::time_point::max();
   std::vector<std::shared_ptr<HttpLoop>> conns;
-  const tcp::endpoint server(net::ip::make_address(o.target.host), o.target.port);
-  int connected = 0;
   for (int i = 0; i < o.connections; ++i) {
     const std::string& token = accounts[static_cast<size_t>(i) % users].token;
     conns.push_back(std::make_shared<HttpLoop>(ioc, o.target, path, token, stop_at));
-    // The io_context runs on this thread only while connecting, so the count needs no lock.
-    conns.back()->Connect(server, SourceAddress(o.target, i), [&](bool ok) { connected += ok; });
   }
-  ioc.run();
-  if (connected < o.connections) {
-    throw std::runtime_error(std::to_string(o.connections - connected) + " of " +
-                             std::to_string(o.connections) + " connections failed");
-  }
-  ioc.restart();
+  ConnectAll(ioc, o.target, conns);
 
   const double server_cpu0 = o.server_pid ? CpuSeconds(o.server_pid) : 0;
   const double tool_cpu0 = CpuSeconds(getpid());
@@ -188,15 +178,9 @@ int RunHttp(const HttpOptions& o, const std::vector<Account>& accounts) {
   const double tool_cpu = CpuSeconds(getpid()) - tool_cpu0;
   const double server_cpu = o.server_pid ? CpuSeconds(o.server_pid) - server_cpu0 : -1;
 
-  std::vector<double> latency_ms;
-  int64_t non_2xx = 0, errors = 0, body_bytes = 0;
-  for (const auto& c : conns) {
-    latency_ms.insert(latency_ms.end(), c->latency_ms.begin(), c->latency_ms.end());
-    non_2xx += c->non_2xx;
-    errors += c->errors;
-    body_bytes += c->body_bytes;
-  }
-  const Percentiles p = ComputePercentiles(latency_ms);
+  LoopTotals t = Totals(conns);
+  const int64_t non_2xx = t.non_2xx, errors = t.errors, body_bytes = t.body_bytes;
+  const Percentiles p = ComputePercentiles(t.latency_ms);
   const auto requests = static_cast<int64_t>(p.count);
   const double rate = static_cast<double>(requests) / seconds;
   const double server_percent = server_cpu < 0 ? -1 : 100 * server_cpu / seconds;

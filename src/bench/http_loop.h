@@ -10,6 +10,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -119,8 +120,48 @@ class HttpLoop : public std::enable_shared_from_this<HttpLoop> {
   std::function<std::string()> next_path_;
 };
 
+// Connects every loop from its own source address, running `ioc` on this thread until each
+// has connected or failed; throws when one failed.
+inline void ConnectAll(net::io_context& ioc, const Target& t,
+                       const std::vector<std::shared_ptr<HttpLoop>>& loops) {
+  const tcp::endpoint server(net::ip::make_address(t.host), t.port);
+  size_t connected = 0, attempts = 0;
+  for (size_t i = 0; i < loops.size(); ++i) {
+    loops[i]->Connect(server, SourceAddress(t, static_cast<int>(i)), [&](bool ok) {
+      connected += ok;
+      ++attempts;
+    });
+  }
+  while (attempts < loops.size()) ioc.run_one();
+  ioc.restart();
+  if (connected < loops.size()) {
+    throw std::runtime_error(std::to_string(loops.size() - connected) + " of " +
+                             std::to_string(loops.size()) + " HTTP connections failed");
+  }
+}
+
+// What the loops saw, together (read after the io threads have stopped).
+struct LoopTotals {
+  std::vector<double> latency_ms;
+  int64_t non_2xx = 0, errors = 0, body_bytes = 0;
+};
+
+inline LoopTotals Totals(const std::vector<std::shared_ptr<HttpLoop>>& loops) {
+  LoopTotals t;
+  for (const auto& l : loops) {
+    t.latency_ms.insert(t.latency_ms.end(), l->latency_ms.begin(), l->latency_ms.end());
+    t.non_2xx += l->non_2xx;
+    t.errors += l->errors;
+    t.body_bytes += l->body_bytes;
+  }
+  return t;
+}
+
 }  // namespace http_loop
 
+using http_loop::ConnectAll;
 using http_loop::HttpLoop;
+using http_loop::LoopTotals;
+using http_loop::Totals;
 
 }  // namespace mmchat::bench

@@ -20,7 +20,6 @@ namespace mmchat::bench {
 
 namespace beast = boost::beast;
 namespace net = boost::asio;
-using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
 
@@ -85,24 +84,14 @@ int RunReactions(const ReactionsOptions& o, const std::vector<Account>& accounts
 
   Clock::time_point stop_at = Clock::time_point::max();
   std::vector<std::shared_ptr<HttpLoop>> loops;
-  const tcp::endpoint server(net::ip::make_address(o.target.host), o.target.port);
-  int connected = 0, attempts = 0;
   for (int i = 0; i < o.connections; ++i) {
     const std::string path = "/api/messages/" + std::to_string(targets[i / kPerMessage]) +
                              "/reactions/r" + std::to_string(i % kPerMessage);
     const Account& who = accounts[static_cast<size_t>(i % o.members)];
     loops.push_back(
         std::make_shared<HttpLoop>(ioc, o.target, path, who.token, stop_at, /*toggle=*/true));
-    loops.back()->Connect(server, SourceAddress(o.target, i), [&](bool ok) {
-      connected += ok;
-      ++attempts;
-    });
   }
-  while (attempts < o.connections) ioc.run_one();
-  if (connected < o.connections) {
-    throw std::runtime_error(std::to_string(o.connections - connected) +
-                             " HTTP connections failed");
-  }
+  ConnectAll(ioc, o.target, loops);
 
   const int64_t updates_before = updates;
   const double server_cpu0 = o.server_pid ? CpuSeconds(o.server_pid) : 0;
@@ -114,14 +103,9 @@ int RunReactions(const ReactionsOptions& o, const std::vector<Account>& accounts
   // The calls in flight at the stop time are answered within their timeout.
   ioc.run_until(stop_at + std::chrono::seconds(1));
   const double send_sec = std::chrono::duration<double>(Clock::now() - start).count();
-  std::vector<double> latency_ms;
-  int64_t non_2xx = 0, errors = 0;
-  for (const auto& l : loops) {
-    latency_ms.insert(latency_ms.end(), l->latency_ms.begin(), l->latency_ms.end());
-    non_2xx += l->non_2xx;
-    errors += l->errors;
-  }
-  const Percentiles p = ComputePercentiles(latency_ms);
+  LoopTotals t = Totals(loops);
+  const int64_t non_2xx = t.non_2xx, errors = t.errors;
+  const Percentiles p = ComputePercentiles(t.latency_ms);
   const int64_t changes = static_cast<int64_t>(p.count) - non_2xx;
   const int64_t expected = changes * o.members;
   // Drain: every change reaches every member.

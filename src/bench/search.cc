@@ -7,7 +7,7 @@
 // searcher ask GET /api/search, each query one or two words drawn the same way, the last cut
 // to a prefix of at least 3 letters, one call in flight each. Reports searches/s, latency
 // percentiles and the messages the answers held. With --messages 0 it searches what an earlier
-// run loaded.
+// run loaded; with --search-sec 0 it only loads.
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,7 +23,6 @@
 namespace mmchat::bench {
 
 namespace net = boost::asio;
-using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
 
@@ -105,27 +104,25 @@ int RunSearch(const SearchOptions& o, const std::vector<Account>& accounts) {
                 static_cast<long long>(errors));
     if (errors > 0) return 1;
   }
+  if (o.duration_sec <= 0) {  // loading only
+    std::cout << Json{{"scenario", "search"},
+                      {"messages_loaded", loaded.acked},
+                      {"load_messages_per_sec", loaded.messages_per_sec}}
+                     .dump()
+              << std::endl;
+    return 0;
+  }
 
   // Searching.
   net::io_context ioc(1);
   Clock::time_point stop_at = Clock::time_point::max();
-  const tcp::endpoint server(net::ip::make_address(o.load.target.host), o.load.target.port);
   std::vector<std::shared_ptr<HttpLoop>> loops;
-  int connected = 0, attempts = 0;
   for (int i = 0; i < o.connections; ++i) {
     loops.push_back(
         std::make_shared<HttpLoop>(ioc, o.load.target, "/api/search", searcher.token, stop_at));
     loops.back()->VaryPath([&] { return "/api/search?q=" + vocabulary.Query(); });
-    loops.back()->Connect(server, SourceAddress(o.load.target, i), [&](bool ok) {
-      connected += ok;
-      ++attempts;
-    });
   }
-  while (attempts < o.connections) ioc.run_one();
-  if (connected < o.connections) {
-    throw std::runtime_error(std::to_string(o.connections - connected) +
-                             " HTTP connections failed");
-  }
+  ConnectAll(ioc, o.load.target, loops);
   const double server_cpu0 = o.load.server_pid ? CpuSeconds(o.load.server_pid) : 0;
   const auto start = Clock::now();
   stop_at = start + std::chrono::duration_cast<Clock::duration>(
@@ -135,22 +132,16 @@ int RunSearch(const SearchOptions& o, const std::vector<Account>& accounts) {
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const double server_cpu = o.load.server_pid ? CpuSeconds(o.load.server_pid) - server_cpu0 : -1;
 
-  std::vector<double> latency_ms;
-  int64_t non_2xx = 0, errors = 0, body_bytes = 0;
-  for (const auto& l : loops) {
-    latency_ms.insert(latency_ms.end(), l->latency_ms.begin(), l->latency_ms.end());
-    non_2xx += l->non_2xx;
-    errors += l->errors;
-    body_bytes += l->body_bytes;
-  }
-  const Percentiles p = ComputePercentiles(latency_ms);
+  LoopTotals t = Totals(loops);
+  const int64_t non_2xx = t.non_2xx, errors = t.errors;
+  const Percentiles p = ComputePercentiles(t.latency_ms);
   const double per_sec = static_cast<double>(p.count) / seconds;
   const double server_percent = server_cpu < 0 ? -1 : 100 * server_cpu / seconds;
   std::printf("%10s %8s %8s %8s %8s %8s %12s %8s %9s\n", "searches/s", "p50 ms", "p90 ms", "p99 ms",
               "max ms", "non-2xx", "bytes/answer", "errors", "server %");
   std::printf("%10.0f %8.2f %8.2f %8.2f %8.2f %8lld %12.0f %8lld %9.0f\n", per_sec, p.p50, p.p90,
               p.p99, p.max, static_cast<long long>(non_2xx),
-              p.count ? static_cast<double>(body_bytes) / static_cast<double>(p.count) : 0.0,
+              p.count ? static_cast<double>(t.body_bytes) / static_cast<double>(p.count) : 0.0,
               static_cast<long long>(errors), server_percent);
   Json out = {{"scenario", "search"},
               {"messages_loaded", loaded.acked},

@@ -127,6 +127,35 @@ TEST_F(BenchTest, PersistAcksOnlyCommittedMessages) {
   EXPECT_EQ(stored, acked);
 }
 
+TEST_F(BenchTest, SearchLoadsTheStoreThenSearchesIt) {
+  const RunResult r =
+      Bench({"search", "--messages", "400", "--conversations", "4", "--visible-every", "2",
+             "--connections", "2", "--search-sec", "0.5", "--vocabulary", "50"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Json summary = SummaryLine(r.output);
+  ASSERT_TRUE(summary.is_object()) << r.output;
+  EXPECT_EQ(summary["scenario"], "search");
+  EXPECT_EQ(summary["messages_loaded"], 400);
+  EXPECT_GT(summary["searches"].get<int64_t>(), 0) << r.output;
+  EXPECT_EQ(summary["non_2xx"], 0);
+  EXPECT_EQ(summary["errors"], 0);
+  // The searcher (the first account) is in groups 0 and 2 of the four: every message starts
+  // with the tool's marker word, and what it finds is only theirs.
+  const auto accounts = bench::LoadAccounts((server_.dir() / "tokens.txt").string());
+  HttpClient http(server_.port());
+  const HttpResult mine = http.Get("/api/conversations", accounts[0].token);
+  ASSERT_EQ(mine.status, 200) << mine.body;
+  ASSERT_EQ(mine.json["conversations"].size(), 2u) << mine.body;
+  std::set<int64_t> visible;
+  for (const auto& c : mine.json["conversations"]) visible.insert(c["id"].get<int64_t>());
+  const HttpResult found = http.Get("/api/search?q=bench&limit=100", accounts[0].token);
+  ASSERT_EQ(found.status, 200) << found.body;
+  ASSERT_EQ(found.json["messages"].size(), 100u);
+  for (const auto& m : found.json["messages"]) {
+    EXPECT_TRUE(visible.contains(m["conversation_id"].get<int64_t>())) << m.dump();
+  }
+}
+
 TEST_F(BenchTest, HttpSmallGetsAreAllAnswered) {
   const RunResult r = Bench({"http", "--kind", "small", "--connections", "4", "--duration-sec",
                              "0.3", "--server-pid", std::to_string(server_.pid())});

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -52,7 +53,13 @@ std::string HttpResult::ErrorCode() const {
 std::string PercentEncode(std::string_view s) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
-  for (unsigned char c : s) out += {'%', kHex[c >> 4], kHex[c & 15]};
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);  // unreserved: the same either way, and a third the size
+    } else {
+      out += {'%', kHex[c >> 4], kHex[c & 15]};
+    }
+  }
   return out;
 }
 

@@ -54,8 +54,9 @@ HttpResult ToResult(const boost::beast::http::response<boost::beast::http::strin
 // Asserts an API.md error answer: the status, the error code, a message, JSON content type.
 void ExpectError(const HttpResult& r, int status, const std::string& code);
 
-// `s` for a URL path segment or query value: every byte percent-encoded (%XX), so the server's
-// decoder gets the raw bytes back, whatever they are.
+// `s` for a URL path segment or query value: every byte but the unreserved characters
+// (letters, digits, - . _ ~) percent-encoded (%XX), so the server's decoder gets the raw bytes
+// back, whatever they are.
 std::string PercentEncode(std::string_view s);
 
 // A keep-alive HTTP/1.1 client on one connection. It reconnects only when the server closed the

@@ -20,6 +20,16 @@ void WriteMessages(JsonWriter& w, const std::vector<domain::Message>& messages) 
   w.EndArray();
 }
 
+// {"messages": [...], "has_more"}: a history page and a search page.
+Response PageResponse(const std::vector<domain::Message>& messages, bool has_more) {
+  JsonWriter w;
+  w.BeginObject();
+  WriteMessages(w, messages);
+  w.Key("has_more").Bool(has_more);
+  w.EndObject();
+  return RawJsonResponse(200, w.Take());
+}
+
 // Answers a change with the message as it is now.
 std::function<void(Result<domain::Message>)> MessageAnswer(Respond respond) {
   return [respond = std::move(respond)](Result<domain::Message> r) {
@@ -67,12 +77,7 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
             std::min<int64_t>(limit->value_or(0), domain::MessageService::kMaxPage);
         auto page = messages->List(req.user_id, *id, *before, *after, static_cast<int>(wanted));
         if (!page.ok()) return ErrorResponse(page.status());
-        JsonWriter w;
-        w.BeginObject();
-        WriteMessages(w, page->messages);
-        w.Key("has_more").Bool(page->has_more);
-        w.EndObject();
-        return RawJsonResponse(200, w.Take());
+        return PageResponse(page->messages, page->has_more);
       },
       read);
 
@@ -176,12 +181,7 @@ void AddMessageRoutes(Router& router, domain::MessageService* messages) {
             std::min<int64_t>(limit->value_or(0), domain::MessageService::kMaxSearch));
         auto page = messages->Search(req.user_id, input);
         if (!page.ok()) return ErrorResponse(page.status());
-        JsonWriter w;
-        w.BeginObject();
-        WriteMessages(w, page->messages);
-        w.Key("has_more").Bool(page->has_more);
-        w.EndObject();
-        return RawJsonResponse(200, w.Take());
+        return PageResponse(page->messages, page->has_more);
       },
       read);
 }

@@ -351,19 +351,28 @@ Result<std::string> PgConnection::Prepared(std::string_view sql) {
   return name;
 }
 
-Result<PgResult> PgConnection::Query(std::string_view sql, const Params& params) {
+Result<PgResult> PgConnection::Query(std::string_view sql, const Params& params,
+                                     Planning planning) {
   ClearError();
   if (broken()) return Status::Unavailable("database error");
   if (!params.Sendable()) return Status::InvalidRequest("text must not contain U+0000");
-  auto name = Prepared(sql);
-  if (!name.ok()) return name.status();
-  CountStatement();
-  const auto deadline = Clock::now() + query_timeout_;
   const auto values = params.Pointers();
-  if (PQsendQueryPrepared(conn_, name->c_str(), static_cast<int>(values.size()), values.data(),
-                          nullptr, nullptr, 0) == 0) {
-    return Lost("send");
+  const int n = static_cast<int>(values.size());
+  if (planning == Planning::kEachRun) {
+    CountStatement();
+    if (PQsendQueryParams(conn_, std::string(sql).c_str(), n, nullptr, values.data(), nullptr,
+                          nullptr, 0) == 0) {
+      return Lost("send");
+    }
+  } else {
+    auto name = Prepared(sql);
+    if (!name.ok()) return name.status();
+    CountStatement();
+    if (PQsendQueryPrepared(conn_, name->c_str(), n, values.data(), nullptr, nullptr, 0) == 0) {
+      return Lost("send");
+    }
   }
+  const auto deadline = Clock::now() + query_timeout_;
   if (Status s = Flush(deadline); !s.ok()) return s;
   return Collect(deadline);
 }

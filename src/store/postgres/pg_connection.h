@@ -98,6 +98,11 @@ struct ConnectOptions {
 // Why a connection attempt failed, for start-up's one line.
 enum class ConnectFailure { kUnreachable, kAuthentication, kNoDatabase, kStartingUp, kOther };
 
+// How a statement is planned: prepared on first use, its plan cached (after five runs
+// PostgreSQL may keep one generic plan for any parameters), or planned for its parameters on
+// every run (a search, whose best plan depends on how common its words are).
+enum class Planning { kPrepared, kEachRun };
+
 class PgConnection {
  public:
   // Opens a connection within `options.connect_timeout`. On failure, `failure` (when given)
@@ -108,8 +113,10 @@ class PgConnection {
   PgConnection(const PgConnection&) = delete;
   PgConnection& operator=(const PgConnection&) = delete;
 
-  // Runs one statement as a prepared statement (prepared on this connection on first use).
-  Result<PgResult> Query(std::string_view sql, const Params& params = {});
+  // Runs one statement, by default as a prepared statement (prepared on this connection on
+  // first use).
+  Result<PgResult> Query(std::string_view sql, const Params& params = {},
+                         Planning planning = Planning::kPrepared);
   // Runs the statements in order in one round trip; the results in the same order. The first
   // error fails the call (later statements of the pipeline are skipped by the server).
   Result<std::vector<PgResult>> Pipeline(const std::vector<Statement>& statements);

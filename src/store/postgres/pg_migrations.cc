@@ -129,10 +129,12 @@ CREATE INDEX messages_changed_by_conversation ON messages(conversation_id, chang
   WHERE change_id > id;
 CREATE INDEX messages_changed ON messages(change_id) WHERE change_id > id;
 )sql"},
-      // Search (API.md): a GIN index of each message's words, folded like SQLite's FTS5 does
-      // (case and diacritics; every character that is not a letter or digit separates words,
-      // domain/search.h). An expression index: the row is the only copy of the text, and an
-      // edit or deletion changes what matches in its own transaction.
+      // Search (API.md): each message's words, folded like SQLite's FTS5 does (case and
+      // diacritics; every character that is not a letter or digit separates words,
+      // domain/search.h), in a generated column with a GIN index: an edit or deletion changes
+      // what matches in its own transaction. Stored rather than an index on the expression, so
+      // that a plan that walks the messages newest first checks a row without folding its
+      // text again (13 µs a row), and plans in a fraction of the time.
       {5, "message_search", R"sql(
 CREATE EXTENSION IF NOT EXISTS unaccent;
 CREATE FUNCTION mmchat_unaccent(t text) RETURNS text
@@ -145,7 +147,9 @@ CREATE FUNCTION mmchat_search_vector(content text) RETURNS tsvector
   RETURN to_tsvector('simple'::regconfig, mmchat_unaccent(regexp_replace(content,
     '[\u0001-\u002F\u003A-\u0040\u005B-\u0060\u007B-\u00A9\u00AB-\u00B1\u00B4\u00B6-\u00B8\u00BB\u00BF\u00D7\u00F7\u2000-\u2BFF\u3000-\u303F\uFE0F\uFE30-\uFE4F\uFF01-\uFF0F\uFF1A-\uFF20\uFF3B-\uFF40\uFF5B-\uFF65\U0001F000-\U0001FAFF]',
     ' ', 'g')));
-CREATE INDEX messages_search ON messages USING gin (mmchat_search_vector(content));
+ALTER TABLE messages
+  ADD COLUMN search tsvector GENERATED ALWAYS AS (mmchat_search_vector(content)) STORED;
+CREATE INDEX messages_search ON messages USING gin (search);
 )sql"},
   };
   return kAll;

@@ -702,8 +702,9 @@ GroupCommitWriter::Committed PostgresStore::CommitBatch(const std::vector<Write>
 // Messages: reading
 // ---------------------------------------------------------------------------------------------
 
-Result<std::vector<Message>> PostgresStore::Messages(std::string_view sql, const Params& params) {
-  auto r = Query(sql, params);
+Result<std::vector<Message>> PostgresStore::Messages(std::string_view sql, const Params& params,
+                                                     Planning planning) {
+  auto r = Query(sql, params, planning);
   if (!r.ok()) return r.status();
   std::vector<Message> out;
   out.reserve(static_cast<size_t>(r->rows()));
@@ -795,7 +796,7 @@ Result<std::vector<Message>> PostgresStore::SearchMessages(const domain::SearchQ
   // The index finds the matches; they are sorted newest first and kept when they lie in one
   // of the user's conversations (and the asked one).
   std::string sql = std::string("SELECT ") + kMessageColumns +
-                    " FROM messages WHERE mmchat_search_vector(content) @@ "
+                    " FROM messages WHERE search @@ "
                     "to_tsquery('simple'::regconfig, mmchat_unaccent($1)) AND id < $2 "
                     "AND conversation_id IN "
                     "(SELECT conversation_id FROM participants WHERE user_id = $3) ";
@@ -806,7 +807,9 @@ Result<std::vector<Message>> PostgresStore::SearchMessages(const domain::SearchQ
     sql += "AND conversation_id = $5 ";
     params.Add(*query.conversation_id);
   }
-  return Messages(sql + "ORDER BY id DESC LIMIT $4", params);
+  // Planned for its words each time: a cached generic plan cannot tell a common word (walk
+  // the newest messages) from a rare one (take the index's few matches).
+  return Messages(sql + "ORDER BY id DESC LIMIT $4", params, Planning::kEachRun);
 }
 
 Result<int64_t> PostgresStore::LastMessageId() {

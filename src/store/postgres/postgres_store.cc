@@ -138,10 +138,11 @@ Status PostgresStore::InTransaction(const std::function<Status(PgConnection&)>& 
   });
 }
 
-Result<PgResult> PostgresStore::Query(std::string_view sql, const Params& params) {
+Result<PgResult> PostgresStore::Query(std::string_view sql, const Params& params,
+                                      Planning planning) {
   PgResult out;
   Status s = WithConnection([&](PgConnection& c) -> Status {
-    auto r = c.Query(sql, params);
+    auto r = c.Query(sql, params, planning);
     if (!r.ok()) return r.status();
     out = std::move(r).value();
     return Status::Ok();

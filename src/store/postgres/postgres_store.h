@@ -141,10 +141,12 @@ class PostgresStore final : public Store {
   // Runs `fn` in a read-write transaction on a pooled connection; rolled back on failure.
   Status InTransaction(const std::function<Status(PgConnection&)>& fn);
   // One statement on a pooled connection.
-  Result<PgResult> Query(std::string_view sql, const Params& params = {});
+  Result<PgResult> Query(std::string_view sql, const Params& params = {},
+                         Planning planning = Planning::kPrepared);
   Result<std::optional<domain::UserRecord>> FindUserWhere(std::string_view sql,
                                                           const Params& params);
-  Result<std::vector<domain::Message>> Messages(std::string_view sql, const Params& params);
+  Result<std::vector<domain::Message>> Messages(std::string_view sql, const Params& params,
+                                                Planning planning = Planning::kPrepared);
 
   // A batch checked and numbered, not yet written.
   struct Batch {

@@ -121,9 +121,13 @@ INSERT INTO id_counters SELECT 'messages', COALESCE(MAX(id), 0) FROM messages;
       // by message id. unicode61 folds case and diacritics and splits on every character that
       // is not a letter or digit (domain/search.h). The message writer keeps it in step with
       // sends, edits and deletions in their transaction (SqliteStore::AppendOne, ChangeOne).
+      // Segments merge 16 at a time instead of 4: each commit writes a segment, and merging
+      // them 4 by 4 cost a third of the persisted messages/s (BENCHMARKS.md). No prefix
+      // indexes: they halve a prefix search's p99 but cost a fifth of the sends/s.
       {5, "message_search", R"sql(
 CREATE VIRTUAL TABLE message_search USING fts5(
   content, content = '', columnsize = 0, tokenize = 'unicode61 remove_diacritics 2');
+INSERT INTO message_search(message_search, rank) VALUES ('automerge', 16);
 INSERT INTO message_search(rowid, content) SELECT id, content FROM messages;
 )sql"},
   };
