@@ -360,6 +360,8 @@ const std::vector<RestCase> kConversationRoutes = {
      R"({"conversation_id": {conv}, "content": "outsider was here", "reply_to": {msg}})"},
     {"POST", "/api/messages/read", R"({"conversation_id": {conv}, "message_id": {msg}})"},
     {"POST", "/api/messages/read", R"({"conversation_id": {conv}, "message_id": {unknown}})"},
+    {"GET", "/api/search?q=outsider&conversation_id={conv}", ""},
+    {"GET", "/api/search?q=a&conversation_id={conv}&before={msg}&limit=100", ""},
 };
 
 // Every REST route that takes a message id (placeholders as above): edits, deletions,
