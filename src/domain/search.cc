@@ -25,7 +25,7 @@ bool IsWordSeparator(uint32_t c) {
          (c >= 0xFF3B && c <= 0xFF40) ||    // full-width [ … `
          (c >= 0xFF5B && c <= 0xFF65) ||    // full-width { … and half-width CJK punctuation
          (c >= 0x1F000 && c <= 0x1FAFF) ||  // emoji and pictographs
-         c == 0xFE0F || c == 0x200D;        // emoji variation selector and joiner
+         c == 0xFE0F;                       // emoji variation selector (the joiner is above)
 }
 
 std::vector<std::string> SearchWords(std::string_view q) {

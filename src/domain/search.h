@@ -1,6 +1,6 @@
 // Message search (API.md, "Search"): how a query becomes words, once for both stores. The
 // stores index messages with the same separators (SQLite: FTS5's unicode61 tokenizer, which
-// splits on every character that is not a letter or digit; PostgreSQL: mmchat_search_text,
+// splits on every character that is not a letter or digit; PostgreSQL: mmchat_search_vector,
 // migration 5, which blanks the separators below before its parser sees the text). Pure
 // functions; thread-safe.
 #pragma once

@@ -13,12 +13,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <cerrno>
 #include <fstream>
 #include <random>
