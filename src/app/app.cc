@@ -261,6 +261,30 @@ int Serve(const Config& config) {
   };
   schedule_flush();
 
+  // Uploads attached to no message for a day, and those of deleted messages, go: off the io
+  // threads, one sweep at a time.
+  boost::asio::steady_timer sweep_timer(ioc);
+  std::atomic<bool> sweeping{false};
+  std::function<void()> schedule_sweep = [&] {
+    sweep_timer.expires_after(std::chrono::seconds(config.upload_sweep_sec));
+    sweep_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec || flushes_stopped) return;
+      if (!sweeping.exchange(true)) {
+        boost::asio::post(workers, [&] {
+          auto swept = s.uploads->Sweep();
+          if (!swept.ok()) {
+            spdlog::warn("uploads not swept: {}", swept.status().message());
+          } else if (*swept > 0) {
+            spdlog::info("removed {} orphaned or deleted upload(s)", *swept);
+          }
+          sweeping = false;
+        });
+      }
+      schedule_sweep();
+    });
+  };
+  schedule_sweep();
+
   auto guard = boost::asio::make_work_guard(ioc);
   std::vector<std::thread> threads;
   for (int i = 0; i < io_threads; ++i) {
@@ -290,7 +314,10 @@ int Serve(const Config& config) {
     hub.Abort();
   }
   flushes_stopped = true;
-  boost::asio::post(ioc, [&] { flush_timer.cancel(); });
+  boost::asio::post(ioc, [&] {
+    flush_timer.cancel();
+    sweep_timer.cancel();
+  });
   // WebSocket connections end first: their last presence changes run on the workers.
   while (!hub.WaitForConnections(std::chrono::seconds(5))) {
     spdlog::warn("waiting for WebSocket connections to close");

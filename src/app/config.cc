@@ -247,6 +247,10 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
     c.smtp_from = *v;
   }
   if (Status s = int_var("MAX_MESSAGE_LEN", 1, 65536, &c.max_message_len); !s.ok()) return s;
+  if (Status s = int_var("MAX_UPLOAD_BYTES", 1, int64_t{1} << 40, &c.max_upload_bytes); !s.ok()) {
+    return s;
+  }
+  if (Status s = int_var("UPLOAD_SWEEP_SEC", 1, 86400, &c.upload_sweep_sec); !s.ok()) return s;
   if (auto v = get("DATABASE_URL"); v && !v->empty()) {
     // The value is not echoed: it may hold a password.
     if (v->rfind("postgres://", 0) != 0 && v->rfind("postgresql://", 0) != 0) {

@@ -4,6 +4,7 @@
 
 #include "bus/redis/redis_send_rate.h"
 #include "crypto/argon2_hasher.h"
+#include "crypto/random_id.h"
 #include "http/handlers/routes.h"
 #include "mail/log_sender.h"
 #include "mail/smtp_sender.h"
@@ -130,6 +131,11 @@ Result<std::unique_ptr<Services>> Services::Open(
                                    .cache = s->conversation_cache.get(),
                                    .max_message_len = static_cast<int>(config.max_message_len),
                                    .send_rate = SendRate(config, *s)});
+  s->uploads = std::make_unique<domain::UploadService>(
+      domain::UploadService::Deps{.uploads = s->store.get(),
+                                  .access = s->conversations.get(),
+                                  .new_id = [] { return crypto::RandomId(); },
+                                  .max_upload_bytes = config.max_upload_bytes});
   s->presence =
       std::make_unique<domain::PresenceService>(s->store.get(), s->user_cache.get(), s->bus.get());
 
@@ -160,6 +166,7 @@ void Services::AddRoutes(http::Router& router, domain::UserService* users) {
   http::AddUserRoutes(router, users);
   http::AddConversationRoutes(router, conversations.get());
   http::AddMessageRoutes(router, messages.get());
+  http::AddUploadRoutes(router, uploads.get());
 }
 
 }  // namespace mmchat::app

@@ -18,6 +18,7 @@
 #include "domain/message_service.h"
 #include "domain/presence_service.h"
 #include "domain/send_rate.h"
+#include "domain/upload_service.h"
 #include "domain/user_cache.h"
 #include "domain/user_service.h"
 #include "http/router.h"
@@ -64,6 +65,7 @@ struct Services {
   domain::DeliveryTracker tracker;
   std::unique_ptr<domain::ConversationService> conversations;
   std::unique_ptr<domain::MessageService> messages;
+  std::unique_ptr<domain::UploadService> uploads;
   std::unique_ptr<domain::PresenceService> presence;
 };
 

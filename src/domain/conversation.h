@@ -47,6 +47,17 @@ struct Reaction {
   bool operator==(const Reaction&) const = default;
 };
 
+// A file carried by a message (API.md's Attachment; its url is derived from the id).
+struct Attachment {
+  std::string id;  // the upload's opaque id
+  std::optional<std::string> filename;
+  std::string content_type;
+  int64_t size = 0;
+  TimeMs created_at = 0;
+
+  bool operator==(const Attachment&) const = default;
+};
+
 struct Message {
   int64_t id = 0;
   int64_t conversation_id = 0;
@@ -56,9 +67,10 @@ struct Message {
   std::optional<std::string> client_id;
   TimeMs created_at = 0;
   std::optional<int64_t> reply_to;  // a message of the same conversation
+  std::vector<Attachment> attachments;
   std::vector<Reaction> reactions;  // each emoji once, in the order of its first reaction
   std::optional<TimeMs> edited_at;
-  std::optional<TimeMs> deleted_at;  // set: content and reactions are gone
+  std::optional<TimeMs> deleted_at;  // set: content, attachments and reactions are gone
   // The position of the latest change (creation, edit, deletion, reaction), drawn from the
   // counter ids come from: equal to `id` until the message first changes.
   int64_t change_id = 0;
@@ -99,6 +111,7 @@ struct NewMessage {
   std::optional<std::string> client_id;
   TimeMs created_at = 0;
   std::optional<int64_t> reply_to;
+  std::vector<std::string> attachment_ids;  // uploads of the sender's, not yet attached
 };
 
 struct AppendResult {
@@ -113,6 +126,7 @@ enum class AppendOutcome {
   kNoConversation,  // nothing stored
   kNotParticipant,  // nothing stored
   kBadReplyTo,      // reply_to is not a message of the conversation: nothing stored
+  kBadAttachment,   // an attachment id is not a free upload of the sender's: nothing stored
 };
 struct StoredAppend {
   AppendOutcome outcome = AppendOutcome::kCreated;

@@ -21,6 +21,7 @@ ChangeOutcome ApplyChange(const MessageChange& change, const ChangeActor& actor,
       if (m.deleted_at) return ChangeOutcome::kUnchanged;
       // For good: what the message said goes with it.
       m.content.clear();
+      m.attachments.clear();
       m.reactions.clear();
       m.deleted_at = change.at;
       return ChangeOutcome::kChanged;

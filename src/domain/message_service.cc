@@ -4,6 +4,7 @@
 #include <map>
 
 #include "domain/search.h"
+#include "domain/upload_service.h"
 #include "domain/validation.h"
 
 namespace mmchat::domain {
@@ -12,9 +13,28 @@ MessageService::MessageService(Deps deps) : d_(std::move(deps)) {}
 
 void MessageService::Send(int64_t caller, SendInput input,
                           std::function<void(Result<AppendResult>)> done) {
-  if (Status s = ValidateText("content", input.content, 1, static_cast<size_t>(d_.max_message_len));
+  // A message with attachments may say nothing.
+  const size_t min_content = input.attachments.empty() ? 1 : 0;
+  if (Status s = ValidateText("content", input.content, min_content,
+                              static_cast<size_t>(d_.max_message_len));
       !s.ok()) {
     return done(s);
+  }
+  if (input.attachments.size() > kMaxAttachments) {
+    return done(Status::InvalidRequest("attachments: at most " + std::to_string(kMaxAttachments) +
+                                       " per message"));
+  }
+  std::vector<std::string> ids = input.attachments;
+  for (const auto& id : ids) {
+    // Not an id this server hands out (a store must not even be asked: NUL, huge strings).
+    if (!PlausibleUploadId(id)) {
+      return done(Status::InvalidRequest(
+          "attachments: each must be an upload of yours not attached to another message"));
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  if (std::adjacent_find(ids.begin(), ids.end()) != ids.end()) {
+    return done(Status::InvalidRequest("attachments: an upload is attached only once"));
   }
   if (input.client_id) {
     if (Status s = ValidateText("client_id", *input.client_id, 1, 64); !s.ok()) return done(s);
@@ -38,6 +58,7 @@ void MessageService::Append(int64_t caller, SendInput input,
   m.content = std::move(input.content);
   m.client_id = std::move(input.client_id);
   m.reply_to = input.reply_to;
+  m.attachment_ids = std::move(input.attachments);
   m.created_at = d_.now();
   d_.conversations->AppendMessage(
       std::move(m), [this, caller, done = std::move(done)](Result<StoredAppend> stored) {
@@ -49,6 +70,9 @@ void MessageService::Append(int64_t caller, SendInput input,
             return done(NotAParticipant());
           case AppendOutcome::kBadReplyTo:
             return done(Status::InvalidRequest("reply_to must be a message of this conversation"));
+          case AppendOutcome::kBadAttachment:
+            return done(Status::InvalidRequest(
+                "attachments: each must be an upload of yours not attached to another message"));
           case AppendOutcome::kCreated:
             // Announced from the answer thread in commit order: ids reach subscribers ascending.
             d_.bus->Publish(MessageCreated{stored->message});

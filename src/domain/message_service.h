@@ -23,6 +23,7 @@ struct SendInput {
   std::string content;
   std::optional<std::string> client_id;
   std::optional<int64_t> reply_to;
+  std::vector<std::string> attachments;  // upload ids
 };
 
 struct SearchInput {
@@ -52,6 +53,7 @@ class MessageService {
   static constexpr int kDefaultSearch = 20;
   static constexpr int kMaxSearch = 100;
   static constexpr size_t kMaxSearchLen = 200;
+  static constexpr size_t kMaxAttachments = 10;
 
   struct Deps {
     ConversationStore* conversations;

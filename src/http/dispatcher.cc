@@ -21,9 +21,15 @@ Response NotFound(const Request& req) {
   return ErrorResponse(Status::NotFound("no route for " + req.method + " " + req.path));
 }
 
-// The token of an `Authorization: Bearer …` header, or nullopt.
-std::optional<std::string_view> BearerToken(const Request& req) {
+// The token of an `Authorization: Bearer …` header, or, where `in_query`, of `?token=`
+// when there is no header; nullopt when there is none.
+std::optional<std::string_view> BearerToken(const Request& req, bool in_query = false) {
   std::string_view auth = req.authorization;
+  if (in_query && auth.empty()) {
+    auto it = req.query.find("token");
+    if (it == req.query.end() || it->second.empty()) return std::nullopt;
+    return it->second;
+  }
   if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer) {
     return std::nullopt;
   }
@@ -86,14 +92,18 @@ void Dispatcher::Record(RouteStats& stats, int status, double seconds) {
   c->Inc();
 }
 
+std::optional<Response> Dispatcher::Authenticate(const Route& route, Request& req) {
+  if (!route.options.auth) return std::nullopt;
+  auto token = BearerToken(req, route.options.query_token);
+  if (!token) return MissingToken();
+  auto user = authenticate_(*token);
+  if (!user.ok()) return ErrorResponse(user.status());
+  req.user_id = *user;
+  return std::nullopt;
+}
+
 void Dispatcher::Run(const Route& route, Request& req, Respond respond) {
-  if (route.options.auth) {
-    auto token = BearerToken(req);
-    if (!token) return respond(MissingToken());
-    auto user = authenticate_(*token);
-    if (!user.ok()) return respond(ErrorResponse(user.status()));
-    req.user_id = *user;
-  }
+  if (auto refused = Authenticate(route, req)) return respond(std::move(*refused));
   // The handler gets a wrapper, so that a handler that throws before answering still gets
   // its 500 (and an answer is never sent twice).
   auto shared = std::make_shared<Respond>(std::move(respond));
@@ -112,7 +122,7 @@ bool Dispatcher::TryCached(const Route& route, Request& req, Respond& respond) {
   std::optional<Response> res;
   try {
     if (route.options.auth) {
-      auto token = BearerToken(req);
+      auto token = BearerToken(req, route.options.query_token);
       if (!token) {
         respond(MissingToken());
         return true;
@@ -171,6 +181,39 @@ void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
       [this, route = m.route, req = std::move(req), respond = std::move(respond)]() mutable {
         Run(*route, req, std::move(respond));
       });
+}
+
+const Route* Dispatcher::StreamedRoute(Request& req) const {
+  const RouteMatch m = router_->Find(req.method, req.path, &req.params);
+  return m.route != nullptr && m.route->open_sink ? m.route : nullptr;
+}
+
+void Dispatcher::OpenSink(const Route& route, Request req, Opened done) {
+  const auto start = std::chrono::steady_clock::now();
+  RunBody([this, &route, start, req = std::move(req), done = std::move(done)]() mutable {
+    auto fail = [&](Response res) {
+      Finished(route, res.status, start);
+      done(nullptr, std::move(res));
+    };
+    try {
+      if (auto refused = Authenticate(route, req)) return fail(std::move(*refused));
+      auto sink = route.open_sink(req);
+      if (!sink.ok()) return fail(ErrorResponse(sink.status()));
+      done(std::move(sink).value(), Response{});
+    } catch (const std::exception& e) {
+      fail(Threw(route, e));
+    }
+  });
+}
+
+void Dispatcher::Finished(const Route& route, int status,
+                          std::chrono::steady_clock::time_point start) {
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+  Record(*route_stats_[route.index], status, took.count());
+}
+
+void Dispatcher::RunBody(std::function<void()> task) {
+  boost::asio::post(database_ ? *database_ : workers_, std::move(task));
 }
 
 }  // namespace mmchat::http

@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -41,6 +42,19 @@ class Dispatcher {
   // Calls `done` exactly once with the response, on this thread or on a worker thread.
   void Dispatch(Request req, std::function<void(Response)> done);
 
+  // The route of a request whose body is streamed (Router::AddUpload), with its path
+  // parameters filled in; null for every other request.
+  const Route* StreamedRoute(Request& req) const;
+  // Authenticates a streamed request and opens its sink, off the io threads; calls `done`
+  // once with the sink, or with no sink and the error to answer.
+  using Opened = std::function<void(std::shared_ptr<BodySink>, Response)>;
+  void OpenSink(const Route& route, Request req, Opened done);
+  // Counts a streamed request's answer in the route's metrics.
+  void Finished(const Route& route, int status, std::chrono::steady_clock::time_point start);
+  // Blocking work of a streamed body (BodySink, BodySource): on the database threads when
+  // there are, otherwise on the workers.
+  void RunBody(std::function<void()> task);
+
  private:
   // Metrics of one route: counters by status are created on first use and then read
   // lock-free through the atomic slots.
@@ -51,6 +65,9 @@ class Dispatcher {
   };
 
   void Run(const Route& route, Request& req, Respond respond);
+  // Sets req.user_id from the bearer token (also `?token=` where the route allows); the
+  // error answer otherwise.
+  std::optional<Response> Authenticate(const Route& route, Request& req);
   // Answers from memory when the route and the authentication can; false when the request
   // needs the database (nothing was answered).
   bool TryCached(const Route& route, Request& req, Respond& respond);

@@ -1,5 +1,7 @@
 #include "http/router.h"
 
+#include "http/errors.h"
+
 namespace mmchat::http {
 namespace {
 
@@ -54,6 +56,25 @@ void Router::AddAsync(std::string method, std::string pattern, AsyncHandler hand
   r->options = options;
   r->index = routes_.size();
   routes_.push_back(std::move(r));
+}
+
+void Router::AddUpload(std::string method, std::string pattern, SinkOpener open_sink,
+                       RouteOptions options) {
+  // Reached only without a socket (the fuzzers, tests of the dispatcher): the body is already
+  // whole, and goes into the sink as one piece. The server streams it instead.
+  AddAsync(
+      std::move(method), std::move(pattern),
+      [open_sink](Request& req, Respond respond) {
+        auto sink = open_sink(req);
+        if (!sink.ok()) return respond(ErrorResponse(sink.status()));
+        if (Status s = (*sink)->Write(req.body); !s.ok()) {
+          (*sink)->Abort();
+          return respond(ErrorResponse(s));
+        }
+        respond((*sink)->Finish());
+      },
+      options);
+  routes_.back()->open_sink = std::move(open_sink);
 }
 
 RouteMatch Router::Find(const std::string& method, const std::string& path,

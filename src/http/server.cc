@@ -8,7 +8,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <array>
 #include <future>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -22,7 +24,10 @@ namespace bhttp = boost::beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
-Request ToRequest(bhttp::request<bhttp::string_body>& msg) {
+namespace {
+
+// The request line and the headers handlers read.
+Request FromHeader(const bhttp::request_header<>& msg) {
   Request req;
   req.method = std::string(msg.method_string());
   const std::string_view target = msg.target();
@@ -30,6 +35,22 @@ Request ToRequest(bhttp::request<bhttp::string_body>& msg) {
   req.path = std::string(target.substr(0, q));
   if (q != std::string_view::npos) req.query = ParseQuery(target.substr(q + 1));
   req.authorization = std::string(msg[bhttp::field::authorization]);
+  req.content_type = std::string(msg[bhttp::field::content_type]);
+  req.range = std::string(msg[bhttp::field::range]);
+  req.if_none_match = std::string(msg[bhttp::field::if_none_match]);
+  return req;
+}
+
+// The pieces a streamed upload is read in: two in memory per upload (one read while the
+// other is stored).
+constexpr size_t kUploadPieceBytes = 256 * 1024;
+// The socket reads of an upload.
+constexpr size_t kUploadReadBytes = 64 * 1024;
+
+}  // namespace
+
+Request ToRequest(bhttp::request<bhttp::string_body>& msg) {
+  Request req = FromHeader(msg.base());
   req.body = std::move(msg.body());
   return req;
 }
@@ -70,25 +91,46 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void ReadHeader() {
     if (stopping_) return Close();
-    parser_.emplace();
-    parser_->body_limit(server_->options_.body_limit);
-    parser_->header_limit(static_cast<uint32_t>(server_->options_.header_limit));
+    // The headers first, with no body type yet: an upload's body is streamed, any other
+    // is read whole (OnHeader picks).
+    header_parser_.emplace();
+    header_parser_->header_limit(static_cast<uint32_t>(server_->options_.header_limit));
+    // Which body limit applies is known only once the route is: OnHeader checks it.
+    // (Not boost::none: Beast 1.74 compares a Content-Length with it, and loses.)
+    header_parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     reading_ = true;
     stream_.expires_after(server_->options_.read_timeout);
     bhttp::async_read_header(
-        stream_, buffer_, *parser_,
+        stream_, buffer_, *header_parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(beast::error_code ec) {
     if (ec) return OnReadError(ec);
-    auto& req = parser_->get();
-    // The byte limit bounds memory; this bounds the work of many tiny headers.
-    if (static_cast<size_t>(std::distance(req.begin(), req.end())) >
-        server_->options_.max_headers) {
-      reading_ = false;
-      return WriteError(Status::InvalidRequest("too many request headers"), 431);
+    {
+      auto& head = header_parser_->get();
+      // The byte limit bounds memory; this bounds the work of many tiny headers.
+      if (static_cast<size_t>(std::distance(head.begin(), head.end())) >
+          server_->options_.max_headers) {
+        reading_ = false;
+        return WriteError(Status::InvalidRequest("too many request headers"), 431);
+      }
+      Request req = FromHeader(head);
+      if (const Route* route = server_->dispatcher_->StreamedRoute(req)) {
+        return BeginUpload(*route, std::move(req));
+      }
     }
+    // Beast compares a Content-Length with the limit only while parsing the headers, and a
+    // chunked body as it arrives (with the limit set now).
+    if (auto length = header_parser_->content_length();
+        length && *length > server_->options_.body_limit) {
+      reading_ = false;
+      return WriteError(BodyTooLarge());
+    }
+    parser_.emplace(std::move(*header_parser_));
+    header_parser_.reset();
+    parser_->body_limit(server_->options_.body_limit);
+    auto& req = parser_->get();
     if (beast::iequals(req[bhttp::field::expect], "100-continue") && !parser_->is_done()) {
       auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
                                                                        req.version());
@@ -115,7 +157,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnReadError(beast::error_code ec) {
     reading_ = false;
     if (ec == bhttp::error::body_limit) {
-      return WriteError(Status::PayloadTooLarge("request body over 65536 bytes"));
+      return WriteError(BodyTooLarge());
     }
     if (ec == bhttp::error::header_limit) {
       return WriteError(Status::InvalidRequest("request headers too large"), 431);
@@ -150,6 +192,190 @@ class Session : public std::enable_shared_from_this<Session> {
       net::post(self->stream_.get_executor(),
                 [self, res = std::move(res)]() mutable { self->Write(std::move(res), false); });
     });
+  }
+
+  // ---- Uploads: the body streamed into a BodySink, one piece at a time --------------------
+
+  void BeginUpload(const Route& route, Request req) {
+    reading_ = false;
+    stream_.expires_never();  // authentication and the sink's start are not the client's time
+    upload_route_ = &route;
+    upload_start_ = std::chrono::steady_clock::now();
+    keep_alive_ = header_parser_->get().keep_alive();
+    version_ = header_parser_->get().version();
+    if (auto length = header_parser_->content_length()) req.content_length = *length;
+    req.client_address = client_address_;
+    server_->dispatcher_->OpenSink(
+        route, std::move(req),
+        [self = shared_from_this()](std::shared_ptr<BodySink> sink, Response error) {
+          net::post(self->stream_.get_executor(),
+                    [self, sink = std::move(sink), error = std::move(error)]() mutable {
+                      self->OnSinkOpened(std::move(sink), std::move(error));
+                    });
+        });
+  }
+
+  void OnSinkOpened(std::shared_ptr<BodySink> sink, Response error) {
+    if (!stream_.socket().is_open()) {  // closed meanwhile (Shutdown, Abort)
+      if (sink) server_->dispatcher_->RunBody([sink] { sink->Abort(); });
+      return;
+    }
+    // Refused before any of the body was read: the connection cannot be reused.
+    if (!sink) return Write(std::move(error), /*force_close=*/true);
+    sink_ = std::move(sink);
+    const bool expects_continue =
+        beast::iequals(header_parser_->get()[bhttp::field::expect], "100-continue");
+    upload_parser_.emplace(std::move(*header_parser_));
+    header_parser_.reset();
+    upload_parser_->body_limit(upload_route_->options.max_body);
+    for (auto& piece : pieces_) piece.resize(kUploadPieceBytes);
+    // Beast reads no more than the read buffer's free room at a time: left at the size the
+    // headers needed, that was ~1 KiB per system call (28,000 for 25 MiB).
+    buffer_.reserve(kUploadReadBytes);
+    next_piece_ = 0;
+    if (expects_continue && !upload_parser_->is_done()) {
+      auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
+                                                                       version_);
+      bhttp::async_write(stream_, *cont,
+                         [self = shared_from_this(), cont](beast::error_code ec, size_t) {
+                           if (ec) return self->EndUpload(Status::Ok(), /*answer=*/false);
+                           self->Pump();
+                         });
+      return;
+    }
+    Pump();
+  }
+
+  // Two pieces in turn: the next one is read from the socket while the sink stores the last.
+  bool PieceFree(int i) const {
+    return !(writing_ && writing_piece_ == i) && !(ready_ && ready_->first == i);
+  }
+
+  // Moves the upload on: hands a read piece to the sink, reads the next one into a free
+  // buffer, or finishes once the body is in and stored.
+  void Pump() {
+    if (!writing_ && ready_) {
+      const auto [index, size] = *ready_;
+      ready_.reset();
+      writing_ = true;
+      writing_piece_ = index;
+      // The strand reads nothing into this piece until the sink is done with it.
+      server_->dispatcher_->RunBody([self = shared_from_this(), index, size] {
+        Status s = self->Guarded([&] {
+          return self->sink_->Write(std::string_view(self->pieces_[index].data(), size));
+        });
+        net::post(self->stream_.get_executor(),
+                  [self, s = std::move(s)] { self->OnPieceStored(s); });
+      });
+    }
+    if (upload_parser_->is_done()) {
+      if (!writing_ && !ready_) FinishUpload();
+      return;
+    }
+    if (!reading_ && PieceFree(next_piece_)) ReadPiece();
+  }
+
+  void ReadPiece() {
+    auto& body = upload_parser_->get().body();
+    body.data = pieces_[next_piece_].data();
+    body.size = pieces_[next_piece_].size();
+    reading_ = true;
+    stream_.expires_after(server_->options_.read_timeout);  // per piece: uploads take long
+    bhttp::async_read(stream_, buffer_, *upload_parser_,
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        self->OnPiece(ec);
+                      });
+  }
+
+  void OnPiece(beast::error_code ec) {
+    reading_ = false;
+    if (ec == bhttp::error::need_buffer) ec = {};  // the piece is full
+    if (ec == bhttp::error::body_limit) {
+      return FailUpload(Status::PayloadTooLarge(
+                            "an upload is at most " +
+                            std::to_string(upload_route_->options.max_body) + " bytes"),
+                        true);
+    }
+    if (ec) {
+      const bool left = ec == bhttp::error::end_of_stream || ec == net::error::eof ||
+                        ec == net::error::operation_aborted || ec == beast::error::timeout ||
+                        ec == net::error::connection_reset || ec == bhttp::error::partial_message;
+      return FailUpload(Status::InvalidRequest("malformed HTTP request"), !left);
+    }
+    stream_.expires_never();  // until the next read: the sink's time is not the client's
+    const size_t got = pieces_[next_piece_].size() - upload_parser_->get().body().size;
+    if (got > 0) {
+      ready_ = {next_piece_, got};
+      next_piece_ ^= 1;
+    }
+    Pump();
+  }
+
+  void OnPieceStored(const Status& s) {
+    writing_ = false;
+    if (!s.ok()) return FailUpload(s, true);
+    if (failed_) return EndUpload(*failed_, answer_failure_);
+    if (!stream_.socket().is_open()) return EndUpload(s, false);
+    Pump();
+  }
+
+  // Ends the upload now, or, while the sink is storing a piece, once it is done (the sink
+  // takes one call at a time).
+  void FailUpload(const Status& error, bool answer) {
+    if (!writing_) return EndUpload(error, answer);
+    failed_ = error;
+    answer_failure_ = answer;
+  }
+
+  void FinishUpload() {
+    server_->dispatcher_->RunBody([self = shared_from_this()] {
+      Response res;
+      try {
+        res = self->sink_->Finish();
+      } catch (const std::exception& e) {
+        spdlog::error("upload {} threw: {}", self->upload_route_->pattern, e.what());
+        res = ErrorResponse(Status::Internal("internal error"));
+      }
+      net::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
+        self->sink_.reset();
+        self->pieces_ = {};
+        self->buffer_.shrink_to_fit();
+        self->server_->dispatcher_->Finished(*self->upload_route_, res.status,
+                                             self->upload_start_);
+        self->Write(std::move(res), false);
+      });
+    });
+  }
+
+  // The upload ends without its body: what the sink kept goes; `answer` with `error`.
+  void EndUpload(const Status& error, bool answer) {
+    auto sink = std::move(sink_);
+    pieces_ = {};
+    buffer_.shrink_to_fit();
+    ready_.reset();
+    failed_.reset();
+    server_->dispatcher_->RunBody([sink] {
+      try {
+        sink->Abort();
+      } catch (const std::exception& e) {
+        spdlog::error("aborting an upload threw: {}", e.what());
+      }
+    });
+    if (!answer || !stream_.socket().is_open()) return Close();
+    Response res = ErrorResponse(error);
+    server_->dispatcher_->Finished(*upload_route_, res.status, upload_start_);
+    Write(std::move(res), /*force_close=*/true);  // the rest of the body is not read
+  }
+
+  // A sink call that threw is a bug: logged, and the upload fails as internal.
+  template <typename Fn>
+  Status Guarded(Fn&& fn) {
+    try {
+      return fn();
+    } catch (const std::exception& e) {
+      spdlog::error("upload {} threw: {}", upload_route_->pattern, e.what());
+      return Status::Internal("internal error");
+    }
   }
 
   // A request to the WebSocket path: refused over HTTP, or handed over with the socket.
@@ -193,6 +419,11 @@ class Session : public std::enable_shared_from_this<Session> {
     // This session ends here; its destructor unregisters it from the HTTP server.
   }
 
+  Status BodyTooLarge() const {
+    return Status::PayloadTooLarge("request body over " +
+                                   std::to_string(server_->options_.body_limit) + " bytes");
+  }
+
   void WriteError(const Status& status, int http_status = 0) {
     Response res = ErrorResponse(status);
     if (http_status) res.status = http_status;
@@ -201,10 +432,11 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Write(Response r, bool force_close) {
+    if (r.stream) return WriteStream(std::move(r), force_close);
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
         static_cast<bhttp::status>(r.status), version_);
     res->set(bhttp::field::server, "mmchat");
-    res->set(bhttp::field::content_type, r.content_type);
+    if (!r.content_type.empty()) res->set(bhttp::field::content_type, r.content_type);
     for (auto& [name, value] : r.headers) res->set(name, value);
     res->body() = std::move(r.body);
     const bool close = force_close || !keep_alive_ || stopping_;
@@ -214,6 +446,76 @@ class Session : public std::enable_shared_from_this<Session> {
     bhttp::async_write(stream_, *res,
                        [self = shared_from_this(), res, close](beast::error_code ec, size_t) {
                          if (ec || close) return self->Close();
+                         self->ReadHeader();
+                       });
+  }
+
+  // ---- Downloads: a body from a BodySource, one piece at a time ---------------------------
+
+  struct Download {
+    bhttp::response<bhttp::buffer_body> res;
+    std::optional<bhttp::response_serializer<bhttp::buffer_body>> serializer;
+    std::shared_ptr<BodySource> source;
+    std::string piece;  // being written
+    bool close = false;
+  };
+
+  void WriteStream(Response r, bool force_close) {
+    download_ = std::make_unique<Download>();
+    Download& d = *download_;
+    d.res.result(static_cast<bhttp::status>(r.status));
+    d.res.version(version_);
+    d.res.set(bhttp::field::server, "mmchat");
+    if (!r.content_type.empty()) d.res.set(bhttp::field::content_type, r.content_type);
+    for (auto& [name, value] : r.headers) d.res.set(name, value);
+    d.res.content_length(r.stream_length);
+    d.close = force_close || !keep_alive_ || stopping_;
+    d.res.keep_alive(!d.close);
+    d.res.body().data = nullptr;
+    d.res.body().more = true;
+    d.source = std::move(r.stream);
+    d.serializer.emplace(d.res);
+    stream_.expires_after(server_->options_.read_timeout);
+    bhttp::async_write_header(stream_, *d.serializer,
+                              [self = shared_from_this()](beast::error_code ec, size_t) {
+                                if (ec) return self->Close();
+                                self->NextPiece();
+                              });
+  }
+
+  void NextPiece() {
+    stream_.expires_never();  // reading the store is not the client's time
+    server_->dispatcher_->RunBody([self = shared_from_this()] {
+      Result<std::string> piece = Status::Internal("internal error");
+      try {
+        piece = self->download_->source->Next();
+      } catch (const std::exception& e) {
+        spdlog::error("a download threw: {}", e.what());
+      }
+      net::post(self->stream_.get_executor(), [self, piece = std::move(piece)]() mutable {
+        self->WritePiece(std::move(piece));
+      });
+    });
+  }
+
+  void WritePiece(Result<std::string> piece) {
+    // The headers went out already: all that is left to say is to cut the response short.
+    if (!piece.ok() || !stream_.socket().is_open()) return Close();
+    Download& d = *download_;
+    d.piece = std::move(piece).value();
+    auto& body = d.res.body();
+    body.data = d.piece.empty() ? nullptr : d.piece.data();
+    body.size = d.piece.size();
+    body.more = !d.piece.empty();
+    stream_.expires_after(server_->options_.read_timeout);  // a client that never reads
+    bhttp::async_write(stream_, *d.serializer,
+                       [self = shared_from_this()](beast::error_code ec, size_t) {
+                         if (ec == bhttp::error::need_buffer) ec = {};
+                         if (ec) return self->Close();
+                         if (!self->download_->serializer->is_done()) return self->NextPiece();
+                         const bool close = self->download_->close;
+                         self->download_.reset();
+                         if (close) return self->Close();
                          self->ReadHeader();
                        });
   }
@@ -229,7 +531,21 @@ class Session : public std::enable_shared_from_this<Session> {
   ConnectionLimits::Lease lease_;
   const std::string client_address_;  // formatted once per connection, not per request
   beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::empty_body>> header_parser_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  // An upload in progress: its parser, sink, route, start and the piece being read.
+  std::optional<bhttp::request_parser<bhttp::buffer_body>> upload_parser_;
+  std::shared_ptr<BodySink> sink_;
+  const Route* upload_route_ = nullptr;
+  std::chrono::steady_clock::time_point upload_start_;
+  std::array<std::vector<char>, 2> pieces_;
+  int next_piece_ = 0;                          // the piece the next read fills
+  bool writing_ = false;                        // the sink is storing piece writing_piece_
+  int writing_piece_ = 0;
+  std::optional<std::pair<int, size_t>> ready_;  // a piece read, waiting for the sink
+  std::optional<Status> failed_;                // the upload failed while the sink was busy
+  bool answer_failure_ = false;
+  std::unique_ptr<Download> download_;  // a download in progress
   bool reading_ = false;
   bool stopping_ = false;
   bool keep_alive_ = true;

@@ -69,8 +69,10 @@ Result<domain::SendInput> ReadSendInput(const Json& body) {
   }
   if (auto it = body.find("attachments"); it != body.end() && !it->is_null()) {
     if (!it->is_array()) return Status::InvalidRequest("attachments must be an array of ids");
-    // No upload can be attached yet (POST /api/uploads is to come): every id is unknown.
-    if (!it->empty()) return Status::InvalidRequest("attachments: no such upload");
+    for (const auto& id : *it) {
+      if (!id.is_string()) return Status::InvalidRequest("attachments must be an array of ids");
+      in.attachments.push_back(id.get<std::string>());
+    }
   }
   return in;
 }

@@ -33,6 +33,25 @@ Json LastSeenJson(const domain::LastSeen& ls) {
       {"user_id", ls.user_id}, {"online", ls.online}, {"last_seen", OptionalTime(ls.last_seen)}};
 }
 
+void WriteAttachment(JsonWriter& w, const domain::Attachment& a) {
+  w.BeginObject();
+  w.Key("id").String(a.id);
+  w.Key("filename").OptionalString(a.filename);
+  w.Key("content_type").String(a.content_type);
+  w.Key("size").Int(a.size);
+  w.Key("created_at").Time(a.created_at);
+  w.Key("url").String(UploadUrl(a.id));
+  w.EndObject();
+}
+
+RawJson AttachmentText(const domain::Attachment& a) {
+  JsonWriter w;
+  WriteAttachment(w, a);
+  return w.Take();
+}
+
+std::string UploadUrl(std::string_view id) { return "/api/uploads/" + std::string(id); }
+
 void WriteMessage(JsonWriter& w, const domain::Message& m) {
   static constexpr const char* kStatus[] = {"sent", "delivered", "read"};
   w.BeginObject();
@@ -46,6 +65,7 @@ void WriteMessage(JsonWriter& w, const domain::Message& m) {
   w.Key("status").String(kStatus[static_cast<int>(m.status)]);
   w.Key("reply_to").OptionalInt(m.reply_to);
   w.Key("attachments").BeginArray();
+  for (const auto& a : m.attachments) WriteAttachment(w, a);
   w.EndArray();
   w.Key("reactions").BeginArray();
   for (const auto& r : m.reactions) {

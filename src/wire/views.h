@@ -24,6 +24,9 @@ Json ReadMarkJson(const domain::ReadMark& mark);
 // appends one object to a writer, *Text serializes one on its own.
 void WriteMessage(JsonWriter& w, const domain::Message& m);
 RawJson MessageText(const domain::Message& m);
+// API.md's Attachment, and where it is downloaded.
+RawJson AttachmentText(const domain::Attachment& a);
+std::string UploadUrl(std::string_view id);
 void WriteParticipant(JsonWriter& w, const domain::Participant& p);
 void WriteConversation(JsonWriter& w, const domain::Conversation& c);
 RawJson ConversationText(const domain::Conversation& c);

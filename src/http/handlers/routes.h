@@ -9,6 +9,7 @@
 #include "domain/events.h"
 #include "domain/message_service.h"
 #include "domain/store.h"
+#include "domain/upload_service.h"
 #include "domain/user_service.h"
 #include "http/router.h"
 #include "metrics/registry.h"
@@ -19,6 +20,7 @@ void AddAccountRoutes(Router& router, domain::AccountService* accounts);
 void AddUserRoutes(Router& router, domain::UserService* users);
 void AddConversationRoutes(Router& router, domain::ConversationService* conversations);
 void AddMessageRoutes(Router& router, domain::MessageService* messages);
+void AddUploadRoutes(Router& router, domain::UploadService* uploads);
 // `bus` is the cluster's bus, reported by /readyz; null for one process.
 void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Registry* registry,
                   const domain::BusHealth* bus);

@@ -66,12 +66,12 @@ domain::PendingCode ReadCode(const Row& r, domain::CodePurpose purpose, std::str
 
 inline constexpr const char* kMessageColumns =
     "id, conversation_id, seq, sender_id, content, client_id, created_at, reply_to, edited_at, "
-    "deleted_at, change_id, reactions";
-inline constexpr int kMessageColumnCount = 12;
+    "deleted_at, change_id, reactions, attachments";
+inline constexpr int kMessageColumnCount = 13;
 // The same columns of a message joined in as `m` (all NULL when there is none).
 inline constexpr const char* kJoinedMessageColumns =
     "m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.client_id, m.created_at, "
-    "m.reply_to, m.edited_at, m.deleted_at, m.change_id, m.reactions";
+    "m.reply_to, m.edited_at, m.deleted_at, m.change_id, m.reactions, m.attachments";
 
 // Reads kMessageColumns starting at column `at`.
 template <typename Row>
@@ -89,6 +89,7 @@ domain::Message ReadMessage(const Row& r, int at = 0) {
   m.deleted_at = r.OptInt(at + 9);
   m.change_id = r.Int(at + 10);
   m.reactions = DecodeReactions(r.OptText(at + 11));
+  m.attachments = DecodeAttachments(r.OptText(at + 12));
   return m;
 }
 

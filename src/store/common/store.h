@@ -4,6 +4,7 @@
 
 #include "domain/conversation_store.h"
 #include "domain/store.h"
+#include "domain/upload_store.h"
 #include "store/common/group_commit.h"
 
 namespace mmchat::store {
@@ -12,7 +13,8 @@ class Store : public domain::UserStore,
               public domain::CodeStore,
               public domain::SettingsStore,
               public domain::StoreHealth,
-              public domain::ConversationStore {
+              public domain::ConversationStore,
+              public domain::UploadStore {
  public:
   // The group-commit writer of AppendMessage: WaitForAppends before the connections that
   // carry the answers close; tests count its batches.

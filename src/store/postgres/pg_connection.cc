@@ -115,6 +115,27 @@ Params& Params::AddTextArray(const std::vector<std::string>& v) {
   return AddTextArray(std::vector<std::optional<std::string>>(v.begin(), v.end()));
 }
 
+Params& Params::AddBytes(std::string_view v) {
+  binary_.resize(values_.size(), false);
+  values_.emplace_back(std::string(v));
+  binary_.push_back(true);
+  return *this;
+}
+
+std::vector<int> Params::Lengths() const {
+  if (binary_.empty()) return {};
+  std::vector<int> out;
+  for (const auto& v : values_) out.push_back(v ? static_cast<int>(v->size()) : 0);
+  return out;
+}
+
+std::vector<int> Params::Formats() const {
+  if (binary_.empty()) return {};
+  std::vector<int> out(values_.size(), 0);
+  for (size_t i = 0; i < binary_.size(); ++i) out[i] = binary_[i] ? 1 : 0;
+  return out;
+}
+
 std::vector<const char*> Params::Pointers() const {
   std::vector<const char*> out;
   out.reserve(values_.size());
@@ -123,10 +144,16 @@ std::vector<const char*> Params::Pointers() const {
 }
 
 bool Params::Sendable() const {
-  for (const auto& v : values_) {
-    if (v && v->find('\0') != std::string::npos) return false;
+  for (size_t i = 0; i < values_.size(); ++i) {
+    const bool binary = i < binary_.size() && binary_[i];
+    if (!binary && values_[i] && values_[i]->find('\0') != std::string::npos) return false;
   }
   return true;
+}
+
+std::string PgResult::Bytes(int row, int col) const {
+  return std::string(PQgetvalue(r_.get(), row, col),
+                     static_cast<size_t>(PQgetlength(r_.get(), row, col)));
 }
 
 int64_t PgResult::Int(int row, int col) const {
@@ -352,23 +379,29 @@ Result<std::string> PgConnection::Prepared(std::string_view sql) {
 }
 
 Result<PgResult> PgConnection::Query(std::string_view sql, const Params& params,
-                                     Planning planning) {
+                                     Planning planning, ResultFormat format) {
   ClearError();
   if (broken()) return Status::Unavailable("database error");
   if (!params.Sendable()) return Status::InvalidRequest("text must not contain U+0000");
   const auto values = params.Pointers();
+  const auto lengths = params.Lengths();
+  const auto formats = params.Formats();
+  const int* length_data = lengths.empty() ? nullptr : lengths.data();
+  const int* format_data = formats.empty() ? nullptr : formats.data();
   const int n = static_cast<int>(values.size());
+  const int result_format = static_cast<int>(format);
   if (planning == Planning::kEachRun) {
     CountStatement();
-    if (PQsendQueryParams(conn_, std::string(sql).c_str(), n, nullptr, values.data(), nullptr,
-                          nullptr, 0) == 0) {
+    if (PQsendQueryParams(conn_, std::string(sql).c_str(), n, nullptr, values.data(), length_data,
+                          format_data, result_format) == 0) {
       return Lost("send");
     }
   } else {
     auto name = Prepared(sql);
     if (!name.ok()) return name.status();
     CountStatement();
-    if (PQsendQueryPrepared(conn_, name->c_str(), n, values.data(), nullptr, nullptr, 0) == 0) {
+    if (PQsendQueryPrepared(conn_, name->c_str(), n, values.data(), length_data, format_data,
+                            result_format) == 0) {
       return Lost("send");
     }
   }

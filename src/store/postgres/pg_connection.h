@@ -42,15 +42,21 @@ class Params {
   // A text[] literal: every element quoted, nullopt as NULL.
   Params& AddTextArray(const std::vector<std::optional<std::string>>& v);
   Params& AddTextArray(const std::vector<std::string>& v);
+  // Bytes in libpq's binary format (a bytea), NUL bytes and all.
+  Params& AddBytes(std::string_view v);
 
   size_t size() const { return values_.size(); }
   // libpq's arrays; valid while this object lives and is not changed.
   std::vector<const char*> Pointers() const;
+  // Lengths and formats (1: binary) of the values, or empty when every value is text.
+  std::vector<int> Lengths() const;
+  std::vector<int> Formats() const;
   // False when a value holds a NUL byte, which libpq's text format would cut short.
   bool Sendable() const;
 
  private:
   std::vector<std::optional<std::string>> values_;
+  std::vector<bool> binary_;  // parallel to values_, empty while no value is binary
 };
 
 // A statement and its parameters, for Pipeline().
@@ -71,6 +77,8 @@ class PgResult {
   std::string Text(int row, int col) const;
   std::optional<std::string> OptText(int row, int col) const;
   std::optional<int64_t> OptInt(int row, int col) const;
+  // A value as its raw bytes (a bytea of a binary-format result).
+  std::string Bytes(int row, int col) const;
   // Rows changed by an INSERT, UPDATE or DELETE.
   int64_t Affected() const;
 
@@ -102,6 +110,8 @@ enum class ConnectFailure { kUnreachable, kAuthentication, kNoDatabase, kStartin
 // PostgreSQL may keep one generic plan for any parameters), or planned for its parameters on
 // every run (a search, whose best plan depends on how common its words are).
 enum class Planning { kPrepared, kEachRun };
+// The format of a result's values: text, or binary (bytea read as its bytes, not as hex).
+enum class ResultFormat { kText = 0, kBinary = 1 };
 
 class PgConnection {
  public:
@@ -116,7 +126,8 @@ class PgConnection {
   // Runs one statement, by default as a prepared statement (prepared on this connection on
   // first use).
   Result<PgResult> Query(std::string_view sql, const Params& params = {},
-                         Planning planning = Planning::kPrepared);
+                         Planning planning = Planning::kPrepared,
+                         ResultFormat format = ResultFormat::kText);
   // Runs the statements in order in one round trip; the results in the same order. The first
   // error fails the call (later statements of the pipeline are skipped by the server).
   Result<std::vector<PgResult>> Pipeline(const std::vector<Statement>& statements);

@@ -151,6 +151,35 @@ ALTER TABLE messages
   ADD COLUMN search tsvector GENERATED ALWAYS AS (mmchat_search_vector(content)) STORED;
 CREATE INDEX messages_search ON messages USING gin (search);
 )sql"},
+      // Attachments (API.md): uploads and their bytes in chunks of 256 KiB
+      // (domain/upload_store.h), stored as they are (no compression: images and archives
+      // do not shrink, and a Range request reads one chunk). A message keeps its attachments'
+      // metadata in its row (JSON, store/common/reactions.h); the upload's message_id says
+      // which message holds it. `removed`: its message was deleted, and the sweep takes it,
+      // as it takes uploads attached to nothing (PostgresStore::SweepUploads).
+      {6, "uploads", R"sql(
+ALTER TABLE messages ADD COLUMN attachments TEXT;
+CREATE TABLE uploads (
+  id           TEXT    PRIMARY KEY,
+  uploader     BIGINT  NOT NULL,
+  filename     TEXT,
+  content_type TEXT    NOT NULL,
+  size         BIGINT  NOT NULL DEFAULT 0,
+  created_at   BIGINT  NOT NULL,
+  complete     BOOLEAN NOT NULL DEFAULT false,
+  message_id   BIGINT,
+  removed      BOOLEAN NOT NULL DEFAULT false
+);
+CREATE INDEX uploads_by_message ON uploads(message_id) WHERE message_id IS NOT NULL;
+CREATE INDEX uploads_to_sweep ON uploads(created_at) WHERE message_id IS NULL OR removed;
+CREATE TABLE upload_chunks (
+  upload_id TEXT   NOT NULL,
+  idx       BIGINT NOT NULL,
+  data      BYTEA  NOT NULL,
+  PRIMARY KEY (upload_id, idx)
+);
+ALTER TABLE upload_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+)sql"},
   };
   return kAll;
 }

@@ -69,7 +69,7 @@ constexpr const char* kLockConversations =
 constexpr const char* kCheckAppends = R"sql(
 SELECT p.ok IS NOT NULL, r.ok IS NOT NULL,
        o.id, o.conversation_id, o.seq, o.sender_id, o.content, o.client_id, o.created_at,
-       o.reply_to, o.edited_at, o.deleted_at, o.change_id, o.reactions
+       o.reply_to, o.edited_at, o.deleted_at, o.change_id, o.reactions, o.attachments
   FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])
        WITH ORDINALITY AS t(conversation_id, sender_id, client_id, reply_to, n)
   LEFT JOIN LATERAL (SELECT true AS ok FROM participants
@@ -85,29 +85,47 @@ SELECT p.ok IS NOT NULL, r.ok IS NOT NULL,
 // actor's role in its conversation (NULL: not a participant).
 constexpr const char* kCheckChanges = R"sql(
 SELECT p.role, m.id, m.conversation_id, m.seq, m.sender_id, m.content, m.client_id,
-       m.created_at, m.reply_to, m.edited_at, m.deleted_at, m.change_id, m.reactions
+       m.created_at, m.reply_to, m.edited_at, m.deleted_at, m.change_id, m.reactions,
+       m.attachments
   FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS t(message_id, actor, n)
   LEFT JOIN messages m ON m.id = t.message_id
   LEFT JOIN participants p ON p.conversation_id = m.conversation_id AND p.user_id = t.actor
  ORDER BY t.n
 )sql";
 constexpr const char* kLastId = "SELECT last_id FROM id_counters WHERE name = 'messages'";
+// The uploads the batch's appends name (only in a batch with attachments), locked: the sweep
+// cannot remove one between this check and the commit.
+constexpr const char* kLockUploads = R"sql(
+SELECT id, uploader, message_id IS NULL, filename, content_type, size, created_at FROM uploads
+ WHERE id = ANY($1::text[]) AND complete AND NOT removed
+ ORDER BY id FOR UPDATE
+)sql";
 
 // The second round trip: every new message in one statement, the counters, and the senders'
 // read markers (their rows locked in (conversation, user) order first, as SaveDelivered
 // does, so that the two cannot deadlock).
 constexpr const char* kInsertMessages = R"sql(
 INSERT INTO messages(id, conversation_id, seq, sender_id, content, client_id, created_at,
-                     reply_to, change_id)
+                     reply_to, attachments, change_id)
 SELECT *, id FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
-                         $6::text[], $7::bigint[], $8::bigint[]) AS t(id)
+                         $6::text[], $7::bigint[], $8::bigint[], $9::text[]) AS t(id)
 )sql";
+// The uploads the new messages carry.
+constexpr const char* kAttachUploads = R"sql(
+UPDATE uploads u SET message_id = v.message_id
+  FROM unnest($1::text[], $2::bigint[]) AS v(id, message_id)
+ WHERE u.id = v.id
+)sql";
+// The uploads of deleted messages can no longer be downloaded; the sweep removes their bytes.
+constexpr const char* kRemoveAttachments =
+    "UPDATE uploads SET removed = true WHERE message_id = ANY($1::bigint[])";
 // The changed messages as they stand after the batch.
 constexpr const char* kUpdateMessages = R"sql(
 UPDATE messages m SET content = v.content, edited_at = v.edited_at, deleted_at = v.deleted_at,
-       reactions = v.reactions, change_id = v.change_id
-  FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[])
-       AS v(id, content, edited_at, deleted_at, reactions, change_id)
+       reactions = v.reactions, change_id = v.change_id, attachments = v.attachments
+  FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[],
+              $7::text[])
+       AS v(id, content, edited_at, deleted_at, reactions, change_id, attachments)
  WHERE m.id = v.id
 )sql";
 constexpr const char* kAdvanceConversations = R"sql(
@@ -433,6 +451,7 @@ void PostgresStore::ChangeMessage(domain::MessageChange change,
 Result<PostgresStore::Batch> PostgresStore::WriteBatch(PgConnection& c,
                                                        const std::vector<Write>& batch) {
   std::vector<int64_t> conversation_ids, senders, changed_ids, actors;
+  std::vector<std::string> upload_ids;
   std::vector<std::optional<std::string>> client_ids;
   std::vector<std::optional<int64_t>> reply_tos;
   for (const Write& w : batch) {
@@ -441,6 +460,7 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(PgConnection& c,
       senders.push_back(m->sender_id);
       client_ids.push_back(m->client_id);
       reply_tos.push_back(m->reply_to);
+      upload_ids.insert(upload_ids.end(), m->attachment_ids.begin(), m->attachment_ids.end());
     } else {
       const auto& change = std::get<domain::MessageChange>(w);
       changed_ids.push_back(change.message_id);
@@ -464,14 +484,18 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(PgConnection& c,
                           .AddTextArray(client_ids)
                           .AddArray(reply_tos)},
       {kLastId, {}}};
+  const size_t changes_at = first.size();
   if (!changed_ids.empty())
     first.push_back({kCheckChanges, Params().AddArray(changed_ids).AddArray(actors)});
+  const size_t uploads_at = first.size();
+  if (!upload_ids.empty()) first.push_back({kLockUploads, Params().AddTextArray(upload_ids)});
   auto checked = c.Pipeline(first);
   if (!checked.ok()) return checked.status();
   const PgResult& seqs = (*checked)[1];
   const PgResult& checks = (*checked)[3];
   if (checks.rows() != static_cast<int>(conversation_ids.size()) || (*checked)[4].rows() != 1 ||
-      (!changed_ids.empty() && (*checked)[5].rows() != static_cast<int>(changed_ids.size()))) {
+      (!changed_ids.empty() &&
+       (*checked)[changes_at].rows() != static_cast<int>(changed_ids.size()))) {
     return Status::Unavailable("database error");
   }
   Batch out;
@@ -479,6 +503,26 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(PgConnection& c,
   std::map<int64_t, int64_t> last_seq;         // of the conversations that exist
   std::map<int64_t, int64_t> members_version;  // locked: no membership change meanwhile
   std::map<int64_t, bool> group;
+  // The free uploads named, and whose they are; each leaves the map once attached.
+  struct FreeUpload {
+    int64_t uploader = 0;
+    domain::Attachment file;
+  };
+  std::map<std::string, FreeUpload> free_uploads;
+  if (!upload_ids.empty()) {
+    const PgResult& uploads = (*checked)[uploads_at];
+    for (int i = 0; i < uploads.rows(); ++i) {
+      if (!uploads.Bool(i, 2)) continue;  // attached to a message already
+      FreeUpload u;
+      u.uploader = uploads.Int(i, 1);
+      u.file.id = uploads.Text(i, 0);
+      u.file.filename = uploads.OptText(i, 3);
+      u.file.content_type = uploads.Text(i, 4);
+      u.file.size = uploads.Int(i, 5);
+      u.file.created_at = uploads.Int(i, 6);
+      free_uploads.emplace(u.file.id, std::move(u));
+    }
+  }
   for (int i = 0; i < seqs.rows(); ++i) {
     last_seq[seqs.Int(i, 0)] = seqs.Int(i, 1);
     members_version[seqs.Int(i, 0)] = seqs.Int(i, 2);
@@ -494,7 +538,7 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(PgConnection& c,
   int append_row = 0, change_row = 0;
   for (const Write& w : batch) {
     if (const auto* change = std::get_if<domain::MessageChange>(&w)) {
-      const PgResult& rows = (*checked)[5];
+      const PgResult& rows = (*checked)[changes_at];
       const int row = change_row++;
       if (rows.IsNull(row, 1)) {
         out.results.push_back(domain::StoredChange{domain::ChangeOutcome::kNoMessage, {}});
@@ -552,6 +596,18 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(PgConnection& c,
       out.results.push_back(StoredAppend{AppendOutcome::kBadReplyTo, {}});
       continue;
     }
+    std::vector<domain::Attachment> attachments;
+    for (const std::string& id : m.attachment_ids) {
+      auto it = free_uploads.find(id);
+      if (it == free_uploads.end() || it->second.uploader != m.sender_id) break;
+      attachments.push_back(it->second.file);
+    }
+    if (attachments.size() != m.attachment_ids.size()) {
+      if (m.client_id) first_with_client_id.erase({m.sender_id, *m.client_id});
+      out.results.push_back(StoredAppend{AppendOutcome::kBadAttachment, {}});
+      continue;
+    }
+    for (const std::string& id : m.attachment_ids) free_uploads.erase(id);
     Message stored;
     stored.id = ++out.last_id;
     stored.change_id = stored.id;
@@ -561,6 +617,7 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(PgConnection& c,
     stored.content = m.content;
     stored.client_id = m.client_id;
     stored.reply_to = m.reply_to;
+    stored.attachments = std::move(attachments);
     stored.created_at = m.created_at;
     stored.members_version = members_version[m.conversation_id];
     out.results.push_back(StoredAppend{AppendOutcome::kCreated, std::move(stored)});
@@ -570,8 +627,10 @@ Result<PostgresStore::Batch> PostgresStore::WriteBatch(PgConnection& c,
 
 std::vector<Statement> PostgresStore::CommitStatements(const Batch& batch) {
   std::vector<int64_t> ids, conversations, seqs, senders, times;
-  std::vector<std::optional<std::string>> contents, client_ids;
+  std::vector<std::optional<std::string>> contents, client_ids, attachments;
   std::vector<std::optional<int64_t>> reply_tos;
+  std::vector<std::string> attached_uploads;
+  std::vector<int64_t> attached_to;
   std::map<int64_t, std::pair<int64_t, TimeMs>> counters;  // conversation -> last seq, activity
   std::map<std::pair<int64_t, int64_t>, std::pair<int64_t, TimeMs>> markers;  // -> id, at
   for (const Written& w : batch.results) {
@@ -586,6 +645,11 @@ std::vector<Statement> PostgresStore::CommitStatements(const Batch& batch) {
     client_ids.push_back(m.client_id);
     times.push_back(m.created_at);
     reply_tos.push_back(m.reply_to);
+    attachments.push_back(EncodeAttachments(m.attachments));
+    for (const auto& a : m.attachments) {
+      attached_uploads.push_back(a.id);
+      attached_to.push_back(m.id);
+    }
     auto& counter = counters[m.conversation_id];
     counter = {m.seq, std::max(counter.second, m.created_at)};
     markers[{m.conversation_id, m.sender_id}] = {m.id, m.created_at};  // ids ascend
@@ -600,7 +664,12 @@ std::vector<Statement> PostgresStore::CommitStatements(const Batch& batch) {
                                           .AddTextArray(contents)
                                           .AddTextArray(client_ids)
                                           .AddArray(times)
-                                          .AddArray(reply_tos)});
+                                          .AddArray(reply_tos)
+                                          .AddTextArray(attachments)});
+    if (!attached_uploads.empty()) {
+      round.push_back(
+          {kAttachUploads, Params().AddTextArray(attached_uploads).AddArray(attached_to)});
+    }
     std::vector<int64_t> counter_ids, last_seqs, activities;
     for (const auto& [id, counter] : counters) {
       counter_ids.push_back(id);
@@ -623,16 +692,19 @@ std::vector<Statement> PostgresStore::CommitStatements(const Batch& batch) {
                                               .AddArray(mark_ids)
                                               .AddArray(mark_times)});
   }
-  std::vector<int64_t> changed_ids, change_ids;
+  std::vector<int64_t> changed_ids, change_ids, newly_deleted;
   std::vector<std::optional<int64_t>> edited, deleted;
-  std::vector<std::optional<std::string>> changed_contents, reactions;
+  std::vector<std::optional<std::string>> changed_contents, reactions, changed_attachments;
   for (const auto& [id, m] : batch.changed) {
     changed_ids.push_back(id);
     changed_contents.push_back(m.content);
     edited.push_back(m.edited_at);
     deleted.push_back(m.deleted_at);
     reactions.push_back(EncodeReactions(m.reactions));
+    changed_attachments.push_back(EncodeAttachments(m.attachments));
     change_ids.push_back(m.change_id);
+    // A deletion's change is its last: nothing changes a deleted message.
+    if (m.deleted_at) newly_deleted.push_back(id);
   }
   if (!changed_ids.empty()) {
     round.push_back({kUpdateMessages, Params()
@@ -641,7 +713,11 @@ std::vector<Statement> PostgresStore::CommitStatements(const Batch& batch) {
                                           .AddArray(edited)
                                           .AddArray(deleted)
                                           .AddTextArray(reactions)
-                                          .AddArray(change_ids)});
+                                          .AddArray(change_ids)
+                                          .AddTextArray(changed_attachments)});
+    if (!newly_deleted.empty()) {
+      round.push_back({kRemoveAttachments, Params().AddArray(newly_deleted)});
+    }
   }
   if (!ids.empty() || !changed_ids.empty()) {
     round.push_back({kAdvanceLastId, Params().Add(batch.last_id)});

@@ -139,10 +139,10 @@ Status PostgresStore::InTransaction(const std::function<Status(PgConnection&)>& 
 }
 
 Result<PgResult> PostgresStore::Query(std::string_view sql, const Params& params,
-                                      Planning planning) {
+                                      Planning planning, ResultFormat format) {
   PgResult out;
   Status s = WithConnection([&](PgConnection& c) -> Status {
-    auto r = c.Query(sql, params, planning);
+    auto r = c.Query(sql, params, planning, format);
     if (!r.ok()) return r.status();
     out = std::move(r).value();
     return Status::Ok();

@@ -129,6 +129,16 @@ class PostgresStore final : public Store {
 
   GroupCommitWriter& writer() override { return *message_writer_; }
 
+  // UploadStore
+  Status CreateUpload(const domain::Upload& upload) override;
+  Status PutUploadChunk(const std::string& id, int64_t index, std::string_view bytes) override;
+  Status CompleteUpload(const std::string& id, int64_t size) override;
+  Status RemoveUpload(const std::string& id) override;
+  Result<std::optional<domain::Upload>> FindUpload(const std::string& id) override;
+  Result<std::optional<std::string>> GetUploadChunk(const std::string& id,
+                                                    int64_t index) override;
+  Result<int> SweepUploads(TimeMs orphaned_before, int limit) override;
+
  private:
   explicit PostgresStore(const Options& options);
   // ListMessages, or ListMessagesFor when there is a `reader`.
@@ -142,7 +152,8 @@ class PostgresStore final : public Store {
   Status InTransaction(const std::function<Status(PgConnection&)>& fn);
   // One statement on a pooled connection.
   Result<PgResult> Query(std::string_view sql, const Params& params = {},
-                         Planning planning = Planning::kPrepared);
+                         Planning planning = Planning::kPrepared,
+                         ResultFormat format = ResultFormat::kText);
   Result<std::optional<domain::UserRecord>> FindUserWhere(std::string_view sql,
                                                           const Params& params);
   Result<std::vector<domain::Message>> Messages(std::string_view sql, const Params& params,

@@ -30,6 +30,8 @@ class Statement {
   Statement& Bind(int i, const std::optional<std::string>& v);
   Statement& Bind(int i, const std::optional<int64_t>& v);
   Statement& BindNull(int i);
+  // Bytes as a BLOB, not copied: `v` must outlive the next Step.
+  Statement& BindBlob(int i, std::string_view v);
 
   // SQLITE_ROW, SQLITE_DONE or an error code.
   int Step();
@@ -40,6 +42,7 @@ class Statement {
   std::string Text(int col) const;
   std::optional<std::string> OptText(int col) const;
   std::optional<int64_t> OptInt(int col) const;
+  std::string Blob(int col) const;
 
   sqlite3_stmt* raw() const { return stmt_; }
 

@@ -130,6 +130,33 @@ CREATE VIRTUAL TABLE message_search USING fts5(
 INSERT INTO message_search(message_search, rank) VALUES ('automerge', 16);
 INSERT INTO message_search(rowid, content) SELECT id, content FROM messages;
 )sql"},
+      // Attachments (API.md): uploads and their bytes in chunks of 256 KiB
+      // (domain/upload_store.h), so that no upload is ever whole in memory. A message keeps
+      // its attachments' metadata in its row (JSON, store/common/reactions.h); the upload's
+      // message_id says which message holds it. `removed`: its message was deleted, and the
+      // sweep takes it (SqliteStore::SweepUploads), as it takes uploads attached to nothing.
+      {6, "uploads", R"sql(
+ALTER TABLE messages ADD COLUMN attachments TEXT;
+CREATE TABLE uploads (
+  id           TEXT    PRIMARY KEY,
+  uploader     INTEGER NOT NULL,
+  filename     TEXT,
+  content_type TEXT    NOT NULL,
+  size         INTEGER NOT NULL DEFAULT 0,
+  created_at   INTEGER NOT NULL,
+  complete     INTEGER NOT NULL DEFAULT 0,
+  message_id   INTEGER,
+  removed      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX uploads_by_message ON uploads(message_id) WHERE message_id IS NOT NULL;
+CREATE INDEX uploads_to_sweep ON uploads(created_at) WHERE message_id IS NULL OR removed = 1;
+CREATE TABLE upload_chunks (
+  upload_id TEXT    NOT NULL,
+  idx       INTEGER NOT NULL,
+  data      BLOB    NOT NULL,
+  PRIMARY KEY (upload_id, idx)
+);
+)sql"},
   };
   return kAll;
 }

@@ -464,12 +464,22 @@ Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMess
   out.members_version = (*seq)->Int(1);
   (*seq)->Step();  // complete the statement
 
+  if (!m.attachment_ids.empty()) {
+    auto attached = AttachUploads(c, m, out.id, &out.attachments);
+    if (!attached.ok()) return fail(attached.status());
+    if (!*attached) {
+      c.Exec("ROLLBACK TO append; RELEASE append");
+      return StoredAppend{domain::AppendOutcome::kBadAttachment, {}};
+    }
+  }
   auto ins = c.Prepare(
       "INSERT INTO messages(id, conversation_id, seq, sender_id, content, client_id, "
-      "created_at, reply_to, change_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?1)");
+      "created_at, reply_to, change_id, attachments) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?1, ?9)");
   if (!ins.ok()) return fail(ins.status());
   (*ins)->Bind(1, out.id).Bind(2, m.conversation_id).Bind(3, out.seq).Bind(4, m.sender_id);
   (*ins)->Bind(5, m.content).Bind(6, m.client_id).Bind(7, m.created_at).Bind(8, m.reply_to);
+  (*ins)->Bind(9, EncodeAttachments(out.attachments));
   if (Status s = Run(c, **ins, "insert message"); !s.ok()) return fail(s);
   if (Status s = Reindex(c, out.id, "", m.content); !s.ok()) return fail(s);
 
@@ -490,6 +500,32 @@ Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMess
   out.reply_to = m.reply_to;
   out.created_at = m.created_at;
   return StoredAppend{domain::AppendOutcome::kCreated, std::move(out)};
+}
+
+Result<bool> SqliteStore::AttachUploads(Connection& c, const domain::NewMessage& m,
+                                        int64_t message_id,
+                                        std::vector<domain::Attachment>* out) {
+  auto st = c.Prepare(
+      "UPDATE uploads SET message_id = ?1 WHERE id = ?2 AND uploader = ?3 AND complete = 1 "
+      "AND removed = 0 AND message_id IS NULL "
+      "RETURNING filename, content_type, size, created_at");
+  if (!st.ok()) return st.status();
+  for (const std::string& id : m.attachment_ids) {
+    (*st)->Reset();
+    (*st)->Bind(1, message_id).Bind(2, id).Bind(3, m.sender_id);
+    const int rc = (*st)->Step();
+    if (rc == SQLITE_DONE) return false;
+    if (rc != SQLITE_ROW) return c.Error("attach upload");
+    domain::Attachment a;
+    a.id = id;
+    a.filename = (*st)->OptText(0);
+    a.content_type = (*st)->Text(1);
+    a.size = (*st)->Int(2);
+    a.created_at = (*st)->Int(3);
+    out->push_back(std::move(a));
+    if ((*st)->Step() != SQLITE_DONE) return c.Error("attach upload");
+  }
+  return true;
 }
 
 Result<domain::StoredChange> SqliteStore::ChangeOne(Connection& c,
@@ -524,12 +560,20 @@ Result<domain::StoredChange> SqliteStore::ChangeOne(Connection& c,
   m.change_id = last_id + 1;
   auto up = c.Prepare(
       "UPDATE messages SET content = ?2, edited_at = ?3, deleted_at = ?4, reactions = ?5, "
-      "change_id = ?6 WHERE id = ?1");
+      "change_id = ?6, attachments = ?7 WHERE id = ?1");
   if (!up.ok()) return up.status();
   (*up)->Bind(1, m.id).Bind(2, m.content).Bind(3, m.edited_at).Bind(4, m.deleted_at);
   (*up)->Bind(5, EncodeReactions(m.reactions)).Bind(6, m.change_id);
+  (*up)->Bind(7, EncodeAttachments(m.attachments));
   if (Status s = Run(c, **up, "change message"); !s.ok()) return s;
   if (Status s = Reindex(c, m.id, old_content, m.content); !s.ok()) return s;
+  if (change.kind == domain::MessageChange::Kind::kDelete) {
+    // Its uploads can no longer be downloaded; the sweep removes their bytes.
+    auto gone = c.Prepare("UPDATE uploads SET removed = 1 WHERE message_id = ?");
+    if (!gone.ok()) return gone.status();
+    (*gone)->Bind(1, m.id);
+    if (Status s = Run(c, **gone, "remove attachments"); !s.ok()) return s;
+  }
   last_id = m.change_id;
   return domain::StoredChange{ChangeOutcome::kChanged, std::move(m)};
 }

@@ -105,6 +105,16 @@ class SqliteStore final : public Store {
                                                          int64_t message_id, TimeMs now) override;
   Status SaveDelivered(const std::vector<domain::Watermark>& marks) override;
 
+  // UploadStore
+  Status CreateUpload(const domain::Upload& upload) override;
+  Status PutUploadChunk(const std::string& id, int64_t index, std::string_view bytes) override;
+  Status CompleteUpload(const std::string& id, int64_t size) override;
+  Status RemoveUpload(const std::string& id) override;
+  Result<std::optional<domain::Upload>> FindUpload(const std::string& id) override;
+  Result<std::optional<std::string>> GetUploadChunk(const std::string& id,
+                                                    int64_t index) override;
+  Result<int> SweepUploads(TimeMs orphaned_before, int limit) override;
+
   // The message writer, for a graceful stop (WaitForAppends) and tests of the group commit.
   GroupCommitWriter& writer() override { return *message_writer_; }
 
@@ -127,6 +137,12 @@ class SqliteStore final : public Store {
   // index only by merging the segments that hold it, so after an edit or deletion the
   // segments are merged, a few pages per step, until one is left and the old words are gone.
   bool TidySearchIndex();
+  // Deletes an upload and its chunks, in the caller's transaction.
+  Status DeleteUpload(Connection& c, const std::string& id);
+  // Attaches the sender's uploads to the new message `message_id` (in AppendOne's
+  // savepoint); false when one is not a free, complete upload of the sender's.
+  Result<bool> AttachUploads(Connection& c, const domain::NewMessage& m, int64_t message_id,
+                             std::vector<domain::Attachment>* out);
   // Runs `fn` in a write transaction (BEGIN IMMEDIATE ... COMMIT).
   Status InTransaction(const std::function<Status(Connection&)>& fn);
   // Runs `fn` on a reader in one read transaction: every query sees one snapshot.
