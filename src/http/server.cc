@@ -46,6 +46,9 @@ Request FromHeader(const bhttp::request_header<>& msg) {
 constexpr size_t kUploadPieceBytes = 256 * 1024;
 // The socket reads of an upload.
 constexpr size_t kUploadReadBytes = 64 * 1024;
+// How much of a refused upload's body is read and dropped before the connection closes.
+constexpr size_t kLingerBytes = 4 * 1024 * 1024;
+constexpr std::chrono::seconds kLingerTime{2};
 
 }  // namespace
 
@@ -221,7 +224,10 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     // Refused before any of the body was read: the connection cannot be reused.
-    if (!sink) return Write(std::move(error), /*force_close=*/true);
+    if (!sink) {
+      linger_ = true;
+      return Write(std::move(error), /*force_close=*/true);
+    }
     sink_ = std::move(sink);
     const bool expects_continue =
         beast::iequals(header_parser_->get()[bhttp::field::expect], "100-continue");
@@ -364,6 +370,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!answer || !stream_.socket().is_open()) return Close();
     Response res = ErrorResponse(error);
     server_->dispatcher_->Finished(*upload_route_, res.status, upload_start_);
+    linger_ = true;
     Write(std::move(res), /*force_close=*/true);  // the rest of the body is not read
   }
 
@@ -445,7 +452,8 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_after(server_->options_.read_timeout);  // a client that never reads
     bhttp::async_write(stream_, *res,
                        [self = shared_from_this(), res, close](beast::error_code ec, size_t) {
-                         if (ec || close) return self->Close();
+                         if (ec) return self->Close();
+                         if (close) return self->linger_ ? self->Linger() : self->Close();
                          self->ReadHeader();
                        });
   }
@@ -520,6 +528,27 @@ class Session : public std::enable_shared_from_this<Session> {
                        });
   }
 
+  // After refusing an upload whose body was not read: the answer is out, but closing with
+  // the body unread would reset the connection, and a client still sending could lose the
+  // answer with it. Read and drop what comes, for a while, first.
+  void Linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    linger_left_ = kLingerBytes;
+    stream_.expires_after(kLingerTime);
+    Discard();
+  }
+
+  void Discard() {
+    buffer_.clear();
+    stream_.async_read_some(buffer_.prepare(kUploadReadBytes),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              if (ec || n >= self->linger_left_) return self->Close();
+                              self->linger_left_ -= n;
+                              self->Discard();
+                            });
+  }
+
   void Close() {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -545,6 +574,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<std::pair<int, size_t>> ready_;  // a piece read, waiting for the sink
   std::optional<Status> failed_;                // the upload failed while the sink was busy
   bool answer_failure_ = false;
+  bool linger_ = false;  // close after an unread body (Linger)
+  size_t linger_left_ = 0;
   std::unique_ptr<Download> download_;  // a download in progress
   bool reading_ = false;
   bool stopping_ = false;
