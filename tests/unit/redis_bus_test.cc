@@ -36,8 +36,12 @@ std::vector<Event> EveryKind() {
                     .content = "h\xC3\xA9llo\n\"quoted\" \\ \x01",
                     .client_id = "c-1",
                     .created_at = 1'764'000'000'123};
+  m.attachments = {{.id = "k3J9x", .filename = "plan.pdf", .content_type = "application/pdf",
+                    .size = 48213, .created_at = 1'764'000'000'100},
+                   {.id = "a-b_c", .content_type = "image/png", .size = 1, .created_at = 5}};
   domain::Message bare = m;
   bare.client_id.reset();
+  bare.attachments.clear();
   domain::Conversation c;
   c.id = 7;
   c.type = domain::ConversationType::kGroup;
@@ -96,6 +100,11 @@ TEST(EnvelopeTest, EveryEventKindComesBackAsItWent) {
   EXPECT_EQ(std::get<domain::MessageCreated>(*m).message.content,
             "h\xC3\xA9llo\n\"quoted\" \\ \x01");
   EXPECT_EQ(std::get<domain::MessageCreated>(*m).message.created_at, 1'764'000'000'123);
+  const auto& attachments = std::get<domain::MessageCreated>(*m).message.attachments;
+  ASSERT_EQ(attachments.size(), 2u);
+  EXPECT_EQ(attachments, std::get<domain::MessageCreated>(EveryKind()[0]).message.attachments);
+  EXPECT_EQ(attachments[0].filename, "plan.pdf");
+  EXPECT_FALSE(attachments[1].filename.has_value());
 }
 
 TEST(EnvelopeTest, MalformedEventsAreRefusedNotTrusted) {

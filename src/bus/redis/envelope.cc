@@ -65,6 +65,14 @@ Json MessageJson(const domain::Message& m) {
   Json reactions = Json::array();
   for (const auto& r : m.reactions)
     reactions.push_back({{"emoji", r.emoji}, {"user_ids", r.user_ids}});
+  Json attachments = Json::array();
+  for (const auto& a : m.attachments) {
+    attachments.push_back({{"id", a.id},
+                           {"filename", Optional(a.filename)},
+                           {"content_type", a.content_type},
+                           {"size", a.size},
+                           {"created_at", a.created_at}});
+  }
   return {{"id", m.id},
           {"conversation_id", m.conversation_id},
           {"seq", m.seq},
@@ -78,6 +86,7 @@ Json MessageJson(const domain::Message& m) {
           {"deleted_at", Optional(m.deleted_at)},
           {"change_id", m.change_id},
           {"reactions", std::move(reactions)},
+          {"attachments", std::move(attachments)},
           {"status", static_cast<int>(m.status)}};
 }
 domain::Message ReadMessage(const Json& j) {
@@ -107,6 +116,20 @@ domain::Message ReadMessage(const Json& j) {
         reaction.user_ids.push_back(u.get<int64_t>());
       }
       m.reactions.push_back(std::move(reaction));
+    }
+  }
+  // Absent from a node of an older release: none.
+  if (auto it = j.find("attachments"); it != j.end()) {
+    if (!it->is_array()) throw Bad{"attachments is not an array"};
+    for (const Json& a : *it) {
+      if (!a.is_object()) throw Bad{"an attachment is not an object"};
+      domain::Attachment attachment;
+      attachment.id = String(a, "id");
+      attachment.filename = OptionalString(a, "filename");
+      attachment.content_type = String(a, "content_type");
+      attachment.size = Int(a, "size");
+      attachment.created_at = Int(a, "created_at");
+      m.attachments.push_back(std::move(attachment));
     }
   }
   const int64_t status = OptionalInt(j, "status").value_or(0);
