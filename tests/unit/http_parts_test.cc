@@ -15,6 +15,7 @@
 #include "http/errors.h"
 #include "http/json_io.h"
 #include "http/message.h"
+#include "http/ranges.h"
 #include "http/router.h"
 
 namespace mmchat::http {
@@ -464,6 +465,62 @@ TEST(DispatcherTest, ACachedAnswerSkipsTheDatabaseThreadsAndAMissGoesThere) {
   EXPECT_EQ(full_runs.load(), 2);
   database.join();
   workers.join();
+}
+
+}  // namespace
+}  // namespace mmchat::http
+
+namespace mmchat::http {
+namespace {
+
+TEST(ParseRangeTest, SingleRangesWithinTheBody) {
+  using Kind = ByteRange::Kind;
+  auto part = [](std::string_view h, int64_t size) {
+    const ByteRange r = ParseRange(h, size);
+    return r.kind == Kind::kPart ? std::to_string(r.first) + "-" + std::to_string(r.last)
+                                 : std::string(r.kind == Kind::kWhole ? "whole" : "416");
+  };
+  EXPECT_EQ(part("bytes=0-0", 10), "0-0");
+  EXPECT_EQ(part("bytes=2-5", 10), "2-5");
+  EXPECT_EQ(part("bytes=2-", 10), "2-9");
+  EXPECT_EQ(part("bytes=2-99", 10), "2-9");   // the end is clamped
+  EXPECT_EQ(part("bytes=-3", 10), "7-9");     // the last three
+  EXPECT_EQ(part("bytes=-30", 10), "0-9");    // more than there is: all
+  EXPECT_EQ(part("Bytes = 1 - 2", 10), "1-2");
+  EXPECT_EQ(part("bytes=10-", 10), "416");    // starts past the end
+  EXPECT_EQ(part("bytes=10-20", 10), "416");
+  EXPECT_EQ(part("bytes=-0", 10), "416");     // asks for nothing
+  EXPECT_EQ(part("bytes=0-", 0), "416");      // an empty body has no byte
+  EXPECT_EQ(part("bytes=-1", 0), "416");
+  // Ignored, as RFC 9110 allows: the whole body.
+  for (std::string_view h : {"", "bytes=0-1,3-4", "items=0-1", "bytes=", "bytes=-", "bytes=a-b",
+                             "bytes=5-2", "bytes=1-2x", "bytes=99999999999999999999-",
+                             "bytes=--1", "0-1"}) {
+    EXPECT_EQ(part(h, 10), "whole") << h;
+  }
+}
+
+TEST(IfNoneMatchTest, WeakComparisonOfAListOrStar) {
+  EXPECT_TRUE(IfNoneMatchHolds("\"abc\"", "\"abc\""));
+  EXPECT_TRUE(IfNoneMatchHolds("W/\"abc\"", "\"abc\""));
+  EXPECT_TRUE(IfNoneMatchHolds("\"x\", \"abc\"", "\"abc\""));
+  EXPECT_TRUE(IfNoneMatchHolds(" * ", "\"abc\""));
+  EXPECT_FALSE(IfNoneMatchHolds("", "\"abc\""));
+  EXPECT_FALSE(IfNoneMatchHolds("abc", "\"abc\""));  // unquoted is another tag
+  EXPECT_FALSE(IfNoneMatchHolds("\"abcd\"", "\"abc\""));
+}
+
+TEST(ContentDispositionTest, InlineOrAttachmentWithAPlainAndAnExactFilename) {
+  EXPECT_EQ(ContentDisposition(true, std::nullopt), "inline");
+  EXPECT_EQ(ContentDisposition(false, std::nullopt), "attachment");
+  EXPECT_EQ(ContentDisposition(false, "plan.pdf"),
+            "attachment; filename=\"plan.pdf\"; filename*=UTF-8''plan.pdf");
+  // Quotes and backslashes cannot break out of the quoted name; non-ASCII is one '_' each.
+  EXPECT_EQ(ContentDisposition(false, "a\"b\\c ü✓.txt"),
+            "attachment; filename=\"a_b_c __.txt\"; "
+            "filename*=UTF-8''a%22b%5Cc%20%C3%BC%E2%9C%93.txt");
+  EXPECT_EQ(ContentDisposition(true, "x;y=z"),
+            "inline; filename=\"x;y=z\"; filename*=UTF-8''x%3By%3Dz");
 }
 
 }  // namespace

@@ -1665,5 +1665,117 @@ TYPED_TEST(StoreConformance, AReplyMustNameAMessageOfTheSameConversation) {
   EXPECT_EQ(this->Sent(g, a, "next").seq, ok.message.seq + 1);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Uploads
+// ---------------------------------------------------------------------------------------------
+
+TYPED_TEST(StoreConformance, UploadsAreStoredInChunksAttachedOnceAndSwept) {
+  using Kind = domain::MessageChange::Kind;
+  const int64_t a = this->NewUserId("alice"), b = this->NewUserId("bob");
+  const int64_t g = this->Group(a, {b});
+  auto upload = [&](const std::string& id, int64_t uploader, std::vector<std::string> chunks,
+                    bool complete = true, TimeMs at = 1000) {
+    domain::Upload u;
+    u.file = {.id = id, .filename = "f.bin", .content_type = "application/octet-stream",
+              .created_at = at};
+    u.uploader = uploader;
+    ASSERT_TRUE(this->store_->CreateUpload(u).ok());
+    int64_t size = 0;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      ASSERT_TRUE(this->store_->PutUploadChunk(id, static_cast<int64_t>(i), chunks[i]).ok());
+      size += static_cast<int64_t>(chunks[i].size());
+    }
+    if (complete) {
+      ASSERT_TRUE(this->store_->CompleteUpload(id, size).ok());
+    }
+  };
+  const std::string bytes("a\0b\xFF\x00c", 6);  // NUL and high bytes survive
+  upload("mine", a, {bytes, "tail"});
+  upload("bobs", b, {"x"});
+  upload("partial", a, {"x"}, /*complete=*/false);
+  upload("old", a, {"x"}, true, /*at=*/10);
+
+  auto found = this->store_->FindUpload("mine");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->file.size, 10);
+  EXPECT_EQ((*found)->file.filename, "f.bin");
+  EXPECT_EQ((*found)->uploader, a);
+  EXPECT_FALSE((*found)->conversation_id.has_value());
+  auto chunk = this->store_->GetUploadChunk("mine", 0);
+  ASSERT_TRUE(chunk.ok() && chunk->has_value());
+  EXPECT_EQ(**chunk, bytes);
+  chunk = this->store_->GetUploadChunk("mine", 2);
+  ASSERT_TRUE(chunk.ok());
+  EXPECT_FALSE(chunk->has_value());
+  // Incomplete: not there yet.
+  found = this->store_->FindUpload("partial");
+  ASSERT_TRUE(found.ok());
+  EXPECT_FALSE(found->has_value());
+
+  // One batch: only the sender's own complete, free uploads attach, each once.
+  auto with = [&](int64_t sender, std::vector<std::string> ids) {
+    NewMessage nm{g, sender, "", std::nullopt, 3000};
+    nm.attachment_ids = std::move(ids);
+    return nm;
+  };
+  std::vector<StoredWaiter> w(5);
+  {
+    auto block = this->HoldWriter(NewMessage{g, a, "first", std::nullopt, 2000});
+    this->store_->AppendMessage(with(b, {"mine"}), w[0].Callback());             // not b's
+    this->store_->AppendMessage(with(a, {"partial"}), w[1].Callback());          // incomplete
+    this->store_->AppendMessage(with(a, {"mine", "bobs"}), w[2].Callback());     // one not a's
+    this->store_->AppendMessage(with(a, {"mine"}), w[3].Callback());             // attaches
+    this->store_->AppendMessage(with(a, {"mine"}), w[4].Callback());             // taken now
+  }
+  for (size_t i : {0u, 1u, 2u, 4u}) {
+    auto r = w[i].Get();
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->outcome, AppendOutcome::kBadAttachment) << i;
+  }
+  auto attached = w[3].Get();
+  ASSERT_TRUE(attached.ok());
+  ASSERT_EQ(attached->outcome, AppendOutcome::kCreated);
+  ASSERT_EQ(attached->message.attachments.size(), 1u);
+  EXPECT_EQ(attached->message.attachments[0].id, "mine");
+  EXPECT_EQ(attached->message.attachments[0].size, 10);
+  EXPECT_EQ(attached->message.attachments[0].content_type, "application/octet-stream");
+  auto stored = this->store_->GetMessage(attached->message.id);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((*stored)->attachments, attached->message.attachments);
+  // The refused ones left no trace: the next seq follows.
+  EXPECT_EQ(this->Sent(g, a, "next").seq, attached->message.seq + 1);
+  found = this->store_->FindUpload("mine");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->conversation_id, g);
+
+  // Nothing is swept yet but the old orphan and the incomplete one (created at 1000).
+  auto swept = this->store_->SweepUploads(/*orphaned_before=*/1001, 100);
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(*swept, 3);  // old, partial, bobs
+  for (std::string id : {"old", "partial", "bobs"}) {
+    auto gone = this->store_->GetUploadChunk(id, 0);
+    ASSERT_TRUE(gone.ok());
+    EXPECT_FALSE(gone->has_value()) << id;
+  }
+  // A deleted message's uploads go at once from view, and with the next sweep for good.
+  StoredChangeWaiter del;
+  this->store_->ChangeMessage({Kind::kDelete, attached->message.id, a, "", 4000}, del.Callback());
+  auto deleted = del.Get();
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_TRUE(deleted->message.attachments.empty());
+  found = this->store_->FindUpload("mine");
+  ASSERT_TRUE(found.ok());
+  EXPECT_FALSE(found->has_value());
+  stored = this->store_->GetMessage(attached->message.id);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_TRUE((*stored)->attachments.empty());
+  swept = this->store_->SweepUploads(0, 100);
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(*swept, 1);
+  chunk = this->store_->GetUploadChunk("mine", 0);
+  ASSERT_TRUE(chunk.ok());
+  EXPECT_FALSE(chunk->has_value());
+}
+
 }  // namespace
 }  // namespace mmchat::test

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "domain/search.h"
+#include "domain/upload_service.h"
 
 namespace mmchat::domain {
 namespace {
@@ -227,6 +228,55 @@ TEST(SearchWordsTest, SplitsOnWhitespacePunctuationSymbolsAndEmoji) {
   EXPECT_EQ(SearchWords("！ｈｉ。"), V({"ｈｉ"}));  // full-width punctuation
   EXPECT_EQ(SearchWords("!!! ... 🎉👍🏽"), V());
   EXPECT_EQ(SearchWords(""), V());
+}
+
+TEST(ValidateContentTypeTest, ATypeSlashSubtypeWithOptionalParameters) {
+  for (std::string_view ok : {"image/png", "application/vnd.ms-excel", "text/plain; charset=utf-8",
+                              "application/x-7z-compressed", "a/b", "A/B+c.d"}) {
+    EXPECT_TRUE(ValidateContentType(ok).ok()) << ok;
+  }
+  for (std::string_view bad : {"", "png", "image/", "/png", "image/png/x", "im age/png",
+                               "image/pn g", "image/(png)", "image/png; x=\x01", "ümage/png",
+                               "image/png\r\nX-Evil: 1"}) {
+    EXPECT_FALSE(ValidateContentType(bad).ok()) << bad;
+  }
+  EXPECT_TRUE(ValidateContentType("a/" + std::string(253, 'b')).ok());
+  EXPECT_FALSE(ValidateContentType("a/" + std::string(254, 'b')).ok());  // 256 bytes
+}
+
+TEST(ValidateFilenameTest, OneTo255CharactersWithoutSlashesOrControls) {
+  for (std::string_view ok : {"a", "plan v2.pdf", "résumé.pdf", "✓", "..", "a:b*c?.txt"}) {
+    EXPECT_TRUE(ValidateFilename(ok).ok()) << ok;
+  }
+  EXPECT_TRUE(ValidateFilename(std::string(255, 'n')).ok());
+  for (std::string_view bad : {"", "a/b", "a\\b", "a\nb", "a\x7F", "a\xC2\x85" "b", "\xFF"}) {
+    EXPECT_FALSE(ValidateFilename(bad).ok()) << bad;
+  }
+  EXPECT_FALSE(ValidateFilename(std::string("a\0b", 3)).ok());
+  EXPECT_FALSE(ValidateFilename(std::string(256, 'n')).ok());
+  std::string e255;  // 255 code points of two bytes each: the limit counts characters
+  for (int i = 0; i < 255; ++i) e255 += "\xC3\xA9";
+  EXPECT_TRUE(ValidateFilename(e255).ok());
+  EXPECT_FALSE(ValidateFilename(e255 + "\xC3\xA9").ok());
+}
+
+TEST(UploadIdTest, OnlyIdsOfBase64UrlCharactersCouldNameAnUpload) {
+  EXPECT_TRUE(PlausibleUploadId("k3J9x-_Z"));
+  EXPECT_FALSE(PlausibleUploadId(""));
+  EXPECT_FALSE(PlausibleUploadId("a/b"));
+  EXPECT_FALSE(PlausibleUploadId(std::string("a\0", 2)));
+  EXPECT_FALSE(PlausibleUploadId(std::string(65, 'a')));
+  EXPECT_TRUE(PlausibleUploadId(std::string(64, 'a')));
+}
+
+TEST(ShownInlineTest, OnlyTheFourImageTypes) {
+  for (std::string_view t : {"image/png", "image/jpeg", "image/gif", "image/webp", "IMAGE/PNG",
+                             "image/png; q=1"}) {
+    EXPECT_TRUE(ShownInline(t)) << t;
+  }
+  for (std::string_view t : {"image/svg+xml", "text/html", "image/pngx", "application/pdf"}) {
+    EXPECT_FALSE(ShownInline(t)) << t;
+  }
 }
 
 }  // namespace
