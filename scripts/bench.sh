@@ -3,7 +3,7 @@
 # and prints the JSON line of every run plus the medians. Server and tool share this machine.
 #   ./scripts/bench.sh                 # all rows
 #   ./scripts/bench.sh idle persist    # some rows: idle fanout1000 fanout10 halfrate direct
-#                                      #   persist http conversations reactions search
+#                                      #   persist http conversations reactions search uploads
 # Results go to stdout and to bench-results.jsonl in the working directory. RATE=N runs the
 # halfrate row at N messages/s instead of half the fanout1000 median. DURATION=N loads each
 # row for N seconds instead of 5 (a p99 over more messages).
@@ -26,7 +26,7 @@ runs="${RUNS:-3}"
 duration="${DURATION:-5}"
 port="${PORT:-18080}"
 rows=("$@")
-[ ${#rows[@]} -eq 0 ] && rows=(idle fanout1000 fanout10 halfrate direct persist http conversations reactions search)
+[ ${#rows[@]} -eq 0 ] && rows=(idle fanout1000 fanout10 halfrate direct persist http conversations reactions search uploads)
 out="$PWD/bench-results.jsonl"
 : >"$out"
 work="$(mktemp -d)"
@@ -110,7 +110,7 @@ run() {
   local label=$1
   shift
   local line ports=()
-  [ "$1" = http ] || ports=(${more_ports[@]+"${more_ports[@]}"})
+  [ "$1" = http ] || [ "$1" = uploads ] || ports=(${more_ports[@]+"${more_ports[@]}"})
   read -r in0 out0 <<<"$(redis_bytes)"
   line=$(cd "$work/run" && "$bench" "$@" --port "$port" ${ports[@]+"${ports[@]}"} \
     --tokens tokens.txt --server-pid "$server_pid" | tail -1)
@@ -233,6 +233,11 @@ for row in "${rows[@]}"; do
         run search search --messages 0 --connections 1 --search-sec "$duration"
         run search8 search --messages 0 --connections 8 --search-sec "$duration"
         ;;
+      uploads)
+        start_server
+        # A 25 MiB file up and down 5 times, then 20 uploads of 25 MiB at once (the RSS).
+        run uploads uploads --size 26214400 --rounds 5 --concurrent 20
+        ;;
       *) echo "unknown row $row" >&2 && exit 2 ;;
     esac
   done
@@ -252,4 +257,5 @@ printf '%-19s %s\n' \
   "http-history" "req/s $(median http-history 'r["requests_per_sec"]'), p99 ms $(median http-history 'r["latency_ms"]["p99"]')" \
   "reactions" "reactions/s $(median reactions 'r["reactions_per_sec"]'), deliveries/s $(median reactions 'r["deliveries_per_sec"]'), p99 ms $(median reactions 'r["latency_ms"]["p99"]')" \
   "search" "loaded/s $(median search-load 'r["load_messages_per_sec"]'), 1 connection: searches/s $(median search 'r["searches_per_sec"]'), p50 ms $(median search 'r["latency_ms"]["p50"]'), p99 ms $(median search 'r["latency_ms"]["p99"]'); 8: searches/s $(median search8 'r["searches_per_sec"]'), p99 ms $(median search8 'r["latency_ms"]["p99"]')" \
+  "uploads" "25 MiB: upload MB/s $(median uploads 'r["upload_mb_per_sec"]'), download MB/s $(median uploads 'r["download_mb_per_sec"]'), both ways MB/s $(median uploads 'r["both_mb_per_sec"]'); 20 at once: MB/s $(median uploads 'r["concurrent"]["mb_per_sec"]'), RSS growth MiB $(median uploads 'r["concurrent"]["rss_growth_mib"]')" \
   "http-conversations" "req/s $(median http-conversations 'r["requests_per_sec"]'), p99 ms $(median http-conversations 'r["latency_ms"]["p99"]'), KiB/response $(median http-conversations 'r["body_bytes_per_response"] / 1024'), server % $(median http-conversations 'r["server_cpu_percent"]'), tool % $(median http-conversations 'r["tool_cpu_percent"]')"

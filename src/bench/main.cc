@@ -152,6 +152,17 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   search_cmd->add_option("--search-sec", search.duration_sec, "searching time")
       ->capture_default_str();
+  UploadsOptions uploads;
+  auto* uploads_cmd = app.add_subcommand(
+      "uploads", "upload and download one file at a time, then many uploads at once; MB/s, "
+                 "the server's RSS growth");
+  AddTargetOptions(uploads_cmd, uploads.target, tokens_path, /*websocket=*/false);
+  uploads_cmd->add_option("--size", uploads.size, "bytes of each file")->capture_default_str();
+  uploads_cmd->add_option("--rounds", uploads.rounds, "uploads and downloads one at a time")
+      ->capture_default_str();
+  uploads_cmd->add_option("--concurrent", uploads.concurrent, "uploads at once (0: none)")
+      ->capture_default_str();
+  uploads_cmd->add_option("--server-pid", uploads.server_pid, "the server's process id (its RSS)");
   CLI11_PARSE(app, argc, argv);
 
   const auto accounts = LoadAccounts(tokens_path);
@@ -168,6 +179,7 @@ int main(int argc, char** argv) {
     if (http_cmd->parsed()) return RunHttp(http, accounts);
     if (reactions_cmd->parsed()) return RunReactions(reactions, accounts);
     if (search_cmd->parsed()) return RunSearch(search, accounts);
+    if (uploads_cmd->parsed()) return RunUploads(uploads, accounts);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mmchat-bench: %s\n", e.what());
     return 1;

@@ -77,4 +77,13 @@ struct SearchOptions {
 };
 int RunSearch(const SearchOptions& options, const std::vector<Account>& accounts);
 
+struct UploadsOptions {
+  Target target;
+  int64_t size = 25 * 1024 * 1024;  // bytes of each file
+  int rounds = 5;                   // uploads and downloads one at a time
+  int concurrent = 20;              // uploads at once (0: none)
+  pid_t server_pid = 0;             // for its RSS; 0: not reported
+};
+int RunUploads(const UploadsOptions& options, const std::vector<Account>& accounts);
+
 }  // namespace mmchat::bench

@@ -12,6 +12,8 @@ ChangeOutcome ApplyChange(const MessageChange& change, const ChangeActor& actor,
     case Kind::kEdit:
       if (!sender) return ChangeOutcome::kNotAllowed;
       if (m.deleted_at) return ChangeOutcome::kDeleted;
+      // As when sending: a message may say nothing only when it carries attachments.
+      if (change.text.empty() && m.attachments.empty()) return ChangeOutcome::kEmptyContent;
       if (m.content == change.text) return ChangeOutcome::kUnchanged;
       m.content = change.text;
       m.edited_at = change.at;

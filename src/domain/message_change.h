@@ -32,6 +32,7 @@ enum class ChangeOutcome {
   kNotAllowed,        // not the sender (edit), nor a group admin (delete)
   kDeleted,           // an edit or reaction on a deleted message
   kTooManyReactions,  // a new emoji on a message that has kMaxReactionEmoji already
+  kEmptyContent,      // an edit to "" of a message without attachments
 };
 
 // What the store did; `message` is the message after the call (kChanged, kUnchanged).

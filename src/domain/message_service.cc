@@ -89,7 +89,8 @@ void MessageService::Append(int64_t caller, SendInput input,
 }
 
 void MessageService::Edit(int64_t caller, int64_t message_id, std::string content, Changed done) {
-  if (Status s = ValidateText("content", content, 1, static_cast<size_t>(d_.max_message_len));
+  // Empty only for a message with attachments: the store checks that (ApplyChange).
+  if (Status s = ValidateText("content", content, 0, static_cast<size_t>(d_.max_message_len));
       !s.ok()) {
     return done(s);
   }
@@ -129,6 +130,9 @@ void MessageService::Change(MessageChange change, Changed done) {
       case ChangeOutcome::kTooManyReactions:
         return done(Status::InvalidRequest("a message holds at most " +
                                            std::to_string(kMaxReactionEmoji) + " different emoji"));
+      case ChangeOutcome::kEmptyContent:
+        return done(Status::InvalidRequest(
+            "content must be at least 1 character for a message without attachments"));
       case ChangeOutcome::kChanged:
       case ChangeOutcome::kUnchanged:
         break;

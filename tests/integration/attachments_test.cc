@@ -321,6 +321,19 @@ TEST_F(AttachmentsTest, AMessageCarriesItsAttachmentsEverywhereItIsShown) {
                       bob_.token);
   ASSERT_EQ(edited.status, 200) << edited.body;
   EXPECT_EQ(edited.json["attachments"], Json::array({c}));
+  // As when sending, a message with attachments may be edited to say nothing; one without
+  // may not.
+  edited = client_.Request("PATCH", "/api/messages/" + std::to_string(id), R"({"content":""})",
+                           bob_.token);
+  ASSERT_EQ(edited.status, 200) << edited.body;
+  EXPECT_EQ(edited.json["content"], "");
+  EXPECT_EQ(edited.json["attachments"], Json::array({c}));
+  auto text = client_.Post("/api/messages", {{"conversation_id", group_}, {"content", "words"}},
+                           bob_.token);
+  ASSERT_EQ(text.status, 201);
+  ExpectError(client_.Request("PATCH", "/api/messages/" + std::to_string(text.json["id"].get<int64_t>()),
+                              R"({"content":""})", bob_.token),
+              400, "invalid_request");
 }
 
 TEST_F(AttachmentsTest, OnlyFreeUploadsOfTheSendersOwnAreAttached) {

@@ -35,9 +35,16 @@ Status PostgresStore::CreateUpload(const domain::Upload& upload) {
 
 Status PostgresStore::PutUploadChunk(const std::string& id, int64_t index,
                                      std::string_view bytes) {
-  auto r = Query("INSERT INTO upload_chunks(upload_id, idx, data) VALUES ($1, $2, $3)",
-                 Params().Add(id).Add(index).AddBytes(bytes));
-  return r.ok() ? Status::Ok() : r.status();
+  return InTransaction([&](PgConnection& c) -> Status {
+    // Committed without waiting for the WAL flush: CompleteUpload's commit waits for it, and
+    // so makes every chunk before it durable too (the WAL is one sequence). A chunk a crash
+    // takes belongs to an upload that was never answered. (A flush per chunk cost a third of
+    // the upload rate.)
+    if (Status s = c.Exec("SET LOCAL synchronous_commit = off"); !s.ok()) return s;
+    auto r = c.Query("INSERT INTO upload_chunks(upload_id, idx, data) VALUES ($1, $2, $3)",
+                     Params().Add(id).Add(index).AddBytes(bytes));
+    return r.ok() ? Status::Ok() : r.status();
+  });
 }
 
 Status PostgresStore::CompleteUpload(const std::string& id, int64_t size) {
