@@ -29,9 +29,9 @@ struct Config {
   std::string smtp_from = "mmchat@localhost";
   int64_t max_message_len = 4000;
   int64_t max_upload_bytes = 26214400;  // 25 MiB
-  int64_t upload_sweep_sec = 60;  // how often orphaned and deleted uploads are removed
-  std::string database_url;  // empty: SQLite (sqlite_dsn); else a PostgreSQL URI
-  std::string redis_url;     // empty: one process; else a node of a cluster (the Redis bus)
+  int64_t upload_sweep_sec = 60;        // how often orphaned and deleted uploads are removed
+  std::string database_url;             // empty: SQLite (sqlite_dsn); else a PostgreSQL URI
+  std::string redis_url;  // empty: one process; else a node of a cluster (the Redis bus)
   int64_t cluster_node_ttl_sec = 15;  // a silent node's connections count this long
   // MmChat's own
   int64_t database_pool_size = 0;  // PostgreSQL connections per process (LoadConfig sets it)

@@ -153,9 +153,10 @@ int main(int argc, char** argv) {
   search_cmd->add_option("--search-sec", search.duration_sec, "searching time")
       ->capture_default_str();
   UploadsOptions uploads;
-  auto* uploads_cmd = app.add_subcommand(
-      "uploads", "upload and download one file at a time, then many uploads at once; MB/s, "
-                 "the server's RSS growth");
+  auto* uploads_cmd =
+      app.add_subcommand("uploads",
+                         "upload and download one file at a time, then many uploads at once; MB/s, "
+                         "the server's RSS growth");
   AddTargetOptions(uploads_cmd, uploads.target, tokens_path, /*websocket=*/false);
   uploads_cmd->add_option("--size", uploads.size, "bytes of each file")->capture_default_str();
   uploads_cmd->add_option("--rounds", uploads.rounds, "uploads and downloads one at a time")

@@ -15,8 +15,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <limits>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -122,8 +122,8 @@ int RunUploads(const UploadsOptions& o, const std::vector<Account>& accounts) {
   std::vector<double> both;
   for (size_t i = 0; i < up_s.size(); ++i) both.push_back(up_s[i] + down_s[i]);
   const double round_trip = median(both);
-  std::printf("%10s %12s %12s %12s %14s %10s\n", "MB", "upload MB/s", "download MB/s",
-              "both MB/s", "file MB/s", "mismatches");
+  std::printf("%10s %12s %12s %12s %14s %10s\n", "MB", "upload MB/s", "download MB/s", "both MB/s",
+              "file MB/s", "mismatches");
   std::printf("%10.1f %12.0f %12.0f %12.0f %14.0f %10lld\n", mb, mb / up, mb / down,
               2 * mb / round_trip, mb / round_trip, static_cast<long long>(mismatches));
 

@@ -50,8 +50,7 @@ Status ValidateFilename(std::string_view filename) {
     uint32_t c = 0;
     i += Utf8Decode(filename, i, &c);
     if (c == '/' || c == '\\' || c < 0x20 || (c >= 0x7F && c <= 0x9F)) {
-      return Status::InvalidRequest(
-          "filename must not contain '/', '\\' or control characters");
+      return Status::InvalidRequest("filename must not contain '/', '\\' or control characters");
     }
   }
   return Status::Ok();
@@ -59,8 +58,8 @@ Status ValidateFilename(std::string_view filename) {
 
 bool PlausibleUploadId(std::string_view id) {
   return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           c == '-' || c == '_';
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+           c == '_';
   });
 }
 
@@ -82,7 +81,8 @@ Status UploadWriter::Write(std::string_view piece) {
   }
   file_.size += static_cast<int64_t>(piece.size());
   while (!piece.empty()) {
-    const size_t take = std::min(piece.size(), static_cast<size_t>(kUploadChunkBytes) - pending_.size());
+    const size_t take =
+        std::min(piece.size(), static_cast<size_t>(kUploadChunkBytes) - pending_.size());
     pending_.append(piece.substr(0, take));
     piece.remove_prefix(take);
     if (pending_.size() == static_cast<size_t>(kUploadChunkBytes)) {

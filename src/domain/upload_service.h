@@ -37,7 +37,8 @@ class UploadWriter {
 
  private:
   friend class UploadService;
-  UploadWriter(UploadService* service, Attachment file) : service_(service), file_(std::move(file)) {}
+  UploadWriter(UploadService* service, Attachment file)
+      : service_(service), file_(std::move(file)) {}
   Status Flush();
 
   UploadService* service_;

@@ -25,7 +25,7 @@ struct Request {
   std::string range;
   std::string if_none_match;
   std::optional<uint64_t> content_length;  // of a streamed body, when the client sent one
-  std::string client_address;                 // the peer's IP address, e.g. "203.0.113.7"
+  std::string client_address;              // the peer's IP address, e.g. "203.0.113.7"
   std::string body;
   int64_t user_id = 0;  // the authenticated caller, set for routes that require a token
 

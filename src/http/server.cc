@@ -2,13 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
-#include <array>
 #include <future>
 #include <limits>
 #include <optional>
@@ -240,8 +240,8 @@ class Session : public std::enable_shared_from_this<Session> {
     buffer_.reserve(kUploadReadBytes);
     next_piece_ = 0;
     if (expects_continue && !upload_parser_->is_done()) {
-      auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
-                                                                       version_);
+      auto cont =
+          std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_, version_);
       bhttp::async_write(stream_, *cont,
                          [self = shared_from_this(), cont](beast::error_code ec, size_t) {
                            if (ec) return self->EndUpload(Status::Ok(), /*answer=*/false);
@@ -287,20 +287,19 @@ class Session : public std::enable_shared_from_this<Session> {
     body.size = pieces_[next_piece_].size();
     reading_ = true;
     stream_.expires_after(server_->options_.read_timeout);  // per piece: uploads take long
-    bhttp::async_read(stream_, buffer_, *upload_parser_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
-                        self->OnPiece(ec);
-                      });
+    bhttp::async_read(
+        stream_, buffer_, *upload_parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnPiece(ec); });
   }
 
   void OnPiece(beast::error_code ec) {
     reading_ = false;
     if (ec == bhttp::error::need_buffer) ec = {};  // the piece is full
     if (ec == bhttp::error::body_limit) {
-      return FailUpload(Status::PayloadTooLarge(
-                            "an upload is at most " +
-                            std::to_string(upload_route_->options.max_body) + " bytes"),
-                        true);
+      return FailUpload(
+          Status::PayloadTooLarge("an upload is at most " +
+                                  std::to_string(upload_route_->options.max_body) + " bytes"),
+          true);
     }
     if (ec) {
       const bool left = ec == bhttp::error::end_of_stream || ec == net::error::eof ||
@@ -346,8 +345,7 @@ class Session : public std::enable_shared_from_this<Session> {
         self->sink_.reset();
         self->pieces_ = {};
         self->buffer_.shrink_to_fit();
-        self->server_->dispatcher_->Finished(*self->upload_route_, res.status,
-                                             self->upload_start_);
+        self->server_->dispatcher_->Finished(*self->upload_route_, res.status, self->upload_start_);
         self->Write(std::move(res), false);
       });
     });
@@ -500,9 +498,8 @@ class Session : public std::enable_shared_from_this<Session> {
       } catch (const std::exception& e) {
         spdlog::error("a download threw: {}", e.what());
       }
-      net::post(self->stream_.get_executor(), [self, piece = std::move(piece)]() mutable {
-        self->WritePiece(std::move(piece));
-      });
+      net::post(self->stream_.get_executor(),
+                [self, piece = std::move(piece)]() mutable { self->WritePiece(std::move(piece)); });
     });
   }
 
@@ -568,11 +565,11 @@ class Session : public std::enable_shared_from_this<Session> {
   const Route* upload_route_ = nullptr;
   std::chrono::steady_clock::time_point upload_start_;
   std::array<std::vector<char>, 2> pieces_;
-  int next_piece_ = 0;                          // the piece the next read fills
-  bool writing_ = false;                        // the sink is storing piece writing_piece_
+  int next_piece_ = 0;    // the piece the next read fills
+  bool writing_ = false;  // the sink is storing piece writing_piece_
   int writing_piece_ = 0;
   std::optional<std::pair<int, size_t>> ready_;  // a piece read, waiting for the sink
-  std::optional<Status> failed_;                // the upload failed while the sink was busy
+  std::optional<Status> failed_;                 // the upload failed while the sink was busy
   bool answer_failure_ = false;
   bool linger_ = false;  // close after an unread body (Linger)
   size_t linger_left_ = 0;

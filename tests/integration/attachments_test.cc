@@ -4,13 +4,13 @@
 // messages' uploads, bad input, and an upload the client abandons halfway.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <mutex>
@@ -46,8 +46,7 @@ HttpResult UploadChunked(uint16_t port, const std::string& token, const std::str
   net::io_context io;
   net::ip::tcp::socket socket(io);
   socket.connect({net::ip::make_address("127.0.0.1"), port});
-  std::string request = "POST /api/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                        token +
+  std::string request = "POST /api/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
                         "\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (size_t at = 0; at < bytes.size(); at += 10000) {
     const std::string piece = bytes.substr(at, 10000);
@@ -104,8 +103,7 @@ class AttachmentsTest : public ::testing::Test {
   HttpResult Send(const Account& a, const Json& attachments, const std::string& content = "") {
     return client_.Post(
         "/api/messages",
-        {{"conversation_id", group_}, {"content", content}, {"attachments", attachments}},
-        a.token);
+        {{"conversation_id", group_}, {"content", content}, {"attachments", attachments}}, a.token);
   }
 
   TestServer server_;
@@ -116,16 +114,17 @@ class AttachmentsTest : public ::testing::Test {
 
 TEST_F(AttachmentsTest, UploadedBytesComeBackExactlyWithTheAttachment) {
   // Empty, tiny, one chunk exactly, one byte over, and several chunks with a short last one.
-  for (size_t size : {size_t{0}, size_t{1}, size_t(kChunk), size_t(kChunk + 1),
-                      size_t(3 * kChunk + 12345)}) {
+  for (size_t size :
+       {size_t{0}, size_t{1}, size_t(kChunk), size_t(kChunk + 1), size_t(3 * kChunk + 12345)}) {
     SCOPED_TRACE(size);
     const std::string bytes = Bytes(size, static_cast<unsigned>(size));
     auto r = Upload(alice_, bytes, "application/pdf", "?filename=plan%20v2.pdf");
     ASSERT_EQ(r.status, 201) << r.body;
     const std::string id = r.json["id"];
     EXPECT_GE(id.size(), 22u);  // at least 128 random bits, base64url
-    EXPECT_EQ(id.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
-              std::string::npos);
+    EXPECT_EQ(
+        id.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+        std::string::npos);
     EXPECT_EQ(r.json["filename"], "plan v2.pdf");
     EXPECT_EQ(r.json["content_type"], "application/pdf");
     EXPECT_EQ(r.json["size"], size);
@@ -142,7 +141,8 @@ TEST_F(AttachmentsTest, UploadedBytesComeBackExactlyWithTheAttachment) {
 }
 
 TEST_F(AttachmentsTest, ADownloadCarriesTheHeadersThatKeepItFromRunningAsAPage) {
-  const Json pdf = Uploaded(alice_, Bytes(1000), "application/pdf", "?filename=r%C3%A9sum%C3%A9.pdf");
+  const Json pdf =
+      Uploaded(alice_, Bytes(1000), "application/pdf", "?filename=r%C3%A9sum%C3%A9.pdf");
   auto d = Download(alice_, pdf["id"]);
   ASSERT_EQ(d.status, 200);
   EXPECT_EQ(d.headers["x-content-type-options"], "nosniff");
@@ -185,19 +185,20 @@ TEST_F(AttachmentsTest, SingleByteRangesAreServedAcrossChunks) {
     int64_t first, last;
   };
   const int64_t n = static_cast<int64_t>(bytes.size());
-  for (const Case& c : std::vector<Case>{{"bytes=0-0", 0, 0},
-                                         {"bytes=10-20", 10, 20},
-                                         {"bytes=262140-262150", kChunk - 4, kChunk + 6},
-                                         {"bytes=100-", 100, n - 1},
-                                         {"bytes=-5", n - 5, n - 1},
-                                         {"bytes=-999999999", 0, n - 1},
-                                         {"bytes=5-999999999", 5, n - 1},
-                                         {"bytes=" + std::to_string(2 * kChunk) + "-", 2 * kChunk, n - 1}}) {
+  for (const Case& c :
+       std::vector<Case>{{"bytes=0-0", 0, 0},
+                         {"bytes=10-20", 10, 20},
+                         {"bytes=262140-262150", kChunk - 4, kChunk + 6},
+                         {"bytes=100-", 100, n - 1},
+                         {"bytes=-5", n - 5, n - 1},
+                         {"bytes=-999999999", 0, n - 1},
+                         {"bytes=5-999999999", 5, n - 1},
+                         {"bytes=" + std::to_string(2 * kChunk) + "-", 2 * kChunk, n - 1}}) {
     SCOPED_TRACE(c.range);
     auto d = Download(alice_, id, {{"Range", c.range}});
     ASSERT_EQ(d.status, 206) << d.body;
-    EXPECT_EQ(d.headers["content-range"], "bytes " + std::to_string(c.first) + "-" +
-                                              std::to_string(c.last) + "/" + size);
+    EXPECT_EQ(d.headers["content-range"],
+              "bytes " + std::to_string(c.first) + "-" + std::to_string(c.last) + "/" + size);
     EXPECT_EQ(d.headers["content-length"], std::to_string(c.last - c.first + 1));
     EXPECT_TRUE(d.body == bytes.substr(c.first, c.last - c.first + 1)) << "wrong bytes";
     EXPECT_EQ(d.headers["etag"], "\"" + id + "\"");
@@ -272,9 +273,11 @@ TEST_F(AttachmentsTest, OnlyTheUploaderAndTheConversationMayDownload) {
   ExpectError(Download(dave, id), 404, "not_found");
 
   // A removed member no longer may; the others still do.
-  ASSERT_EQ(client_.Request("DELETE", "/api/conversations/" + std::to_string(group_) +
-                                          "/participants/" + std::to_string(carol_.id),
-                            "", alice_.token)
+  ASSERT_EQ(client_
+                .Request("DELETE",
+                         "/api/conversations/" + std::to_string(group_) + "/participants/" +
+                             std::to_string(carol_.id),
+                         "", alice_.token)
                 .status,
             204);
   ExpectError(Download(carol_, id), 404, "not_found");
@@ -320,9 +323,8 @@ TEST_F(AttachmentsTest, AMessageCarriesItsAttachmentsEverywhereItIsShown) {
   ASSERT_TRUE(ack["data"]["ok"].get<bool>()) << ack.dump();
   EXPECT_EQ(ack["data"]["result"]["attachments"], Json::array({c}));
   const int64_t id = ack["data"]["result"]["id"];
-  auto edited =
-      client_.Request("PATCH", "/api/messages/" + std::to_string(id), R"({"content":"see c!"})",
-                      bob_.token);
+  auto edited = client_.Request("PATCH", "/api/messages/" + std::to_string(id),
+                                R"({"content":"see c!"})", bob_.token);
   ASSERT_EQ(edited.status, 200) << edited.body;
   EXPECT_EQ(edited.json["attachments"], Json::array({c}));
   // As when sending, a message with attachments may be edited to say nothing; one without
@@ -335,15 +337,16 @@ TEST_F(AttachmentsTest, AMessageCarriesItsAttachmentsEverywhereItIsShown) {
   auto text = client_.Post("/api/messages", {{"conversation_id", group_}, {"content", "words"}},
                            bob_.token);
   ASSERT_EQ(text.status, 201);
-  ExpectError(client_.Request("PATCH", "/api/messages/" + std::to_string(text.json["id"].get<int64_t>()),
-                              R"({"content":""})", bob_.token),
-              400, "invalid_request");
+  ExpectError(
+      client_.Request("PATCH", "/api/messages/" + std::to_string(text.json["id"].get<int64_t>()),
+                      R"({"content":""})", bob_.token),
+      400, "invalid_request");
 }
 
 TEST_F(AttachmentsTest, OnlyFreeUploadsOfTheSendersOwnAreAttached) {
   const std::string mine = Uploaded(alice_, "mine")["id"];
   const std::string bobs = Uploaded(bob_, "bob's")["id"];
-  ExpectError(Send(alice_, Json::array({bobs})), 400, "invalid_request");        // someone else's
+  ExpectError(Send(alice_, Json::array({bobs})), 400, "invalid_request");  // someone else's
   ExpectError(Send(alice_, Json::array({"NoSuchUploadxxxxxxxxxxxxxx"})), 400, "invalid_request");
   ExpectError(Send(alice_, Json::array({mine, mine})), 400, "invalid_request");  // twice
   ExpectError(Send(alice_, Json::array({"a/b"})), 400, "invalid_request");
@@ -377,9 +380,8 @@ TEST_F(AttachmentsTest, BadUploadsAreRefusedWithTheErrorObject) {
     SCOPED_TRACE(type);
     ExpectError(Upload(alice_, "x", type), 400, "invalid_request");
   }
-  for (const std::string& name :
-       std::vector<std::string>{"a%2Fb", "a%5Cb", "a%00b", "a%0Ab", "a%7Fb", "",
-                                std::string(256, 'n'), "%FF%FE"}) {
+  for (const std::string& name : std::vector<std::string>{
+           "a%2Fb", "a%5Cb", "a%00b", "a%0Ab", "a%7Fb", "", std::string(256, 'n'), "%FF%FE"}) {
     SCOPED_TRACE(name);
     ExpectError(Upload(alice_, "x", "text/plain", "?filename=" + name), 400, "invalid_request");
   }
@@ -399,9 +401,8 @@ TEST_F(AttachmentsTest, AnAbandonedUploadLeavesNothing) {
                            "\r\nContent-Type: text/plain\r\nContent-Length: 2000000\r\n\r\n";
   net::write(socket, net::buffer(head));
   net::write(socket, net::buffer(Bytes(kChunk * 3)));  // three chunks stored, then gone
-  EXPECT_TRUE(Eventually([&] {
-    return QueryStoreOne(server_.dir(), "SELECT count(*) FROM upload_chunks") != "0";
-  }));
+  EXPECT_TRUE(Eventually(
+      [&] { return QueryStoreOne(server_.dir(), "SELECT count(*) FROM upload_chunks") != "0"; }));
   socket.close();
   EXPECT_TRUE(Eventually([&] {
     return QueryStoreOne(server_.dir(), "SELECT count(*) FROM uploads") == before &&
@@ -420,18 +421,16 @@ TEST_F(SmallUploadsTest, AnUploadOverMaxUploadBytesIs413) {
   EXPECT_EQ(Upload(alice_, Bytes(300000)).status, 201);
   ExpectError(Upload(alice_, Bytes(300001)), 413, "payload_too_large");
   // Without a Content-Length the body is counted as it comes.
-  ExpectError(UploadChunked(server_.port(), alice_.token, Bytes(400000)), 413,
-              "payload_too_large");
+  ExpectError(UploadChunked(server_.port(), alice_.token, Bytes(400000)), 413, "payload_too_large");
   auto fits = UploadChunked(server_.port(), alice_.token, Bytes(1000));
   EXPECT_EQ(fits.status, 201) << fits.body;
   EXPECT_EQ(fits.json["size"], 1000);
   // Nothing of the refused ones was kept.
-  EXPECT_TRUE(Eventually([&] {
-    return QueryStoreOne(server_.dir(), "SELECT count(*) FROM uploads") == "2";
-  }));
+  EXPECT_TRUE(Eventually(
+      [&] { return QueryStoreOne(server_.dir(), "SELECT count(*) FROM uploads") == "2"; }));
   // Other bodies keep their 64 KiB limit.
-  ExpectError(client_.Request("POST", "/api/messages", std::string(70000, ' '), alice_.token),
-              413, "payload_too_large");
+  ExpectError(client_.Request("POST", "/api/messages", std::string(70000, ' '), alice_.token), 413,
+              "payload_too_large");
 }
 
 class SweptUploadsTest : public AttachmentsTest {
@@ -451,10 +450,11 @@ TEST_F(SweptUploadsTest, OrphansAfterADayAndDeletedMessagesUploadsAreRemoved) {
   ASSERT_EQ(m.status, 201);
   ASSERT_EQ(Send(alice_, Json::array({kept}), "kept").status, 201);
   // An orphan of more than a day: its creation moved back.
-  QueryStore(server_.dir(), "UPDATE uploads SET created_at = created_at - 86400001 WHERE id = '" +
-                                orphan + "'");
-  ASSERT_EQ(client_.Request("DELETE", "/api/messages/" + std::to_string(m.json["id"].get<int64_t>()),
-                            "", alice_.token)
+  QueryStore(server_.dir(),
+             "UPDATE uploads SET created_at = created_at - 86400001 WHERE id = '" + orphan + "'");
+  ASSERT_EQ(client_
+                .Request("DELETE", "/api/messages/" + std::to_string(m.json["id"].get<int64_t>()),
+                         "", alice_.token)
                 .status,
             204);
   auto rows = [&](const std::string& id) {
@@ -528,10 +528,12 @@ TEST(UploadCrashTest, EveryAcknowledgedUploadSurvivesSigkill) {
     });
   }
   // Until a few have been acknowledged, then a little more: the kill lands mid-upload.
-  ASSERT_TRUE(Eventually([&] {
-    std::lock_guard lock(mu);
-    return acked.size() >= 8;
-  }, std::chrono::seconds(60)));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        std::lock_guard lock(mu);
+        return acked.size() >= 8;
+      },
+      std::chrono::seconds(60)));
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   EXPECT_EQ(server.Stop(SIGKILL), 128 + SIGKILL);
   stop = true;

@@ -483,19 +483,19 @@ TEST(ParseRangeTest, SingleRangesWithinTheBody) {
   EXPECT_EQ(part("bytes=0-0", 10), "0-0");
   EXPECT_EQ(part("bytes=2-5", 10), "2-5");
   EXPECT_EQ(part("bytes=2-", 10), "2-9");
-  EXPECT_EQ(part("bytes=2-99", 10), "2-9");   // the end is clamped
-  EXPECT_EQ(part("bytes=-3", 10), "7-9");     // the last three
-  EXPECT_EQ(part("bytes=-30", 10), "0-9");    // more than there is: all
+  EXPECT_EQ(part("bytes=2-99", 10), "2-9");  // the end is clamped
+  EXPECT_EQ(part("bytes=-3", 10), "7-9");    // the last three
+  EXPECT_EQ(part("bytes=-30", 10), "0-9");   // more than there is: all
   EXPECT_EQ(part("Bytes = 1 - 2", 10), "1-2");
-  EXPECT_EQ(part("bytes=10-", 10), "416");    // starts past the end
+  EXPECT_EQ(part("bytes=10-", 10), "416");  // starts past the end
   EXPECT_EQ(part("bytes=10-20", 10), "416");
-  EXPECT_EQ(part("bytes=-0", 10), "416");     // asks for nothing
-  EXPECT_EQ(part("bytes=0-", 0), "416");      // an empty body has no byte
+  EXPECT_EQ(part("bytes=-0", 10), "416");  // asks for nothing
+  EXPECT_EQ(part("bytes=0-", 0), "416");   // an empty body has no byte
   EXPECT_EQ(part("bytes=-1", 0), "416");
   // Ignored, as RFC 9110 allows: the whole body.
-  for (std::string_view h : {"", "bytes=0-1,3-4", "items=0-1", "bytes=", "bytes=-", "bytes=a-b",
-                             "bytes=5-2", "bytes=1-2x", "bytes=99999999999999999999-",
-                             "bytes=--1", "0-1"}) {
+  for (std::string_view h :
+       {"", "bytes=0-1,3-4", "items=0-1", "bytes=", "bytes=-", "bytes=a-b", "bytes=5-2",
+        "bytes=1-2x", "bytes=99999999999999999999-", "bytes=--1", "0-1"}) {
     EXPECT_EQ(part(h, 10), "whole") << h;
   }
 }

@@ -36,8 +36,11 @@ std::vector<Event> EveryKind() {
                     .content = "h\xC3\xA9llo\n\"quoted\" \\ \x01",
                     .client_id = "c-1",
                     .created_at = 1'764'000'000'123};
-  m.attachments = {{.id = "k3J9x", .filename = "plan.pdf", .content_type = "application/pdf",
-                    .size = 48213, .created_at = 1'764'000'000'100},
+  m.attachments = {{.id = "k3J9x",
+                    .filename = "plan.pdf",
+                    .content_type = "application/pdf",
+                    .size = 48213,
+                    .created_at = 1'764'000'000'100},
                    {.id = "a-b_c", .content_type = "image/png", .size = 1, .created_at = 5}};
   domain::Message bare = m;
   bare.client_id.reset();

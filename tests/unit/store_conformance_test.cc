@@ -1676,7 +1676,9 @@ TYPED_TEST(StoreConformance, UploadsAreStoredInChunksAttachedOnceAndSwept) {
   auto upload = [&](const std::string& id, int64_t uploader, std::vector<std::string> chunks,
                     bool complete = true, TimeMs at = 1000) {
     domain::Upload u;
-    u.file = {.id = id, .filename = "f.bin", .content_type = "application/octet-stream",
+    u.file = {.id = id,
+              .filename = "f.bin",
+              .content_type = "application/octet-stream",
               .created_at = at};
     u.uploader = uploader;
     ASSERT_TRUE(this->store_->CreateUpload(u).ok());
@@ -1721,11 +1723,11 @@ TYPED_TEST(StoreConformance, UploadsAreStoredInChunksAttachedOnceAndSwept) {
   std::vector<StoredWaiter> w(5);
   {
     auto block = this->HoldWriter(NewMessage{g, a, "first", std::nullopt, 2000});
-    this->store_->AppendMessage(with(b, {"mine"}), w[0].Callback());             // not b's
-    this->store_->AppendMessage(with(a, {"partial"}), w[1].Callback());          // incomplete
-    this->store_->AppendMessage(with(a, {"mine", "bobs"}), w[2].Callback());     // one not a's
-    this->store_->AppendMessage(with(a, {"mine"}), w[3].Callback());             // attaches
-    this->store_->AppendMessage(with(a, {"mine"}), w[4].Callback());             // taken now
+    this->store_->AppendMessage(with(b, {"mine"}), w[0].Callback());          // not b's
+    this->store_->AppendMessage(with(a, {"partial"}), w[1].Callback());       // incomplete
+    this->store_->AppendMessage(with(a, {"mine", "bobs"}), w[2].Callback());  // one not a's
+    this->store_->AppendMessage(with(a, {"mine"}), w[3].Callback());          // attaches
+    this->store_->AppendMessage(with(a, {"mine"}), w[4].Callback());          // taken now
   }
   for (size_t i : {0u, 1u, 2u, 4u}) {
     auto r = w[i].Get();

@@ -235,9 +235,9 @@ TEST(ValidateContentTypeTest, ATypeSlashSubtypeWithOptionalParameters) {
                               "application/x-7z-compressed", "a/b", "A/B+c.d"}) {
     EXPECT_TRUE(ValidateContentType(ok).ok()) << ok;
   }
-  for (std::string_view bad : {"", "png", "image/", "/png", "image/png/x", "im age/png",
-                               "image/pn g", "image/(png)", "image/png; x=\x01", "ümage/png",
-                               "image/png\r\nX-Evil: 1"}) {
+  for (std::string_view bad :
+       {"", "png", "image/", "/png", "image/png/x", "im age/png", "image/pn g", "image/(png)",
+        "image/png; x=\x01", "ümage/png", "image/png\r\nX-Evil: 1"}) {
     EXPECT_FALSE(ValidateContentType(bad).ok()) << bad;
   }
   EXPECT_TRUE(ValidateContentType("a/" + std::string(253, 'b')).ok());
@@ -249,7 +249,10 @@ TEST(ValidateFilenameTest, OneTo255CharactersWithoutSlashesOrControls) {
     EXPECT_TRUE(ValidateFilename(ok).ok()) << ok;
   }
   EXPECT_TRUE(ValidateFilename(std::string(255, 'n')).ok());
-  for (std::string_view bad : {"", "a/b", "a\\b", "a\nb", "a\x7F", "a\xC2\x85" "b", "\xFF"}) {
+  for (std::string_view bad : {"", "a/b", "a\\b", "a\nb", "a\x7F",
+                               "a\xC2\x85"
+                               "b",
+                               "\xFF"}) {
     EXPECT_FALSE(ValidateFilename(bad).ok()) << bad;
   }
   EXPECT_FALSE(ValidateFilename(std::string("a\0b", 3)).ok());
@@ -270,8 +273,8 @@ TEST(UploadIdTest, OnlyIdsOfBase64UrlCharactersCouldNameAnUpload) {
 }
 
 TEST(ShownInlineTest, OnlyTheFourImageTypes) {
-  for (std::string_view t : {"image/png", "image/jpeg", "image/gif", "image/webp", "IMAGE/PNG",
-                             "image/png; q=1"}) {
+  for (std::string_view t :
+       {"image/png", "image/jpeg", "image/gif", "image/webp", "IMAGE/PNG", "image/png; q=1"}) {
     EXPECT_TRUE(ShownInline(t)) << t;
   }
   for (std::string_view t : {"image/svg+xml", "text/html", "image/pngx", "application/pdf"}) {

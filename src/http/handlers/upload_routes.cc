@@ -86,8 +86,8 @@ Response Download(domain::UploadService* uploads, const Request& req) {
                        ContentDisposition(domain::ShownInline(file.content_type), file.filename));
   const ByteRange range = ParseRange(req.range, file.size);
   if (range.kind == ByteRange::Kind::kUnsatisfiable) {
-    Response res = ErrorResponse(Status::InvalidRequest(
-        "Range is past the end of the upload (" + std::to_string(file.size) + " bytes)"));
+    Response res = ErrorResponse(Status::InvalidRequest("Range is past the end of the upload (" +
+                                                        std::to_string(file.size) + " bytes)"));
     res.status = 416;
     res.headers.emplace_back("Content-Range", "bytes */" + std::to_string(file.size));
     return res;
@@ -125,9 +125,8 @@ void AddUploadRoutes(Router& router, domain::UploadService* uploads) {
         return std::shared_ptr<BodySink>(std::make_shared<UploadSink>(std::move(writer).value()));
       },
       {.auth = true, .max_body = static_cast<uint64_t>(uploads->max_upload_bytes())});
-  router.Add(
-      "GET", "/api/uploads/:id", [uploads](Request& req) { return Download(uploads, req); },
-      {.auth = true, .query_token = true});
+  router.Add("GET", "/api/uploads/:id", [uploads](Request& req) { return Download(uploads, req); },
+             {.auth = true, .query_token = true});
 }
 
 }  // namespace mmchat::http

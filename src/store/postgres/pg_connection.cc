@@ -378,8 +378,8 @@ Result<std::string> PgConnection::Prepared(std::string_view sql) {
   return name;
 }
 
-Result<PgResult> PgConnection::Query(std::string_view sql, const Params& params,
-                                     Planning planning, ResultFormat format) {
+Result<PgResult> PgConnection::Query(std::string_view sql, const Params& params, Planning planning,
+                                     ResultFormat format) {
   ClearError();
   if (broken()) return Status::Unavailable("database error");
   if (!params.Sendable()) return Status::InvalidRequest("text must not contain U+0000");

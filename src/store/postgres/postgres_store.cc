@@ -138,8 +138,8 @@ Status PostgresStore::InTransaction(const std::function<Status(PgConnection&)>& 
   });
 }
 
-Result<PgResult> PostgresStore::Query(std::string_view sql, const Params& params,
-                                      Planning planning, ResultFormat format) {
+Result<PgResult> PostgresStore::Query(std::string_view sql, const Params& params, Planning planning,
+                                      ResultFormat format) {
   PgResult out;
   Status s = WithConnection([&](PgConnection& c) -> Status {
     auto r = c.Query(sql, params, planning, format);

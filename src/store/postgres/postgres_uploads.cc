@@ -33,8 +33,7 @@ Status PostgresStore::CreateUpload(const domain::Upload& upload) {
   return r.ok() ? Status::Ok() : r.status();
 }
 
-Status PostgresStore::PutUploadChunk(const std::string& id, int64_t index,
-                                     std::string_view bytes) {
+Status PostgresStore::PutUploadChunk(const std::string& id, int64_t index, std::string_view bytes) {
   return InTransaction([&](PgConnection& c) -> Status {
     // Committed without waiting for the WAL flush: CompleteUpload's commit waits for it, and
     // so makes every chunk before it durable too (the WAL is one sequence). A chunk a crash

@@ -503,8 +503,7 @@ Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMess
 }
 
 Result<bool> SqliteStore::AttachUploads(Connection& c, const domain::NewMessage& m,
-                                        int64_t message_id,
-                                        std::vector<domain::Attachment>* out) {
+                                        int64_t message_id, std::vector<domain::Attachment>* out) {
   auto st = c.Prepare(
       "UPDATE uploads SET message_id = ?1 WHERE id = ?2 AND uploader = ?3 AND complete = 1 "
       "AND removed = 0 AND message_id IS NULL "

@@ -111,8 +111,7 @@ class SqliteStore final : public Store {
   Status CompleteUpload(const std::string& id, int64_t size) override;
   Status RemoveUpload(const std::string& id) override;
   Result<std::optional<domain::Upload>> FindUpload(const std::string& id) override;
-  Result<std::optional<std::string>> GetUploadChunk(const std::string& id,
-                                                    int64_t index) override;
+  Result<std::optional<std::string>> GetUploadChunk(const std::string& id, int64_t index) override;
   Result<int> SweepUploads(TimeMs orphaned_before, int limit) override;
 
   // The message writer, for a graceful stop (WaitForAppends) and tests of the group commit.
