@@ -1,8 +1,11 @@
 // The server's services on a scratch SQLite database, shared by the fuzz targets that drive
 // whole requests and frames. Two accounts exist, alice and bob, in a group with a message;
 // the bearer tokens "alice" and "bob" authenticate as them, so that the fuzzer reaches the
-// protected routes (real tokens are fuzz_jwt's business). Abuse limits are off: the fuzzer
-// is one very fast client.
+// protected routes (real tokens are fuzz_jwt's business). Three uploads exist under fixed ids
+// (the server's own are random), so that seeds can name them: alice's kAttachedUpload, carried
+// by a second message of the group and over one chunk long; alice's kFreeUpload, attached to
+// nothing; and bob's kBobsUpload, attached to nothing. Abuse limits are off: the fuzzer is one
+// very fast client.
 #pragma once
 
 #include <boost/asio/thread_pool.hpp>
@@ -13,6 +16,10 @@
 #include "common/status.h"
 
 namespace mmchat::fuzz {
+
+inline constexpr char kAttachedUpload[] = "fuzz-upload-attached";
+inline constexpr char kFreeUpload[] = "fuzz-upload-free";
+inline constexpr char kBobsUpload[] = "fuzz-upload-bob";
 
 struct FuzzApp {
   FuzzApp();

@@ -1,7 +1,8 @@
 // HTTP requests as a client sends them: the bytes are parsed by Beast with the server's
 // limits, turned into a Request the way a session does, and dispatched through every route
 // to the real services (fuzz_app.h). Besides crashes, leaks and hangs, it fails on an answer
-// that breaks API.md's rules: a 500, or an error without the error object.
+// that breaks API.md's rules: a 500, an error without the error object, or a download whose
+// streamed body fails or is not as long as announced.
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -77,6 +78,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Response res = future.get();
   Check(res.status >= 200 && res.status <= 599, "status out of range", res);
   Check(res.status != 500, "internal error", res);
+  if (res.stream) {
+    // A download: its body is read the way the session writes it, piece by piece, and must be
+    // exactly as long as announced (Content-Length).
+    uint64_t total = 0;
+    for (;;) {
+      auto piece = res.stream->Next();
+      Check(piece.ok(), "a download's body failed", res);
+      if (piece->empty()) break;
+      total += piece->size();
+      Check(total <= res.stream_length, "a download's body is longer than announced", res);
+    }
+    Check(total == res.stream_length, "a download's body is shorter than announced", res);
+  }
   if (res.status >= 400) {
     const auto body = nlohmann::json::parse(res.body, nullptr, false);
     Check(body.is_object() && body.contains("error") && body["error"].is_object() &&

@@ -15,25 +15,15 @@
 namespace mmchat::http {
 namespace {
 
-constexpr std::string_view kBearer = "Bearer ";
-
 Response NotFound(const Request& req) {
   return ErrorResponse(Status::NotFound("no route for " + req.method + " " + req.path));
 }
 
-// The token of an `Authorization: Bearer …` header, or, where `in_query`, of `?token=`
-// when there is no header; nullopt when there is none.
+// The request's token (RequestToken), or nullopt when there is none.
 std::optional<std::string_view> BearerToken(const Request& req, bool in_query = false) {
-  std::string_view auth = req.authorization;
-  if (in_query && auth.empty()) {
-    auto it = req.query.find("token");
-    if (it == req.query.end() || it->second.empty()) return std::nullopt;
-    return it->second;
-  }
-  if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer) {
-    return std::nullopt;
-  }
-  return auth.substr(kBearer.size());
+  const std::string_view token = RequestToken(req, in_query);
+  if (token.empty()) return std::nullopt;
+  return token;
 }
 
 Response MissingToken() { return ErrorResponse(Status::Unauthorized("missing bearer token")); }

@@ -29,6 +29,16 @@ std::string PercentDecode(std::string_view s, bool plus_is_space) {
   return out;
 }
 
+std::string_view RequestToken(const Request& req, bool query_allowed) {
+  static constexpr std::string_view kBearer = "Bearer ";
+  if (query_allowed) {
+    if (auto it = req.query.find("token"); it != req.query.end()) return it->second;
+  }
+  std::string_view auth = req.authorization;
+  if (auth.size() <= kBearer.size() || auth.substr(0, kBearer.size()) != kBearer) return {};
+  return auth.substr(kBearer.size());
+}
+
 std::map<std::string, std::string> ParseQuery(std::string_view query) {
   std::map<std::string, std::string> out;
   while (!query.empty()) {

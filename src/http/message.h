@@ -70,6 +70,11 @@ struct Response {
   uint64_t stream_length = 0;
 };
 
+// The caller's token. Where `query_allowed` (the WebSocket upgrade, downloads linked from a
+// page), `?token=` wins whenever the query has it, even empty; otherwise the bearer token of
+// the Authorization header. Empty when there is none.
+std::string_view RequestToken(const Request& req, bool query_allowed);
+
 // Splits "a=1&b=x%20y" into a map; '+' is a space. Malformed escapes are kept literally.
 std::map<std::string, std::string> ParseQuery(std::string_view query);
 // %XX escapes decoded (a malformed one is kept as it is); `+` is a space in a query string,

@@ -266,7 +266,7 @@ class Session : public std::enable_shared_from_this<Session> {
       writing_ = true;
       writing_piece_ = index;
       // The strand reads nothing into this piece until the sink is done with it.
-      server_->dispatcher_->RunBody([self = shared_from_this(), index, size] {
+      server_->dispatcher_->RunBody([self = shared_from_this(), index = index, size = size] {
         Status s = self->Guarded([&] {
           return self->sink_->Write(std::string_view(self->pieces_[index].data(), size));
         });

@@ -55,9 +55,15 @@ Result<domain::SendInput> ReadSendInput(const Json& body) {
   auto conversation = RequiredId(body, "conversation_id");
   if (!conversation.ok()) return conversation.status();
   in.conversation_id = *conversation;
-  auto content = RequiredString(body, "content");
-  if (!content.ok()) return content.status();
-  in.content = std::move(content).value();
+  // A message with attachments may say nothing, and then leave `content` out.
+  const auto attachments = body.find("attachments");
+  const bool has_attachments =
+      attachments != body.end() && attachments->is_array() && !attachments->empty();
+  if (auto it = body.find("content"); !has_attachments || (it != body.end() && !it->is_null())) {
+    auto content = RequiredString(body, "content");
+    if (!content.ok()) return content.status();
+    in.content = std::move(content).value();
+  }
   if (auto it = body.find("client_id"); it != body.end() && !it->is_null()) {
     if (!it->is_string()) return Status::InvalidRequest("client_id must be a string");
     in.client_id = it->get<std::string>();

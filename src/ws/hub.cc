@@ -10,8 +10,6 @@ namespace websocket = boost::beast::websocket;
 
 namespace {
 
-constexpr std::string_view kBearer = "Bearer ";
-
 // How often typing expiry and batched delivery receipts are looked at (typing timeouts are
 // whole seconds).
 constexpr std::chrono::milliseconds kTick{100};
@@ -62,14 +60,7 @@ Status Hub::Start() {
 // ---------------------------------------------------------------------------------------------
 
 Result<int64_t> Hub::Authorize(const http::Request& req) {
-  std::string_view token;
-  auto it = req.query.find("token");
-  if (it != req.query.end()) {
-    token = it->second;
-  } else if (std::string_view auth = req.authorization;
-             auth.size() > kBearer.size() && auth.substr(0, kBearer.size()) == kBearer) {
-    token = auth.substr(kBearer.size());
-  }
+  const std::string_view token = http::RequestToken(req, /*query_allowed=*/true);
   if (token.empty()) return Status::Unauthorized("missing token");
   auto user = d_.authenticate(token);
   if (!user.ok() || options_.max_connections_per_user == 0) return user;

@@ -251,6 +251,9 @@ TEST_F(AttachmentsTest, DownloadsTakeTheTokenFromTheHeaderOrTheQuery) {
   ExpectError(client_.Get("/api/uploads/" + id), 401, "unauthorized");
   ExpectError(client_.Get("/api/uploads/" + id + "?token=nonsense"), 401, "unauthorized");
   ExpectError(client_.Get("/api/uploads/" + id, "nonsense"), 401, "unauthorized");
+  // As for the WebSocket, a token in the query wins over the header, even an empty one.
+  EXPECT_EQ(client_.Get("/api/uploads/" + id + "?token=" + alice_.token, "nonsense").status, 200);
+  ExpectError(client_.Get("/api/uploads/" + id + "?token=", alice_.token), 401, "unauthorized");
   // Uploads need the header.
   ExpectError(client_.Request("POST", "/api/uploads?token=" + alice_.token, "x", "",
                               {{"Content-Type", "text/plain"}}),
@@ -300,7 +303,10 @@ TEST_F(AttachmentsTest, AMessageCarriesItsAttachmentsEverywhereItIsShown) {
   const Json b = Uploaded(alice_, Bytes(20), "application/zip");
   WsClient ws(server_.ws_port(), bob_.token);
   ASSERT_TRUE(ws.connected());
-  auto sent = Send(alice_, Json::array({a["id"], b["id"]}));  // no text: allowed with attachments
+  // No text: allowed with attachments, and then `content` may be left out.
+  auto sent = client_.Post("/api/messages",
+                           {{"conversation_id", group_}, {"attachments", {a["id"], b["id"]}}},
+                           alice_.token);
   ASSERT_EQ(sent.status, 201) << sent.body;
   EXPECT_EQ(sent.json["content"], "");
   const Json expected = Json::array({a, b});
@@ -360,6 +366,9 @@ TEST_F(AttachmentsTest, OnlyFreeUploadsOfTheSendersOwnAreAttached) {
   ExpectError(Send(alice_, Json::array({mine})), 400, "invalid_request");
   // Without attachments a message needs text.
   ExpectError(Send(alice_, Json::array()), 400, "invalid_request");
+  ExpectError(client_.Post("/api/messages", {{"conversation_id", group_}, {"attachments", Json::array()}},
+                           alice_.token),
+              400, "invalid_request");
 
   // Ten at most.
   Json ten = Json::array(), eleven;

@@ -23,6 +23,13 @@
 // participant IS sent proves the event went out, and a ping from the outsider proves, by its
 // pong, that anything queued for the outsider before the ping has arrived.
 //
+// Uploads (API.md "Attachments") are the one kind of object an outsider is not told about at
+// all: a download by anyone but the uploader and the current participants of the conversation
+// whose message carries it is 404 not_found, exactly as for an upload that does not exist, in
+// every way of asking (token in the header or the query, Range, If-None-Match). And a message
+// may carry only its sender's own free uploads: naming another's is 400 invalid_request and
+// attaches nothing, over REST and over WebSocket.
+//
 // Part 2, tokens: no token, alg none, other algorithms with the right secret, a wrong
 // signature, expiry, revocation by a password reset, a deleted user, over-long and garbage
 // tokens, on a REST route and on the WebSocket upgrade: all 401 unauthorized with the error
@@ -57,8 +64,15 @@ constexpr char kSecret[] = "authz-sweep-secret-0123456789abcdef";
 constexpr int64_t kUnknownId = 999'999'999;
 constexpr char kTitle[] = "kept secret: the title";
 // Texts that only participants of G or P may ever see.
-const std::vector<std::string> kSecrets = {kTitle,      "secret g1", "secret g2", "secret g3",
-                                           "secret g4", "secret p1", "secret p2"};
+// The bytes and filename of alice's upload (AuthzScenario::upload_), and those of bob's in P.
+constexpr char kUploadBytes[] = "secret upload bytes: the plan, page 1 of 1";
+constexpr char kUploadName[] = "secret-plan.pdf";
+constexpr char kPUploadBytes[] = "secret upload bytes of P";
+const std::vector<std::string> kSecrets = {kTitle,      "secret g1",  "secret g2", "secret g3",
+                                           "secret g4", "secret p1",  "secret p2", kUploadBytes,
+                                           kUploadName, kPUploadBytes};
+// An upload id of the right shape that exists nowhere.
+constexpr char kUnknownUpload[] = "NoSuchUploadAnywhere000000";
 
 ServerOptions Options() {
   ServerOptions o;
@@ -110,8 +124,8 @@ std::vector<std::string> QueryDb(const std::filesystem::path& dir, const std::st
 }
 
 // Everything an outsider's write could change: conversations (with names), participants (with
-// roles and read markers) and messages. Delivered markers and activity times are left out:
-// the server moves those by itself.
+// roles and read markers), messages, and uploads (with the message that carries each).
+// Delivered markers and activity times are left out: the server moves those by itself.
 std::vector<std::string> WritableState(const std::filesystem::path& dir) {
   std::vector<std::string> out;
   for (const char* sql :
@@ -119,7 +133,9 @@ std::vector<std::string> WritableState(const std::filesystem::path& dir) {
         "SELECT 'participant', conversation_id, user_id, role, joined_at, read_marker, read_at "
         "FROM participants ORDER BY conversation_id, user_id",
         "SELECT 'message', id, conversation_id, seq, sender_id, content, client_id, change_id, "
-        "reactions, deleted_at, reply_to FROM messages ORDER BY id"}) {
+        "reactions, deleted_at, reply_to FROM messages ORDER BY id",
+        "SELECT 'upload', id, uploader, filename, content_type, size, complete, message_id, "
+        "removed FROM uploads ORDER BY id"}) {
     for (auto& row : QueryDb(dir, sql)) out.push_back(std::move(row));
   }
   return out;
@@ -240,6 +256,8 @@ class AuthzScenario : public ::testing::Test {
                            bob_.token));
     Expect2xx(client_.Request("DELETE", ParticipantPath(g_, carol_.id), "", alice_.token));
     g3_ = Send(alice_, g_, "secret g3");
+    // alice's upload, which the scenario attaches to nothing: {upload} in the case tables.
+    upload_ = Upload(alice_, kUploadBytes, kUploadName);
   }
 
   static constexpr char kCarolsClientId[] = "carol-before-removal";
@@ -276,8 +294,109 @@ class AuthzScenario : public ::testing::Test {
         {"self", std::to_string(caller.id)},    {"admin", std::to_string(alice_.id)},
         {"member", std::to_string(bob_.id)},    {"removed", std::to_string(carol_.id)},
         {"stranger", std::to_string(dave_.id)}, {"unknown", std::to_string(kUnknownId)},
-        {"client_id", kCarolsClientId},
+        {"client_id", kCarolsClientId},         {"upload", upload_},
     };
+  }
+
+  // ---- Uploads ----
+
+  // POST /api/uploads of `bytes` by `who`, with `filename` when not empty: the upload's id.
+  std::string Upload(const Account& who, const std::string& bytes,
+                     const std::string& filename = "") {
+    const std::string target =
+        filename.empty() ? "/api/uploads" : "/api/uploads?filename=" + PercentEncode(filename);
+    auto r =
+        client_.Request("POST", target, bytes, who.token, {{"Content-Type", "application/pdf"}});
+    EXPECT_EQ(r.status, 201) << r.body;
+    return r.json.is_object() ? r.json.value("id", std::string()) : std::string();
+  }
+  // Whether upload `id` exists and is attached to no message.
+  bool Free(const std::string& id) {
+    return QueryStoreOne(server_.dir(), "SELECT count(*) FROM uploads WHERE id = '" + id +
+                                            "' AND message_id IS NULL") == "1";
+  }
+  // POST /api/messages by `who` in `conversation` with `attachments`.
+  HttpResult SendWith(const Account& who, int64_t conversation, const Json& attachments,
+                      const std::string& content = "") {
+    return client_.Post(
+        "/api/messages",
+        {{"conversation_id", conversation}, {"content", content}, {"attachments", attachments}},
+        who.token);
+  }
+
+  // Every way of asking for an upload: the token in the header or in the query, each plain,
+  // with a range, with a range past the end, and with the ETag (or *) in If-None-Match. Each
+  // answers differently when the caller may download (`allowed`: 200, 206, 416, 304), so a
+  // refusal that is not a 404 in any of them would tell that the upload exists.
+  struct DownloadWay {
+    std::string name;
+    int allowed;
+    HttpResult result;
+  };
+  std::vector<DownloadWay> DownloadEveryWay(const Account& who, const std::string& id) {
+    struct Way {
+      std::string name;
+      std::map<std::string, std::string> headers;
+      int allowed;
+    };
+    const std::vector<Way> ways = {
+        {"plain", {}, 200},
+        {"Range bytes=0-5", {{"Range", "bytes=0-5"}}, 206},
+        {"Range past the end", {{"Range", "bytes=999999-"}}, 416},
+        {"If-None-Match with the ETag", {{"If-None-Match", "\"" + id + "\""}}, 304},
+        {"If-None-Match: *", {{"If-None-Match", "*"}}, 304},
+    };
+    const std::string path = "/api/uploads/" + id;
+    std::vector<DownloadWay> out;
+    for (const Way& w : ways) {
+      out.push_back({w.name + ", token in the header", w.allowed,
+                     client_.Request("GET", path, "", who.token, w.headers)});
+      out.push_back(
+          {w.name + ", token in the query", w.allowed,
+           client_.Request("GET", path + "?token=" + PercentEncode(who.token), "", "", w.headers)});
+    }
+    return out;
+  }
+  // `who` downloads upload `id`, whose bytes are `bytes`, every way.
+  void ExpectDownloads(const Account& who, const std::string& id, const std::string& bytes) {
+    for (const DownloadWay& w : DownloadEveryWay(who, id)) {
+      SCOPED_TRACE(who.username + " downloads, " + w.name);
+      const HttpResult& r = w.result;
+      EXPECT_EQ(r.status, w.allowed) << r.body;
+      if (w.allowed == 200) {
+        EXPECT_EQ(r.body, bytes);
+      } else if (w.allowed == 206) {
+        EXPECT_EQ(r.body, bytes.substr(0, 6));
+      }
+      if (w.allowed != 416) {
+        EXPECT_TRUE(r.headers.contains("etag") && r.headers.at("etag") == "\"" + id + "\"");
+      }
+    }
+  }
+  // `who` is told nothing of upload `id`: every way of asking is answered as for an upload
+  // that does not exist, 404 not_found with the same body and the same headers, and nothing of
+  // the upload (bytes, name, ETag, size) in them.
+  void ExpectNoSuchUpload(const Account& who, const std::string& id) {
+    const auto unknown = DownloadEveryWay(who, kUnknownUpload);
+    const auto ways = DownloadEveryWay(who, id);
+    ASSERT_EQ(ways.size(), unknown.size());
+    for (size_t i = 0; i < ways.size(); ++i) {
+      SCOPED_TRACE(who.username + " downloads, " + ways[i].name);
+      const HttpResult& r = ways[i].result;
+      ExpectBareError(r, 404, "not_found");
+      EXPECT_EQ(r.body, unknown[i].result.body);
+      EXPECT_EQ(r.body.find(id), std::string::npos) << r.body;
+      std::set<std::string> names, unknown_names;
+      for (const auto& [name, value] : r.headers) {
+        names.insert(name);
+        EXPECT_EQ(value.find(id), std::string::npos) << name << ": " << value;
+      }
+      for (const auto& [name, value] : unknown[i].result.headers) unknown_names.insert(name);
+      EXPECT_EQ(names, unknown_names);
+      for (const char* h : {"etag", "content-range", "content-disposition", "accept-ranges"}) {
+        EXPECT_FALSE(r.headers.contains(h)) << h;
+      }
+    }
   }
 
   // The outsiders, each with the conversations it must not reach (with one message of each).
@@ -326,12 +445,14 @@ class AuthzScenario : public ::testing::Test {
   Account alice_, bob_, carol_, dave_, erin_, frank_;
   int64_t g_ = 0, p_ = 0, h_ = 0;
   int64_t g1_ = 0, g2_ = 0, g3_ = 0, p1_ = 0, h1_ = 0, h2_ = 0;
+  std::string upload_;  // alice's, attached to nothing
 };
 
 // Every REST route that takes a conversation id, with the user and message ids it also takes.
 // Placeholders (AuthzScenario::Vars): {conv} the conversation, {msg} one of its messages, {self}
 // the caller, {admin} alice, {member} bob, {removed} carol, {stranger} dave, {unknown} an id
-// that exists nowhere, {client_id} the client_id carol used in G before her removal.
+// that exists nowhere, {client_id} the client_id carol used in G before her removal, {upload}
+// an upload of alice's that is attached to nothing.
 struct RestCase {
   const char* method;
   const char* path;
@@ -358,6 +479,8 @@ const std::vector<RestCase> kConversationRoutes = {
      R"({"conversation_id": {conv}, "content": "outsider was here", "client_id": "{client_id}"})"},
     {"POST", "/api/messages",
      R"({"conversation_id": {conv}, "content": "outsider was here", "reply_to": {msg}})"},
+    {"POST", "/api/messages",
+     R"({"conversation_id": {conv}, "content": "", "attachments": ["{upload}"]})"},
     {"POST", "/api/messages/read", R"({"conversation_id": {conv}, "message_id": {msg}})"},
     {"POST", "/api/messages/read", R"({"conversation_id": {conv}, "message_id": {unknown}})"},
     {"GET", "/api/search?q=outsider&conversation_id={conv}", ""},
@@ -381,6 +504,8 @@ const std::vector<const char*> kConversationFrames = {
         "client_id": "{client_id}"})",
     R"({"type": "message", "conversation_id": {conv}, "content": "outsider was here",
         "reply_to": {msg}})",
+    R"({"type": "message", "conversation_id": {conv}, "content": "",
+        "attachments": ["{upload}"]})",
     R"({"type": "read", "conversation_id": {conv}, "message_id": {msg}})",
     R"({"type": "read", "conversation_id": {conv}, "message_id": {unknown}})",
     R"({"type": "typing_start", "conversation_id": {conv}})",
@@ -624,6 +749,114 @@ TEST_F(AuthzRestTest, OpenRoutesShowOutsidersNothingOfTheConversations) {
   }
 }
 
+// ---- Uploads ----
+
+TEST_F(AuthzRestTest, AnUploadIsDownloadedOnlyByItsUploaderAndTheParticipantsOfItsMessage) {
+  // gina is a member of G when the upload's message is sent, and is removed after it (carol,
+  // the removed member of the scenario, was removed before it).
+  const Account gina = SignUp(server_, client_, "authz_gina");
+  Expect2xx(
+      client_.Post(ConversationPath(g_) + "/participants", {{"user_id", gina.id}}, alice_.token));
+
+  // Attached to nothing yet: the uploader's alone. bob, in both of alice's conversations, is
+  // told nothing of it.
+  ExpectDownloads(alice_, upload_, kUploadBytes);
+  for (const Account& who : {bob_, gina, carol_, dave_, erin_}) ExpectNoSuchUpload(who, upload_);
+
+  // Carried by a message of G: G's participants download it, nobody else.
+  auto sent = SendWith(alice_, g_, Json::array({upload_}), "secret g4");
+  ASSERT_EQ(sent.status, 201) << sent.body;
+  ASSERT_EQ(sent.json["attachments"].size(), 1u) << sent.body;
+  EXPECT_EQ(sent.json["attachments"][0]["id"], upload_);
+  for (const Account& who : {alice_, bob_, gina}) ExpectDownloads(who, upload_, kUploadBytes);
+  for (const Account& who : {carol_, dave_, erin_}) ExpectNoSuchUpload(who, upload_);
+
+  // gina, removed after the message was sent, no longer may; the others still do.
+  Expect2xx(client_.Request("DELETE", ParticipantPath(g_, gina.id), "", alice_.token));
+  ExpectNoSuchUpload(gina, upload_);
+  for (const Account& who : {alice_, bob_}) ExpectDownloads(who, upload_, kUploadBytes);
+
+  // The same in the private conversation P, with bob the uploader.
+  const std::string in_p = Upload(bob_, kPUploadBytes);
+  ExpectNoSuchUpload(alice_, in_p);
+  ASSERT_EQ(SendWith(bob_, p_, Json::array({in_p})).status, 201);
+  for (const Account& who : {alice_, bob_}) ExpectDownloads(who, in_p, kPUploadBytes);
+  for (const Account& who : {carol_, dave_, erin_, gina}) ExpectNoSuchUpload(who, in_p);
+
+  // The refusals changed nothing.
+  const auto before = WritableState(server_.dir());
+  for (const Account& who : {carol_, dave_, erin_, gina}) ExpectNoSuchUpload(who, upload_);
+  EXPECT_EQ(WritableState(server_.dir()), before);
+  ExpectServerHealthy();
+}
+
+TEST_F(AuthzRestTest, AMessageNamingAnotherUsersUploadIs400AndAttachesNothing) {
+  Watched alice(server_.ws_port(), alice_);
+  const std::string bobs = Upload(bob_, "bob's own bytes");
+  const std::string erins = Upload(erin_, "erin's own bytes");
+  struct Case {
+    const Account* who;
+    int64_t conversation;  // one the caller is in
+    Json attachments;
+    std::string content;
+  };
+  const std::vector<Case> cases = {
+      {&bob_, g_, Json::array({upload_}), ""},
+      {&bob_, g_, Json::array({upload_}), "with text"},
+      {&bob_, g_, Json::array({bobs, upload_}), ""},  // beside one of his own, either side
+      {&bob_, g_, Json::array({upload_, bobs}), ""},
+      {&bob_, p_, Json::array({upload_}), "in P"},
+      {&erin_, h_, Json::array({upload_}), ""},  // in a conversation of her own
+      {&erin_, h_, Json::array({erins, bobs}), ""},
+  };
+  const auto before = WritableState(server_.dir());
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.who->username + " in " + std::to_string(c.conversation) + " with " +
+                 c.attachments.dump());
+    ExpectBareError(SendWith(*c.who, c.conversation, c.attachments, c.content), 400,
+                    "invalid_request");
+  }
+  // With a client_id: the refused message is not kept as one to answer a retry with.
+  ExpectBareError(client_.Post("/api/messages",
+                               {{"conversation_id", g_},
+                                {"content", "retried"},
+                                {"client_id", "bob-with-alices-upload"},
+                                {"attachments", Json::array({upload_})}},
+                               bob_.token),
+                  400, "invalid_request");
+  EXPECT_EQ(WritableState(server_.dir()), before);
+  for (const std::string& id : {upload_, bobs, erins}) EXPECT_TRUE(Free(id)) << id;
+  ExpectNoSuchUpload(bob_, upload_);
+
+  // No message went out: alice's first event is the marker.
+  const int64_t marker = Send(bob_, g_, "marker");
+  Json f = NextEvent(alice);
+  EXPECT_EQ(Type(f), "message") << f.dump();
+  EXPECT_EQ(f["data"].value("id", int64_t{0}), marker) << f.dump();
+
+  // The uploads are still free: their owners attach them (bob with the client_id he tried:
+  // a new message, 201).
+  auto mine = SendWith(alice_, g_, Json::array({upload_}));
+  ASSERT_EQ(mine.status, 201) << mine.body;
+  ASSERT_EQ(mine.json["attachments"].size(), 1u) << mine.body;
+  EXPECT_EQ(mine.json["attachments"][0]["id"], upload_);
+  auto his = client_.Post("/api/messages",
+                          {{"conversation_id", g_},
+                           {"content", "retried"},
+                           {"client_id", "bob-with-alices-upload"},
+                           {"attachments", Json::array({bobs})}},
+                          bob_.token);
+  ASSERT_EQ(his.status, 201) << his.body;
+  ASSERT_EQ(his.json["attachments"].size(), 1u) << his.body;
+  EXPECT_EQ(his.json["attachments"][0]["id"], bobs);
+  EXPECT_FALSE(Free(upload_));
+  EXPECT_FALSE(Free(bobs));
+  // Attached, alice's upload is nobody's to attach again, not even hers.
+  ExpectBareError(SendWith(bob_, g_, Json::array({upload_})), 400, "invalid_request");
+  ExpectBareError(SendWith(alice_, p_, Json::array({upload_})), 400, "invalid_request");
+  ExpectDownloads(bob_, upload_, kUploadBytes);
+}
+
 // ---------------------------------------------------------------------------------------------
 // WebSocket
 // ---------------------------------------------------------------------------------------------
@@ -724,6 +957,84 @@ TEST_F(AuthzWsTest, ReadFrameWithAMessageOfAnotherConversationIsNotFoundAndMoves
   const int64_t marker = Send(erin_, h_, "marker");
   Json f = NextEvent(frank);
   EXPECT_EQ(f["data"].value("id", int64_t{0}), marker) << f.dump();
+}
+
+TEST_F(AuthzWsTest, MessageFrameNamingAnotherUsersUploadIsInvalidRequestAndAttachesNothing) {
+  Watched alice(server_.ws_port(), alice_);
+  Watched bob(server_.ws_port(), bob_);
+  const std::string bobs = Upload(bob_, "bob's own bytes");
+  const auto message = [](int64_t conversation, const Json& attachments,
+                          const std::string& content = "") {
+    return Json{{"type", "message"},
+                {"conversation_id", conversation},
+                {"content", content},
+                {"attachments", attachments}};
+  };
+  std::vector<Json> frames = {
+      message(g_, Json::array({upload_})),               // alice's alone
+      message(g_, Json::array({upload_}), "with text"),  // with text
+      message(g_, Json::array({bobs, upload_})),         // beside one of his own, either side
+      message(g_, Json::array({upload_, bobs})),
+      message(p_, Json::array({upload_}), "in P"),  // in the private conversation
+  };
+  frames.push_back(message(g_, Json::array({upload_}), "retried"));
+  frames.back()["client_id"] = "bob-ws-with-alices-upload";
+  const auto before = WritableState(server_.dir());
+  int n = 0;
+  for (Json frame : frames) {
+    SCOPED_TRACE(frame.dump());
+    const std::string ref = "r" + std::to_string(++n);
+    frame["ref"] = ref;
+    bob.ws().Send(frame);
+    Json ack = bob.AwaitAck(ref);
+    ASSERT_TRUE(ack.is_object()) << "no ack";
+    EXPECT_EQ(ack["data"]["ok"], false) << ack.dump();
+    EXPECT_EQ(ack["data"]["error"]["code"], "invalid_request") << ack.dump();
+    EXPECT_EQ(ack["data"].size(), 3u) << ack.dump();  // ref, ok, error: no result
+    ExpectNothingAbout({ack}, {}, {});
+
+    frame.erase("ref");
+    bob.ws().Send(frame);
+    Json error = bob.Await([](const Json& f) { return Type(f) == "error"; });
+    ASSERT_TRUE(error.is_object()) << "no error frame";
+    EXPECT_EQ(error["data"]["code"], "invalid_request") << error.dump();
+    ExpectNothingAbout({error}, {}, {});
+  }
+  EXPECT_EQ(WritableState(server_.dir()), before);
+  EXPECT_TRUE(Free(upload_));
+  EXPECT_TRUE(Free(bobs));
+
+  // No message went out, to alice nor to bob: the first event of each is the marker.
+  const int64_t marker = Send(bob_, g_, "marker");
+  for (Watched* w : {&alice, &bob}) {
+    SCOPED_TRACE(w->who().username);
+    Json f = NextEvent(*w);
+    EXPECT_EQ(Type(f), "message") << f.dump();
+    EXPECT_EQ(f["data"].value("id", int64_t{0}), marker) << f.dump();
+  }
+
+  // The uploads are still free: their owners attach them over the WebSocket (bob with the
+  // client_id he tried: a new message).
+  Json mine = message(g_, Json::array({upload_}));
+  mine["ref"] = "alice-attaches";
+  alice.ws().Send(mine);
+  Json ack = alice.AwaitAck("alice-attaches");
+  ASSERT_TRUE(ack.is_object()) << "no ack";
+  ASSERT_EQ(ack["data"]["ok"], true) << ack.dump();
+  ASSERT_EQ(ack["data"]["result"]["attachments"].size(), 1u) << ack.dump();
+  EXPECT_EQ(ack["data"]["result"]["attachments"][0]["id"], upload_);
+  Json his = message(g_, Json::array({bobs}), "retried");
+  his["client_id"] = "bob-ws-with-alices-upload";
+  his["ref"] = "bob-attaches";
+  bob.ws().Send(his);
+  ack = bob.AwaitAck("bob-attaches");
+  ASSERT_TRUE(ack.is_object()) << "no ack";
+  ASSERT_EQ(ack["data"]["ok"], true) << ack.dump();
+  EXPECT_GT(ack["data"]["result"].value("id", int64_t{0}), marker) << ack.dump();
+  ASSERT_EQ(ack["data"]["result"]["attachments"].size(), 1u) << ack.dump();
+  EXPECT_EQ(ack["data"]["result"]["attachments"][0]["id"], bobs);
+  EXPECT_FALSE(Free(upload_));
+  EXPECT_FALSE(Free(bobs));
 }
 
 TEST_F(AuthzWsTest, NoEventOfTheConversationsReachesAnOutsider) {
@@ -1010,10 +1321,17 @@ TEST_F(AuthzTokenTest, EveryProtectedRouteRefusesBadTokens) {
   auto m = client_.Post("/api/messages", {{"conversation_id", conv}, {"content", "secret g1"}},
                         user_.token);
   ASSERT_EQ(m.status, 201) << m.body;
+  const std::string upload_bytes = "secret upload bytes";
+  auto u = client_.Request("POST", "/api/uploads?filename=plan.pdf", upload_bytes, user_.token,
+                           {{"Content-Type", "application/pdf"}});
+  ASSERT_EQ(u.status, 201) << u.body;
+  const std::string upload = u.json["id"];
   const std::map<std::string, std::string> vars = {
       {"conv", std::to_string(conv)},
       {"msg", std::to_string(m.json["id"].get<int64_t>())},
-      {"user", std::to_string(other.id)}};
+      {"user", std::to_string(other.id)},
+      {"upload", upload}};
+  const std::vector<std::string> secrets = {kTitle, "secret g1", user_.email, upload_bytes};
   const std::vector<RestCase> routes = {
       {"GET", "/api/me", ""},
       {"PUT", "/api/me", R"({"username": "hijacked"})"},
@@ -1032,6 +1350,18 @@ TEST_F(AuthzTokenTest, EveryProtectedRouteRefusesBadTokens) {
       {"GET", "/api/conversations/{conv}/messages", ""},
       {"POST", "/api/messages/read", R"({"conversation_id": {conv}, "message_id": {msg}})"},
       {"GET", "/api/sync", ""},
+      {"PATCH", "/api/messages/{msg}", R"({"content": "x"})"},
+      {"DELETE", "/api/messages/{msg}", ""},
+      {"PUT", "/api/messages/{msg}/reactions/%F0%9F%91%8D", ""},
+      {"DELETE", "/api/messages/{msg}/reactions/%F0%9F%91%8D", ""},
+      {"GET", "/api/search?q=secret", ""},
+      {"POST", "/api/uploads?filename=x.txt", "uploaded by nobody"},
+      {"GET", "/api/uploads/{upload}", ""},
+  };
+  // The one route that also takes the token from the query (API.md: downloads, as for the
+  // WebSocket).
+  const auto takes_query_token = [](const RestCase& r) {
+    return std::string(r.path).starts_with("/api/uploads/");
   };
   const std::vector<std::pair<std::string, std::map<std::string, std::string>>> bad = {
       {"no Authorization header", {}},
@@ -1052,17 +1382,50 @@ TEST_F(AuthzTokenTest, EveryProtectedRouteRefusesBadTokens) {
       const std::string path = Fill(r.path, vars);
       SCOPED_TRACE(name + ": " + r.method + " " + path);
       ExpectBareError(client_.Request(r.method, path, Fill(r.body, vars), "", headers), 401,
-                      "unauthorized", {kTitle, "secret g1", user_.email});
+                      "unauthorized", secrets);
     }
   }
-  // A good token in the query counts only for the WebSocket upgrade.
+  // A good token in the query counts only for the WebSocket upgrade and downloads.
   for (const RestCase& r : routes) {
+    if (takes_query_token(r)) continue;
     std::string path = Fill(r.path, vars);
     path += (path.find('?') == std::string::npos ? "?token=" : "&token=") + user_.token;
     SCOPED_TRACE(std::string("token in the query: ") + r.method + " " + path);
     ExpectBareError(client_.Request(r.method, path, Fill(r.body, vars)), 401, "unauthorized",
-                    {kTitle, "secret g1", user_.email});
+                    secrets);
   }
+  // A download with a bad token in the query (and none in the header) is 401 as well.
+  const std::string download = "/api/uploads/" + upload;
+  const std::vector<std::pair<std::string, std::string>> bad_queries = {
+      {"an empty token", "?token="},
+      {"a token parameter without a value", "?token"},
+      {"a bad percent-encoding", "?token=%zz%"},
+      {"garbage", "?token=garbage"},
+      {"the scheme too", "?token=" + PercentEncode("Bearer " + user_.token)},
+      {"alg none",
+       "?token=" + PercentEncode(Jwt(R"({"alg":"none"})", Claims(user_.id), Signature::kNone))},
+      {"expired",
+       "?token=" + PercentEncode(Jwt(kHs256Header, Claims(user_.id, {{"exp", NowSec() - 1}})))},
+      {"wrong secret", "?token=" + PercentEncode(Jwt(kHs256Header, Claims(user_.id),
+                                                     Signature::kHs256, "not the secret"))},
+      {"one signature character changed",
+       "?token=" + user_.token.substr(0, user_.token.size() - 1) +
+           (user_.token.back() == 'A' ? "B" : "A")},
+      {"sub of no user", "?token=" + PercentEncode(Jwt(kHs256Header, Claims(kUnknownId)))},
+      {"under another name", "?access_token=" + user_.token},
+  };
+  for (const auto& [name, query] : bad_queries) {
+    SCOPED_TRACE("download, token in the query: " + name);
+    for (const auto& headers : std::vector<std::map<std::string, std::string>>{
+             {}, {{"Range", "bytes=0-3"}}, {{"If-None-Match", "\"" + upload + "\""}}}) {
+      ExpectBareError(client_.Request("GET", download + query, "", "", headers), 401,
+                      "unauthorized", secrets);
+    }
+  }
+  // The control: the good token in the query downloads.
+  auto good = client_.Get(download + "?token=" + PercentEncode(user_.token));
+  EXPECT_EQ(good.status, 200) << good.body;
+  EXPECT_EQ(good.body, upload_bytes);
   EXPECT_EQ(WritableState(server_.dir()), before);
   ExpectServerHealthy();
 }
