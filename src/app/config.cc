@@ -65,6 +65,10 @@ const std::vector<ConfigVar>& ConfigVars() {
        "with `OTP_SENDER=smtp`"},
       {"SMTP_FROM", "mmchat@localhost", "sender address"},
       {"MAX_MESSAGE_LEN", "4000", "characters per message"},
+      {"MAX_UPLOAD_BYTES", "26214400", "largest upload (25 MiB); over it `413`"},
+      {"UPLOAD_SWEEP_SEC", "60",
+       "how often uploads no message carries for a day, and those of deleted messages, are "
+       "removed (1 to 86400)"},
       {"DATABASE_URL", "-",
        "a PostgreSQL URI (`postgres://user:pass@host:5432/db` or `postgresql://…`); when set, "
        "PostgreSQL is the store and `SQLITE_DSN` is not used"},

@@ -37,9 +37,11 @@ Status ValidateContentType(std::string_view content_type) {
       !Token(essence.substr(slash + 1))) {
     return bad();
   }
-  // Parameters (`; charset=utf-8`) are kept as sent: printable ASCII only, as a header.
+  // Parameters (`; charset=utf-8`) are kept as sent: printable ASCII only, as a header, and
+  // no comma or quote: browsers read `image/png;x=,text/html` as text/html, while the type
+  // before the `;` decides what is shown inline (ShownInline).
   for (char c : content_type.substr(essence.size())) {
-    if (c < 0x20 || c > 0x7E) return bad();
+    if (c < 0x20 || c > 0x7E || c == ',' || c == '"' || c == '\\') return bad();
   }
   return Status::Ok();
 }

@@ -244,7 +244,7 @@ class Session : public std::enable_shared_from_this<Session> {
           std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_, version_);
       bhttp::async_write(stream_, *cont,
                          [self = shared_from_this(), cont](beast::error_code ec, size_t) {
-                           if (ec) return self->EndUpload(Status::Ok(), /*answer=*/false);
+                           if (ec) return self->FailUpload(Status::Ok(), /*answer=*/false);
                            self->Pump();
                          });
       return;
@@ -274,11 +274,14 @@ class Session : public std::enable_shared_from_this<Session> {
                   [self, s = std::move(s)] { self->OnPieceStored(s); });
       });
     }
+    // While a read is pending its parser may already be done (the read's last step has not
+    // run yet), with the last piece not yet handed over: OnPiece moves on from there.
+    if (reading_) return;
     if (upload_parser_->is_done()) {
       if (!writing_ && !ready_) FinishUpload();
       return;
     }
-    if (!reading_ && PieceFree(next_piece_)) ReadPiece();
+    if (PieceFree(next_piece_)) ReadPiece();
   }
 
   void ReadPiece() {
@@ -294,6 +297,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void OnPiece(beast::error_code ec) {
     reading_ = false;
+    // The upload failed while this read was pending (FailUpload cancelled it).
+    if (failed_) return EndWhenIdle();
     if (ec == bhttp::error::need_buffer) ec = {};  // the piece is full
     if (ec == bhttp::error::body_limit) {
       return FailUpload(
@@ -319,17 +324,30 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnPieceStored(const Status& s) {
     writing_ = false;
     if (!s.ok()) return FailUpload(s, true);
-    if (failed_) return EndUpload(*failed_, answer_failure_);
-    if (!stream_.socket().is_open()) return EndUpload(s, false);
+    if (failed_) return EndWhenIdle();
+    if (!stream_.socket().is_open()) return FailUpload(s, false);
     Pump();
   }
 
-  // Ends the upload now, or, while the sink is storing a piece, once it is done (the sink
-  // takes one call at a time).
+  // The upload fails (the first failure is the one answered, when `answer`). It ends once
+  // neither a read nor the sink is busy: a pending read still writes into a piece, and the
+  // sink takes one call at a time. A pending read is cancelled.
   void FailUpload(const Status& error, bool answer) {
-    if (!writing_) return EndUpload(error, answer);
-    failed_ = error;
-    answer_failure_ = answer;
+    if (!failed_) {
+      failed_ = error;
+      answer_failure_ = answer;
+    }
+    if (reading_) {
+      beast::error_code ignored;
+      stream_.socket().cancel(ignored);  // OnPiece comes back with operation_aborted
+    }
+    EndWhenIdle();
+  }
+
+  void EndWhenIdle() {
+    if (reading_ || writing_ || !failed_) return;
+    const Status error = *failed_;  // EndUpload clears failed_
+    EndUpload(error, answer_failure_);
   }
 
   void FinishUpload() {
@@ -351,8 +369,10 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  // The upload ends without its body: what the sink kept goes; `answer` with `error`.
-  void EndUpload(const Status& error, bool answer) {
+  // The upload ends without its body: what the sink kept goes; `answer` with `error`. Only
+  // with no read pending and the sink idle (FailUpload).
+  void EndUpload(Status error, bool answer) {
+    if (!sink_) return;  // ended already
     auto sink = std::move(sink_);
     pieces_ = {};
     buffer_.shrink_to_fit();
@@ -447,6 +467,8 @@ class Session : public std::enable_shared_from_this<Session> {
     const bool close = force_close || !keep_alive_ || stopping_;
     res->keep_alive(!close);
     res->prepare_payload();
+    // A 304 says nothing of the length: a Content-Length there would be the 200's (RFC 9110).
+    if (r.status == 304) res->erase(bhttp::field::content_length);
     stream_.expires_after(server_->options_.read_timeout);  // a client that never reads
     bhttp::async_write(stream_, *res,
                        [self = shared_from_this(), res, close](beast::error_code ec, size_t) {
@@ -569,7 +591,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false;  // the sink is storing piece writing_piece_
   int writing_piece_ = 0;
   std::optional<std::pair<int, size_t>> ready_;  // a piece read, waiting for the sink
-  std::optional<Status> failed_;                 // the upload failed while the sink was busy
+  std::optional<Status> failed_;                 // the upload's first failure, ended on once idle
   bool answer_failure_ = false;
   bool linger_ = false;  // close after an unread body (Linger)
   size_t linger_left_ = 0;

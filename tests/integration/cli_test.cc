@@ -85,7 +85,6 @@ std::string OneLine(const Exited& e) {
 // Variables of API.md's Configuration table that the server does not read yet. --help must not
 // list them (so this list cannot go stale): remove one here when implementing it.
 const std::set<std::string> kConfigNotYetImplemented = {
-    "MAX_UPLOAD_BYTES",      // attachments: a later issue
     "CORS_ALLOWED_ORIGINS",  // CORS: a later issue
 };
 

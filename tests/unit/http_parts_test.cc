@@ -525,3 +525,140 @@ TEST(ContentDispositionTest, InlineOrAttachmentWithAPlainAndAnExactFilename) {
 
 }  // namespace
 }  // namespace mmchat::http
+
+// ---------------------------------------------------------------------------------------------
+// Streamed uploads through the real server: a sink that fails while the next piece is being
+// read ends the upload once, with no two sink calls at the same time, and the server goes on.
+// ---------------------------------------------------------------------------------------------
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "http/server.h"
+
+namespace mmchat::http {
+namespace {
+
+class FailingSink final : public BodySink {
+ public:
+  Status Write(std::string_view) override {
+    Enter();
+    // Slow enough that the server reads the next piece meanwhile.
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    const int n = ++writes;
+    Leave();
+    return n >= 2 ? Status::Unavailable("the store went away") : Status::Ok();
+  }
+  Response Finish() override {
+    ++finishes;
+    return Response{};
+  }
+  void Abort() override {
+    Enter();
+    ++aborts;
+    Leave();
+  }
+
+  std::atomic<int> writes{0}, finishes{0}, aborts{0}, overlaps{0};
+
+ private:
+  void Enter() {
+    if (busy_.exchange(true)) ++overlaps;
+  }
+  void Leave() { busy_ = false; }
+  std::atomic<bool> busy_{false};
+};
+
+// Connects to 127.0.0.1:port; the descriptor.
+int ConnectLoopback(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+TEST(ServerUploadTest, ASinkFailureWhileTheNextPieceIsReadEndsTheUploadOnce) {
+  auto sink = std::make_shared<FailingSink>();
+  Router router;
+  router.AddUpload("POST", "/up",
+                   [sink](Request&) -> Result<std::shared_ptr<BodySink>> {
+                     return std::shared_ptr<BodySink>(sink);
+                   },
+                   {.max_body = 64 << 20});
+  router.Add("GET", "/ping", [](Request&) { return JsonResponse(200, {{"ok", true}}); });
+  metrics::Registry registry;
+  boost::asio::thread_pool workers(2);
+  Dispatcher dispatcher(
+      &router, [](std::string_view) { return Result<int64_t>(1); }, workers.get_executor(),
+      &registry);
+  boost::asio::io_context ioc;
+  auto guard = boost::asio::make_work_guard(ioc);
+  ServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  Server server(ioc, &dispatcher, &registry, options);
+  ASSERT_TRUE(server.Listen().ok());
+  server.Start();
+  std::thread io([&] { ioc.run(); });
+
+  const int fd = ConnectLoopback(server.port());
+  ASSERT_GE(fd, 0);
+  const size_t body = 16 << 20;
+  const std::string head =
+      "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body) + "\r\n\r\n";
+  ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  std::thread sender([&] {
+    const std::string block(64 * 1024, 'x');
+    for (size_t sent = 0; sent < body; sent += block.size()) {
+      if (::send(fd, block.data(), block.size(), MSG_NOSIGNAL) <= 0) return;  // closed on us
+    }
+  });
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;)
+    answer.append(buf, static_cast<size_t>(n));
+  sender.join();
+  ::close(fd);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 503", 0), 0u) << answer;
+  EXPECT_NE(answer.find("the store went away"), std::string::npos) << answer;
+
+  for (int i = 0; i < 200 && sink->aborts == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(sink->writes, 2);  // none after the failure
+  EXPECT_EQ(sink->aborts, 1);
+  EXPECT_EQ(sink->finishes, 0);
+  EXPECT_EQ(sink->overlaps, 0);
+
+  // The server goes on.
+  const int again = ConnectLoopback(server.port());
+  ASSERT_GE(again, 0);
+  const std::string ping = "GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  ::send(again, ping.data(), ping.size(), MSG_NOSIGNAL);
+  std::string pong;
+  for (ssize_t n; (n = ::recv(again, buf, sizeof buf, 0)) > 0;)
+    pong.append(buf, static_cast<size_t>(n));
+  ::close(again);
+  EXPECT_EQ(pong.rfind("HTTP/1.1 200", 0), 0u) << pong;
+
+  server.Stop();
+  EXPECT_TRUE(server.WaitForConnections(std::chrono::seconds(5)));
+  guard.reset();
+  ioc.stop();
+  io.join();
+  workers.join();
+}
+
+}  // namespace
+}  // namespace mmchat::http

@@ -237,7 +237,8 @@ TEST(ValidateContentTypeTest, ATypeSlashSubtypeWithOptionalParameters) {
   }
   for (std::string_view bad :
        {"", "png", "image/", "/png", "image/png/x", "im age/png", "image/pn g", "image/(png)",
-        "image/png; x=\x01", "ümage/png", "image/png\r\nX-Evil: 1"}) {
+        "image/png; x=\x01", "ümage/png", "image/png\r\nX-Evil: 1", "image/png;x=,text/html",
+        "image/png; a=\"b\"", "text/plain; a=b\\c"}) {
     EXPECT_FALSE(ValidateContentType(bad).ok()) << bad;
   }
   EXPECT_TRUE(ValidateContentType("a/" + std::string(253, 'b')).ok());
