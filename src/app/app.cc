@@ -153,26 +153,26 @@ int Serve(const Config& config) {
       cluster_tally.emplace(s.cluster_bus, s.cluster_bus->origin());
     }
   }
-  ws::Hub hub(ioc,
-              {.messages = s.messages.get(),
-               .conversations = s.conversations.get(),
-               .presence = s.presence.get(),
-               .directory = cluster_presence ? &*cluster_presence : nullptr,
-               .tally = cluster_tally ? &*cluster_tally : nullptr,
-               .store = s.store.get(),
-               .users = s.user_cache.get(),
-               .bus = s.bus.get(),
-               // In a cluster an upgrade reads the user's row: a reset made on another node
-               // refuses the old token here at once, not one bus hop later.
-               .authenticate = s.cluster_bus != nullptr
-                                   ? std::function<Result<int64_t>(std::string_view)>(
-                                         [&s](std::string_view token) {
-                                           return s.accounts->AuthenticateFresh(token);
-                                         })
-                                   : authenticate,
-               .workers = workers.get_executor(),
-               .registry = &s.registry},
-              hub_options);
+  ws::Hub hub(
+      ioc,
+      {.messages = s.messages.get(),
+       .conversations = s.conversations.get(),
+       .presence = s.presence.get(),
+       .directory = cluster_presence ? &*cluster_presence : nullptr,
+       .tally = cluster_tally ? &*cluster_tally : nullptr,
+       .store = s.store.get(),
+       .users = s.user_cache.get(),
+       .bus = s.bus.get(),
+       // In a cluster an upgrade reads the user's row: a reset made on another node
+       // refuses the old token here at once, not one bus hop later.
+       .authenticate = s.cluster_bus != nullptr ? std::function<Result<int64_t>(std::string_view)>(
+                                                      [&s](std::string_view token) {
+                                                        return s.accounts->AuthenticateFresh(token);
+                                                      })
+                                                : authenticate,
+       .workers = workers.get_executor(),
+       .registry = &s.registry},
+      hub_options);
   if (Status st = hub.Start(); !st.ok()) {
     spdlog::critical("cannot load conversation memberships: {}", st.message());
     return 1;
