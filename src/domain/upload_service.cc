@@ -121,7 +121,7 @@ void UploadWriter::Abort() {
 
 UploadService::UploadService(Deps deps) : d_(std::move(deps)) {}
 
-Result<std::unique_ptr<UploadWriter>> UploadService::Begin(UploadInput input) {
+Result<std::unique_ptr<UploadWriter>> UploadService::Begin(const UploadInput& input) {
   if (Status s = ValidateContentType(input.content_type); !s.ok()) return s;
   if (input.filename) {
     if (Status s = ValidateFilename(*input.filename); !s.ok()) return s;
@@ -132,8 +132,8 @@ Result<std::unique_ptr<UploadWriter>> UploadService::Begin(UploadInput input) {
   }
   Upload upload;
   upload.file.id = d_.new_id();
-  upload.file.filename = std::move(input.filename);
-  upload.file.content_type = std::move(input.content_type);
+  upload.file.filename = input.filename;
+  upload.file.content_type = input.content_type;
   upload.file.created_at = d_.now();
   upload.uploader = input.uploader;
   if (Status s = d_.uploads->CreateUpload(upload); !s.ok()) return s;

@@ -59,7 +59,7 @@ class UploadService {
   explicit UploadService(Deps deps);
 
   // Checks the upload's type, filename and declared size, and starts it.
-  Result<std::unique_ptr<UploadWriter>> Begin(UploadInput input);
+  Result<std::unique_ptr<UploadWriter>> Begin(const UploadInput& input);
   // The upload as `caller` may see it: kNotFound for anyone but its uploader and the
   // participants of the conversation whose (not deleted) message carries it.
   Result<Upload> Find(int64_t caller, const std::string& id);

@@ -115,12 +115,10 @@ void AddUploadRoutes(Router& router, domain::UploadService* uploads) {
   router.AddUpload(
       "POST", "/api/uploads",
       [uploads](Request& req) -> Result<std::shared_ptr<BodySink>> {
-        domain::UploadInput in;
-        in.uploader = req.user_id;
-        in.filename = req.Query("filename");
-        in.content_type = req.content_type;
-        in.declared_size = req.content_length;
-        auto writer = uploads->Begin(std::move(in));
+        auto writer = uploads->Begin({.uploader = req.user_id,
+                                      .filename = req.Query("filename"),
+                                      .content_type = req.content_type,
+                                      .declared_size = req.content_length});
         if (!writer.ok()) return writer.status();
         return std::shared_ptr<BodySink>(std::make_shared<UploadSink>(std::move(writer).value()));
       },
