@@ -478,13 +478,17 @@ class Session : public std::enable_shared_from_this<Session> {
                        });
   }
 
-  // ---- Downloads: a body from a BodySource, one piece at a time ---------------------------
+  // ---- Downloads: a body from a BodySource, a piece at a time ------------------------------
+  // The next piece is read from the store while the last one is written to the socket.
 
   struct Download {
     bhttp::response<bhttp::buffer_body> res;
     std::optional<bhttp::response_serializer<bhttp::buffer_body>> serializer;
     std::shared_ptr<BodySource> source;
-    std::string piece;  // being written
+    std::string piece;                        // being written
+    std::optional<Result<std::string>> next;  // read, waiting for the write before it
+    bool fetching = false;                    // a read of the source is running
+    bool writing = false;                     // piece is being written
     bool close = false;
   };
 
@@ -503,16 +507,19 @@ class Session : public std::enable_shared_from_this<Session> {
     d.res.body().more = true;
     d.source = std::move(r.stream);
     d.serializer.emplace(d.res);
+    FetchPiece();
     stream_.expires_after(server_->options_.read_timeout);
+    d.writing = true;
     bhttp::async_write_header(stream_, *d.serializer,
                               [self = shared_from_this()](beast::error_code ec, size_t) {
+                                self->download_->writing = false;
                                 if (ec) return self->Close();
-                                self->NextPiece();
+                                self->WritePiece();
                               });
   }
 
-  void NextPiece() {
-    stream_.expires_never();  // reading the store is not the client's time
+  void FetchPiece() {
+    download_->fetching = true;
     server_->dispatcher_->RunBody([self = shared_from_this()] {
       Result<std::string> piece = Status::Internal("internal error");
       try {
@@ -520,27 +527,41 @@ class Session : public std::enable_shared_from_this<Session> {
       } catch (const std::exception& e) {
         spdlog::error("a download threw: {}", e.what());
       }
-      net::post(self->stream_.get_executor(),
-                [self, piece = std::move(piece)]() mutable { self->WritePiece(std::move(piece)); });
+      net::post(self->stream_.get_executor(), [self, piece = std::move(piece)]() mutable {
+        self->download_->fetching = false;
+        self->download_->next = std::move(piece);
+        if (!self->download_->writing) self->WritePiece();
+      });
     });
   }
 
-  void WritePiece(Result<std::string> piece) {
+  // Writes the piece fetched, if it is in yet, and fetches the one after it meanwhile.
+  void WritePiece() {
+    Download& d = *download_;
+    if (!d.next) {
+      stream_.expires_never();  // reading the store is not the client's time
+      return;
+    }
+    Result<std::string> piece = std::move(*d.next);
+    d.next.reset();
     // The headers went out already: all that is left to say is to cut the response short.
     if (!piece.ok() || !stream_.socket().is_open()) return Close();
-    Download& d = *download_;
     d.piece = std::move(piece).value();
     auto& body = d.res.body();
     body.data = d.piece.empty() ? nullptr : d.piece.data();
     body.size = d.piece.size();
     body.more = !d.piece.empty();
+    if (body.more) FetchPiece();
     stream_.expires_after(server_->options_.read_timeout);  // a client that never reads
+    d.writing = true;
     bhttp::async_write(stream_, *d.serializer,
                        [self = shared_from_this()](beast::error_code ec, size_t) {
+                         Download& d = *self->download_;
+                         d.writing = false;
                          if (ec == bhttp::error::need_buffer) ec = {};
                          if (ec) return self->Close();
-                         if (!self->download_->serializer->is_done()) return self->NextPiece();
-                         const bool close = self->download_->close;
+                         if (!d.serializer->is_done()) return self->WritePiece();
+                         const bool close = d.close;
                          self->download_.reset();
                          if (close) return self->Close();
                          self->ReadHeader();

@@ -423,6 +423,34 @@ TEST_F(AttachmentsTest, AnAbandonedUploadLeavesNothing) {
   EXPECT_EQ(Upload(alice_, "after").status, 201);
 }
 
+// Downloads whose clients go away at any point, while the next chunk is being read from the
+// store (the server reads ahead of the socket), leave the server serving every one after them.
+TEST_F(AttachmentsTest, DownloadsCutShortLeaveTheServerServing) {
+  const std::string bytes = Bytes(6 * kChunk + 7, 9);
+  const std::string id = Uploaded(alice_, bytes)["id"];
+  namespace net = boost::asio;
+  net::io_context io;
+  for (size_t read : {size_t{0}, size_t{1}, size_t{1000}, size_t(kChunk), size_t(3 * kChunk)}) {
+    SCOPED_TRACE(read);
+    net::ip::tcp::socket socket(io);
+    socket.connect({net::ip::make_address("127.0.0.1"), server_.port()});
+    const std::string head = "GET /api/uploads/" + id +
+                             " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + alice_.token +
+                             "\r\n\r\n";
+    net::write(socket, net::buffer(head));
+    std::string got(read, '\0');
+    if (read > 0) net::read(socket, net::buffer(got));
+    socket.close();
+  }
+  // The whole file still comes back exactly, twice on one connection.
+  for (int i = 0; i < 2; ++i) {
+    auto d = Download(alice_, id);
+    ASSERT_EQ(d.status, 200);
+    EXPECT_TRUE(d.body == bytes) << "the downloaded bytes differ";
+  }
+  EXPECT_EQ(client_.Get("/healthz").status, 200);
+}
+
 class SmallUploadsTest : public AttachmentsTest {
  protected:
   SmallUploadsTest() : AttachmentsTest({{"MAX_UPLOAD_BYTES", "300000"}}) {}

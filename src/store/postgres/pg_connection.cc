@@ -151,9 +151,9 @@ bool Params::Sendable() const {
   return true;
 }
 
-std::string PgResult::Bytes(int row, int col) const {
-  return std::string(PQgetvalue(r_.get(), row, col),
-                     static_cast<size_t>(PQgetlength(r_.get(), row, col)));
+std::string_view PgResult::Bytes(int row, int col) const {
+  return std::string_view(PQgetvalue(r_.get(), row, col),
+                          static_cast<size_t>(PQgetlength(r_.get(), row, col)));
 }
 
 int64_t PgResult::Int(int row, int col) const {
@@ -435,10 +435,14 @@ Result<std::vector<PgResult>> PgConnection::Pipeline(const std::vector<Statement
   const auto deadline = Clock::now() + query_timeout_;
   if (PQenterPipelineMode(conn_) == 0) return Lost("enter pipeline mode");
   for (size_t i = 0; i < statements.size(); ++i) {
-    const auto values = statements[i].params.Pointers();
+    const Params& params = statements[i].params;
+    const auto values = params.Pointers();
+    const auto lengths = params.Lengths();
+    const auto formats = params.Formats();
     CountStatement();
     if (PQsendQueryPrepared(conn_, names[i].c_str(), static_cast<int>(values.size()), values.data(),
-                            nullptr, nullptr, 0) == 0) {
+                            lengths.empty() ? nullptr : lengths.data(),
+                            formats.empty() ? nullptr : formats.data(), 0) == 0) {
       return Lost("send");
     }
   }

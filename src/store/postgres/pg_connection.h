@@ -77,8 +77,8 @@ class PgResult {
   std::string Text(int row, int col) const;
   std::optional<std::string> OptText(int row, int col) const;
   std::optional<int64_t> OptInt(int row, int col) const;
-  // A value as its raw bytes (a bytea of a binary-format result).
-  std::string Bytes(int row, int col) const;
+  // A value as its raw bytes (a bytea of a binary-format result), valid while the result is.
+  std::string_view Bytes(int row, int col) const;
   // Rows changed by an INSERT, UPDATE or DELETE.
   int64_t Affected() const;
 
