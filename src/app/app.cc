@@ -204,6 +204,9 @@ int Serve(const Config& config) {
   options.max_headers = static_cast<size_t>(config.http_max_headers);
   options.limits = &connection_limits;
   options.database = database_executor;
+  // LoadConfig checked the list.
+  const http::CorsPolicy cors = http::CorsPolicy::Parse(config.cors_allowed_origins).value();
+  if (cors.enabled()) options.cors = &cors;
   http::Server server(ioc, &dispatcher, &s.registry, options);
   server.SetUpgradeHandler(&hub);
   if (Status st = server.Listen(); !st.ok()) {

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "bus/redis/redis_url.h"
+#include "http/cors.h"
 
 namespace mmchat::app {
 namespace {
@@ -66,6 +67,9 @@ const std::vector<ConfigVar>& ConfigVars() {
       {"SMTP_FROM", "mmchat@localhost", "sender address"},
       {"MAX_MESSAGE_LEN", "4000", "characters per message"},
       {"MAX_UPLOAD_BYTES", "26214400", "largest upload (25 MiB); over it `413`"},
+      {"CORS_ALLOWED_ORIGINS", "-",
+       "comma-separated origins (`https://app.example.com,http://localhost:5173`) whose pages "
+       "may call the API from a browser; `*` allows any; unset, no CORS headers are sent"},
       {"UPLOAD_SWEEP_SEC", "60",
        "how often uploads no message carries for a day, and those of deleted messages, are "
        "removed (1 to 86400)"},
@@ -255,6 +259,10 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
     return s;
   }
   if (Status s = int_var("UPLOAD_SWEEP_SEC", 1, 86400, &c.upload_sweep_sec); !s.ok()) return s;
+  if (auto v = get("CORS_ALLOWED_ORIGINS")) {
+    if (auto cors = http::CorsPolicy::Parse(*v); !cors.ok()) return cors.status();
+    c.cors_allowed_origins = *v;
+  }
   if (auto v = get("DATABASE_URL"); v && !v->empty()) {
     // The value is not echoed: it may hold a password.
     if (v->rfind("postgres://", 0) != 0 && v->rfind("postgresql://", 0) != 0) {

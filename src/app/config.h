@@ -29,6 +29,7 @@ struct Config {
   std::string smtp_from = "mmchat@localhost";
   int64_t max_message_len = 4000;
   int64_t max_upload_bytes = 26214400;  // 25 MiB
+  std::string cors_allowed_origins;     // empty: no CORS (http::CorsPolicy::Parse reads it)
   int64_t upload_sweep_sec = 60;        // how often orphaned and deleted uploads are removed
   std::string database_url;             // empty: SQLite (sqlite_dsn); else a PostgreSQL URI
   std::string redis_url;  // empty: one process; else a node of a cluster (the Redis bus)

@@ -96,6 +96,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (stopping_) return Close();
     // The headers first, with no body type yet: an upload's body is streamed, any other
     // is read whole (OnHeader picks).
+    origin_.clear();
     header_parser_.emplace();
     header_parser_->header_limit(static_cast<uint32_t>(server_->options_.header_limit));
     // Which body limit applies is known only once the route is: OnHeader checks it.
@@ -118,6 +119,7 @@ class Session : public std::enable_shared_from_this<Session> {
         reading_ = false;
         return WriteError(Status::InvalidRequest("too many request headers"), 431);
       }
+      origin_ = std::string(head[bhttp::field::origin]);
       Request req = FromHeader(head);
       if (const Route* route = server_->dispatcher_->StreamedRoute(req)) {
         return BeginUpload(*route, std::move(req));
@@ -185,6 +187,12 @@ class Session : public std::enable_shared_from_this<Session> {
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
 
+    if (const CorsPolicy* cors = server_->options_.cors) {
+      if (auto preflight = cors->Preflight(msg.method_string(), origin_,
+                                           msg[bhttp::field::access_control_request_method])) {
+        return Write(std::move(*preflight), false);
+      }
+    }
     Request req = ToRequest(msg);
     req.client_address = client_address_;
     UpgradeHandler* upgrader = server_->upgrader_;
@@ -457,6 +465,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Write(Response r, bool force_close) {
+    if (server_->options_.cors) server_->options_.cors->AddHeaders(origin_, r.headers);
     if (r.stream) return WriteStream(std::move(r), force_close);
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
         static_cast<bhttp::status>(r.status), version_);
@@ -616,6 +625,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool answer_failure_ = false;
   bool linger_ = false;  // close after an unread body (Linger)
   size_t linger_left_ = 0;
+  std::string origin_;                  // the Origin header of the request being answered (CORS)
   std::unique_ptr<Download> download_;  // a download in progress
   bool reading_ = false;
   bool stopping_ = false;

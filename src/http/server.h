@@ -24,6 +24,7 @@
 
 #include "common/status.h"
 #include "http/connection_limits.h"
+#include "http/cors.h"
 #include "http/dispatcher.h"
 #include "metrics/registry.h"
 
@@ -50,6 +51,8 @@ struct ServerOptions {
   // Where WebSocket upgrades check their token when that may read a remote database (the
   // same threads as the Dispatcher's database executor); unset: on the connection's strand.
   std::optional<boost::asio::any_io_executor> database;
+  // CORS_ALLOWED_ORIGINS: preflights answered, CORS headers on every answer. Null: off.
+  const CorsPolicy* cors = nullptr;
 };
 
 // Descriptors kept free for everything that is not a client connection.

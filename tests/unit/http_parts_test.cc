@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "http/cors.h"
 #include "http/dispatcher.h"
 #include "http/errors.h"
 #include "http/json_io.h"
@@ -27,6 +28,82 @@ using Map = std::map<std::string, std::string>;
 // ---------------------------------------------------------------------------------------------
 // ParseQuery
 // ---------------------------------------------------------------------------------------------
+
+// The value of header `name` in `headers`, or "" when absent.
+std::string HeaderOf(const std::vector<std::pair<std::string, std::string>>& headers,
+                     const std::string& name) {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return v;
+  }
+  return "";
+}
+
+TEST(CorsPolicyTest, ListedOriginsOnlyAndAnyWithAStar) {
+  auto cors = CorsPolicy::Parse(" http://localhost:5173 , HTTPS://App.Example.com,http://[::1]:80");
+  ASSERT_TRUE(cors.ok()) << cors.status().message();
+  EXPECT_TRUE(cors->enabled());
+  EXPECT_TRUE(cors->Allows("http://localhost:5173"));
+  EXPECT_TRUE(cors->Allows("https://app.example.com"));  // compared in lower case
+  EXPECT_TRUE(cors->Allows("http://[::1]:80"));
+  for (const char* other :
+       {"", "null", "http://localhost:5174", "https://localhost:5173", "http://localhost",
+        "https://app.example.com.evil.test", "https://evil.test/https://app.example.com"}) {
+    EXPECT_FALSE(cors->Allows(other)) << other;
+  }
+  auto any = CorsPolicy::Parse("*");
+  ASSERT_TRUE(any.ok());
+  EXPECT_TRUE(any->Allows("https://whatever.test"));
+  EXPECT_FALSE(any->Allows(""));  // no Origin: not a cross-origin request
+  auto off = CorsPolicy::Parse("  ");
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->enabled());
+  EXPECT_FALSE(off->Allows("https://app.example.com"));
+}
+
+TEST(CorsPolicyTest, AnEntryThatIsNotAnOriginIsRefusedByName) {
+  for (const char* bad :
+       {"https://app.example.com/", "https://app.example.com/path", "app.example.com",
+        "ftp://app.example.com", "http://", "http://a.test,,http://b.test", "http://a.test:port",
+        "https://user@app.example.com", "*.example.com"}) {
+    auto r = CorsPolicy::Parse(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidRequest) << bad;
+    EXPECT_NE(r.status().message().find("CORS_ALLOWED_ORIGINS"), std::string::npos);
+  }
+}
+
+TEST(CorsPolicyTest, PreflightsAndAnswersCarryTheRightHeaders) {
+  auto cors = CorsPolicy::Parse("https://app.example.com");
+  ASSERT_TRUE(cors.ok());
+  auto ok = cors->Preflight("OPTIONS", "https://app.example.com", "POST");
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->status, 204);
+  EXPECT_TRUE(ok->body.empty());
+  EXPECT_NE(HeaderOf(ok->headers, "Access-Control-Allow-Methods").find("PATCH"), std::string::npos);
+  EXPECT_NE(HeaderOf(ok->headers, "Access-Control-Allow-Headers").find("Authorization"),
+            std::string::npos);
+  auto refused = cors->Preflight("OPTIONS", "https://evil.test", "POST");
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->status, 403);
+  EXPECT_EQ(HeaderOf(refused->headers, "Access-Control-Allow-Methods"), "");
+  // Not preflights: no Origin, no requested method, or another method.
+  EXPECT_FALSE(cors->Preflight("OPTIONS", "", "POST").has_value());
+  EXPECT_FALSE(cors->Preflight("OPTIONS", "https://app.example.com", "").has_value());
+  EXPECT_FALSE(cors->Preflight("GET", "https://app.example.com", "POST").has_value());
+
+  std::vector<std::pair<std::string, std::string>> headers;
+  cors->AddHeaders("https://app.example.com", headers);
+  EXPECT_EQ(HeaderOf(headers, "Access-Control-Allow-Origin"), "https://app.example.com");
+  EXPECT_EQ(HeaderOf(headers, "Vary"), "Origin");
+  EXPECT_NE(HeaderOf(headers, "Access-Control-Expose-Headers").find("Location"), std::string::npos);
+  headers.clear();
+  cors->AddHeaders("https://evil.test", headers);
+  EXPECT_EQ(HeaderOf(headers, "Access-Control-Allow-Origin"), "");
+  EXPECT_EQ(HeaderOf(headers, "Vary"), "Origin");
+  headers.clear();
+  CorsPolicy().AddHeaders("https://app.example.com", headers);  // off
+  EXPECT_TRUE(headers.empty());
+}
 
 TEST(ParseQueryTest, SplitsPairs) {
   EXPECT_EQ(ParseQuery("a=1&b=two"), (Map{{"a", "1"}, {"b", "two"}}));
