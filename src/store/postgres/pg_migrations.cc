@@ -152,10 +152,8 @@ ALTER TABLE messages
 CREATE INDEX messages_search ON messages USING gin (search);
 )sql"},
       // Attachments (API.md): uploads and their bytes in chunks of 256 KiB
-      // (domain/upload_store.h), each kept as rows of up to 8,000 bytes
-      // (postgres_uploads.cc) as they are (STORAGE PLAIN: no compression, which images and
-      // archives defeat, and no TOAST, which cuts a value into 2 KB rows of a side table
-      // and reads them back at a quarter of the speed). A message keeps its attachments'
+      // (domain/upload_store.h), stored as they are (no compression: images and archives
+      // do not shrink, and a Range request reads one chunk). A message keeps its attachments'
       // metadata in its row (JSON, store/common/reactions.h); the upload's message_id says
       // which message holds it. `removed`: its message was deleted, and the sweep takes it,
       // as it takes uploads attached to nothing (PostgresStore::SweepUploads).
@@ -180,7 +178,7 @@ CREATE TABLE upload_chunks (
   data      BYTEA  NOT NULL,
   PRIMARY KEY (upload_id, idx)
 );
-ALTER TABLE upload_chunks ALTER COLUMN data SET STORAGE PLAIN;
+ALTER TABLE upload_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 )sql"},
   };
   return kAll;

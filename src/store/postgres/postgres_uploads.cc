@@ -1,29 +1,15 @@
 // PostgresStore: uploads and their chunks (domain/upload_store.h). Chunks travel as binary
 // bytea parameters and results, each in a statement (and transaction) of its own.
-//
-// A chunk is kept as rows of up to kRowBytes, numbered kRowsPerChunk to a chunk, so that each
-// row fits a page by itself (8,000 bytes and the row's header; STORAGE PLAIN in the
-// migration). A 256 KiB value would go to TOAST: cut into 2 KB rows of a side table with an
-// index entry each, and read back at about 250 MB/s instead of gigabytes per second.
 #include <string>
 #include <vector>
 
-#include "domain/upload_store.h"
 #include "store/postgres/postgres_store.h"
 
 namespace mmchat::store::postgres {
 namespace {
 
-constexpr int64_t kRowBytes = 8000;
-constexpr int64_t kRowsPerChunk = (domain::kUploadChunkBytes + kRowBytes - 1) / kRowBytes;
-static_assert(kRowBytes == 8000 && kRowsPerChunk == 33, "kPutChunk spells these out");
-
-// One chunk ($3) into its rows, cut by the server: one statement, one copy of the bytes sent.
-constexpr const char* kPutChunk = R"sql(
-INSERT INTO upload_chunks(upload_id, idx, data)
-SELECT $1, $2::bigint * 33 + g, substring($3::bytea FROM g * 8000 + 1 FOR 8000)
-FROM generate_series(0, greatest(length($3::bytea) - 1, 0) / 8000) AS g
-)sql";
+constexpr const char* kPutChunk =
+    "INSERT INTO upload_chunks(upload_id, idx, data) VALUES ($1, $2, $3)";
 
 // Removes one upload and its chunks when it is still one to sweep; the row lock keeps a
 // message writer from attaching it meanwhile (and waits for one that is).
@@ -104,17 +90,11 @@ Result<std::optional<domain::Upload>> PostgresStore::FindUpload(const std::strin
 
 Result<std::optional<std::string>> PostgresStore::GetUploadChunk(const std::string& id,
                                                                  int64_t index) {
-  auto r = Query(
-      "SELECT data FROM upload_chunks WHERE upload_id = $1 AND idx >= $2 AND idx < $3 "
-      "ORDER BY idx",
-      Params().Add(id).Add(index * kRowsPerChunk).Add((index + 1) * kRowsPerChunk),
-      Planning::kPrepared, ResultFormat::kBinary);
+  auto r = Query("SELECT data FROM upload_chunks WHERE upload_id = $1 AND idx = $2",
+                 Params().Add(id).Add(index), Planning::kPrepared, ResultFormat::kBinary);
   if (!r.ok()) return r.status();
   std::optional<std::string> out;
-  if (r->rows() == 0) return out;
-  out.emplace();
-  out->reserve(static_cast<size_t>(r->rows() * kRowBytes));
-  for (int i = 0; i < r->rows(); ++i) out->append(r->Bytes(i, 0));
+  if (r->rows() == 1) out = std::string(r->Bytes(0, 0));
   return out;
 }
 
