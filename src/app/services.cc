@@ -162,6 +162,7 @@ Result<std::unique_ptr<Services>> Services::Open(
 
 void Services::AddRoutes(http::Router& router, domain::UserService* users) {
   http::AddOpsRoutes(router, store.get(), &registry, cluster_bus);
+  http::AddWebRoutes(router);
   http::AddAccountRoutes(router, accounts.get());
   http::AddUserRoutes(router, users);
   http::AddConversationRoutes(router, conversations.get());

@@ -21,6 +21,8 @@ void AddUserRoutes(Router& router, domain::UserService* users);
 void AddConversationRoutes(Router& router, domain::ConversationService* conversations);
 void AddMessageRoutes(Router& router, domain::MessageService* messages);
 void AddUploadRoutes(Router& router, domain::UploadService* uploads);
+// The web client (web/): `/` and `/web/<file>`.
+void AddWebRoutes(Router& router);
 // `bus` is the cluster's bus, reported by /readyz; null for one process.
 void AddOpsRoutes(Router& router, domain::StoreHealth* health, const metrics::Registry* registry,
                   const domain::BusHealth* bus);
