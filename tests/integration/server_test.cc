@@ -307,7 +307,7 @@ TEST_F(ServerTest, MetricsCountUnmatchedRoutesAndErrors) {
 // ---------------------------------------------------------------------------------------------
 
 TEST_F(ServerTest, UnknownRouteIs404NotFound) {
-  for (const std::string target : {"/", "/nope", "/api", "/api/nope", "/api/users/1/extra",
+  for (const std::string target : {"/web", "/nope", "/api", "/api/nope", "/api/users/1/extra",
                                    "/api/users/1/last-seen/x", "/healthz/x", "/API/me"}) {
     SCOPED_TRACE(target);
     ExpectError(client_.Get(target), 404, "not_found");
