@@ -496,7 +496,6 @@ class Session : public std::enable_shared_from_this<Session> {
     std::shared_ptr<BodySource> source;
     std::string piece;                        // being written
     std::optional<Result<std::string>> next;  // read, waiting for the write before it
-    bool fetching = false;                    // a read of the source is running
     bool writing = false;                     // piece is being written
     bool close = false;
   };
@@ -528,7 +527,6 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void FetchPiece() {
-    download_->fetching = true;
     server_->dispatcher_->RunBody([self = shared_from_this()] {
       Result<std::string> piece = Status::Internal("internal error");
       try {
@@ -537,7 +535,6 @@ class Session : public std::enable_shared_from_this<Session> {
         spdlog::error("a download threw: {}", e.what());
       }
       net::post(self->stream_.get_executor(), [self, piece = std::move(piece)]() mutable {
-        self->download_->fetching = false;
         self->download_->next = std::move(piece);
         if (!self->download_->writing) self->WritePiece();
       });
