@@ -7,20 +7,11 @@
 #include <tuple>
 
 #include "bus/redis/redis_url.h"
+#include "common/strings.h"
 #include "http/cors.h"
 
 namespace mmchat::app {
 namespace {
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
 
 bool ValidKey(std::string_view k) {
   if (k.empty() || (k[0] >= '0' && k[0] <= '9')) return false;
@@ -130,29 +121,29 @@ Result<std::map<std::string, std::string>> ParseDotEnv(std::string_view content)
   while (!content.empty()) {
     ++line_no;
     const size_t nl = content.find('\n');
-    std::string_view line = Trim(content.substr(0, nl));
+    std::string_view line = TrimBlanks(content.substr(0, nl));
     content.remove_prefix(nl == std::string_view::npos ? content.size() : nl + 1);
     if (line.empty() || line[0] == '#') continue;
-    if (line.substr(0, 7) == "export ") line = Trim(line.substr(7));
+    if (line.substr(0, 7) == "export ") line = TrimBlanks(line.substr(7));
     const size_t eq = line.find('=');
     const std::string where = ".env line " + std::to_string(line_no);
     if (eq == std::string_view::npos) return Status::InvalidRequest(where + ": expected KEY=VALUE");
-    const std::string_view key = Trim(line.substr(0, eq));
+    const std::string_view key = TrimBlanks(line.substr(0, eq));
     if (!ValidKey(key)) return Status::InvalidRequest(where + ": invalid variable name");
     const std::string_view raw_value = line.substr(eq + 1);
-    std::string_view value = Trim(raw_value);
+    std::string_view value = TrimBlanks(raw_value);
     if (!value.empty() && (value[0] == '"' || value[0] == '\'')) {
       const size_t close = value.find(value[0], 1);
       if (close == std::string_view::npos) {
         return Status::InvalidRequest(where + ": unterminated quote");
       }
-      const std::string_view rest = Trim(value.substr(close + 1));
+      const std::string_view rest = TrimBlanks(value.substr(close + 1));
       if (!rest.empty() && rest[0] != '#') {
         return Status::InvalidRequest(where + ": text after the closing quote");
       }
       value = value.substr(1, close - 1);
     } else if (const size_t hash = raw_value.find(" #"); hash != std::string_view::npos) {
-      value = Trim(raw_value.substr(0, hash));  // an inline comment ("KEY= # x" is empty)
+      value = TrimBlanks(raw_value.substr(0, hash));  // an inline comment ("KEY= # x" is empty)
     }
     out[std::string(key)] = std::string(value);
   }

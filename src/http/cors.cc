@@ -1,9 +1,9 @@
 #include "http/cors.h"
 
 #include <algorithm>
-#include <cctype>
 #include <regex>
 
+#include "common/strings.h"
 #include "http/errors.h"
 
 namespace mmchat::http {
@@ -20,30 +20,17 @@ constexpr const char* kExposedHeaders =
 // How long a browser may keep a preflight's answer (Chromium keeps at most 2 hours).
 constexpr const char* kMaxAgeSec = "600";
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
-  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
-  return s;
-}
-
 }  // namespace
 
 Result<CorsPolicy> CorsPolicy::Parse(std::string_view list) {
   static const std::regex kOrigin(
       R"(https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?)");
   CorsPolicy out;
-  if (Trim(list).empty()) return out;
+  if (TrimBlanks(list).empty()) return out;
   size_t at = 0;
   while (at <= list.size()) {
     const size_t comma = std::min(list.find(',', at), list.size());
-    const std::string entry = Lower(Trim(list.substr(at, comma - at)));
+    const std::string entry = AsciiLower(TrimBlanks(list.substr(at, comma - at)));
     at = comma + 1;
     if (entry == "*") {
       out.any_ = true;
@@ -61,7 +48,7 @@ Result<CorsPolicy> CorsPolicy::Parse(std::string_view list) {
 bool CorsPolicy::Allows(std::string_view origin) const {
   if (origin.empty()) return false;
   if (any_) return true;
-  const std::string lower = Lower(origin);
+  const std::string lower = AsciiLower(origin);
   return std::find(origins_.begin(), origins_.end(), lower) != origins_.end();
 }
 

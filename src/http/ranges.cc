@@ -2,14 +2,10 @@
 
 #include <charconv>
 
+#include "common/strings.h"
+
 namespace mmchat::http {
 namespace {
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 // A whole non-negative decimal number, or nullopt.
 std::optional<int64_t> Number(std::string_view s) {
@@ -33,17 +29,17 @@ bool IEqualsAscii(std::string_view a, std::string_view b) {
 
 ByteRange ParseRange(std::string_view header, int64_t size) {
   using Kind = ByteRange::Kind;
-  header = Trim(header);
+  header = TrimBlanks(header);
   const size_t eq = header.find('=');
-  if (eq == std::string_view::npos || !IEqualsAscii(Trim(header.substr(0, eq)), "bytes")) {
+  if (eq == std::string_view::npos || !IEqualsAscii(TrimBlanks(header.substr(0, eq)), "bytes")) {
     return {};
   }
-  const std::string_view spec = Trim(header.substr(eq + 1));
+  const std::string_view spec = TrimBlanks(header.substr(eq + 1));
   if (spec.find(',') != std::string_view::npos) return {};  // several ranges: the whole body
   const size_t dash = spec.find('-');
   if (dash == std::string_view::npos) return {};
-  const std::string_view from = Trim(spec.substr(0, dash));
-  const std::string_view to = Trim(spec.substr(dash + 1));
+  const std::string_view from = TrimBlanks(spec.substr(0, dash));
+  const std::string_view to = TrimBlanks(spec.substr(dash + 1));
   if (from.empty()) {  // the last n bytes
     const auto n = Number(to);
     if (!n) return {};
@@ -62,12 +58,12 @@ ByteRange ParseRange(std::string_view header, int64_t size) {
 }
 
 bool IfNoneMatchHolds(std::string_view header, std::string_view etag) {
-  header = Trim(header);
+  header = TrimBlanks(header);
   if (header.empty()) return false;
   if (header == "*") return true;
   while (!header.empty()) {
     const size_t comma = header.find(',');
-    std::string_view tag = Trim(header.substr(0, comma));
+    std::string_view tag = TrimBlanks(header.substr(0, comma));
     if (tag.substr(0, 2) == "W/") tag.remove_prefix(2);
     if (tag == etag) return true;
     if (comma == std::string_view::npos) break;
