@@ -1,8 +1,9 @@
 # Writes OUT, a C++ source defining mmchat::http::WebAssets() (http/web_assets.h) with the bytes
-# of every file in FILES (comma-separated paths under ROOT; served at /web/<name>, index.html also at /).
-# Run at build time by src/CMakeLists.txt, so that the web client is part of the one binary
-# and building the server needs no Node.js. Usage:
-#   cmake -DROOT=dir -DFILES=a.html,b.js -DOUT=file.cc -P EmbedFiles.cmake
+# of every file in FILES (comma-separated paths under ROOT, e.g. web/app.js; where each is served
+# is http/handlers/web_routes.cc's choice). Run at build time by src/CMakeLists.txt, so that the
+# web client and the API documents are part of the one binary and building the server needs no
+# Node.js. Usage:
+#   cmake -DROOT=dir -DFILES=web/a.html,docs/b.yaml -DOUT=file.cc -P EmbedFiles.cmake
 set(types_html "text/html; charset=utf-8")
 set(types_js "text/javascript; charset=utf-8")
 set(types_css "text/css; charset=utf-8")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything MmChat needs to build and serve, from Debian 12 packages; with `test`,
 # also what the tests need (compilers' sanitizer runtimes, an SMTP sink, a PostgreSQL server
-# that scripts/with-postgres.sh starts privately, Redis, HAProxy); with `cluster`, the servers
-# scripts/cluster.sh runs.
+# that scripts/with-postgres.sh starts privately, Redis, HAProxy, and Chromium and Node.js for
+# the browser tests in tests/web); with `cluster`, the servers scripts/cluster.sh runs.
 # Idempotent: packages already present are skipped by apt; safe to run on every build.
 set -euo pipefail
 
@@ -29,7 +29,12 @@ if [ "${1:-}" = test ]; then
   packages+=(
     clang libclang-rt-14-dev  # the sanitizer and fuzzing stages of test.sh (compiler-rt)
     python3-aiosmtpd
+    chromium chromium-driver  # the web stage's browser (Playwright's own download is not used)
+    fonts-noto-color-emoji    # so that reactions show as emoji in its screenshots
   )
+  # The web stage's test runner; a Node.js installed otherwise (e.g. nodesource, whose nodejs
+  # package conflicts with Debian's npm) is kept.
+  command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 
 missing=()

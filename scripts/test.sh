@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
-# Installs, builds and runs every test, in four stages:
+# Installs, builds and runs every test, in five stages:
 #   plain  the whole suite (unit + integration) on the release build in ./build: the store
 #          conformance suite against SQLite and PostgreSQL, the integration suite once on
 #          SQLite and once on PostgreSQL (tests named pg.*), and its WebSocket suites with
 #          every server two cluster nodes (split.*)
+#   web    the browser tests (tests/web/*.test.mjs, Node's test runner): ./build/mmchat (built
+#          by plain, or here when run alone) driven from Debian's headless Chromium through
+#          playwright-core; screenshots go to build/web-artifacts/
 #   asan   the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer (clang,
 #          ./build-asan), but for split.* (the cluster tests cover those paths; CI's time),
 #          which also builds the fuzz targets
 #   tsan   the concurrency tests (hub, store writer, fan-out, ...) under ThreadSanitizer
 #          (./build-tsan), on SQLite, plus the concurrency part of the PostgreSQL run
 #   fuzz   each libFuzzer target for FUZZ_SECONDS (60) from its seed corpus in fuzz/corpus
-# With no argument all four run; `./scripts/test.sh plain` (or asan, tsan, fuzz) runs one.
+# With no argument all five run; `./scripts/test.sh plain` (or web, asan, tsan, fuzz) runs one.
 # Arguments after the stage go to ctest, e.g. `./scripts/test.sh plain -R Ws`; a selection that
-# matches no test is an error (--no-tests=error), not a pass.
+# matches no test is an error (--no-tests=error), not a pass. After `web` they go to
+# `node --test`, e.g. `./scripts/test.sh web --test-name-pattern=origin`.
 # A sanitizer report anywhere, in a test or in a server it started, fails the stage.
-# Each stage's tests run beside a private PostgreSQL (scripts/with-postgres.sh).
+# Each ctest stage's tests run beside a private PostgreSQL (scripts/with-postgres.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-stages=(plain asan tsan fuzz)
+stages=(plain web asan tsan fuzz)
 if [ $# -gt 0 ] && [[ " ${stages[*]} " == *" $1 "* ]]; then
   stages=("$1")
   shift
@@ -75,6 +79,18 @@ for stage in "${stages[@]}"; do
       ./scripts/build.sh
       ./scripts/with-postgres.sh ctest --test-dir build --output-on-failure --no-tests=error \
         -j "$jobs" "$@"
+      ;;
+    web)
+      ./scripts/build.sh mmchat  # nothing to do after the plain stage
+      # Each test bounds itself (the harness's TEST_TIMEOUT_MS): Node 20's --test-timeout
+      # bounds a whole file, and Debian's Node 18 has none.
+      web_args=()
+      # A browser or server a failed test leaves open would keep its file running for ever;
+      # Node 20.14 and later can end it anyway (Debian's Node 18 cannot).
+      node --help | grep -- --test-force-exit >/dev/null && web_args+=(--test-force-exit)
+      [ ${#stages[@]} -eq 1 ] && web_args+=("$@")  # ctest's arguments are not node's
+      (cd tests/web && npm ci --no-audit --no-fund --loglevel=error &&
+        node --test "${web_args[@]}" ./*.test.mjs)
       ;;
     asan)
       build_asan

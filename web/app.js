@@ -291,7 +291,8 @@ async function startPrivate(user) {
 // ---------------------------------------------------------------- one conversation
 
 async function openConversation(id, {reload = false} = {}) {
-  if (state.openId !== id) {
+  const switching = state.openId !== id;
+  if (switching) {
     if (state.openId) chat.typing(state.openId, false);
     setMode(null);
     closeSearch();
@@ -303,6 +304,7 @@ async function openConversation(id, {reload = false} = {}) {
   $('conversation-view').hidden = false;
   renderList();
   renderHeader();
+  if (switching) $('composer-input').focus();  // the list's button it came from was just redrawn
   const h = history(id);
   if (!h.loaded || reload) {
     h.messages.clear();
@@ -311,7 +313,6 @@ async function openConversation(id, {reload = false} = {}) {
   }
   renderMessages({toBottom: true});
   markRead();
-  $('composer-input').focus();
 }
 
 function history_replace(id) {

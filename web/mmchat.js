@@ -178,6 +178,9 @@ export class MmChatClient extends EventTarget {
     this.token = null;
     this.outbox = [];
     this.saveOutbox();
+    // The next login starts afresh: no catch-up from this user's position.
+    this.everOpened = false;
+    this.seen = this.checkpoint = this.trailing = 0;
   }
 
   /** @returns {Promise<User>} */

@@ -3,7 +3,9 @@
 // (What the client does is tested in a real browser.)
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <regex>
+#include <sstream>
 #include <string>
 
 #include "harness.h"
@@ -81,6 +83,33 @@ TEST(WebClientTest, FilesAreRevalidatedByETagAndUnknownOnesAre404) {
     auto r = client.Get(missing);
     EXPECT_EQ(r.status, 404) << missing;
     EXPECT_EQ(r.ErrorCode(), "not_found") << missing;
+  }
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+TEST(WebClientTest, TheClientLibraryAndTheApiDocumentsAreServed) {
+  TestServer server;
+  HttpClient client(server.port());
+  // The library the page imports (app.js loads it as a module, the page does not name it).
+  auto library = client.Get("/web/mmchat.js");
+  ASSERT_EQ(library.status, 200);
+  EXPECT_EQ(library.headers["content-type"], "text/javascript; charset=utf-8");
+  EXPECT_NE(client.Get("/web/app.js").body.find("from './mmchat.js'"), std::string::npos);
+  // The documents, byte for byte as in docs/: what a tool reads from a running server is what
+  // the tests check against its answers.
+  for (const std::string name : {"openapi.yaml", "asyncapi.yaml"}) {
+    SCOPED_TRACE(name);
+    auto doc = client.Get("/api/" + name);
+    ASSERT_EQ(doc.status, 200);
+    EXPECT_EQ(doc.headers["content-type"], "application/yaml; charset=utf-8");
+    EXPECT_EQ(doc.body, ReadFile(std::string(MMCHAT_DOCS_DIR) + "/" + name));
+    EXPECT_EQ(client.Get("/web/" + name).status, 404);
   }
 }
 

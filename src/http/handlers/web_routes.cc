@@ -1,4 +1,5 @@
-// The web client (web/, compiled in): `/` is its page, `/web/<name>` its other files. Served
+// The web client (web/, compiled in): `/` is its page, `/web/<name>` its other files; the API
+// documents (docs/*.yaml) are at `/api/<name>`, for the tools that read them. Served
 // with a strict Content-Security-Policy (no inline script or style, nothing from elsewhere,
 // never framed), so that a message's text can never run as code even if it were inserted
 // as HTML by mistake; ETags let a browser keep the files between starts of one build.
@@ -48,8 +49,11 @@ void AddWebRoutes(Router& router) {
     const std::string etag =
         "\"" + std::to_string(std::hash<std::string_view>{}(asset.bytes)) + "\"";
     const auto handler = [&asset, etag](Request& req) { return Serve(asset, etag, req); };
-    router.Add("GET", "/web/" + std::string(asset.name), handler, {.no_database = true});
-    if (asset.name == "index.html") router.Add("GET", "/", handler, {.no_database = true});
+    const std::string_view name = asset.name;
+    const std::string path =
+        name.starts_with("docs/") ? "/api/" + std::string(name.substr(5)) : "/" + std::string(name);
+    router.Add("GET", path, handler, {.no_database = true});
+    if (name == "web/index.html") router.Add("GET", "/", handler, {.no_database = true});
   }
 }
 
