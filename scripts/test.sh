@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Installs, builds and runs every test, in five stages:
+# Installs, builds and runs every test, in six stages:
 #   plain  the whole suite (unit + integration) on the release build in ./build: the store
 #          conformance suite against SQLite and PostgreSQL, the integration suite once on
 #          SQLite and once on PostgreSQL (tests named pg.*), and its WebSocket suites with
 #          every server two cluster nodes (split.*)
+#   api    lints docs/openapi.yaml and docs/asyncapi.yaml (@redocly/cli, @asyncapi/cli) and
+#          checks every JSON answer and server frame the plain stage's integration tests saw
+#          (build/api-record, tests/integration/harness.h RecordApi) against them
+#          (tests/api/check_recorded.mjs); alone, it needs a record from an earlier plain run
 #   web    the browser tests (tests/web/*.test.mjs, Node's test runner): ./build/mmchat (built
 #          by plain, or here when run alone) driven from Debian's headless Chromium through
 #          playwright-core; screenshots go to build/web-artifacts/
@@ -13,7 +17,7 @@
 #   tsan   the concurrency tests (hub, store writer, fan-out, ...) under ThreadSanitizer
 #          (./build-tsan), on SQLite, plus the concurrency part of the PostgreSQL run
 #   fuzz   each libFuzzer target for FUZZ_SECONDS (60) from its seed corpus in fuzz/corpus
-# With no argument all five run; `./scripts/test.sh plain` (or web, asan, tsan, fuzz) runs one.
+# With no argument all six run; `./scripts/test.sh plain` (or api, web, asan, tsan, fuzz) runs one.
 # Arguments after the stage go to ctest, e.g. `./scripts/test.sh plain -R Ws`; a selection that
 # matches no test is an error (--no-tests=error), not a pass. After `web` they go to
 # `node --test`, e.g. `./scripts/test.sh web --test-name-pattern=origin`.
@@ -22,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-stages=(plain web asan tsan fuzz)
+stages=(plain api web asan tsan fuzz)
 if [ $# -gt 0 ] && [[ " ${stages[*]} " == *" $1 "* ]]; then
   stages=("$1")
   shift
@@ -77,8 +81,14 @@ for stage in "${stages[@]}"; do
   case $stage in
     plain)
       ./scripts/build.sh
+      rm -rf build/api-record  # each test process appends to a file of its own there
       ./scripts/with-postgres.sh ctest --test-dir build --output-on-failure --no-tests=error \
         -j "$jobs" "$@"
+      ;;
+    api)
+      [ -d build/api-record ] || { echo "no build/api-record: run the plain stage first" >&2; exit 1; }
+      (cd tests/api && npm ci --no-audit --no-fund --loglevel=error && npm run --silent lint &&
+        npm run --silent check -- ../../build/api-record)
       ;;
     web)
       ./scripts/build.sh mmchat  # nothing to do after the plain stage

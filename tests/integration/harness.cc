@@ -21,11 +21,13 @@
 #include <cctype>
 #include <cerrno>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <unordered_map>
 
 #include "bench/stats.h"
 #include "test_postgres.h"
@@ -153,7 +155,103 @@ HttpResult HttpClient::Request(const std::string& method, const std::string& tar
   if (ec) throw fail(ec);
   auto res = parser.release();
   if (!res.keep_alive()) impl_->stream.reset();
-  return ToResult(res);
+  HttpResult out = ToResult(res);
+  RecordHttp(method, target, out);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API record
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+constexpr int kApiRecordPerKey = 100;
+constexpr size_t kApiRecordMaxBytes = size_t{16} << 20;
+
+struct ApiRecorder {
+  std::mutex mu;
+  bool enabled = false;  // set once, before any use: read without the lock
+  int fd = -1;           // -1: not recording
+  size_t written = 0;
+  std::unordered_map<std::string, int> counts;
+
+  ApiRecorder() {
+    const char* dir = std::getenv("MMCHAT_API_RECORD");
+    if (dir == nullptr || *dir == '\0') return;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    const auto path = std::filesystem::path(dir) / (std::to_string(getpid()) + ".jsonl");
+    // O_CLOEXEC: the servers the tests start must not inherit it (their descriptors are counted).
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) std::fprintf(stderr, "MMCHAT_API_RECORD: cannot open %s\n", path.c_str());
+    enabled = fd >= 0;
+  }
+};
+
+ApiRecorder& Recorder() {
+  static ApiRecorder recorder;
+  return recorder;
+}
+
+// The key's form of a path: segments other than lower-case words (ids, upload ids, emoji)
+// become "*", so that each route counts once whatever it was called with.
+std::string PathShape(std::string_view path) {
+  std::string out;
+  for (size_t at = 0; at < path.size();) {
+    const size_t end = std::min(path.find('/', at + 1), path.size());
+    const std::string_view seg = path.substr(at, end - at);
+    const bool word = std::all_of(seg.begin(), seg.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || c == '/' || c == '-' || c == '.' || c == '_';
+    });
+    out += word ? std::string(seg) : "/*";
+    at = end;
+  }
+  return out;
+}
+
+}  // namespace
+
+void RecordApi(const std::string& key, const std::function<Json()>& make) {
+  ApiRecorder& r = Recorder();
+  if (!r.enabled) return;
+  // The harness's own tests (Harness*) talk to fake peers, not to the server.
+  const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  if (test != nullptr && std::string_view(test->test_suite_name()).starts_with("Harness")) return;
+  {
+    std::lock_guard lock(r.mu);
+    if (r.fd < 0 || r.written >= kApiRecordMaxBytes || ++r.counts[key] > kApiRecordPerKey) return;
+  }
+  const Json line = make();
+  if (line.is_null()) return;
+  const std::string text = line.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+  std::lock_guard lock(r.mu);
+  if (r.fd < 0) return;
+  // One write per line: a test process that dies leaves whole lines behind.
+  if (::write(r.fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    std::fprintf(stderr, "MMCHAT_API_RECORD: a write failed; recording stops\n");
+    ::close(r.fd);
+    r.fd = -1;
+    return;
+  }
+  r.written += text.size();
+}
+
+void RecordHttp(const std::string& method, const std::string& target, const HttpResult& r) {
+  if (r.status == 0 || !Recorder().enabled) return;
+  const std::string path = target.substr(0, target.find('?'));
+  RecordApi("http " + method + " " + PathShape(path) + " " + std::to_string(r.status), [&] {
+    Json line = {{"kind", "http"}, {"method", method}, {"path", path}, {"status", r.status}};
+    const auto type = r.headers.find("content-type");
+    if (type != r.headers.end()) {
+      line["content_type"] = type->second;
+      // An empty body (a 204's) is no JSON: recorded as absent, not as null.
+      if (type->second.rfind("application/json", 0) == 0 && !r.body.empty()) {
+        line["body"] = r.json;
+      }
+    }
+    return line;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -83,6 +84,21 @@ class HttpClient {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The API record, checked against docs/openapi.yaml and docs/asyncapi.yaml by
+// tests/api/check_recorded.mjs: when MMCHAT_API_RECORD names a directory, the HTTP answers and
+// WebSocket frames the tests see are appended to <dir>/<pid>.jsonl, a JSON object a line.
+//
+// Appends make() unless recording is off or `key` (a kind of exchange, e.g.
+// "http GET /api/users/* 200" or "ws_in message") was recorded 100 times already in this
+// process, or the process wrote 16 MiB: load tests repeat one exchange thousands of times.
+// make() runs only when its line is wanted; a null from it writes nothing. The harness's own
+// tests (Harness*, against fake peers) record nothing.
+void RecordApi(const std::string& key, const std::function<Json()>& make);
+// {"kind":"http","method","path" (no query),"status","content_type","body"}: the body (parsed;
+// null when it does not parse) only when the answer is JSON and not empty. Nothing when there
+// was no answer (status 0).
+void RecordHttp(const std::string& method, const std::string& target, const HttpResult& r);
 
 // For load tests: every abuse limit off, as one address opens thousands of connections and
 // each user sends as fast as it can (scripts/bench.sh does the same).

@@ -127,6 +127,13 @@ TEST_F(PostgresOutageTest, ACrashMidStreamLosesNoAcknowledgedMessage) {
           out.acked[id] = r.json;
           ++acked;
         } else if (r.status == 503 && r.ErrorCode() == "unavailable") {
+          // Never the database's own words (API.md, decision 11), even from the message writer
+          // reconnecting mid-restart ("connection to server ... FATAL: ... shutting down").
+          const std::string message = r.json["error"].value("message", "");
+          if (message.find("connection") != std::string::npos ||
+              message.find("FATAL") != std::string::npos) {
+            out.unexpected.push_back(id + ": a detail in " + r.body);
+          }
           out.refused.insert(id);
           lock.unlock();
           std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a client backs off

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <thread>
 
 namespace mmchat::test {
@@ -21,6 +22,34 @@ namespace bhttp = boost::beast::http;
 namespace websocket = boost::beast::websocket;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+
+namespace {
+
+// A frame's type for the API record's key, found without parsing: what follows `"type":"`
+// (server frames begin with it), or "" when nothing does.
+std::string_view TypeOf(std::string_view text) {
+  constexpr std::string_view kType = "\"type\":\"";
+  const size_t at = text.find(kType);
+  if (at == std::string_view::npos) return "";
+  const std::string_view rest = text.substr(at + kType.size(), 40);
+  return rest.substr(0, rest.find('"'));
+}
+
+// A frame for the API record (harness.h, RecordApi): every frame received ("ws_in"; one that
+// is not JSON as its text, a failure for the check), and the JSON objects sent ("ws_out").
+// Frames sent that are not JSON objects are the tests' garbage: not recorded.
+void RecordFrame(const char* kind, const std::string& text) {
+  RecordApi(std::string(kind) + " " + std::string(TypeOf(text)), [&]() -> Json {
+    Json frame = Json::parse(text, nullptr, false);
+    const bool in = std::string_view(kind) == "ws_in";
+    if (frame.is_discarded() || (!in && !frame.is_object())) {
+      return in ? Json{{"kind", kind}, {"text", text}} : Json();
+    }
+    return {{"kind", kind}, {"frame", std::move(frame)}};
+  });
+}
+
+}  // namespace
 
 struct WsClient::Impl : std::enable_shared_from_this<Impl> {
   net::io_context ioc;
@@ -42,6 +71,11 @@ struct WsClient::Impl : std::enable_shared_from_this<Impl> {
   void Read() {
     reading = true;
     ws.async_read(buffer, [self = shared_from_this()](beast::error_code ec, size_t) {
+      std::string text;
+      if (!ec) {
+        text = beast::buffers_to_string(self->buffer.data());
+        RecordFrame("ws_in", text);
+      }
       std::lock_guard lock(self->mu);
       if (ec) {
         self->ended = true;
@@ -49,7 +83,7 @@ struct WsClient::Impl : std::enable_shared_from_this<Impl> {
         self->cv.notify_all();
         return;
       }
-      self->frames.push_back(beast::buffers_to_string(self->buffer.data()));
+      self->frames.push_back(std::move(text));
       self->buffer.consume(self->buffer.size());
       self->cv.notify_all();
       self->Read();
@@ -101,11 +135,14 @@ WsClient::WsClient(uint16_t port, const std::string& token, WsOptions options)
                      [&ec](beast::error_code e) { ec = e; });
   impl_->ioc.run();
   impl_->ioc.restart();
+  bhttp::response<bhttp::string_body> plain(res.result(), res.version());
+  for (const auto& field : res) plain.set(field.name_string(), field.value());
+  plain.body() = res.body();
+  HttpResult answer = ToResult(plain);
+  // The 101 too; not a default response left by a connection that failed.
+  if (!ec || ec == websocket::error::upgrade_declined) RecordHttp("GET", target, answer);
   if (ec) {
-    bhttp::response<bhttp::string_body> plain(res.result(), res.version());
-    for (const auto& field : res) plain.set(field.name_string(), field.value());
-    plain.body() = res.body();
-    impl_->refusal = ToResult(plain);
+    impl_->refusal = std::move(answer);
     return;
   }
   impl_->connected = true;
@@ -134,7 +171,10 @@ bool WsClient::connected() const { return impl_->connected; }
 const HttpResult& WsClient::refusal() const { return impl_->refusal; }
 
 void WsClient::Send(const Json& frame) { SendText(frame.dump()); }
-void WsClient::SendText(const std::string& text) { impl_->Write(text, true); }
+void WsClient::SendText(const std::string& text) {
+  RecordFrame("ws_out", text);
+  impl_->Write(text, true);
+}
 void WsClient::SendBinary(const std::string& data) { impl_->Write(data, false); }
 
 Json WsClient::Next(std::chrono::milliseconds timeout) {

@@ -21,7 +21,13 @@ PgPool::~PgPool() {
   idle_.clear();
 }
 
-Result<std::unique_ptr<PgConnection>> PgPool::Open() { return Connect(); }
+Result<std::unique_ptr<PgConnection>> PgPool::Open() {
+  auto conn = Connect();
+  // The reason is in the log (Connect); clients hear no more than that the database is away
+  // (API.md, decision 11).
+  if (!conn.ok()) return Status::Unavailable("database unavailable");
+  return conn;
+}
 
 Result<std::unique_ptr<PgConnection>> PgPool::Connect() {
   auto conn = PgConnection::Connect(options_);
