@@ -279,7 +279,12 @@ async function searchPeople() {
 
 async function startPrivate(user) {
   state.presence.set(user.id, {online: user.online, last_seen: user.last_seen});
-  const conv = await chat.createPrivate(user.id);
+  let conv;
+  try {
+    conv = await chat.createPrivate(user.id);
+  } catch (e) {
+    return $('people-results').replaceChildren(el('li', {class: 'error', text: e.message}));
+  }
   rememberConversation(conv);
   if (!state.conversations.has(conv.id)) bump(conv);
   $('people-search').value = '';
@@ -298,7 +303,7 @@ async function openConversation(id, {reload = false} = {}) {
     closeSearch();
   }
   state.openId = id;
-  if (location.hash !== `#${id}`) history_replace(id);
+  if (location.hash !== `#${id}`) setLocationHash(id);
   $('chat').classList.add('viewing');
   $('conversation-empty').hidden = true;
   $('conversation-view').hidden = false;
@@ -309,19 +314,24 @@ async function openConversation(id, {reload = false} = {}) {
   if (!h.loaded || reload) {
     h.messages.clear();
     h.hasMore = true;
-    await loadOlder(id, {fresh: true});
+    try {
+      await loadOlder(id, {fresh: true});
+    } catch (e) {
+      // Not loaded: opening it again tries again.
+      return $('messages').replaceChildren(el('li', {class: 'error', text: `Messages could not be loaded: ${e.message}`}));
+    }
   }
   renderMessages({toBottom: true});
   markRead();
 }
 
-function history_replace(id) {
+function setLocationHash(id) {
   window.history.replaceState(null, '', id ? `#${id}` : location.pathname);
 }
 
 function closeConversation(notice) {
   state.openId = null;
-  history_replace(null);
+  setLocationHash(null);
   $('chat').classList.remove('viewing');
   $('conversation-view').hidden = true;
   $('conversation-empty').hidden = false;

@@ -119,10 +119,16 @@ export class MmChatClient extends EventTarget {
    * @returns {Promise<any>}
    */
   async request(method, path, body) {
+    const headers = this.headers(body === undefined ? undefined : 'application/json');
+    return this.fetchJson(path, {method, headers, body: body === undefined ? undefined : JSON.stringify(body)});
+  }
+
+  /** The token's header, and a Content-Type when there is a body. */
+  headers(contentType) {
     const headers = {};
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    return this.fetchJson(path, {method, headers, body: body === undefined ? undefined : JSON.stringify(body)});
+    if (contentType) headers['Content-Type'] = contentType;
+    return headers;
   }
 
   async fetchJson(path, init) {
@@ -271,8 +277,7 @@ export class MmChatClient extends EventTarget {
    */
   upload(file, filename = file.name) {
     const q = filename ? `?filename=${encodeURIComponent(filename)}` : '';
-    const headers = {'Content-Type': file.type || 'application/octet-stream'};
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const headers = this.headers(file.type || 'application/octet-stream');
     return this.fetchJson(`/api/uploads${q}`, {method: 'POST', headers, body: file});
   }
   /** A URL an `<img>` or a link can load the attachment from (the token rides in the query). */

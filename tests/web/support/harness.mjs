@@ -95,8 +95,9 @@ export async function startServer({ env = {} } = {}) {
       pid: child.pid,
       log: () => output,
       // The latest code mailed to email, waiting for one to be logged.
-      codeFor: (email, { timeoutMs = 5000 } = {}) =>
-        waitFor(() => latestCode(output, email), { timeoutMs, what: `a code for ${email}` }),
+      // `since` (a log() length taken earlier) skips the codes logged before it.
+      codeFor: (email, { timeoutMs = 5000, since = 0 } = {}) =>
+        waitFor(() => latestCode(output.slice(since), email), { timeoutMs, what: `a code for ${email}` }),
       stop,
     };
   } catch (e) {
