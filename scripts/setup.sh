@@ -5,6 +5,9 @@
 # the browser tests in tests/web); with `cluster`, the servers scripts/cluster.sh runs.
 # Idempotent: packages already present are skipped by apt; safe to run on every build.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+sudo_cmd=""
+[ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
@@ -31,6 +34,8 @@ if [ "${1:-}" = test ]; then
     python3-aiosmtpd
     chromium chromium-driver  # the web stage's browser (Playwright's own download is not used)
     fonts-noto-color-emoji    # so that reactions show as emoji in its screenshots
+    # The package stage: the .deb's man pages, its checks, and the unit's verification
+    help2man lintian systemd
   )
   # The web stage's test runner; a Node.js installed otherwise (e.g. nodesource, whose nodejs
   # package conflicts with Debian's npm) is kept.
@@ -43,8 +48,6 @@ for p in "${packages[@]}"; do
 done
 
 if [ ${#missing[@]} -gt 0 ]; then
-  sudo_cmd=""
-  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   export DEBIAN_FRONTEND=noninteractive
   # The tests start their own PostgreSQL: the package need not create and start a system one.
   if [[ " ${missing[*]} " == *" postgresql-15 "* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
@@ -54,4 +57,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update
   $sudo_cmd apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-confold \
     "${missing[@]}"
+fi
+
+# promtool checks the alert rules of docs/ops. Debian ships it only inside the prometheus
+# package, whose installation would also start a Prometheus server where systemd runs: take the
+# one program out of the package instead, into .tools/bin (the tests look there).
+if [ "${1:-}" = test ] && [ ! -x .tools/bin/promtool ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download prometheus 2>/dev/null ||
+    { $sudo_cmd apt-get update && apt-get download prometheus; }; } &&
+    dpkg-deb -x prometheus_*.deb root)
+  mkdir -p .tools/bin
+  install -m 0755 "$tmp/root/usr/bin/promtool" .tools/bin/promtool
+  rm -rf "$tmp"
 fi

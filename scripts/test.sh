@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs, builds and runs every test, in six stages:
+# Installs, builds and runs every test, in seven stages:
 #   plain  the whole suite (unit + integration) on the release build in ./build: the store
 #          conformance suite against SQLite and PostgreSQL, the integration suite once on
 #          SQLite and once on PostgreSQL (tests named pg.*), and its WebSocket suites with
@@ -11,13 +11,18 @@
 #   web    the browser tests (tests/web/*.test.mjs, Node's test runner): ./build/mmchat (built
 #          by plain, or here when run alone) driven from Debian's headless Chromium through
 #          playwright-core; screenshots go to build/web-artifacts/
+#   package  a packager's build (Release, GCC, warnings not errors, ./build-package), the Debian
+#          package cpack makes of it, lintian, and the package installed on this machine, its
+#          unit verified, its server started as the unit starts it, then purged
+#          (tests/package/package_test.sh)
 #   asan   the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer (clang,
 #          ./build-asan), but for split.* (the cluster tests cover those paths; CI's time),
 #          which also builds the fuzz targets
 #   tsan   the concurrency tests (hub, store writer, fan-out, ...) under ThreadSanitizer
 #          (./build-tsan), on SQLite, plus the concurrency part of the PostgreSQL run
 #   fuzz   each libFuzzer target for FUZZ_SECONDS (60) from its seed corpus in fuzz/corpus
-# With no argument all six run; `./scripts/test.sh plain` (or api, web, asan, tsan, fuzz) runs one.
+# With no argument all seven run; `./scripts/test.sh plain` (or api, web, package, asan, tsan, fuzz)
+# runs one.
 # Arguments after the stage go to ctest, e.g. `./scripts/test.sh plain -R Ws`; a selection that
 # matches no test is an error (--no-tests=error), not a pass. After `web` they go to
 # `node --test`, e.g. `./scripts/test.sh web --test-name-pattern=origin`.
@@ -26,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-stages=(plain api web asan tsan fuzz)
+stages=(plain api web package asan tsan fuzz)
 if [ $# -gt 0 ] && [[ " ${stages[*]} " == *" $1 "* ]]; then
   stages=("$1")
   shift
@@ -40,10 +45,12 @@ tsan_tests='Ws|ws_|Sqlite|Postgres|Store|Message|Conversation|Bench|Presence|Cap
 # covered by the store conformance suite (matched by "Store" above).
 tsan_pg_tests='^pg\.(MessagesConcurrency|CrashSafety|WsEvents|ConversationsRole|Bench|Profile)'
 
+# The project's own builds treat warnings as errors (a packager's do not; see the package stage).
+export MMCHAT_WERROR=ON
 configure() {  # configure DIR [cmake args...]
   local dir=$1
   shift
-  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  cmake -S . -B "$dir" -G Ninja -DMMCHAT_WERROR=ON "$@" >/dev/null
 }
 
 # Runs ctest in DIR with sanitizer reports going to files, then fails if any was written.
@@ -101,6 +108,18 @@ for stage in "${stages[@]}"; do
       [ ${#stages[@]} -eq 1 ] && web_args+=("$@")  # ctest's arguments are not node's
       (cd tests/web && npm ci --no-audit --no-fund --loglevel=error &&
         node --test "${web_args[@]}" ./*.test.mjs)
+      ;;
+    package)
+      # As a Debian packager builds: Release (-O3), GCC with dpkg-buildflags' hardening flags
+      # (fortify, stack protector, relro/bindnow, PIE), no -Werror (README, "Debian package").
+      # CMake reads CXXFLAGS and LDFLAGS (the first time it configures), not CPPFLAGS. The
+      # tests were built and run by the other stages: leaving them out halves this build.
+      flags() { DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get "$1"; }
+      CXXFLAGS="$(flags CXXFLAGS) $(flags CPPFLAGS)" LDFLAGS=$(flags LDFLAGS) \
+        cmake -S . -B build-package -G Ninja -DCMAKE_BUILD_TYPE=Release -DMMCHAT_WERROR=OFF \
+        -DBUILD_TESTING=OFF >/dev/null
+      ninja -C build-package
+      ./tests/package/package_test.sh build-package
       ;;
     asan)
       build_asan

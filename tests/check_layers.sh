@@ -9,7 +9,7 @@ allowed() {  # allowed <layer>: the project folders that layer may include
   case "$1" in
     common) echo "common" ;;
     domain) echo "common domain" ;;
-    store) echo "common domain store" ;;
+    store) echo "common domain store metrics" ;;
     crypto) echo "common domain crypto" ;;
     mail) echo "common domain mail" ;;
     bus) echo "common domain bus metrics" ;;

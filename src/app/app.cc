@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "app/admin_socket.h"
 #include "app/services.h"
 #include "bus/redis/redis_connection_tally.h"
 #include "bus/redis/redis_presence.h"
@@ -204,6 +205,7 @@ int Serve(const Config& config) {
   options.max_headers = static_cast<size_t>(config.http_max_headers);
   options.limits = &connection_limits;
   options.database = database_executor;
+  options.access_log = config.access_log;
   // LoadConfig checked the list.
   const http::CorsPolicy cors = http::CorsPolicy::Parse(config.cors_allowed_origins).value();
   if (cors.enabled()) options.cors = &cors;
@@ -240,6 +242,16 @@ int Serve(const Config& config) {
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (!ec) stop_signal.set_value(sig);
   });
+
+  // `mmchat user ...` (another process) tells this one what it changed in the store; the
+  // events go out on the bus, to every node of a cluster.
+  AdminSocket admin(ioc, workers.get_executor(), [&s](const AdminNews& news) {
+    if (news.tokens_revoked) s.bus->Publish(domain::TokensRevoked{*news.tokens_revoked});
+    if (news.user_changed) s.bus->Publish(domain::UserChanged{*news.user_changed});
+    for (int64_t id : news.left) s.conversations->AnnounceLeft(id, news.user);
+    return Status::Ok();
+  });
+  if (config.admin_socket != "-" && admin.Listen(config.admin_socket)) admin.Start();
 
   server.Start();
   const std::string shown_host = config.http_host.empty() ? "0.0.0.0" : config.http_host;
@@ -307,6 +319,7 @@ int Serve(const Config& config) {
   // Nothing new starts; what was accepted is committed and answered; then the WebSocket
   // connections close with 1001 after the answers queued for them.
   server.Stop();
+  admin.Stop();
   hub.Drain();
   if (!s.store->writer().WaitForAppends(left()))
     spdlog::warn("messages still being written at shutdown");

@@ -45,6 +45,9 @@ Status ParseInt(const char* var, const std::string& value, int64_t min, int64_t 
 const std::vector<ConfigVar>& ConfigVars() {
   static const std::vector<ConfigVar> kVars = {
       {"HTTP_ADDR", ":8080", "listen address, `host:port` (`:port` is every interface)"},
+      {"ADMIN_SOCKET", "mmchat.sock",
+       "Unix-domain socket (mode 0600) on which `mmchat user ...` tells the running server what "
+       "it changed (a path, relative to the working directory; `-` for none)"},
       {"JWT_SECRET", "none",
        "signing key; when unset the server generates one, keeps it in the database and warns"},
       {"JWT_TTL_MIN", "1440", "token lifetime in minutes"},
@@ -84,6 +87,12 @@ const std::vector<ConfigVar>& ConfigVars() {
        "time a client has to send a whole request, and the keep-alive idle limit"},
       {"SQLITE_SYNCHRONOUS", "NORMAL", "`NORMAL` or `FULL` (SQLite `synchronous` in WAL mode)"},
       {"LOG_LEVEL", "info", "`debug`, `info`, `warn` or `error`"},
+      {"LOG_FORMAT", "text",
+       "`text`, or `json`: one JSON object per line (`ts`, `level`, `msg`, `request_id` and "
+       "the line's fields) for log shippers"},
+      {"ACCESS_LOG", "on",
+       "`on`: a line per HTTP request at `info` (method, path, route, status, duration, "
+       "request id); `off`: only answers of `500` and up, at `warn`"},
       {"WS_PING_INTERVAL_SEC", "30",
        "connections are checked this often: one silent this long is pinged, and dropped if still "
        "silent at the next check"},
@@ -213,6 +222,11 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
   if (auto v = get("HTTP_ADDR")) {
     if (Status s = ParseListenAddress(*v, &c.http_host, &c.http_port); !s.ok()) return s;
   }
+  if (auto v = get("ADMIN_SOCKET")) {
+    if (v->empty()) return Invalid("ADMIN_SOCKET", "must not be empty (`-` for none)", *v);
+    if (v->size() > 107) return Invalid("ADMIN_SOCKET", "must be at most 107 bytes", *v);
+    c.admin_socket = *v;
+  }
   if (auto v = get("JWT_SECRET"); v && !v->empty()) {
     if (v->size() < 16) return Invalid("JWT_SECRET", "must be at least 16 characters", "…");
     c.jwt_secret = *v;
@@ -295,6 +309,10 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
   if (Status s = one_of("LOG_LEVEL", {"debug", "info", "warn", "error"}, &c.log_level); !s.ok()) {
     return s;
   }
+  if (Status s = one_of("LOG_FORMAT", {"text", "json"}, &c.log_format); !s.ok()) return s;
+  std::string access_log = c.access_log ? "on" : "off";
+  if (Status s = one_of("ACCESS_LOG", {"on", "off"}, &access_log); !s.ok()) return s;
+  c.access_log = access_log == "on";
   if (Status s = int_var("WS_PING_INTERVAL_SEC", 1, 86400, &c.ws_ping_interval_sec); !s.ok()) {
     return s;
   }

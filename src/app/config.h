@@ -35,6 +35,7 @@ struct Config {
   std::string redis_url;  // empty: one process; else a node of a cluster (the Redis bus)
   int64_t cluster_node_ttl_sec = 15;  // a silent node's connections count this long
   // MmChat's own
+  std::string admin_socket = "mmchat.sock";  // `mmchat user ...` tells the server here; "-": none
   int64_t database_pool_size = 0;  // PostgreSQL connections per process (LoadConfig sets it)
   int64_t database_wait_sec = 30;  // how long start-up waits for an unreachable database
   int http_threads = 0;            // 0: one per core
@@ -42,6 +43,8 @@ struct Config {
   int64_t http_read_timeout_sec = 30;
   std::string sqlite_synchronous = "NORMAL";  // NORMAL | FULL
   std::string log_level = "info";
+  std::string log_format = "text";  // text | json (app/logging.h)
+  bool access_log = true;           // ACCESS_LOG: a line per HTTP request
   int64_t ws_ping_interval_sec = 30;
   int64_t ws_typing_timeout_sec = 10;
   int64_t ws_max_queue_bytes = 1 << 20;

@@ -9,13 +9,18 @@
 #include <string>
 #include <vector>
 
+#include "app/admin.h"
+#include "app/admin_cli.h"
 #include "app/app.h"
+#include "app/backup.h"
 #include "app/config.h"
+#include "app/logging.h"
 
 namespace {
 
 std::string ConfigHelp() {
-  std::string out = "\nConfiguration (environment, or KEY=VALUE lines in ./.env):\n";
+  std::string out =
+      "\nConfiguration (environment, or KEY=VALUE lines in ./.env or the --env-file):\n";
   for (const auto& v : mmchat::app::ConfigVars()) {
     out +=
         "  " + std::string(v.name) + " (default " + v.default_text + ")\n      " + v.meaning + "\n";
@@ -38,6 +43,11 @@ int main(int argc, char** argv) {
   bool migrate = false;
   cli.add_flag("--migrate", migrate, "apply pending database migrations and exit");
   cli.set_version_flag("--version", std::string("mmchat ") + MMCHAT_VERSION);
+  cli.set_help_all_flag("--help-all", "print the help of every command and exit");
+  std::string env_file = ".env";
+  auto* env_file_opt = cli.add_option(
+      "--env-file", env_file,
+      "read KEY=VALUE configuration from this file instead of ./.env (the environment still wins)");
   mmchat::app::AddUsersOptions add_users;
   auto* user_cmd = cli.add_subcommand("user", "manage accounts");
   user_cmd->require_subcommand(1);
@@ -59,6 +69,21 @@ int main(int argc, char** argv) {
       ->required();
   add_cmd->add_option("--tokens", add_users.tokens_path,
                       "write `id username token` lines here (- for standard output)");
+  mmchat::app::BackupOptions backup;
+  auto* backup_cmd = cli.add_subcommand(
+      "backup",
+      "copy the SQLite database (SQLITE_DSN) to FILE while a server keeps serving it; checked "
+      "with integrity_check before it gets its name (PostgreSQL: pg_dump, see README)");
+  backup_cmd->add_option("FILE", backup.file, "the backup file to write")->required();
+  backup_cmd->add_flag("--force", backup.force, "replace FILE if it exists");
+  mmchat::app::RestoreOptions restore;
+  auto* restore_cmd = cli.add_subcommand(
+      "restore",
+      "replace the SQLite database (SQLITE_DSN) with the backup FILE; refused while a server "
+      "uses the database (PostgreSQL: pg_restore, see README)");
+  restore_cmd->add_option("FILE", restore.file, "the backup file to bring back")->required();
+  mmchat::app::AdminCommand admin;
+  const auto admin_cli = mmchat::app::AddAdminCommands(cli, user_cmd, &admin);
   cli.footer(ConfigHelp());
   try {
     cli.parse(static_cast<int>(argp.size()), argp.data());
@@ -67,7 +92,7 @@ int main(int argc, char** argv) {
   }
 
   std::map<std::string, std::string> dotenv;
-  if (std::ifstream f(".env"); f) {
+  if (std::ifstream f(env_file); f) {
     std::stringstream ss;
     ss << f.rdbuf();
     auto parsed = mmchat::app::ParseDotEnv(ss.str());
@@ -76,6 +101,9 @@ int main(int argc, char** argv) {
       return 2;
     }
     dotenv = std::move(parsed).value();
+  } else if (*env_file_opt) {  // ./.env is optional; a file named on the command line is not
+    std::cerr << "mmchat: config error: cannot read " << env_file << "\n";
+    return 2;
   }
   auto config = mmchat::app::LoadConfig(
       [](const char* name) -> std::optional<std::string> {
@@ -87,10 +115,11 @@ int main(int argc, char** argv) {
     std::cerr << "mmchat: config error: " << config.status().message() << "\n";
     return 2;
   }
-  spdlog::set_level(spdlog::level::from_str(config->log_level));
-  spdlog::flush_on(spdlog::level::info);  // codes and start-up lines must reach the log at once
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+  mmchat::app::SetUpLogging(config->log_level, config->log_format);
 
+  if (admin_cli.parsed()) {
+    return mmchat::app::RunAdmin(*config, admin, std::cin, std::cout, std::cerr);
+  }
   if (add_cmd->parsed()) {
     if (!*count_opt && (add_users.username.empty() || add_users.email.empty())) {
       std::cerr << "mmchat user add: give --username and --email, or --count\n";
@@ -102,6 +131,8 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  if (backup_cmd->parsed()) return mmchat::app::RunBackup(*config, backup);
+  if (restore_cmd->parsed()) return mmchat::app::RunRestore(*config, restore);
   if (migrate) {
     if (auto s = mmchat::app::MigrateOnly(*config); !s.ok()) {
       spdlog::critical("{}", s.message());

@@ -33,12 +33,13 @@ std::unique_ptr<domain::CodeSender> MakeSender(const Config& config) {
 
 }  // namespace
 
-Result<std::unique_ptr<store::Store>> OpenStore(const Config& config) {
+Result<std::unique_ptr<store::Store>> OpenStore(const Config& config, metrics::Registry* registry) {
   if (!config.database_url.empty()) {
     store::postgres::Options options;
     options.url = config.database_url;
     options.pool_size = static_cast<size_t>(config.database_pool_size);
     options.startup_wait = std::chrono::seconds(config.database_wait_sec);
+    options.metrics = registry;
     auto pg = store::postgres::PostgresStore::Open(options);
     if (!pg.ok()) return pg.status();
     return std::unique_ptr<store::Store>(std::move(pg).value());
@@ -46,6 +47,7 @@ Result<std::unique_ptr<store::Store>> OpenStore(const Config& config) {
   store::sqlite::Options options;
   options.dsn = config.sqlite_dsn;
   options.synchronous = config.sqlite_synchronous;
+  options.metrics = registry;
   auto lite = store::sqlite::SqliteStore::Open(options);
   if (!lite.ok()) return lite.status();
   return std::unique_ptr<store::Store>(std::move(lite).value());
@@ -86,7 +88,7 @@ Result<std::unique_ptr<Services>> Services::Open(
     s->cluster_bus = cluster.get();
     s->bus = std::move(cluster);
   }
-  auto store = OpenStore(config);
+  auto store = OpenStore(config, &s->registry);
   if (!store.ok()) return store.status();
   s->store = std::move(store).value();
   auto secret = JwtSecret(config, s->store.get());

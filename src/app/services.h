@@ -28,8 +28,10 @@
 namespace mmchat::app {
 
 // The store configuration chose (PostgreSQL with DATABASE_URL, else SQLite), connected and
-// migrated; and how to name it in a log line.
-Result<std::unique_ptr<store::Store>> OpenStore(const Config& config);
+// migrated, counting in `registry` when given (the message writer, the pool); and how to name
+// it in a log line.
+Result<std::unique_ptr<store::Store>> OpenStore(const Config& config,
+                                                metrics::Registry* registry = nullptr);
 std::string DescribeStore(const Config& config);
 
 struct Services {

@@ -107,6 +107,8 @@ Result<AuthResult> AccountService::Login(const LoginRequest& req) {
   }
   if (!found.ok()) return found.status();
 
+  // A deleted account is no account: its name and email are not its own any more.
+  if (found->has_value() && (**found).user.status == UserStatus::kDeleted) found->reset();
   if (!found->has_value()) {
     // Spend the same time as a real check so that response times do not reveal accounts.
     std::call_once(dummy_once_, [this] {
@@ -128,6 +130,10 @@ Result<AuthResult> AccountService::Login(const LoginRequest& req) {
   // The attempt already counts as a failure; only a right password takes it back.
   if (!d_.hasher->Verify(rec.password_hash, req.password)) return bad;
   if (Status s = d_.users->ClearLoginFailures(rec.user.id); !s.ok()) return s;
+  // Said only to whoever knows the password: a wrong one is answered as for any account.
+  if (rec.user.status == UserStatus::kDisabled) {
+    return Status::Forbidden("this account is disabled");
+  }
   return IssueToken(rec.user, rec.token_version);
 }
 
@@ -151,7 +157,8 @@ Status AccountService::ForgotInitiate(const std::string& email_in) {
   // A failed delivery is logged by the sender; the user asks again after the window.
   auto plain = StoreNewCode(std::move(code));
   if (!plain.ok()) return plain.status();
-  if (user->has_value()) {
+  // A disabled or deleted account gets no mail, and so no code: the answer is the same.
+  if (user->has_value() && (**user).user.status == UserStatus::kActive) {
     auto deliver = [sender = d_.sender, mail = CodeMail(CodePurpose::kReset, email, *plain)] {
       (void)sender->Send(mail);
     };
@@ -174,7 +181,10 @@ Status AccountService::ForgotReset(const std::string& email_in, const std::strin
   if (!code.ok()) return code.status();
   auto user = d_.users->FindUserByEmail(email);
   if (!user.ok()) return user.status();
-  if (!user->has_value()) return Status::OtpInvalid("invalid verification code");
+  // A code mailed before the account was disabled does not reset it either.
+  if (!user->has_value() || (**user).user.status != UserStatus::kActive) {
+    return Status::OtpInvalid("invalid verification code");
+  }
   auto hash = d_.hasher->Hash(new_password);
   if (!hash.ok()) return hash.status();
   const Status replaced = d_.users->ReplacePassword((*user)->user.id, *hash);
@@ -249,6 +259,37 @@ Result<std::vector<AuthResult>> AccountService::CreateAccounts(
     out.push_back(std::move(issued).value());
   }
   return out;
+}
+
+Status AccountService::SetPassword(int64_t user_id, const std::string& new_password) {
+  if (Status s = ValidatePassword(new_password); !s.ok()) return s;
+  auto user = d_.users->FindUserById(user_id);
+  if (!user.ok()) return user.status();
+  if (!user->has_value()) return Status::NotFound(kUserNotFound);
+  if ((**user).user.status == UserStatus::kDeleted) return Status::Conflict(kUserDeleted);
+  auto hash = d_.hasher->Hash(new_password);
+  if (!hash.ok()) return hash.status();
+  const Status replaced = d_.users->ReplacePassword(user_id, *hash);
+  Revoked(user_id);
+  return replaced;
+}
+
+Status AccountService::SetStatus(int64_t user_id, UserStatus status) {
+  const Status s = d_.users->SetUserStatus(user_id, status);
+  Revoked(user_id);  // disabling revoked the tokens; enabling changed the row
+  return s;
+}
+
+Status AccountService::Erase(int64_t user_id) {
+  const Status s = d_.users->EraseUser(user_id);
+  Revoked(user_id);
+  return s;
+}
+
+void AccountService::Revoked(int64_t user_id) {
+  // As after a reset: told even after an error (the write may have committed).
+  d_.user_cache->Forget(user_id);
+  if (d_.bus != nullptr) d_.bus->Publish(TokensRevoked{user_id});
 }
 
 Result<AuthResult> AccountService::IssueToken(const User& user, int64_t token_version) {

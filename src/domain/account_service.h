@@ -96,6 +96,17 @@ class AccountService {
   Result<std::vector<AuthResult>> CreateAccounts(const std::vector<NewAccount>& accounts,
                                                  const std::string& password);
 
+  // For administrators (`mmchat user set-password|disable|enable|delete`). Each revokes the
+  // user's tokens through token_version (the store's write), makes the cache forget the row
+  // and publishes TokensRevoked, so that this process's connections of the user end.
+  // SetPassword applies signup's password rules and hashes as signup does; kConflict for a
+  // deleted account. SetStatus takes kActive or kDisabled (UserStore::SetUserStatus).
+  // Erase erases the personal data (UserStore::EraseUser); leaving the conversations is the
+  // ConversationService's.
+  Status SetPassword(int64_t user_id, const std::string& new_password);
+  Status SetStatus(int64_t user_id, UserStatus status);
+  Status Erase(int64_t user_id);
+
   const AccountPolicy& policy() const { return policy_; }
 
  private:
@@ -107,6 +118,8 @@ class AccountService {
   Result<PendingCode> UseCode(CodePurpose purpose, const std::string& email,
                               const std::string& otp);
   Result<AuthResult> IssueToken(const User& user, int64_t token_version);
+  // The user's tokens were revoked or its row changed: the cache forgets it, the bus is told.
+  void Revoked(int64_t user_id);
   // The answer for verified `claims` given the user's kept row, or nullopt when the row must
   // be read: a token newer than the version kept (a reset this process has not heard of).
   static std::optional<Result<int64_t>> CheckVersion(const TokenClaims& claims,

@@ -170,7 +170,9 @@ Result<std::pair<Conversation, bool>> ConversationService::CreatePrivate(int64_t
   if (other == caller) return Status::InvalidRequest("user_id: cannot talk to yourself");
   auto user = d_.users->FindUserById(other);
   if (!user.ok()) return user.status();
-  if (!user->has_value()) return Status::NotFound(kUserNotFound);
+  if (!user->has_value() || (**user).user.status == UserStatus::kDeleted) {
+    return Status::NotFound(kUserNotFound);
+  }
   auto created = d_.conversations->GetOrCreatePrivate(caller, other, d_.now());
   if (!created.ok()) return created.status();
   const auto [id, is_new] = *created;
@@ -261,6 +263,33 @@ Status ConversationService::RemoveParticipant(int64_t caller, int64_t id, int64_
   if (!c.ok()) return c.status();
   if (user_id != caller && !admin) return Status::Forbidden("only admins can remove others");
   if (c->Find(user_id) == nullptr) return Refused(MembershipOutcome::kNotParticipant);
+  return RemoveLocked(id, user_id);
+}
+
+Result<std::vector<int64_t>> ConversationService::LeaveAll(int64_t user_id) {
+  auto states = d_.conversations->ListReaderStates(user_id);
+  if (!states.ok()) return states.status();
+  std::vector<int64_t> left;
+  for (const ReaderState& r : *states) {
+    auto lock = LockChanges(r.conversation_id);
+    const Status s = RemoveLocked(r.conversation_id, user_id);
+    if (s.code() == StatusCode::kNotFound) continue;  // gone meanwhile
+    if (!s.ok()) return s;
+    left.push_back(r.conversation_id);
+  }
+  return left;
+}
+
+void ConversationService::AnnounceLeft(int64_t id, int64_t user_id) {
+  auto lock = LockChanges(id);
+  d_.bus->Publish(ConversationRemoved{id, user_id});
+  auto after = d_.conversations->GetConversation(id);
+  if (after.ok() && after->has_value() && !(*after)->participants.empty()) {
+    d_.bus->Publish(ConversationChanged{**after});
+  }
+}
+
+Status ConversationService::RemoveLocked(int64_t id, int64_t user_id) {
   // Announced before the write: a message committed right after the removal must not be
   // pushed to the removed user while the real-time layer still counts it as a member.
   d_.bus->Publish(ConversationRemoved{id, user_id});

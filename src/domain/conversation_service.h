@@ -75,6 +75,13 @@ class ConversationService {
                                       std::optional<Role> role);
   Result<Conversation> SetRole(int64_t caller, int64_t id, int64_t user_id, Role role);
   Status RemoveParticipant(int64_t caller, int64_t id, int64_t user_id);
+  // For `mmchat user delete`: the user leaves every conversation it takes part in, private
+  // ones too, each as RemoveParticipant removes (admin succession, events to the others).
+  // Returns the ids of the conversations it left.
+  Result<std::vector<int64_t>> LeaveAll(int64_t user_id);
+  // News from another process (the command line) that `user_id` left conversation `id`:
+  // published as RemoveParticipant publishes its own removals.
+  void AnnounceLeft(int64_t id, int64_t user_id);
 
   // The conversation if the caller takes part: kNotFound when it does not exist, kForbidden
   // when the caller is not (or no longer) a participant. Used by the message use cases too.
@@ -89,6 +96,8 @@ class ConversationService {
   Result<Conversation> LoadForAdmin(int64_t caller, int64_t id, bool* is_admin);
   // Reloads after a change, announces it and returns the caller's view.
   Result<Conversation> Changed(int64_t caller, int64_t id);
+  // Removes a participant (checked by the caller) under LockChanges(id), with its events.
+  Status RemoveLocked(int64_t id, int64_t user_id);
   // Changes of one conversation run one at a time, from the checks to the announcement, so
   // that announcements leave in the order of the writes (the real-time layer keeps its
   // membership index from them). Striped: unrelated conversations rarely wait.

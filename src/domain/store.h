@@ -22,6 +22,9 @@ struct LoginGate {
 inline constexpr const char* kUsernameTaken = "username already taken";
 inline constexpr const char* kEmailTaken = "email already registered";
 inline constexpr const char* kUserNotFound = "user not found";
+inline constexpr const char* kUserDeleted = "the account was deleted";
+// What EraseUser names a deleted account (ValidateUsername keeps the prefix from signups).
+inline constexpr const char* kDeletedUsernamePrefix = "deleted-";
 
 class UserStore {
  public:
@@ -53,6 +56,21 @@ class UserStore {
   // Records when the user's last connection closed; an older time than the one kept is
   // ignored (two nodes of a cluster may store their closes out of order).
   virtual Status SetLastSeen(int64_t id, TimeMs at) = 0;
+
+  // For administrators (`mmchat user ...`), off the hot paths.
+  // Up to `limit` users of every status in id order, skipping the first `offset`; only those
+  // whose username starts with `prefix` (case-insensitive) when it is not empty.
+  virtual Result<std::vector<UserRecord>> ListUsers(std::string_view prefix, int limit,
+                                                    int offset) = 0;
+  // kDisabled disables the account and increments token_version (every token it holds stops
+  // working); kActive enables it again (old tokens stay revoked). kNotFound for an unknown id,
+  // kConflict (kUserDeleted) for a deleted account, kInvalidRequest for kDeleted (EraseUser).
+  virtual Status SetUserStatus(int64_t id, UserStatus status) = 0;
+  // Erases the account's personal data: username `deleted-<id>`, email `deleted-<id>` (not an
+  // address: the real one is free again), no password hash (no login), no picture, no
+  // last_seen, status deleted, token_version incremented. Messages and memberships are left to
+  // the caller. kNotFound for an unknown id; kConflict when the username is taken.
+  virtual Status EraseUser(int64_t id) = 0;
 };
 
 enum class CodePurpose { kSignup, kReset };

@@ -4,10 +4,25 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/time.h"
 
 namespace mmchat::domain {
+
+// An account's state, set by an administrator (`mmchat user disable|enable|delete`). A
+// disabled account cannot log in; a deleted one had its personal data erased and is gone for
+// clients (README, "Administration"). Never shown on the wire.
+enum class UserStatus { kActive, kDisabled, kDeleted };
+
+inline const char* UserStatusName(UserStatus s) {
+  return s == UserStatus::kActive ? "active" : s == UserStatus::kDisabled ? "disabled" : "deleted";
+}
+inline UserStatus ParseUserStatus(std::string_view name) {
+  return name == "disabled"  ? UserStatus::kDisabled
+         : name == "deleted" ? UserStatus::kDeleted
+                             : UserStatus::kActive;
+}
 
 // A verified account as clients see it. `email` is shown only to the user itself.
 struct User {
@@ -18,6 +33,7 @@ struct User {
   TimeMs created_at = 0;
   std::optional<TimeMs> last_seen;
   bool online = false;  // filled in by the domain from presence, never stored
+  UserStatus status = UserStatus::kActive;
 };
 
 // A user row with the secrets the account use cases need.

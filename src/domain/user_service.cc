@@ -16,7 +16,7 @@ UserService::UserService(UserStore* users, const PresenceView* presence, UserCac
 // "offline" read first means the row read after has that time, or the reading does.
 Result<User> UserService::Answer(const PresenceView::Reading& presence,
                                  std::optional<CachedUser> found) {
-  if (!found) return Status::NotFound(kUserNotFound);
+  if (!found || found->user.status == UserStatus::kDeleted) return Status::NotFound(kUserNotFound);
   User user = std::move(found->user);
   user.online = presence.online;
   if (presence.last_seen && (!user.last_seen || *user.last_seen < *presence.last_seen)) {

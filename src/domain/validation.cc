@@ -3,6 +3,7 @@
 #include <string>
 
 #include "common/utf8.h"
+#include "domain/store.h"
 
 namespace mmchat::domain {
 namespace {
@@ -33,6 +34,10 @@ Status ValidateUsername(std::string_view username) {
     if (!IsAlnum(c) && c != '_' && c != '.' && c != '-') {
       return Status::InvalidRequest("username may contain only letters, digits, '_', '.' and '-'");
     }
+  }
+  // Deleted accounts are renamed deleted-<id> (UserStore::EraseUser): no one else may be.
+  if (StartsWithNoCase(username, kDeletedUsernamePrefix)) {
+    return Status::InvalidRequest("username may not start with 'deleted-'");
   }
   return Status::Ok();
 }

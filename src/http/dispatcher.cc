@@ -8,6 +8,7 @@
 #include <exception>
 #include <memory>
 
+#include "common/log_context.h"
 #include "common/utf8.h"
 #include "http/errors.h"
 #include "http/json_io.h"
@@ -93,6 +94,7 @@ std::optional<Response> Dispatcher::Authenticate(const Route& route, Request& re
 }
 
 void Dispatcher::Run(const Route& route, Request& req, Respond respond) {
+  const log::RequestScope scope(req.request_id);  // what the handler logs names the request
   if (auto refused = Authenticate(route, req)) return respond(std::move(*refused));
   // The handler gets a wrapper, so that a handler that throws before answering still gets
   // its 500 (and an answer is never sent twice).
@@ -109,6 +111,7 @@ void Dispatcher::Run(const Route& route, Request& req, Respond respond) {
 }
 
 bool Dispatcher::TryCached(const Route& route, Request& req, Respond& respond) {
+  const log::RequestScope scope(req.request_id);
   std::optional<Response> res;
   try {
     if (route.options.auth) {
@@ -140,6 +143,7 @@ void Dispatcher::Dispatch(Request req, std::function<void(Response)> done) {
   auto finish = [this, start, done = std::move(done)](RouteStats& stats, Response res) {
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
     Record(stats, res.status, took.count());
+    res.route = stats.label;
     done(std::move(res));
   };
 
@@ -181,6 +185,7 @@ const Route* Dispatcher::StreamedRoute(Request& req) const {
 void Dispatcher::OpenSink(const Route& route, Request req, Opened done) {
   const auto start = std::chrono::steady_clock::now();
   RunBody([this, &route, start, req = std::move(req), done = std::move(done)]() mutable {
+    const log::RequestScope scope(req.request_id);
     auto fail = [&](Response res) {
       Finished(route, res.status, start);
       done(nullptr, std::move(res));

@@ -49,6 +49,8 @@ class Dispatcher {
   // once with the sink, or with no sink and the error to answer.
   using Opened = std::function<void(std::shared_ptr<BodySink>, Response)>;
   void OpenSink(const Route& route, Request req, Opened done);
+  // The route's name in metrics and logs ("POST /api/uploads").
+  std::string_view Label(const Route& route) const { return route_stats_[route.index]->label; }
   // Counts a streamed request's answer in the route's metrics.
   void Finished(const Route& route, int status, std::chrono::steady_clock::time_point start);
   // Blocking work of a streamed body (BodySink, BodySource): on the database threads when

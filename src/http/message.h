@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -26,6 +27,7 @@ struct Request {
   std::string if_none_match;
   std::optional<uint64_t> content_length;  // of a streamed body, when the client sent one
   std::string client_address;              // the peer's IP address, e.g. "203.0.113.7"
+  std::string request_id;                  // X-Request-Id (http/request_id.h)
   std::string body;
   int64_t user_id = 0;  // the authenticated caller, set for routes that require a token
 
@@ -68,6 +70,9 @@ struct Response {
   // Set: the body comes from here instead, `stream_length` bytes in all.
   std::shared_ptr<BodySource> stream;
   uint64_t stream_length = 0;
+  // The route that answered, for the access log (set by the Dispatcher; it outlives the
+  // response).
+  std::string_view route;
 };
 
 // The caller's token. Where `query_allowed` (the WebSocket upgrade, downloads linked from a

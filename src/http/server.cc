@@ -9,12 +9,15 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <cmath>
 #include <future>
 #include <limits>
 #include <optional>
 #include <vector>
 
+#include "common/log_context.h"
 #include "http/errors.h"
+#include "http/request_id.h"
 #include "wire/errors.h"
 
 namespace mmchat::http {
@@ -39,6 +42,13 @@ Request FromHeader(const bhttp::request_header<>& msg) {
   req.range = std::string(msg[bhttp::field::range]);
   req.if_none_match = std::string(msg[bhttp::field::if_none_match]);
   return req;
+}
+
+// The access log's logger (app/logging.h), or the default one where nobody made it.
+spdlog::logger& AccessLogger() {
+  static const std::shared_ptr<spdlog::logger> access =
+      spdlog::get(std::string(log::kAccessLogger));
+  return access ? *access : *spdlog::default_logger_raw();
 }
 
 // The pieces a streamed upload is read in: two in memory per upload (one read while the
@@ -94,6 +104,8 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void ReadHeader() {
     if (stopping_) return Close();
+    request_id_.clear();  // the next request's, once its headers are in
+    route_ = {};
     // The headers first, with no body type yet: an upload's body is streamed, any other
     // is read whole (OnHeader picks).
     origin_.clear();
@@ -113,6 +125,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) return OnReadError(ec);
     {
       auto& head = header_parser_->get();
+      BeginRequest(head);
       // The byte limit bounds memory; this bounds the work of many tiny headers.
       if (static_cast<size_t>(std::distance(head.begin(), head.end())) >
           server_->options_.max_headers) {
@@ -195,6 +208,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     Request req = ToRequest(msg);
     req.client_address = client_address_;
+    req.request_id = request_id_;
     UpgradeHandler* upgrader = server_->upgrader_;
     if (upgrader != nullptr && req.path == upgrader->path()) return Upgrade(*upgrader, req);
 
@@ -216,6 +230,8 @@ class Session : public std::enable_shared_from_this<Session> {
     version_ = header_parser_->get().version();
     if (auto length = header_parser_->content_length()) req.content_length = *length;
     req.client_address = client_address_;
+    req.request_id = request_id_;
+    route_ = server_->dispatcher_->Label(route);
     server_->dispatcher_->OpenSink(
         route, std::move(req),
         [self = shared_from_this()](std::shared_ptr<BodySink> sink, Response error) {
@@ -360,6 +376,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void FinishUpload() {
     server_->dispatcher_->RunBody([self = shared_from_this()] {
+      const log::RequestScope scope(self->request_id_);
       Response res;
       try {
         res = self->sink_->Finish();
@@ -403,6 +420,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // A sink call that threw is a bug: logged, and the upload fails as internal.
   template <typename Fn>
   Status Guarded(Fn&& fn) {
+    const log::RequestScope scope(request_id_);
     try {
       return fn();
     } catch (const std::exception& e) {
@@ -448,8 +466,38 @@ class Session : public std::enable_shared_from_this<Session> {
     if (stopping_) {
       return Write(ErrorResponse(Status::Unavailable("the server is shutting down")), true);
     }
+    msg.set(kRequestIdHeader, request_id_);  // the hub echoes it in the 101
+    LogAnswer(101, {});
     upgrader.Accept(*user, stream_.release_socket(), parser_->release(), std::move(lease_));
     // This session ends here; its destructor unregisters it from the HTTP server.
+  }
+
+  // A request's headers are in: its id, method and path, and the start of its time.
+  void BeginRequest(const bhttp::request_header<>& head) {
+    started_ = std::chrono::steady_clock::now();
+    request_id_ = RequestIdFor(head[kRequestIdHeader]);
+    method_ = std::string(head.method_string());
+    const std::string_view target = head.target();
+    path_ = std::string(target.substr(0, target.find('?')));  // the query may hold a token
+  }
+
+  // The access log line of an answer (ServerOptions::access_log); answers of 500 and up are
+  // logged whatever it says, at warn.
+  void LogAnswer(int status, std::string_view route) {
+    if (!server_->options_.access_log && status < 500) return;
+    const std::chrono::duration<double, std::milli> took =
+        std::chrono::steady_clock::now() - started_;
+    std::array<log::Field, 6> fields;
+    size_t n = 0;
+    if (!method_.empty()) fields[n++] = {"method", std::string_view(method_)};
+    if (!path_.empty()) fields[n++] = {"path", std::string_view(path_)};
+    if (!route.empty()) fields[n++] = {"route", route};
+    fields[n++] = {"status", int64_t{status}};
+    fields[n++] = {"duration_ms", std::round(took.count() * 1000) / 1000};
+    fields[n++] = {"client", std::string_view(client_address_)};
+    const log::RequestScope scope(request_id_);
+    const log::FieldsScope with(std::span<const log::Field>(fields.data(), n));
+    AccessLogger().log(status >= 500 ? spdlog::level::warn : spdlog::level::info, "request");
   }
 
   Status BodyTooLarge() const {
@@ -465,6 +513,14 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Write(Response r, bool force_close) {
+    if (request_id_.empty()) {  // refused before its headers were read: no id to keep
+      request_id_ = NewRequestId();
+      started_ = std::chrono::steady_clock::now();
+      method_.clear();
+      path_.clear();
+    }
+    r.headers.emplace_back(kRequestIdHeader, request_id_);
+    LogAnswer(r.status, r.route.empty() ? route_ : r.route);
     if (server_->options_.cors) server_->options_.cors->AddHeaders(origin_, r.headers);
     if (r.stream) return WriteStream(std::move(r), force_close);
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
@@ -622,7 +678,14 @@ class Session : public std::enable_shared_from_this<Session> {
   bool answer_failure_ = false;
   bool linger_ = false;  // close after an unread body (Linger)
   size_t linger_left_ = 0;
-  std::string origin_;                  // the Origin header of the request being answered (CORS)
+  std::string origin_;  // the Origin header of the request being answered (CORS)
+  // The request being answered (BeginRequest): its id (empty until its headers are in), method,
+  // path, route name (of an upload; others come with the response) and start.
+  std::string request_id_;
+  std::string method_;
+  std::string path_;
+  std::string_view route_;
+  std::chrono::steady_clock::time_point started_;
   std::unique_ptr<Download> download_;  // a download in progress
   bool reading_ = false;
   bool stopping_ = false;
@@ -730,30 +793,39 @@ void Server::Accept() {
 namespace {
 
 // A whole response, written at once without parsing the request: it fits in an empty socket
-// buffer.
-std::string CannedError(std::string_view status_line, StatusCode code, std::string_view message) {
-  const wire::Json error = {{"error", wire::ErrorObject(Status(code, std::string(message)))}};
-  const std::string body = error.dump();
-  return "HTTP/1.1 " + std::string(status_line) +
-         "\r\nContent-Type: application/json\r\nRetry-After: 5\r\nConnection: close\r\n"
-         "Content-Length: " +
-         std::to_string(body.size()) + "\r\n\r\n" + body;
-}
+// buffer. All of it but the request id, which goes between `head` and `tail`.
+struct CannedError {
+  CannedError(std::string_view status_line, StatusCode code, std::string_view message) {
+    const wire::Json error = {{"error", wire::ErrorObject(Status(code, std::string(message)))}};
+    const std::string body = error.dump();
+    head = "HTTP/1.1 " + std::string(status_line) +
+           "\r\nContent-Type: application/json\r\nRetry-After: 5\r\nConnection: close\r\n"
+           "Content-Length: " +
+           std::to_string(body.size()) + "\r\n" + std::string(kRequestIdHeader) + ": ";
+    tail = "\r\n\r\n" + body;
+  }
+  std::string With(const std::string& request_id) const { return head + request_id + tail; }
+
+  std::string head;
+  std::string tail;
+};
 
 }  // namespace
 
 void Server::Refuse(tcp::socket& socket, Over over) {
-  static const std::string kAtCapacity = CannedError(
-      "503 Service Unavailable", StatusCode::kUnavailable, "the server is at its connection limit");
-  static const std::string kPerAddress = CannedError(
-      "429 Too Many Requests", StatusCode::kRateLimited, "too many connections from this address");
+  static const CannedError kAtCapacity("503 Service Unavailable", StatusCode::kUnavailable,
+                                       "the server is at its connection limit");
+  static const CannedError kPerAddress("429 Too Many Requests", StatusCode::kRateLimited,
+                                       "too many connections from this address");
   // What the client already sent is read first, as closing a socket with unread data resets
   // the connection, and the client might then never see the answer.
   beast::error_code ignored;
   socket.non_blocking(true, ignored);
   char discard[4096];
   socket.read_some(net::buffer(discard), ignored);
-  socket.write_some(net::buffer(over == Over::kPerAddress ? kPerAddress : kAtCapacity), ignored);
+  const std::string answer =
+      (over == Over::kPerAddress ? kPerAddress : kAtCapacity).With(NewRequestId());
+  socket.write_some(net::buffer(answer), ignored);
   socket.shutdown(tcp::socket::shutdown_send, ignored);
   socket.close(ignored);
   if (over == Over::kPerAddress) {

@@ -53,6 +53,8 @@ struct ServerOptions {
   std::optional<boost::asio::any_io_executor> database;
   // CORS_ALLOWED_ORIGINS: preflights answered, CORS headers on every answer. Null: off.
   const CorsPolicy* cors = nullptr;
+  // ACCESS_LOG: a log line per answer (info); off, only for answers of 500 and up (warn).
+  bool access_log = true;
 };
 
 // Descriptors kept free for everything that is not a client connection.

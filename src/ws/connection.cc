@@ -3,6 +3,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
+#include "http/request_id.h"
 #include "ws/hub.h"
 
 namespace mmchat::ws {
@@ -34,14 +35,20 @@ Connection::Connection(Socket socket, Hub* hub, int64_t user_id, int64_t token_v
 void Connection::Start(UpgradeRequest req) {
   // Already registered with the Hub: events queue until the handshake.
   upgrade_ = std::make_unique<UpgradeRequest>(std::move(req));
+  // The 101 (or Beast's refusal) echoes the request id the HTTP session gave the request.
+  ws_.set_option(
+      websocket::stream_base::decorator([req = upgrade_.get()](websocket::response_type& res) {
+        res.set(http::kRequestIdHeader, (*req)[http::kRequestIdHeader]);
+      }));
   // The hub may start it from a worker (in a cluster, once the directory counts it).
   net::dispatch(ws_.get_executor(), [self = shared_from_this()] {
-    self->ws_.async_accept(*self->upgrade_,
-                           [self](beast::error_code ec) { self->OnAccepted(ec); });
+    self->ws_.async_accept(*self->upgrade_, [self](beast::error_code ec) { self->OnAccepted(ec); });
   });
 }
 
 void Connection::OnAccepted(beast::error_code ec) {
+  // The decorator points into the request: both go (an empty decorator keeps no memory).
+  ws_.set_option(websocket::stream_base::decorator([](websocket::response_type&) {}));
   upgrade_.reset();
   if (ec) return Finish();
   opened_ = true;
@@ -130,8 +137,9 @@ void Connection::Send(Outgoing out) {
   {
     std::lock_guard lock(mu_);
     if (refusing_) return;
-    queued_bytes_ += static_cast<uint32_t>(size);
-    if (queued_bytes_ <= hub_->options().max_queue_bytes) {
+    if (queued_bytes_ + size <= hub_->options().max_queue_bytes) {
+      queued_bytes_ += static_cast<uint32_t>(size);
+      hub_->QueuedBytes(static_cast<int64_t>(size));
       queue_.push_back(std::move(out));
       if (pump_posted_) return;
       pump_posted_ = true;
@@ -139,8 +147,7 @@ void Connection::Send(Outgoing out) {
       // Too far behind: drop what waits and close; the client catches up with sync.
       refusing_ = true;
       overflow = true;
-      std::vector<Outgoing>().swap(queue_);
-      queue_head_ = 0;
+      DropQueue();
     }
   }
   if (overflow) {
@@ -153,14 +160,12 @@ void Connection::Send(Outgoing out) {
 void Connection::Close(websocket::close_code code) {
   net::dispatch(ws_.get_executor(), [self = shared_from_this(), code] {
     if (self->finished_ || self->close_code_) return;
+    if (code == websocket::close_code::policy_error) self->hub_->CountPolicyClose();
     {
       std::lock_guard lock(self->mu_);
       self->refusing_ = true;
       // A graceful stop (1001) sends what is queued first: acks of committed messages among it.
-      if (code != websocket::close_code::going_away) {
-        std::vector<Outgoing>().swap(self->queue_);
-        self->queue_head_ = 0;
-      }
+      if (code != websocket::close_code::going_away) self->DropQueue();
     }
     self->close_code_ = code;
     self->since_ = SteadyMs();
@@ -247,7 +252,9 @@ void Connection::FinishBatch(size_t written) {
   for (const auto& o : batch_) bytes += o.frame->size();
   {
     std::lock_guard lock(mu_);
-    queued_bytes_ -= static_cast<uint32_t>(std::min<size_t>(bytes, queued_bytes_));
+    const auto done = static_cast<uint32_t>(std::min<size_t>(bytes, queued_bytes_));
+    queued_bytes_ -= done;
+    hub_->QueuedBytes(-int64_t{done});
   }
   // An idle connection keeps no queue storage (the queue takes this vector at the next swap).
   if (batch_.capacity() > 4) {
@@ -286,6 +293,16 @@ void Connection::Abort() {
   net::dispatch(ws_.get_executor(), [self = shared_from_this()] { self->Drop(); });
 }
 
+void Connection::DropQueue() {
+  size_t bytes = 0;
+  for (size_t i = queue_head_; i < queue_.size(); ++i) bytes += queue_[i].frame->size();
+  std::vector<Outgoing>().swap(queue_);
+  queue_head_ = 0;
+  const auto dropped = static_cast<uint32_t>(std::min<size_t>(bytes, queued_bytes_));
+  queued_bytes_ -= dropped;
+  hub_->QueuedBytes(-int64_t{dropped});
+}
+
 void Connection::Drop() {
   beast::error_code ignored;
   beast::get_lowest_layer(ws_).close(ignored);
@@ -298,10 +315,14 @@ void Connection::Finish() {
   {
     std::lock_guard lock(mu_);
     refusing_ = true;
-    std::vector<Outgoing>().swap(queue_);
-    queue_head_ = 0;
+    DropQueue();
   }
   FinishBatch(0);  // a batch still in flight did not reach the client
+  {
+    std::lock_guard lock(mu_);  // nothing is queued any more: the gauge keeps none of it
+    hub_->QueuedBytes(-int64_t{queued_bytes_});
+    queued_bytes_ = 0;
+  }
   hub_->Ended(this);
 }
 

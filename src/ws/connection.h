@@ -102,6 +102,8 @@ class Connection : public std::enable_shared_from_this<Connection>, private Buff
   void DoCheck(TimeMs now, TimeMs interval);
   // Closes the socket at once; pending operations end with errors.
   void Drop();
+  // Drops the frames waiting (not the batch being written) and their bytes. Under mu_.
+  void DropQueue();
   // The read loop ended: the connection is over.
   void Finish();
 
@@ -125,7 +127,7 @@ class Connection : public std::enable_shared_from_this<Connection>, private Buff
   // Guarded by mu_; 32 bits each (the queue limit is at most 1 GiB), as every connection
   // carries them.
   uint32_t queue_head_ = 0;
-  uint32_t queued_bytes_ = 0;  // queue_ plus batch_
+  uint32_t queued_bytes_ = 0;  // queue_ plus batch_ (and in the hub's queued-bytes gauge)
 
   // The small members together (every connection carries them; padding adds up).
   // On the strand:

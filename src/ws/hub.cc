@@ -39,7 +39,14 @@ Hub::Hub(net::io_context& ioc, HubDeps deps, HubOptions options)
                                                "Frames received from WebSocket clients.")),
       slow_closes_(d_.registry->GetCounter(
           "mmchat_ws_slow_closes_total",
-          "WebSocket connections closed (1008) for falling behind their events.")) {}
+          "WebSocket connections closed (1008) for falling behind their events.")),
+      policy_closes_(d_.registry->GetCounter(
+          "mmchat_ws_policy_closes_total",
+          "WebSocket connections closed with 1008 (policy): too far behind their events, or "
+          "their token no longer valid.")),
+      queued_bytes_(d_.registry->GetGauge("mmchat_ws_queued_bytes",
+                                          "Bytes of frames waiting to be written to WebSocket "
+                                          "connections, all of them together.")) {}
 
 Hub::~Hub() = default;
 

@@ -133,6 +133,9 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   // The first `written` frames of `batch` reached the socket of one of `user_id`'s connections.
   void Written(int64_t user_id, const std::vector<Outgoing>& batch, size_t written);
   void CountSlowClose() { slow_closes_->Inc(); }
+  void CountPolicyClose() { policy_closes_->Inc(); }
+  // Bytes of frames queued (positive) or written or dropped (negative) on some connection.
+  void QueuedBytes(int64_t n) { queued_bytes_->Add(n); }
 
  private:
   void ScheduleTick();
@@ -156,6 +159,8 @@ class Hub final : public http::UpgradeHandler, public domain::PresenceView {
   metrics::Counter* events_delivered_;
   metrics::Counter* frames_received_;
   metrics::Counter* slow_closes_;
+  metrics::Counter* policy_closes_;
+  metrics::Gauge* queued_bytes_;
 };
 
 }  // namespace mmchat::ws

@@ -12,10 +12,14 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1061,6 +1065,95 @@ TEST_F(ClusterTest, AUsersMessageRateHoldsWhenItSendsThroughTwoNodes) {
   EXPECT_GE(refused, 2);
   // Another user has a burst of its own.
   EXPECT_EQ(send(cc, lea, 100).status, 201);
+}
+
+// The metric names in `text`: every `mmchat_...` word (alert names are MmChat..., so they are
+// not taken).
+std::set<std::string> MetricNamesIn(const std::string& text) {
+  std::set<std::string> names;
+  static const std::regex kName(R"(\bmmchat_[a-z0-9_]+)");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), kName);
+       it != std::sregex_iterator(); ++it) {
+    names.insert(it->str());
+  }
+  return names;
+}
+
+// Every `expr` string anywhere in a Grafana dashboard.
+void CollectExprs(const Json& j, std::vector<std::string>& out) {
+  if (j.is_object()) {
+    for (const auto& [key, value] : j.items()) {
+      if (key == "expr" && value.is_string()) out.push_back(value.get<std::string>());
+      CollectExprs(value, out);
+    }
+  } else if (j.is_array()) {
+    for (const auto& v : j) CollectExprs(v, out);
+  }
+}
+
+std::string ReadDoc(const std::string& name) {
+  std::ifstream in(std::string(MMCHAT_DOCS_DIR) + "/" + name, std::ios::binary);
+  EXPECT_TRUE(in.good()) << name;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// docs/operations.md: the Grafana dashboard and the Prometheus alert rules query only metrics
+// the server exports. A cluster node on PostgreSQL exports every family there is (the pool's
+// and the bus's too); after some traffic, the labelled ones have series as well.
+TEST_F(ClusterTest, TheDashboardAndTheAlertRulesUseOnlyMetricsTheServerExports) {
+  ASSERT_TRUE(a_ && b_);
+  auto [kim, lou, group] = SignUpKimAndLou();
+  WsClient lou_ws(b_->port(), lou.token);
+  SendSome(kim, group, 5);
+  ASSERT_TRUE(lou_ws.NextOfType("message").is_object());
+  lou_ws.Send({{"type", "message"}, {"conversation_id", group}, {"content", "ws"}, {"ref", "r"}});
+  ASSERT_TRUE(lou_ws.NextOfType("ack").is_object());
+  EXPECT_EQ(ca_->Get("/api/nowhere").status, 404);
+
+  std::set<std::string> exported;
+  for (auto* c : {ca_.get(), cb_.get()}) {
+    auto r = c->Get("/metrics");
+    ASSERT_EQ(r.status, 200);
+    std::istringstream lines(r.body);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.empty() || line[0] == '#') continue;
+      exported.insert(line.substr(0, line.find_first_of("{ ")));
+    }
+  }
+
+  const std::string dashboard_text = ReadDoc("ops/grafana-dashboard.json");
+  std::vector<std::string> exprs;
+  CollectExprs(Json::parse(dashboard_text), exprs);
+  ASSERT_GE(exprs.size(), 10u) << "the dashboard has too few queries to be of use";
+  for (const auto& e : exprs) {
+    EXPECT_FALSE(MetricNamesIn(e).empty()) << "a query on no metric of the server: " << e;
+  }
+  // Names anywhere: the queries, and the server list's label_values(...).
+  for (const auto& n : MetricNamesIn(dashboard_text)) {
+    EXPECT_TRUE(exported.count(n)) << n << " in the dashboard";
+  }
+  // And each query is PromQL that parses: promtool checks them as recording rules, with
+  // Grafana's variables replaced as Grafana would.
+  const auto dir = MakeTempDir();
+  {
+    std::ofstream rules(dir / "dashboard-rules.yml");
+    rules << "groups:\n  - name: dashboard\n    rules:\n";
+    for (size_t i = 0; i < exprs.size(); ++i) {
+      std::string e = std::regex_replace(exprs[i], std::regex(R"(\$__rate_interval)"), "5m");
+      e = std::regex_replace(e, std::regex(R"(\$instance)"), ".*");
+      rules << "      - record: dashboard_query_" << i << "\n        expr: " << Json(e).dump()
+            << "\n";
+    }
+  }
+  const auto check =
+      RunProgram(MMCHAT_PROMTOOL, {"check", "rules", "dashboard-rules.yml"}, {}, dir);
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  // Besides the server's, the rules may use Prometheus' own `up` (is the target scraped).
+  const auto rule_names = MetricNamesIn(ReadDoc("ops/prometheus-rules.yml"));
+  ASSERT_GE(rule_names.size(), 5u);
+  for (const auto& n : rule_names) EXPECT_TRUE(exported.count(n)) << n << " in the alert rules";
 }
 
 }  // namespace

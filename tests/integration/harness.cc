@@ -447,10 +447,12 @@ bool IsSanitizerLine(const std::string& line) {
   return false;
 }
 
-// An spdlog line of level error or critical ("<timestamp>Z error ...").
+// An spdlog line of level error or critical ("<timestamp>Z error ...", or with LOG_FORMAT=json
+// {"ts":"<timestamp>","level":"error",...}).
 bool IsErrorLine(const std::string& line) {
   static const std::regex kLevel(R"(^\d{4}-\d\d-\d\dT[\d:.]+Z (error|critical) )");
-  return std::regex_search(line, kLevel);
+  static const std::regex kJsonLevel(R"re(^\{"ts":"[^"]*","level":"(error|critical)")re");
+  return std::regex_search(line, kLevel) || std::regex_search(line, kJsonLevel);
 }
 
 }  // namespace

@@ -58,6 +58,7 @@ struct WsClient::Impl : std::enable_shared_from_this<Impl> {
   std::thread thread;
   bool connected = false;
   HttpResult refusal;
+  HttpResult handshake;
 
   mutable std::mutex mu;
   std::condition_variable cv;
@@ -122,10 +123,13 @@ WsClient::WsClient(uint16_t port, const std::string& token, WsOptions options)
   sock.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
   std::string target = options.target;
   if (target.empty()) target = options.token_in_header ? "/api/ws" : "/api/ws?token=" + token;
-  if (options.token_in_header) {
-    ws.set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
-      req.set(bhttp::field::authorization, "Bearer " + token);
-    }));
+  if (options.token_in_header || !options.headers.empty()) {
+    ws.set_option(websocket::stream_base::decorator(
+        [token, in_header = options.token_in_header,
+         headers = options.headers](websocket::request_type& req) {
+          if (in_header) req.set(bhttp::field::authorization, "Bearer " + token);
+          for (const auto& [name, value] : headers) req.set(name, value);
+        }));
   }
   websocket::response_type res;
   beast::error_code ec;
@@ -141,6 +145,7 @@ WsClient::WsClient(uint16_t port, const std::string& token, WsOptions options)
   HttpResult answer = ToResult(plain);
   // The 101 too; not a default response left by a connection that failed.
   if (!ec || ec == websocket::error::upgrade_declined) RecordHttp("GET", target, answer);
+  impl_->handshake = answer;
   if (ec) {
     impl_->refusal = std::move(answer);
     return;
@@ -169,6 +174,7 @@ WsClient::~WsClient() {
 
 bool WsClient::connected() const { return impl_->connected; }
 const HttpResult& WsClient::refusal() const { return impl_->refusal; }
+const HttpResult& WsClient::handshake() const { return impl_->handshake; }
 
 void WsClient::Send(const Json& frame) { SendText(frame.dump()); }
 void WsClient::SendText(const std::string& text) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@ struct WsOptions {
   bool read = true;              // start the read loop at once
   int receive_buffer = 0;        // SO_RCVBUF before connecting (0: the system's default)
   std::string target;            // overrides "/api/ws?token=..." when not empty
+  std::map<std::string, std::string> headers;  // more headers of the upgrade request
 };
 
 class WsClient {
@@ -31,6 +33,8 @@ class WsClient {
 
   bool connected() const;
   const HttpResult& refusal() const;
+  // The server's answer to the upgrade request: the 101, or the refusal.
+  const HttpResult& handshake() const;
 
   void Send(const Json& frame);
   void SendText(const std::string& text);

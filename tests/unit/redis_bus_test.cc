@@ -493,5 +493,27 @@ TEST(RedisBusTest, AStoppedBusStillDeliversLocally) {
   EXPECT_EQ(inbox.Events().size(), 2u);
 }
 
+// mmchat_bus_lag_seconds: each batch a node publishes, the probes too, is timed until it comes
+// back on the node's own subscription.
+TEST(RedisBusTest, OwnBatchesAreTimedUntilTheyComeBack) {
+  test::TestRedis server;
+  ASSERT_TRUE(server.ok());
+  Node a(server.port());
+  ASSERT_TRUE(WaitUntil([&] { return a.bus.Live(); }));
+  // Probes go out every 100 ms here.
+  ASSERT_TRUE(WaitUntil([&] { return a.Count("mmchat_bus_lag_seconds_count") >= 2; }));
+  const uint64_t probes = a.Count("mmchat_bus_lag_seconds_count");
+  for (const Event& e : EveryKind()) a.bus.Publish(e);
+  ASSERT_TRUE(WaitUntil([&] { return a.Count("mmchat_bus_lag_seconds_count") > probes; }));
+  const std::string text = a.registry.Render();
+  const std::string sum_name = "\nmmchat_bus_lag_seconds_sum ";
+  const size_t at = text.find(sum_name);
+  ASSERT_NE(at, std::string::npos) << text;
+  const double sum = std::stod(text.substr(at + sum_name.size()));
+  const auto count = static_cast<double>(a.Count("mmchat_bus_lag_seconds_count"));
+  EXPECT_GT(sum, 0);
+  EXPECT_LT(sum / count, 1.0) << text;  // a loopback Redis answers in well under a second
+}
+
 }  // namespace
 }  // namespace mmchat::bus::redis

@@ -390,6 +390,91 @@ TYPED_TEST(StoreConformance, ReplacePasswordBumpsTokenVersionAndClearsFailures) 
   EXPECT_EQ(store.ReplacePassword(9999, "x").code(), StatusCode::kNotFound);
 }
 
+TYPED_TEST(StoreConformance, ListUsersPagesInIdOrderWithAPrefix) {
+  auto& store = *this->store_;
+  const int64_t a = this->NewUserId("alice");
+  const int64_t b = this->NewUserId("Bob");
+  const int64_t c = this->NewUserId("bobby");
+  auto ids = [&](std::string_view prefix, int limit, int offset) {
+    auto r = store.ListUsers(prefix, limit, offset);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    std::vector<int64_t> out;
+    if (r.ok()) {
+      for (const auto& rec : *r) out.push_back(rec.user.id);
+    }
+    return out;
+  };
+  EXPECT_EQ(ids("", 10, 0), (std::vector<int64_t>{a, b, c}));
+  EXPECT_EQ(ids("", 1, 1), (std::vector<int64_t>{b}));
+  EXPECT_EQ(ids("", 10, 3), (std::vector<int64_t>{}));
+  EXPECT_EQ(ids("BO", 10, 0), (std::vector<int64_t>{b, c}));  // case-insensitive prefix
+  EXPECT_EQ(ids("bobb", 10, 0), (std::vector<int64_t>{c}));
+  ASSERT_TRUE(store.SetUserStatus(b, domain::UserStatus::kDisabled).ok());
+  auto r = store.ListUsers("bob", 10, 0);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].user.status, domain::UserStatus::kDisabled);  // every status is listed
+  EXPECT_EQ((*r)[0].user.email, "Bob@example.com");
+  EXPECT_EQ((*r)[1].user.status, domain::UserStatus::kActive);
+}
+
+TYPED_TEST(StoreConformance, SetUserStatusDisablesWithARevocationAndEnables) {
+  auto& store = *this->store_;
+  const User u = this->Create("alice", "alice@example.com");
+  EXPECT_EQ(this->Find(u.id).user.status, domain::UserStatus::kActive);
+  ASSERT_TRUE(store.SetUserStatus(u.id, domain::UserStatus::kDisabled).ok());
+  domain::UserRecord rec = this->Find(u.id);
+  EXPECT_EQ(rec.user.status, domain::UserStatus::kDisabled);
+  EXPECT_EQ(rec.token_version, 1);  // every token it held is revoked
+  // Look-ups still find it (its name and email stay taken).
+  auto by_name = store.FindUserByUsername("ALICE");
+  ASSERT_TRUE(by_name.ok() && by_name->has_value());
+  EXPECT_EQ((*by_name)->user.status, domain::UserStatus::kDisabled);
+  EXPECT_EQ(store.CreateUser(NewUser{"alice", "x@example.com", "h", 1}).status().code(),
+            StatusCode::kConflict);
+  ASSERT_TRUE(store.SetUserStatus(u.id, domain::UserStatus::kActive).ok());
+  rec = this->Find(u.id);
+  EXPECT_EQ(rec.user.status, domain::UserStatus::kActive);
+  EXPECT_EQ(rec.token_version, 1);  // old tokens stay revoked
+  EXPECT_EQ(store.SetUserStatus(9999, domain::UserStatus::kDisabled).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(store.EraseUser(u.id).ok());
+  EXPECT_EQ(store.SetUserStatus(u.id, domain::UserStatus::kActive).code(), StatusCode::kConflict);
+  EXPECT_EQ(this->Find(u.id).user.status, domain::UserStatus::kDeleted);
+}
+
+TYPED_TEST(StoreConformance, EraseUserFreesTheNameAndEmailAndKeepsMessages) {
+  auto& store = *this->store_;
+  const User u = this->Create("alice", "alice@example.com");
+  const int64_t bob = this->NewUserId("bob");
+  ASSERT_TRUE(
+      store.UpdateProfile(u.id, ProfileUpdate{std::nullopt, "https://x.example/a.png"}).ok());
+  ASSERT_TRUE(store.SetLastSeen(u.id, 5000).ok());
+  ASSERT_TRUE(store.EraseUser(u.id).ok());
+  const domain::UserRecord rec = this->Find(u.id);
+  const std::string erased = "deleted-" + std::to_string(u.id);
+  EXPECT_EQ(rec.user.username, erased);
+  EXPECT_EQ(rec.user.email, erased);
+  EXPECT_EQ(rec.password_hash, "");
+  EXPECT_FALSE(rec.user.profile_picture.has_value());
+  EXPECT_FALSE(rec.user.last_seen.has_value());
+  EXPECT_EQ(rec.user.status, domain::UserStatus::kDeleted);
+  EXPECT_EQ(rec.token_version, 1);
+  // Its last connections close after the erasure: no last_seen comes back.
+  ASSERT_TRUE(store.SetLastSeen(u.id, 6000).ok());
+  EXPECT_FALSE(this->Find(u.id).user.last_seen.has_value());
+  // The name and email are free; look-ups by them find the new owner only.
+  auto by_email = store.FindUserByEmail("alice@example.com");
+  ASSERT_TRUE(by_email.ok());
+  EXPECT_FALSE(by_email->has_value());
+  EXPECT_TRUE(store.CreateUser(NewUser{"alice", "alice@example.com", "h", 2}).ok());
+  // Not found by a search, and joins no conversation.
+  EXPECT_TRUE(this->Search("del").empty());
+  auto group = store.CreateGroup("g", bob, {u.id}, 3000);
+  ASSERT_TRUE(group.ok());
+  EXPECT_EQ(group->outcome, MembershipOutcome::kNoSuchUser);
+  EXPECT_EQ(store.EraseUser(9999).code(), StatusCode::kNotFound);
+}
+
 TYPED_TEST(StoreConformance, LoginAttemptWindow) {
   auto& store = *this->store_;
   const User u = this->Create("alice", "alice@example.com");

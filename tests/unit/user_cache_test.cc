@@ -58,6 +58,11 @@ class HookedUsers final : public UserStore {
   }
   Status ClearLoginFailures(int64_t id) override { return real_->ClearLoginFailures(id); }
   Status SetLastSeen(int64_t id, TimeMs at) override { return real_->SetLastSeen(id, at); }
+  Result<std::vector<UserRecord>> ListUsers(std::string_view p, int limit, int offset) override {
+    return real_->ListUsers(p, limit, offset);
+  }
+  Status SetUserStatus(int64_t id, UserStatus st) override { return real_->SetUserStatus(id, st); }
+  Status EraseUser(int64_t id) override { return real_->EraseUser(id); }
 
  private:
   UserStore* real_;

@@ -53,7 +53,14 @@ RedisBus::RedisBus(RedisBusOptions options, metrics::Registry* registry)
       reconnects_(registry->GetCounter("mmchat_bus_reconnects_total",
                                        "Attempts to connect to Redis after the first.")),
       undecodable_(registry->GetCounter("mmchat_bus_undecodable_total",
-                                        "Batches or events from the bus that could not be read.")) {
+                                        "Batches or events from the bus that could not be read.")),
+      lag_(registry->GetHistogram(
+          "mmchat_bus_lag_seconds",
+          "Time from an event's publication on this node until its batch came back from Redis "
+          "on this node's own subscription (other nodes receive it at about the same time).",
+          "",
+          {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+           5, 10})) {
   // Logged on the constructing thread, before the bus's own threads log: spdlog's registry
   // is made here, not by two of them at once (ThreadSanitizer cannot see libspdlog's guard).
   spdlog::debug("bus: this node is {} on {}", origin_, options_.channel);
@@ -115,6 +122,7 @@ void RedisBus::Missed() {
 }
 
 bool RedisBus::Enqueue(Queued q) {
+  q.at = Clock::now();
   std::lock_guard lock(queue_mu_);
   // A probe says every number below it went out: it takes none of its own.
   q.lseq = q.probe ? next_lseq_ : next_lseq_++;
@@ -207,6 +215,7 @@ void RedisBus::ConnectionEnded(Status why) {
   SetState(State::kDown);
   ++generation_;
   publishing_ = false;
+  sent_.clear();  // what was in flight does not come back
   if (cmd_) cmd_->Close();
   if (sub_) sub_->Close();
   cmd_.reset();
@@ -237,11 +246,13 @@ void RedisBus::RetryLater() {
 void RedisBus::Drain() {
   std::vector<std::string> events;
   uint64_t first = 0;
+  Clock::time_point published;
   {
     std::lock_guard lock(queue_mu_);
     drain_posted_ = false;
     if (publishing_ || state_ != State::kLive || queue_.empty()) return;
     first = queue_.front().lseq;
+    published = queue_.front().at;
     if (queue_.front().probe) {
       queue_.pop_front();
     } else {
@@ -259,6 +270,10 @@ void RedisBus::Drain() {
   }
   std::string payload;
   EncodeBatch(origin_, first, events, payload);
+  // Comes back in this order (one connection publishes, one subscribes); bounded in case
+  // nothing does.
+  if (sent_.size() >= 1024) sent_.pop_front();
+  sent_.push_back({first, events.size(), published});
   publishing_ = true;
   const uint64_t gen = generation_;
   cmd_->Command({"PUBLISH", options_.channel, std::move(payload)},
@@ -317,6 +332,17 @@ void RedisBus::ProbeTick() {
   });
 }
 
+void RedisBus::OwnBatchBack(uint64_t first_lseq, size_t count, Clock::time_point now) {
+  // A probe and the batch after it may share a first number, never a count too.
+  const auto it = std::find_if(sent_.begin(), sent_.end(), [&](const Sent& s) {
+    return s.first_lseq == first_lseq && s.count == count;
+  });
+  if (it == sent_.end()) return;
+  const std::chrono::duration<double> lag = now - it->at;
+  lag_->Observe(lag.count());
+  sent_.erase(sent_.begin(), it + 1);  // those before it were lost with a connection
+}
+
 void RedisBus::Received(std::string_view payload) {
   auto batch = DecodeBatch(payload);
   if (!batch.ok()) {
@@ -327,6 +353,7 @@ void RedisBus::Received(std::string_view payload) {
   const auto now = Clock::now();
   if (batch->origin == origin_) {
     heard_own_ = now;
+    OwnBatchBack(batch->first_lseq, batch->events.size(), now);
     return;
   }
   const uint64_t first = batch->first_lseq;

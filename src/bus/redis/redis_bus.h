@@ -97,6 +97,13 @@ class RedisBus final : public domain::EventBus, public domain::BusHealth {
     uint64_t lseq = 0;
     std::string text;
     bool probe = false;
+    std::chrono::steady_clock::time_point at{};  // when it was published (Enqueue)
+  };
+  // A batch sent, until it comes back on our own subscription (the bus lag metric).
+  struct Sent {
+    uint64_t first_lseq = 0;
+    size_t count = 0;
+    std::chrono::steady_clock::time_point at;  // when its first event was published
   };
 
   // On the mmchat-redis thread.
@@ -107,6 +114,8 @@ class RedisBus final : public domain::EventBus, public domain::BusHealth {
   void ProbeTick();
   void Received(std::string_view payload);
   void SetState(State s);
+  // One of our own batches came back: its lag, and the batches before it that never will.
+  void OwnBatchBack(uint64_t first_lseq, size_t count, std::chrono::steady_clock::time_point now);
   // Tells this node's subscribers, in turn with the events of other nodes, that some of
   // those were lost (domain::EventsMissed).
   void Missed();
@@ -152,6 +161,7 @@ class RedisBus final : public domain::EventBus, public domain::BusHealth {
     std::chrono::steady_clock::time_point heard;
   };
   std::unordered_map<std::string, Peer> peers_;  // by origin
+  std::deque<Sent> sent_;                        // in the order published
   std::mt19937_64 rng_;
 
   metrics::Gauge* live_;
@@ -161,6 +171,7 @@ class RedisBus final : public domain::EventBus, public domain::BusHealth {
   metrics::Counter* gaps_;
   metrics::Counter* reconnects_;
   metrics::Counter* undecodable_;
+  metrics::Histogram* lag_;
 };
 
 }  // namespace mmchat::bus::redis

@@ -9,8 +9,25 @@
 
 namespace mmchat::store {
 
-GroupCommitWriter::GroupCommitWriter(CommitBatch commit, const std::string& name, Tidy tidy)
+GroupCommitWriter::GroupCommitWriter(CommitBatch commit, const std::string& name, Tidy tidy,
+                                     metrics::Registry* registry)
     : commit_(std::move(commit)), tidy_(std::move(tidy)) {
+  if (registry != nullptr) {
+    batch_size_ = registry->GetHistogram(
+        "mmchat_writer_batch_size",
+        "Writes (messages, edits, deletions, reactions) per message-writer transaction.", "",
+        {1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
+    commit_seconds_ =
+        registry->GetHistogram("mmchat_writer_commit_duration_seconds",
+                               "Time the message writer took to write and commit one batch.", "",
+                               {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+    queue_depth_ = registry->GetGauge("mmchat_writer_queue_depth",
+                                      "Writes waiting for the message writer to take them.");
+    failed_batches_ = registry->GetCounter(
+        "mmchat_writer_failed_batches_total",
+        "Message-writer batches whose transaction failed (each write answered with the error).");
+  }
   // Thread names (at most 15 characters) for top -H and perf.
   writer_thread_ = std::thread([this, n = (name + "-writer").substr(0, 15)] {
     pthread_setname_np(pthread_self(), n.c_str());
@@ -76,6 +93,7 @@ void GroupCommitWriter::Enqueue(Write write, Done done) {
         ++pending_appends_;
       }
       queue_.push_back({std::move(write), std::move(done)});
+      if (queue_depth_ != nullptr) queue_depth_->Set(static_cast<int64_t>(queue_.size()));
       queue_cv_.notify_one();
       return;
     }
@@ -120,8 +138,16 @@ void GroupCommitWriter::WriterLoop() {
         answered.callbacks.push_back(std::move(queue_.front().done));
         queue_.pop_front();
       }
+      if (queue_depth_ != nullptr) queue_depth_->Set(static_cast<int64_t>(queue_.size()));
     }
+    const auto commit_start = std::chrono::steady_clock::now();
     Committed c = commit_(batch);
+    if (batch_size_ != nullptr) {
+      const std::chrono::duration<double> took = std::chrono::steady_clock::now() - commit_start;
+      commit_seconds_->Observe(took.count());
+      batch_size_->Observe(static_cast<double>(batch.size()));
+      if (!c.committed) failed_batches_->Inc();
+    }
     if (c.committed) ++committed_batches_;
     tidying = tidying || c.committed;
     // A backend that answered short is a bug; still, every caller must hear something.

@@ -23,6 +23,7 @@
 #include "common/status.h"
 #include "domain/conversation.h"
 #include "domain/message_change.h"
+#include "metrics/registry.h"
 
 namespace mmchat::store {
 
@@ -52,7 +53,10 @@ class GroupCommitWriter {
   static constexpr size_t kMaxBatch = 512;
 
   // Starts the writer and answer threads, named `<name>-writer` and `<name>-answers`.
-  GroupCommitWriter(CommitBatch commit, const std::string& name, Tidy tidy = nullptr);
+  // `registry` (may be null) gets the writer's metrics: batch sizes, commit times, queue depth
+  // and failed batches (docs/metrics.md).
+  GroupCommitWriter(CommitBatch commit, const std::string& name, Tidy tidy = nullptr,
+                    metrics::Registry* registry = nullptr);
   ~GroupCommitWriter();
 
   void Append(domain::NewMessage message, std::function<void(Result<domain::StoredAppend>)> done);
@@ -105,6 +109,11 @@ class GroupCommitWriter {
   size_t pending_appends_ = 0;  // guarded by pending_mu_; accepted and not yet answered
 
   std::atomic<uint64_t> committed_batches_{0};
+  // Null without a registry. Updated once per batch, and the depth once per write (a store).
+  metrics::Histogram* batch_size_ = nullptr;
+  metrics::Histogram* commit_seconds_ = nullptr;
+  metrics::Gauge* queue_depth_ = nullptr;
+  metrics::Counter* failed_batches_ = nullptr;
   std::once_flag stopped_;
   // Started last, joined first: the writer, then the answer thread after it.
   std::thread writer_thread_;

@@ -27,7 +27,7 @@ inline const char* PurposeName(domain::CodePurpose p) {
 
 inline constexpr const char* kUserColumns =
     "id, username, email, profile_picture, created_at, last_seen, password_hash, token_version, "
-    "failed_logins, failed_window_start";
+    "failed_logins, failed_window_start, status";
 
 template <typename Row>
 domain::UserRecord ReadUserRecord(const Row& r) {
@@ -42,6 +42,7 @@ domain::UserRecord ReadUserRecord(const Row& r) {
   u.token_version = r.Int(7);
   u.failed_logins = static_cast<int32_t>(r.Int(8));
   u.failed_window_start = r.Int(9);
+  u.user.status = domain::ParseUserStatus(r.Text(10));
   return u;
 }
 

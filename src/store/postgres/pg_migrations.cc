@@ -180,6 +180,12 @@ CREATE TABLE upload_chunks (
 );
 ALTER TABLE upload_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 )sql"},
+      // An administrator's state of an account (domain::UserStatus): 'active', 'disabled'
+      // (cannot log in) or 'deleted' (personal data erased; `mmchat user delete`).
+      {7, "user_status", R"sql(
+ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'active'
+  CHECK (status IN ('active', 'disabled', 'deleted'));
+)sql"},
   };
   return kAll;
 }

@@ -13,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "metrics/registry.h"
 #include "store/postgres/pg_connection.h"
 
 namespace mmchat::store::postgres {
@@ -20,7 +21,9 @@ namespace mmchat::store::postgres {
 class PgPool {
  public:
   // At most `max_size` connections; a caller waits up to `wait` for one to come back.
-  PgPool(ConnectOptions options, size_t max_size, std::chrono::milliseconds wait);
+  // `registry` (may be null) counts the waits (docs/metrics.md).
+  PgPool(ConnectOptions options, size_t max_size, std::chrono::milliseconds wait,
+         metrics::Registry* registry = nullptr);
   ~PgPool();
 
   class Lease {
@@ -62,6 +65,12 @@ class PgPool {
   std::vector<std::unique_ptr<PgConnection>> idle_;  // guarded by mu_
   size_t open_ = 0;                                  // guarded by mu_; idle and leased
   Clock::time_point retry_after_{};                  // guarded by mu_; after a failed connect
+
+  // Null without a registry: acquisitions that waited for a connection to come back, those
+  // that waited in vain, and how long they waited.
+  metrics::Counter* waits_ = nullptr;
+  metrics::Counter* wait_timeouts_ = nullptr;
+  metrics::Histogram* wait_seconds_ = nullptr;
 
   std::mutex log_mu_;
   uint64_t failed_connects_ = 0;  // guarded by log_mu_; since the last success

@@ -194,7 +194,8 @@ Result<domain::CreatedGroup> PostgresStore::CreateGroup(const std::string& name,
   Status s = InTransaction([&](PgConnection& c) -> Status {
     auto missing = c.Query(
         "SELECT m FROM unnest($1::bigint[]) WITH ORDINALITY AS t(m, n) "
-        "WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = t.m) ORDER BY n LIMIT 1",
+        "WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = t.m AND status <> 'deleted') "
+        "ORDER BY n LIMIT 1",
         Params().AddArray(members));
     if (!missing.ok()) return missing.status();
     if (missing->rows() == 1) {
@@ -341,7 +342,9 @@ Result<MembershipOutcome> PostgresStore::AddParticipant(int64_t conversation_id,
   Status s = InTransaction([&](PgConnection& c) -> Status {
     auto locked = LockConversation(c, conversation_id);
     if (!locked.ok()) return locked.status();
-    auto user = c.Query("SELECT 1 FROM users WHERE id = $1", Params().Add(user_id));
+    // A deleted account (UserStore::EraseUser) joins no conversation.
+    auto user =
+        c.Query("SELECT 1 FROM users WHERE id = $1 AND status <> 'deleted'", Params().Add(user_id));
     if (!user.ok()) return user.status();
     if (user->rows() == 0) {
       out = MembershipOutcome::kNoSuchUser;

@@ -113,9 +113,10 @@ Result<std::unique_ptr<PostgresStore>> PostgresStore::Open(const Options& option
 
 PostgresStore::PostgresStore(const Options& options)
     : pool_(ConnectOptions{options.url, options.connect_timeout, options.query_timeout},
-            options.pool_size, kPoolWait) {
+            options.pool_size, kPoolWait, options.metrics) {
   message_writer_ = std::make_unique<GroupCommitWriter>(
-      [this](const std::vector<Write>& batch) { return CommitBatch(batch); }, "mmchat");
+      [this](const std::vector<Write>& batch) { return CommitBatch(batch); }, "mmchat", nullptr,
+      options.metrics);
 }
 
 PostgresStore::~PostgresStore() {
@@ -240,7 +241,8 @@ Result<std::vector<User>> PostgresStore::SearchUsersByPrefix(std::string_view pr
   auto r = Query(std::string("SELECT ") + kUserColumns +
                      " FROM users WHERE lower(username COLLATE \"C\") >= lower($1::text COLLATE "
                      "\"C\") AND lower(username COLLATE \"C\") < lower($1::text COLLATE \"C\") "
-                     "|| chr(127) ORDER BY lower(username COLLATE \"C\") LIMIT $2",
+                     "|| chr(127) AND status <> 'deleted' "
+                     "ORDER BY lower(username COLLATE \"C\") LIMIT $2",
                  Params().Add(prefix).Add(int64_t{limit}));
   if (!r.ok()) return r.status();
   std::vector<User> users;
@@ -276,11 +278,54 @@ Status PostgresStore::ReplacePassword(int64_t id, const std::string& password_ha
 }
 
 Status PostgresStore::SetLastSeen(int64_t id, TimeMs at) {
-  // Never back: two nodes of a cluster may store a user's last closes out of order.
-  auto r = Query("UPDATE users SET last_seen = GREATEST(last_seen, $2) WHERE id = $1",
-                 Params().Add(id).Add(at));
+  // Never back: two nodes of a cluster may store a user's last closes out of order. A
+  // deleted account's connections close after its erasure: it keeps none.
+  auto r = Query(
+      "UPDATE users SET last_seen = CASE WHEN status = 'deleted' THEN NULL "
+      "ELSE GREATEST(last_seen, $2) END WHERE id = $1",
+      Params().Add(id).Add(at));
   if (!r.ok()) return r.status();
   return r->Affected() == 1 ? Status::Ok() : Status::NotFound(domain::kUserNotFound);
+}
+
+Result<std::vector<UserRecord>> PostgresStore::ListUsers(std::string_view prefix, int limit,
+                                                         int offset) {
+  auto r = Query(std::string("SELECT ") + kUserColumns +
+                     " FROM users WHERE $1::text = '' OR (lower(username COLLATE \"C\") >= "
+                     "lower($1::text COLLATE \"C\") AND lower(username COLLATE \"C\") < "
+                     "lower($1::text COLLATE \"C\") || chr(127)) ORDER BY id LIMIT $2 OFFSET $3",
+                 Params().Add(prefix).Add(int64_t{limit}).Add(int64_t{offset}));
+  if (!r.ok()) return r.status();
+  std::vector<UserRecord> users;
+  for (int i = 0; i < r->rows(); ++i) users.push_back(ReadUserRecord(PgRow{*r, i}));
+  return users;
+}
+
+Status PostgresStore::SetUserStatus(int64_t id, domain::UserStatus status) {
+  if (status == domain::UserStatus::kDeleted) return Status::InvalidRequest("use EraseUser");
+  // One statement: the update, and whether the row exists at all.
+  auto r = Query(
+      "WITH upd AS (UPDATE users SET status = $2::text, token_version = token_version + "
+      "CASE WHEN $2::text = 'disabled' THEN 1 ELSE 0 END WHERE id = $1 AND status <> 'deleted' "
+      "RETURNING id) "
+      "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM users WHERE id = $1)",
+      Params().Add(id).Add(domain::UserStatusName(status)));
+  if (!r.ok()) return r.status();
+  if (r->Int(0, 0) == 1) return Status::Ok();
+  return r->Int(0, 1) == 1 ? Status::Conflict(domain::kUserDeleted)
+                           : Status::NotFound(domain::kUserNotFound);
+}
+
+Status PostgresStore::EraseUser(int64_t id) {
+  return WithConnection([&](PgConnection& c) -> Status {
+    auto r = c.Query(
+        "UPDATE users SET username = $2, email = $2, password_hash = '', profile_picture = NULL, "
+        "last_seen = NULL, status = 'deleted', token_version = token_version + 1, "
+        "failed_logins = 0, failed_window_start = 0 WHERE id = $1",
+        Params().Add(id).Add(domain::kDeletedUsernamePrefix + std::to_string(id)));
+    if (!r.ok()) return UserWriteError(c, r.status());
+    return r->Affected() == 1 ? Status::Ok() : Status::NotFound(domain::kUserNotFound);
+  });
 }
 
 Result<domain::LoginGate> PostgresStore::BeginLoginAttempt(int64_t id, TimeMs now, TimeMs window_ms,

@@ -34,6 +34,8 @@ struct Options {
   std::chrono::milliseconds startup_wait{30'000};
   std::chrono::milliseconds connect_timeout{5'000};
   std::chrono::milliseconds query_timeout{30'000};
+  // The message writer's and the pool's metrics go here (may be null).
+  metrics::Registry* metrics = nullptr;
 };
 
 // The advisory lock every process's message writer takes first in each batch transaction
@@ -65,6 +67,10 @@ class PostgresStore final : public Store {
                                               int32_t max_failures) override;
   Status ClearLoginFailures(int64_t id) override;
   Status SetLastSeen(int64_t id, TimeMs at) override;
+  Result<std::vector<domain::UserRecord>> ListUsers(std::string_view prefix, int limit,
+                                                    int offset) override;
+  Status SetUserStatus(int64_t id, domain::UserStatus status) override;
+  Status EraseUser(int64_t id) override;
 
   // CodeStore
   Result<std::optional<domain::PendingCode>> FindCode(domain::CodePurpose purpose,

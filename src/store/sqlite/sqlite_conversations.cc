@@ -31,8 +31,9 @@ Status Run(Connection& c, Statement& st, std::string_view what) {
   return st.Step() == SQLITE_DONE ? Status::Ok() : c.Error(what);
 }
 
+// A deleted account (UserStore::EraseUser) joins no conversation.
 Result<bool> UserExists(Connection& c, int64_t id) {
-  auto st = c.Prepare("SELECT 1 FROM users WHERE id = ?");
+  auto st = c.Prepare("SELECT 1 FROM users WHERE id = ? AND status <> 'deleted'");
   if (!st.ok()) return st.status();
   (*st)->Bind(1, id);
   const int rc = (*st)->Step();

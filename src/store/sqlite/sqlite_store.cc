@@ -45,7 +45,7 @@ SqliteStore::SqliteStore(Options options, std::unique_ptr<Connection> writer)
     : options_(std::move(options)), writer_(std::move(writer)) {
   message_writer_ = std::make_unique<GroupCommitWriter>(
       [this](const std::vector<Write>& batch) { return CommitBatch(batch); }, "mmchat",
-      [this] { return TidySearchIndex(); });
+      [this] { return TidySearchIndex(); }, options_.metrics);
 }
 
 SqliteStore::~SqliteStore() {
@@ -167,7 +167,7 @@ Result<std::vector<User>> SqliteStore::SearchUsersByPrefix(std::string_view pref
     // every name with the prefix sorts between prefix and prefix + "\x7f".
     auto st = c.Prepare(std::string("SELECT ") + kUserColumns +
                         " FROM users WHERE username >= ?1 AND username < ?2 "
-                        "ORDER BY username LIMIT ?3");
+                        "AND status <> 'deleted' ORDER BY username LIMIT ?3");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, prefix).Bind(2, std::string(prefix) + "\x7f").Bind(3, int64_t{limit});
     int rc;
@@ -209,12 +209,64 @@ Status SqliteStore::ReplacePassword(int64_t id, const std::string& password_hash
 
 Status SqliteStore::SetLastSeen(int64_t id, TimeMs at) {
   return WithWriter([&](Connection& c) -> Status {
-    // Never back: two nodes of a cluster may store a user's last closes out of order.
-    auto st =
-        c.Prepare("UPDATE users SET last_seen = MAX(COALESCE(last_seen, ?2), ?2) WHERE id = ?1");
+    // Never back: two nodes of a cluster may store a user's last closes out of order. A
+    // deleted account's connections close after its erasure: it keeps none.
+    auto st = c.Prepare(
+        "UPDATE users SET last_seen = CASE WHEN status = 'deleted' THEN NULL "
+        "ELSE MAX(COALESCE(last_seen, ?2), ?2) END WHERE id = ?1");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, id).Bind(2, at);
     if ((*st)->Step() != SQLITE_DONE) return c.Error("set last seen");
+    return c.Changes() == 1 ? Status::Ok() : Status::NotFound(domain::kUserNotFound);
+  });
+}
+
+Result<std::vector<UserRecord>> SqliteStore::ListUsers(std::string_view prefix, int limit,
+                                                       int offset) {
+  std::vector<UserRecord> users;
+  Status s = WithReader([&](Connection& c) -> Status {
+    auto st = c.Prepare(std::string("SELECT ") + kUserColumns +
+                        " FROM users WHERE ?1 = '' OR (username >= ?1 AND username < ?2) "
+                        "ORDER BY id LIMIT ?3 OFFSET ?4");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, prefix).Bind(2, std::string(prefix) + "\x7f");
+    (*st)->Bind(3, int64_t{limit}).Bind(4, int64_t{offset});
+    int rc;
+    while ((rc = (*st)->Step()) == SQLITE_ROW) users.push_back(ReadUserRecord(**st));
+    return rc == SQLITE_DONE ? Status::Ok() : c.Error("list users");
+  });
+  if (!s.ok()) return s;
+  return users;
+}
+
+Status SqliteStore::SetUserStatus(int64_t id, domain::UserStatus status) {
+  if (status == domain::UserStatus::kDeleted) return Status::InvalidRequest("use EraseUser");
+  return WithWriter([&](Connection& c) -> Status {
+    auto st = c.Prepare(
+        "UPDATE users SET status = ?2, token_version = token_version + "
+        "CASE WHEN ?2 = 'disabled' THEN 1 ELSE 0 END WHERE id = ?1 AND status <> 'deleted'");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, id).Bind(2, std::string_view(domain::UserStatusName(status)));
+    if ((*st)->Step() != SQLITE_DONE) return c.Error("set user status");
+    if (c.Changes() == 1) return Status::Ok();
+    auto exists = c.Prepare("SELECT 1 FROM users WHERE id = ?");
+    if (!exists.ok()) return exists.status();
+    (*exists)->Bind(1, id);
+    const int rc = (*exists)->Step();
+    if (rc == SQLITE_ROW) return Status::Conflict(domain::kUserDeleted);
+    return rc == SQLITE_DONE ? Status::NotFound(domain::kUserNotFound) : c.Error("find user");
+  });
+}
+
+Status SqliteStore::EraseUser(int64_t id) {
+  return WithWriter([&](Connection& c) -> Status {
+    auto st = c.Prepare(
+        "UPDATE users SET username = ?2, email = ?2, password_hash = '', profile_picture = NULL, "
+        "last_seen = NULL, status = 'deleted', token_version = token_version + 1, "
+        "failed_logins = 0, failed_window_start = 0 WHERE id = ?1");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, id).Bind(2, domain::kDeletedUsernamePrefix + std::to_string(id));
+    if ((*st)->Step() != SQLITE_DONE) return UserWriteError(c, "erase user");
     return c.Changes() == 1 ? Status::Ok() : Status::NotFound(domain::kUserNotFound);
   });
 }

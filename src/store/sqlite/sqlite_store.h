@@ -20,7 +20,8 @@ namespace mmchat::store::sqlite {
 
 struct Options {
   std::string dsn = "file:chat.db";
-  std::string synchronous = "NORMAL";  // NORMAL or FULL
+  std::string synchronous = "NORMAL";    // NORMAL or FULL
+  metrics::Registry* metrics = nullptr;  // the message writer's metrics go here (may be null)
 };
 
 class SqliteStore final : public Store {
@@ -43,6 +44,10 @@ class SqliteStore final : public Store {
                                               int32_t max_failures) override;
   Status ClearLoginFailures(int64_t id) override;
   Status SetLastSeen(int64_t id, TimeMs at) override;
+  Result<std::vector<domain::UserRecord>> ListUsers(std::string_view prefix, int limit,
+                                                    int offset) override;
+  Status SetUserStatus(int64_t id, domain::UserStatus status) override;
+  Status EraseUser(int64_t id) override;
 
   // CodeStore
   Result<std::optional<domain::PendingCode>> FindCode(domain::CodePurpose purpose,
