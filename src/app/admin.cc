@@ -173,13 +173,13 @@ class Admin {
     if (r.user.status == domain::UserStatus::kDeleted) {
       return Status::Conflict("user " + std::to_string(id) + " was deleted already");
     }
-    // Out of every conversation first, as leaving does (admin succession), then the erasure.
+    // Out of every group first, as leaving does (admin succession), then the erasure.
     auto left = s_.conversations->LeaveAll(id);
     if (!left.ok()) return left.status();
     if (Status st = s_.accounts->Erase(id); !st.ok()) return st;
     out_ << "user " << id << " (" << r.user.username << ") deleted: now "
          << "deleted-" << id << ", out of " << left->size()
-         << " conversation(s); the messages it sent stay in them\n";
+         << " group(s); the messages it sent stay\n";
     AdminNews news;
     news.tokens_revoked = id;
     news.user = id;

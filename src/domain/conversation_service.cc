@@ -272,6 +272,11 @@ Result<std::vector<int64_t>> ConversationService::LeaveAll(int64_t user_id) {
   std::vector<int64_t> left;
   for (const ReaderState& r : *states) {
     auto lock = LockChanges(r.conversation_id);
+    // A private conversation has exactly two participants (API.md): the other one keeps it,
+    // with the erased account as its partner.
+    auto c = d_.conversations->GetConversation(r.conversation_id);
+    if (!c.ok()) return c.status();
+    if (!c->has_value() || (*c)->type == ConversationType::kPrivate) continue;
     const Status s = RemoveLocked(r.conversation_id, user_id);
     if (s.code() == StatusCode::kNotFound) continue;  // gone meanwhile
     if (!s.ok()) return s;

@@ -129,6 +129,9 @@ function responsesFor(method, requestPath) {
     add(every.unrouted, `${EVERY_AT}/unrouted`);
   }
   add(every.anyRequest, `${EVERY_AT}/anyRequest`);
+  // Any request whose bytes are not valid HTTP (a header with a control character, say) is
+  // answered 400 before routing, whatever its path.
+  add(every.malformed, `${EVERY_AT}/malformed`);
   return { table, label, operation, routed: matching.length > 0 };
 }
 

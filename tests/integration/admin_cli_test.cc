@@ -188,8 +188,13 @@ TEST_F(AdminCliTest, DeleteErasesTheAccountKeepsItsMessagesAndLeavesConversation
   EXPECT_TRUE(an_admin) << g.body;  // succession, as when an admin leaves
   auto d = client_.Get("/api/conversations/" + std::to_string(dm_id), bob.token);
   ASSERT_EQ(d.status, 200) << d.body;
-  ASSERT_EQ(d.json["participants"].size(), 1u) << d.body;
-  EXPECT_EQ(d.json["participants"][0]["user_id"], bob.id);
+  // A private conversation keeps its two participants (API.md); the deleted one under its
+  // erased name.
+  ASSERT_EQ(d.json["participants"].size(), 2u) << d.body;
+  for (const auto& p : d.json["participants"]) {
+    EXPECT_EQ(p["role"], "member") << d.body;
+    if (p["user_id"] == alice.id) EXPECT_EQ(p["username"], "deleted-" + Id(alice)) << d.body;
+  }
 
   // Its messages stay, with its id.
   auto history =
