@@ -193,7 +193,9 @@ TEST_F(AdminCliTest, DeleteErasesTheAccountKeepsItsMessagesAndLeavesConversation
   ASSERT_EQ(d.json["participants"].size(), 2u) << d.body;
   for (const auto& p : d.json["participants"]) {
     EXPECT_EQ(p["role"], "member") << d.body;
-    if (p["user_id"] == alice.id) EXPECT_EQ(p["username"], "deleted-" + Id(alice)) << d.body;
+    if (p["user_id"] == alice.id) {
+      EXPECT_EQ(p["username"], "deleted-" + Id(alice)) << d.body;
+    }
   }
 
   // Its messages stay, with its id.
