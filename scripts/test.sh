@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs, builds and runs every test, in seven stages:
-#   plain  the whole suite (unit + integration) on the release build in ./build: the store
-#          conformance suite against SQLite and PostgreSQL, the integration suite once on
-#          SQLite and once on PostgreSQL (tests named pg.*), and its WebSocket suites with
-#          every server two cluster nodes (split.*)
+#   plain  the whole suite (unit + integration) on the release build in ./build, which is built
+#          as a Debian packager builds (dpkg-buildflags' hardening flags; the package stage
+#          packs it): the store conformance suite against SQLite and PostgreSQL, the
+#          integration suite once on SQLite and once on PostgreSQL (tests named pg.*), and its
+#          WebSocket suites with every server two cluster nodes (split.*)
 #   api    lints docs/openapi.yaml and docs/asyncapi.yaml (@redocly/cli, @asyncapi/cli) and
 #          checks every JSON answer and server frame the plain stage's integration tests saw
 #          (build/api-record, tests/integration/harness.h RecordApi) against them
@@ -11,13 +12,14 @@
 #   web    the browser tests (tests/web/*.test.mjs, Node's test runner): ./build/mmchat (built
 #          by plain, or here when run alone) driven from Debian's headless Chromium through
 #          playwright-core; screenshots go to build/web-artifacts/
-#   package  a packager's build (Release, GCC, warnings not errors, ./build-package), the Debian
-#          package cpack makes of it, lintian, and the package installed on this machine, its
-#          unit verified, its server started as the unit starts it, then purged
-#          (tests/package/package_test.sh)
-#   asan   the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer (clang,
-#          ./build-asan), but for split.* (the cluster tests cover those paths; CI's time),
-#          which also builds the fuzz targets
+#   package  the Debian package cpack makes of ./build (built by plain, or here when run alone),
+#          lintian, and the package installed on this machine, its unit verified, its server
+#          started as the unit starts it, then purged (tests/package/package_test.sh)
+#   asan   the suite again under AddressSanitizer + UndefinedBehaviorSanitizer (clang,
+#          ./build-asan, which also builds the fuzz targets): all of it on SQLite, and of the
+#          PostgreSQL run the tests whose point is the store (the rest is the same server code,
+#          and the store conformance suite runs on PostgreSQL too); not split.* (the cluster
+#          tests cover those paths). CI's time is why
 #   tsan   the concurrency tests (hub, store writer, fan-out, ...) under ThreadSanitizer
 #          (./build-tsan), on SQLite, plus the concurrency part of the PostgreSQL run
 #   fuzz   each libFuzzer target for FUZZ_SECONDS (60) from its seed corpus in fuzz/corpus
@@ -44,6 +46,9 @@ tsan_tests='Ws|ws_|Sqlite|Postgres|Store|Message|Conversation|Bench|Presence|Cap
 # server's threads are the same on both stores, and the PostgreSQL store's own concurrency is
 # covered by the store conformance suite (matched by "Store" above).
 tsan_pg_tests='^pg\.(MessagesConcurrency|CrashSafety|WsEvents|ConversationsRole|Bench|Profile)'
+# Of the PostgreSQL run, the tests ASan adds most to: what the PostgreSQL store does differently
+# (attachments in chunks, full-text search, changes, concurrency, crashes, dumps, admin).
+asan_pg_tests='^pg\.(Attachments|Search|MessageChanges|MessagesConcurrency|MessagesSync|CrashSafety|BackupPgDump|UploadCrash|SweptUploads|AccountsConcurrency|ConversationsRole|AdminCli)'
 
 # The project's own builds treat warnings as errors (a packager's do not; see the package stage).
 export MMCHAT_WERROR=ON
@@ -75,9 +80,22 @@ ctest_sanitized() {  # ctest_sanitized DIR [ctest args...]
   return $status
 }
 
+# ./build as a Debian packager builds it (README, "Debian package"): dpkg-buildflags' hardening
+# flags (fortify, stack protector, relro/bindnow), here with warnings as errors. Given on every
+# configure, as CMake reads the CXXFLAGS environment variable only the first time.
+configure_packager_build() {
+  flags() { DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get "$1"; }
+  configure build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS="$(flags CXXFLAGS) $(flags CPPFLAGS)" \
+    -DCMAKE_EXE_LINKER_FLAGS="$(flags LDFLAGS)"
+}
+
+# Sanitizer reports need only line numbers: line tables instead of full debug information
+# make these builds about a sixth (clang) to a quarter (GCC) faster.
 build_asan() {
   configure build-asan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
-    -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" -DMMCHAT_SANITIZE=address,undefined -DMMCHAT_FUZZ=ON
+    -DCMAKE_CXX_FLAGS_DEBUG="-gline-tables-only -O1" -DMMCHAT_SANITIZE=address,undefined \
+    -DMMCHAT_FUZZ=ON
   ninja -C build-asan
 }
 
@@ -87,6 +105,7 @@ for stage in "${stages[@]}"; do
   stage_start=$SECONDS
   case $stage in
     plain)
+      configure_packager_build
       ./scripts/build.sh
       rm -rf build/api-record  # each test process appends to a file of its own there
       ./scripts/with-postgres.sh ctest --test-dir build --output-on-failure --no-tests=error \
@@ -110,23 +129,17 @@ for stage in "${stages[@]}"; do
         node --test "${web_args[@]}" ./*.test.mjs)
       ;;
     package)
-      # As a Debian packager builds: Release (-O3), GCC with dpkg-buildflags' hardening flags
-      # (fortify, stack protector, relro/bindnow, PIE), no -Werror (README, "Debian package").
-      # CMake reads CXXFLAGS and LDFLAGS (the first time it configures), not CPPFLAGS. The
-      # tests were built and run by the other stages: leaving them out halves this build.
-      flags() { DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get "$1"; }
-      CXXFLAGS="$(flags CXXFLAGS) $(flags CPPFLAGS)" LDFLAGS=$(flags LDFLAGS) \
-        cmake -S . -B build-package -G Ninja -DCMAKE_BUILD_TYPE=Release -DMMCHAT_WERROR=OFF \
-        -DBUILD_TESTING=OFF >/dev/null
-      ninja -C build-package
-      ./tests/package/package_test.sh build-package
+      configure_packager_build
+      ./scripts/build.sh mmchat mmchat-bench mmchat_package_files  # nothing to do after plain
+      ./tests/package/package_test.sh build
       ;;
     asan)
       build_asan
-      ctest_sanitized build-asan -E '^split\.' "$@"
+      ctest_sanitized build-asan -E '^(split|pg)\.' "$@"
+      ctest_sanitized build-asan -R "$asan_pg_tests" "$@"
       ;;
     tsan)
-      configure build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+      configure build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
         -DMMCHAT_SANITIZE=thread
       ninja -C build-tsan
       ctest_sanitized build-tsan -R "$tsan_tests" -E '^(pg|split)\.' "$@"

@@ -151,16 +151,23 @@ class ContextFlag final : public spdlog::custom_flag_formatter {
   }
 };
 
-// Standard output when it is a file or a pipe (a service's log), through stdio's buffer: the
-// loggers say when to flush (SetUpLogging). spdlog's own stdout sinks flush every line.
-class StdoutSink final : public spdlog::sinks::base_sink<std::mutex> {
+// Standard output or error when it is a file or a pipe (a service's log), through stdio's
+// buffer: the loggers say when to flush (SetUpLogging). spdlog's own stdout sinks flush every
+// line.
+class StdioSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit StdioSink(std::FILE* out) : out_(out) {}
+
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     spdlog::memory_buf_t line;
     formatter_->format(msg, line);
-    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fwrite(line.data(), 1, line.size(), out_);
   }
-  void flush_() override { std::fflush(stdout); }
+  void flush_() override { std::fflush(out_); }
+
+ private:
+  std::FILE* out_;
 };
 
 }  // namespace
@@ -172,13 +179,15 @@ std::unique_ptr<spdlog::formatter> MakeLogFormatter(std::string_view format) {
   return text;
 }
 
-void SetUpLogging(std::string_view level, std::string_view format) {
+void SetUpLogging(std::string_view level, std::string_view format, std::FILE* out) {
   // A terminal gets spdlog's colours, a line at a time; anything else the buffered sink.
   spdlog::sink_ptr sink;
-  if (isatty(STDOUT_FILENO)) {
-    sink = std::make_shared<spdlog::sinks::stdout_color_sink_mt>();
+  if (!isatty(fileno(out))) {
+    sink = std::make_shared<StdioSink>(out);
+  } else if (out == stderr) {
+    sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   } else {
-    sink = std::make_shared<StdoutSink>();
+    sink = std::make_shared<spdlog::sinks::stdout_color_sink_mt>();
   }
   sink->set_formatter(MakeLogFormatter(format));
   auto general = std::make_shared<spdlog::logger>("", sink);

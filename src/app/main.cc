@@ -115,7 +115,10 @@ int main(int argc, char** argv) {
     std::cerr << "mmchat: config error: " << config.status().message() << "\n";
     return 2;
   }
-  mmchat::app::SetUpLogging(config->log_level, config->log_format);
+  // A command's output (a user list, tokens) goes to standard output; its log does not.
+  const bool command = admin_cli.parsed() || add_cmd->parsed() || backup_cmd->parsed() ||
+                       restore_cmd->parsed() || migrate;
+  mmchat::app::SetUpLogging(config->log_level, config->log_format, command ? stderr : stdout);
 
   if (admin_cli.parsed()) {
     return mmchat::app::RunAdmin(*config, admin, std::cin, std::cout, std::cerr);

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -341,6 +343,36 @@ TEST_F(AdminCliTest, TheSocketIsPrivate) {
   ASSERT_EQ(lstat((server_.dir() / "mmchat.sock").c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// A command's standard output is its answer alone: its log (here the JWT_SECRET warning, the
+// secret being left unset) goes to standard error, so `user list | cut -f2` and `--tokens -`
+// stay clean.
+TEST_F(AdminCliTest, OutputIsTheAnswerAndTheLogGoesToStandardError) {
+  auto stdout_of = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> sh = {"-c", "exec \"$0\" \"$@\" 2>/dev/null", MMCHAT_BINARY};
+    sh.insert(sh.end(), args.begin(), args.end());
+    return RunProgram("/bin/sh", sh, StoreEnv(server_.dir()), server_.dir());
+  };
+  const RunResult add = stdout_of({"user", "add", "--count", "3", "--prefix", "quiet", "--password",
+                                   "correct horse", "--tokens", "-"});
+  ASSERT_EQ(add.exit_code, 0) << add.output;
+  const auto tokens = Lines(add.output);
+  EXPECT_EQ(tokens.size(), 3u) << add.output;
+  for (const auto& line : tokens) {
+    EXPECT_TRUE(std::regex_match(line, std::regex(R"(\d+ quiet_\d+ [A-Za-z0-9_.-]+)"))) << line;
+  }
+  const RunResult list = stdout_of({"user", "list", "--search", "quiet"});
+  ASSERT_EQ(list.exit_code, 0) << list.output;
+  const auto rows = Lines(list.output);
+  EXPECT_EQ(rows.size(), 3u) << list.output;
+  for (const auto& row : rows) {
+    EXPECT_EQ(std::count(row.begin(), row.end(), '\t'), 4) << row;
+    EXPECT_TRUE(Contains(row, "\tquiet_")) << row;
+  }
+  // The log is still written, to standard error.
+  const RunResult both = RunBinary({"user", "list"}, StoreEnv(server_.dir()), server_.dir());
+  EXPECT_TRUE(Contains(both.output, "JWT_SECRET is not set")) << both.output;
 }
 
 // Without a running server the change is stored all the same, and the command says so; a

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -55,24 +56,6 @@ std::string Content(const std::string& client_id) {
   while (text.size() < 600) text += " lorem ipsum dolor sit amet";
   return text;
 }
-
-// A temporary directory, removed at the end unless the test failed.
-class TempDir {
- public:
-  TempDir() : path_(MakeTempDir()) {}
-  ~TempDir() {
-    if (::testing::Test::HasFailure()) {
-      std::fprintf(stderr, "kept directory %s\n", path_.c_str());
-      return;
-    }
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // Files in `dir` whose name contains `part`.
 std::vector<std::string> FilesWith(const fs::path& dir, const std::string& part) {
@@ -366,6 +349,37 @@ std::vector<int64_t> Post(HttpClient& client, const Account& a, int64_t conversa
   return ids;
 }
 
+// A copy (`mmchat backup`, pg_dump) taken while four senders stream into `setup`'s groups, and
+// what it must hold: every message acknowledged before it began.
+struct CopyUnderLoad {
+  RunResult run;
+  std::map<std::string, Json> acked_before;  // client_id -> Message
+  std::map<std::string, int> attempted;      // client_id -> sender, of every message tried
+  double ms = 0;                             // how long `copy` took
+  int acked_during = 0;                      // messages acknowledged meanwhile
+};
+CopyUnderLoad TakeUnderLoad(TestServer& server, const Groups& setup,
+                            const std::function<RunResult()>& copy) {
+  CopyUnderLoad out;
+  Streamer stream(server.port(), server.ws_port(), setup.users, setup.conversations);
+  if (!stream.WaitAcked(kAckedBeforeBackup)) {
+    ADD_FAILURE() << "only " << stream.AckedCount() << " acknowledged within "
+                  << kStreamDeadline.count() << " s";
+    return out;
+  }
+  out.acked_before = stream.AckedMessages();
+  const int count_before = static_cast<int>(out.acked_before.size());
+  const auto started = std::chrono::steady_clock::now();
+  out.run = copy();
+  out.ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  out.acked_during = stream.AckedCount() - count_before;
+  stream.Stop();
+  EXPECT_EQ(stream.Refused(), 0);
+  out.attempted = stream.Attempted();
+  return out;
+}
+
 // The text of an error printed by the binary, lower-cased.
 std::string Lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -383,21 +397,13 @@ TEST(BackupTest, TakenUnderLoadHoldsEveryAcknowledgedMessage) {
   TempDir out;
   const fs::path file = out.path() / "chat-backup.db";
 
-  Streamer stream(server.port(), server.ws_port(), setup.users, setup.conversations);
-  ASSERT_TRUE(stream.WaitAcked(kAckedBeforeBackup))
-      << "only " << stream.AckedCount() << " acknowledged within " << kStreamDeadline.count()
-      << " s";
-  // What the backup must hold: everything acknowledged (committed) before it began.
-  const auto acked_before = stream.AckedMessages();
-  const int count_before = static_cast<int>(acked_before.size());
-  const auto started = std::chrono::steady_clock::now();
-  const RunResult r = RunBinary({"backup", file.string()}, StoreEnv(server.dir()), out.path());
-  const auto took = std::chrono::steady_clock::now() - started;
-  const int acked_during = stream.AckedCount() - count_before;
-  stream.Stop();
+  const CopyUnderLoad copy = TakeUnderLoad(server, setup, [&] {
+    return RunBinary({"backup", file.string()}, StoreEnv(server.dir()), out.path());
+  });
+  const RunResult& r = copy.run;
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(stream.Refused(), 0);
-  const auto attempted = stream.Attempted();
+  const auto& acked_before = copy.acked_before;
+  const auto& attempted = copy.attempted;
 
   // Nothing but the backup was left beside it.
   EXPECT_EQ(FilesWith(out.path(), "chat-backup"), std::vector<std::string>{"chat-backup.db"});
@@ -411,17 +417,16 @@ TEST(BackupTest, TakenUnderLoadHoldsEveryAcknowledgedMessage) {
   const size_t in_backup = ExpectHolds(RowsOfFile(file), acked_before, attempted, "backup file");
   EXPECT_GE(in_backup, acked_before.size());
 
-  const double ms = std::chrono::duration<double, std::milli>(took).count();
   std::printf(
       "backup under load: %zu messages in the backup (%zu acknowledged before it began), "
       "%lld bytes, %.0f ms (the whole mmchat backup process), %d messages acknowledged while it "
       "ran\n  %s",
-      in_backup, acked_before.size(), static_cast<long long>(bytes.size()), ms, acked_during,
-      r.output.c_str());
-  ::testing::Test::RecordProperty("backup_ms", static_cast<int>(ms));
+      in_backup, acked_before.size(), static_cast<long long>(bytes.size()), copy.ms,
+      copy.acked_during, r.output.c_str());
+  ::testing::Test::RecordProperty("backup_ms", static_cast<int>(copy.ms));
   ::testing::Test::RecordProperty("backup_bytes", static_cast<int>(bytes.size()));
   ::testing::Test::RecordProperty("acked_before", static_cast<int>(acked_before.size()));
-  ::testing::Test::RecordProperty("acked_during", acked_during);
+  ::testing::Test::RecordProperty("acked_during", copy.acked_during);
 
   // Restored into a new place, a server serves exactly what the backup holds.
   TempDir restored;
@@ -680,21 +685,12 @@ TEST(BackupPgDumpTest, DumpTakenWhileServingRestoresEveryAcknowledgedMessage) {
   const fs::path dump = out.path() / "mmchat.dump";
   const std::string url = StoreEnv(server.dir()).at("DATABASE_URL");
 
-  Streamer stream(server.port(), server.ws_port(), setup.users, setup.conversations);
-  ASSERT_TRUE(stream.WaitAcked(kAckedBeforeBackup))
-      << "only " << stream.AckedCount() << " acknowledged within " << kStreamDeadline.count()
-      << " s";
-  const auto acked_before = stream.AckedMessages();
-  const int count_before = static_cast<int>(acked_before.size());
-  const auto started = std::chrono::steady_clock::now();
-  const RunResult d =
-      RunProgram(PgProgram("pg_dump"), {"-Fc", "-f", dump.string(), url}, {}, out.path());
-  const auto took = std::chrono::steady_clock::now() - started;
-  const int acked_during = stream.AckedCount() - count_before;
-  stream.Stop();
-  ASSERT_EQ(d.exit_code, 0) << d.output;
-  EXPECT_EQ(stream.Refused(), 0);
-  const auto attempted = stream.Attempted();
+  const CopyUnderLoad copy = TakeUnderLoad(server, setup, [&] {
+    return RunProgram(PgProgram("pg_dump"), {"-Fc", "-f", dump.string(), url}, {}, out.path());
+  });
+  ASSERT_EQ(copy.run.exit_code, 0) << copy.run.output;
+  const auto& acked_before = copy.acked_before;
+  const auto& attempted = copy.attempted;
   std::error_code ec;
   const auto size = fs::file_size(dump, ec);
   ASSERT_FALSE(ec);
@@ -744,14 +740,13 @@ TEST(BackupPgDumpTest, DumpTakenWhileServingRestoresEveryAcknowledgedMessage) {
     QueryAt(admin_url, "DROP ROLE " + role);
   }
 
-  const double ms = std::chrono::duration<double, std::milli>(took).count();
   std::printf(
       "pg_dump under load: %zu messages in the dump (%zu acknowledged before it began), "
       "%lld bytes (-Fc, compressed), %.0f ms, %d messages acknowledged while it ran\n",
-      served_total, acked_before.size(), static_cast<long long>(size), ms, acked_during);
-  ::testing::Test::RecordProperty("dump_ms", static_cast<int>(ms));
+      served_total, acked_before.size(), static_cast<long long>(size), copy.ms, copy.acked_during);
+  ::testing::Test::RecordProperty("dump_ms", static_cast<int>(copy.ms));
   ::testing::Test::RecordProperty("dump_bytes", static_cast<int>(size));
-  ::testing::Test::RecordProperty("acked_during", acked_during);
+  ::testing::Test::RecordProperty("acked_during", copy.acked_during);
 }
 
 }  // namespace

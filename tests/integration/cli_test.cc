@@ -34,26 +34,6 @@ std::vector<std::string> NonEmptyLines(const std::string& text) {
   return out;
 }
 
-// A temporary directory, and on PostgreSQL its database (StoreEnv), removed at the end unless
-// the test failed.
-class TempDir {
- public:
-  TempDir() : path_(MakeTempDir()) {}
-  ~TempDir() {
-    if (::testing::Test::HasFailure()) {
-      std::fprintf(stderr, "kept directory %s\n", path_.c_str());
-      return;
-    }
-    DropStore(path_);
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
 struct Exited {
   int code = -1;  // -1: still running after the timeout (then killed)
   std::string log;

@@ -627,6 +627,16 @@ std::string QueryStoreOne(const std::filesystem::path& dir, const std::string& s
   return rows.empty() || rows[0].empty() ? "" : rows[0][0];
 }
 
+TempDir::~TempDir() {
+  if (::testing::Test::HasFailure()) {
+    std::fprintf(stderr, "kept directory %s\n", path_.c_str());
+    return;
+  }
+  DropStore(path_);
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
 void DropStore(const std::filesystem::path& dir) {
   if (!OnPostgres()) return;
   std::ifstream in(dir / "database_url");

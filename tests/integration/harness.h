@@ -228,6 +228,20 @@ Account SignUp(TestServer& server, HttpClient& client, const std::string& userna
 // A fresh temporary directory under $TMPDIR.
 std::filesystem::path MakeTempDir();
 
+// A fresh temporary directory, and on PostgreSQL the database a server made for it (StoreEnv),
+// removed at the end unless the test failed (then its path is printed, to look into).
+class TempDir {
+ public:
+  TempDir() : path_(MakeTempDir()) {}
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
 // Runs the binary to completion (for --help, --version, --migrate, config errors).
 struct RunResult {
   int exit_code = -1;
