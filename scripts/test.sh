@@ -40,8 +40,10 @@ if [ $# -gt 0 ] && [[ " ${stages[*]} " == *" $1 "* ]]; then
 fi
 jobs="$(nproc)"
 
-# The tests that run many threads at once; ThreadSanitizer is too slow for the rest to add much.
-tsan_tests='Ws|ws_|Sqlite|Postgres|Store|Message|Conversation|Bench|Presence|Capacity|Delivery|Crash|Limit|UserCache|Jwt|Dispatcher|Redis|Sequencer'
+# The tests whose point is threads at once (the hub, the store's writer, fan-out, the bus,
+# concurrent requests, limits under load); ThreadSanitizer is too slow for the rest (one REST
+# call after another) to add much.
+tsan_tests='Ws|ws_|Sqlite|Postgres|Store|Concurren|Role|Bench|Presence|Capacity|Delivery|Crash|Limit|UserCache|Jwt|Dispatcher|Redis|Sequencer|Fanout|Cluster|GroupCommit'
 # Of the integration suite's PostgreSQL run (pg.*), the tests whose point is concurrency: the
 # server's threads are the same on both stores, and the PostgreSQL store's own concurrency is
 # covered by the store conformance suite (matched by "Store" above).
