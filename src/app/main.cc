@@ -116,8 +116,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // A command's output (a user list, tokens) goes to standard output; its log does not.
-  const bool command = admin_cli.parsed() || add_cmd->parsed() || backup_cmd->parsed() ||
-                       restore_cmd->parsed() || migrate;
+  const bool command = !cli.get_subcommands().empty() || migrate;
   mmchat::app::SetUpLogging(config->log_level, config->log_format, command ? stderr : stdout);
 
   if (admin_cli.parsed()) {

@@ -1136,7 +1136,8 @@ TEST_F(ClusterTest, TheDashboardAndTheAlertRulesUseOnlyMetricsTheServerExports) 
   }
   // And each query is PromQL that parses: promtool checks them as recording rules, with
   // Grafana's variables replaced as Grafana would.
-  const auto dir = MakeTempDir();
+  const TempDir scratch;
+  const auto& dir = scratch.path();
   {
     std::ofstream rules(dir / "dashboard-rules.yml");
     rules << "groups:\n  - name: dashboard\n    rules:\n";

@@ -171,17 +171,8 @@ class HarnessStoreTest : public ::testing::Test {
     QueryStore(dir_, "CREATE INDEX probe_a ON probe (a)");
     QueryStore(dir_, "INSERT INTO probe VALUES (1, 'first row'), (2, 'second row')");
   }
-  ~HarnessStoreTest() override {
-    if (HasFailure()) {
-      std::fprintf(stderr, "kept directory %s\n", dir_.c_str());
-      return;
-    }
-    DropStore(dir_);
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
-  const std::filesystem::path dir_ = MakeTempDir();
+  const TempDir scratch_;
+  const std::filesystem::path dir_ = scratch_.path();
 };
 
 TEST_F(HarnessStoreTest, IntegrityCheckFindsARowMissingFromAnIndex) {
