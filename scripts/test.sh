@@ -16,12 +16,14 @@
 #          lintian, and the package installed on this machine, its unit verified, its server
 #          started as the unit starts it, then purged (tests/package/package_test.sh)
 #   asan   the suite again under AddressSanitizer + UndefinedBehaviorSanitizer (clang,
-#          ./build-asan, which also builds the fuzz targets): the unit tests (the store
+#          ./build-asan, which also builds the fuzz targets): its unit tests (the store
 #          conformance suite on SQLite and PostgreSQL among them) and the integration suite on
 #          SQLite with the cluster tests, but not its pg.* and split.* runs, the same server
-#          code over the same store calls (CI's time)
+#          code over the same store calls (CI's time); the integration tests are ./build's,
+#          run against the sanitized server (integration_tests_against below)
 #   tsan   the concurrency tests (hub, store writer, fan-out, ...) under ThreadSanitizer
-#          (./build-tsan), on SQLite, plus the concurrency part of the PostgreSQL run
+#          (./build-tsan), on SQLite, plus the concurrency part of the PostgreSQL run, the
+#          integration tests again ./build's against the sanitized server
 #   fuzz   each libFuzzer target for FUZZ_SECONDS (60) from its seed corpus in fuzz/corpus
 # With no argument all seven run; `./scripts/test.sh plain` (or api, web, package, asan, tsan, fuzz)
 # runs one.
@@ -57,10 +59,15 @@ configure() {  # configure DIR [cmake args...]
   cmake -S . -B "$dir" -G Ninja -DMMCHAT_WERROR=ON "$@" >/dev/null
 }
 
-# Runs ctest in DIR with sanitizer reports going to files, then fails if any was written.
-ctest_sanitized() {  # ctest_sanitized DIR [ctest args...]
-  local dir=$1
-  shift
+# Runs ctest in TEST_DIR with sanitizer reports going to files in DIR (a sanitized build), then
+# fails if any was written. A selection that matches no test is passed over here; the stage
+# checks that its runs together ran some (a selection given on the command line may match only
+# unit or only integration tests).
+ctest_sanitized() {  # ctest_sanitized DIR TEST_DIR [ctest args...]
+  local dir=$1 test_dir=$2
+  shift 2
+  [ "$(ctest --test-dir "$test_dir" -N "$@" | sed -n 's/^Total Tests: //p')" != 0 ] || return 0
+  sanitized_runs=$((sanitized_runs + 1))
   local reports="$PWD/$dir/sanitizer-reports"
   rm -rf "$reports" && mkdir -p "$reports"
   local status=0
@@ -69,7 +76,7 @@ ctest_sanitized() {  # ctest_sanitized DIR [ctest args...]
   ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:quarantine_size_mb=32" \
     UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1" \
     TSAN_OPTIONS="log_path=$reports/tsan:second_deadlock_stack=1" \
-    ./scripts/with-postgres.sh ctest --test-dir "$dir" --output-on-failure --no-tests=error \
+    ./scripts/with-postgres.sh ctest --test-dir "$test_dir" --output-on-failure \
       -j "$jobs" "$@" || status=$?
   if compgen -G "$reports/*" >/dev/null; then
     echo "sanitizer reports in $reports:" >&2
@@ -77,6 +84,15 @@ ctest_sanitized() {  # ctest_sanitized DIR [ctest args...]
     status=1
   fi
   return $status
+}
+
+# The integration tests of ./build (built by plain, or here when run alone) run against the
+# server of a sanitized build: their own code is a client, not what the sanitizer stages check,
+# so those builds do not compile it (a third of a build). harness.h, ServerBinary.
+integration_tests_against() {  # integration_tests_against DIR SANITIZER
+  configure_packager_build
+  ./scripts/build.sh mmchat_integration_tests  # nothing to do after the plain stage
+  export MMCHAT_TEST_BINARY="$PWD/$1/mmchat" MMCHAT_TEST_SANITIZER="$2"
 }
 
 # ./build as a Debian packager builds it (README, "Debian package"): dpkg-buildflags' hardening
@@ -95,7 +111,7 @@ build_asan() {
   configure build-asan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
     -DCMAKE_CXX_FLAGS_DEBUG="-gline-tables-only -O1" -DMMCHAT_SANITIZE=address,undefined \
     -DMMCHAT_FUZZ=ON
-  ninja -C build-asan
+  ninja -C build-asan mmchat mmchat_unit_tests mmchat_fuzz_targets
 }
 
 ./scripts/setup.sh test
@@ -134,14 +150,24 @@ for stage in "${stages[@]}"; do
       ;;
     asan)
       build_asan
-      ctest_sanitized build-asan -E '^(split|pg)\.' "$@"
+      integration_tests_against build-asan address
+      sanitized_runs=0
+      ctest_sanitized build-asan build-asan -L '^unit$' "$@"
+      ctest_sanitized build-asan build -L '^integration$' "$@"  # not pg.* and split.*
+      [ $sanitized_runs -gt 0 ] || { echo "no test matches: $*" >&2; exit 1; }
+      unset MMCHAT_TEST_BINARY MMCHAT_TEST_SANITIZER
       ;;
     tsan)
       configure build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
         -DMMCHAT_SANITIZE=thread
-      ninja -C build-tsan
-      ctest_sanitized build-tsan -R "$tsan_tests" -E '^(pg|split)\.' "$@"
-      ctest_sanitized build-tsan -R "$tsan_pg_tests" "$@"
+      ninja -C build-tsan mmchat mmchat_unit_tests
+      integration_tests_against build-tsan thread
+      sanitized_runs=0
+      ctest_sanitized build-tsan build-tsan -L '^unit$' -R "$tsan_tests" "$@"
+      ctest_sanitized build-tsan build -L '^integration$' -R "$tsan_tests" "$@"
+      ctest_sanitized build-tsan build -R "$tsan_pg_tests" "$@"
+      [ $sanitized_runs -gt 0 ] || { echo "no test matches: $*" >&2; exit 1; }
+      unset MMCHAT_TEST_BINARY MMCHAT_TEST_SANITIZER
       ;;
     fuzz)
       build_asan  # builds the fuzz targets (nothing to do after the asan stage)

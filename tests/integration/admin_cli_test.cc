@@ -117,7 +117,7 @@ TEST_F(AdminCliTest, SetPasswordFromStandardInputEndsSessions) {
   const RunResult r = RunProgram(
       "/bin/sh",
       {"-c", "printf '%s\\n' 'brand new secret' | \"$0\" user set-password bob@example.com",
-       MMCHAT_BINARY},
+       ServerBinary()},
       CliEnv(server_.dir()), server_.dir());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(Contains(r.output, "the running server was told")) << r.output;
@@ -350,7 +350,7 @@ TEST_F(AdminCliTest, TheSocketIsPrivate) {
 // stay clean.
 TEST_F(AdminCliTest, OutputIsTheAnswerAndTheLogGoesToStandardError) {
   auto stdout_of = [&](const std::vector<std::string>& args) {
-    std::vector<std::string> sh = {"-c", "exec \"$0\" \"$@\" 2>/dev/null", MMCHAT_BINARY};
+    std::vector<std::string> sh = {"-c", "exec \"$0\" \"$@\" 2>/dev/null", ServerBinary()};
     sh.insert(sh.end(), args.begin(), args.end());
     return RunProgram("/bin/sh", sh, StoreEnv(server_.dir()), server_.dir());
   };

@@ -284,7 +284,7 @@ std::string ReadFile(const std::filesystem::path& p) {
 // its open-file limit (soft and hard) lowered to `open_files` when not 0.
 pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
             const std::filesystem::path& dir, const std::filesystem::path& log,
-            const std::string& program = MMCHAT_BINARY, rlim_t open_files = 0) {
+            const std::string& program = ServerBinary(), rlim_t open_files = 0) {
   std::vector<std::string> argv_s = {program};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<std::string> env_s = {"PATH=/usr/bin:/bin"};
@@ -332,7 +332,7 @@ int DecodeWaitStatus(int status) {
 RunResult RunBinary(const std::vector<std::string>& args,
                     const std::map<std::string, std::string>& env,
                     const std::filesystem::path& dir) {
-  return RunProgram(MMCHAT_BINARY, args, env, dir);
+  return RunProgram(ServerBinary(), args, env, dir);
 }
 
 RunResult RunProgram(const std::string& program, const std::vector<std::string>& args,
@@ -377,7 +377,7 @@ TestServer::TestServer(ServerOptions options) {
   const size_t start = size_ec ? 0 : static_cast<size_t>(offset);
   log_start_ = start;
   expected_errors_ = options.expected_errors;
-  pid_ = Spawn(options.args, env, dir_, dir_ / "server.log", MMCHAT_BINARY, options.open_files);
+  pid_ = Spawn(options.args, env, dir_, dir_ / "server.log", ServerBinary(), options.open_files);
   if (!options.wait_ready) return;
   auto ready = [&] { return OwnLog().find("listening on http://", start) != std::string::npos; };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -564,6 +564,36 @@ bool OnPostgres() {
 bool SplitNodes() {
   const char* store = std::getenv("MMCHAT_TEST_STORE");
   return store != nullptr && std::string_view(store) == "split";
+}
+
+const std::string& ServerBinary() {
+  static const std::string binary = [] {
+    const char* set = std::getenv("MMCHAT_TEST_BINARY");
+    return std::string(set != nullptr && *set != '\0' ? set : MMCHAT_BINARY);
+  }();
+  return binary;
+}
+
+Sanitizer ServerSanitizer() {
+  static const Sanitizer sanitizer = [] {
+    const char* set = std::getenv("MMCHAT_TEST_SANITIZER");
+    if (set == nullptr || *set == '\0') {
+#if defined(MMCHAT_ASAN)
+      return Sanitizer::kAddress;
+#elif defined(MMCHAT_TSAN)
+      return Sanitizer::kThread;
+#else
+      return Sanitizer::kNone;
+#endif
+    }
+    const std::string_view name = set;
+    if (name == "address") return Sanitizer::kAddress;
+    if (name == "thread") return Sanitizer::kThread;
+    if (name == "none") return Sanitizer::kNone;
+    std::fprintf(stderr, "MMCHAT_TEST_SANITIZER=%s: expected address, thread or none\n", set);
+    std::abort();
+  }();
+  return sanitizer;
 }
 
 namespace {

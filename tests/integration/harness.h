@@ -19,9 +19,8 @@
 #include <thread>
 #include <vector>
 
-// MMCHAT_ASAN or MMCHAT_TSAN when the tests (and so the server, built alike) run under
-// AddressSanitizer or ThreadSanitizer. GCC defines __SANITIZE_*__; clang 14 only answers
-// __has_feature.
+// MMCHAT_ASAN or MMCHAT_TSAN when the tests themselves are built with AddressSanitizer or
+// ThreadSanitizer. GCC defines __SANITIZE_*__; clang 14 only answers __has_feature.
 #if defined(__SANITIZE_ADDRESS__)
 #define MMCHAT_ASAN 1
 #elif defined(__SANITIZE_THREAD__)
@@ -189,6 +188,16 @@ class TestServer {
 // way, as split.*).
 bool OnPostgres();
 bool SplitNodes();
+
+// The mmchat binary under test (servers and commands): MMCHAT_TEST_BINARY when set, else the
+// one built beside these tests. scripts/test.sh's sanitizer stages run these tests, built
+// plainly, against their sanitized server: the tests' own code is a client, not what they check.
+const std::string& ServerBinary();
+// The sanitizer the server under test is built with: MMCHAT_TEST_SANITIZER (address or thread)
+// beside MMCHAT_TEST_BINARY, else the tests' own (a server is built like the tests beside it).
+// A sanitizer raises a server's memory use, which some bounds allow for.
+enum class Sanitizer { kNone, kAddress, kThread };
+Sanitizer ServerSanitizer();
 // The environment that points mmchat (a server, --migrate, user add) at the database of the
 // directory `dir`: SQLITE_DSN=dir/chat.db, or on PostgreSQL the DATABASE_URL of a database of
 // that directory's own (created on first use; its name is kept in dir/database_url).

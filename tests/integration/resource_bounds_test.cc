@@ -50,13 +50,17 @@ using Clock = std::chrono::steady_clock;
 // (measured: 170 MiB over the 10,000 connections, 405-420 MiB in the two other tests); under
 // ThreadSanitizer shadow memory adds several times what the server touches (measured: 25-45
 // MiB). There the RSS bounds only catch runaway growth; the plain build is where they bite.
-#if defined(MMCHAT_ASAN)
-constexpr int64_t kSanitizerSlackKib = 512 * 1024;
-#elif defined(MMCHAT_TSAN)
-constexpr int64_t kSanitizerSlackKib = 128 * 1024;
-#else
-constexpr int64_t kSanitizerSlackKib = 0;
-#endif
+int64_t SanitizerSlackKib() {
+  switch (ServerSanitizer()) {
+    case Sanitizer::kAddress:
+      return 512 * 1024;
+    case Sanitizer::kThread:
+      return 128 * 1024;
+    case Sanitizer::kNone:
+      return 0;
+  }
+  return 0;
+}
 
 // Descriptors other than sockets and the database's that the server may open or close on its
 // own (a log file, a timer), and sockets beyond the ones the test holds open. A leak of the
@@ -420,9 +424,9 @@ TEST(ResourceLimitStalledReaderTest, StalledDevicesAreDroppedAndReleaseTheirMemo
   // Measured (RelWithDebInfo, 2 cores): a peak 7.5-8 MiB over the start, all of it kept after
   // (glibc keeps freed memory, up to 16 MiB an arena here). The queues stop at 1 MiB a device
   // and share the frames; the 12 MB sent to each device would be 144 MB.
-  EXPECT_LT(peak - before.rss_kib, 64 * 1024 + kSanitizerSlackKib)
+  EXPECT_LT(peak - before.rss_kib, 64 * 1024 + SanitizerSlackKib())
       << "RSS from " << before.rss_kib << " KiB to a peak of " << peak << " KiB";
-  EXPECT_LT(after.rss_kib - before.rss_kib, 32 * 1024 + kSanitizerSlackKib)
+  EXPECT_LT(after.rss_kib - before.rss_kib, 32 * 1024 + SanitizerSlackKib())
       << "RSS from " << before.rss_kib << " KiB to " << after.rss_kib << " KiB";
 
   // The server really ended the connections: a device that reads at last gets what was in its
@@ -588,9 +592,9 @@ TEST(ResourceLimitFloodTest, ClientFloodingFramesWithoutReadingLeavesMemoryAndFd
   ExpectFdsBack(before, after);
   // Measured (RelWithDebInfo, 2 cores): a peak 2.7-3 MiB over the start, kept after: the
   // answers wait in at most 1 MiB of queue.
-  EXPECT_LT(peak - before.rss_kib, 64 * 1024 + kSanitizerSlackKib)
+  EXPECT_LT(peak - before.rss_kib, 64 * 1024 + SanitizerSlackKib())
       << "RSS from " << before.rss_kib << " KiB to a peak of " << peak << " KiB";
-  EXPECT_LT(after.rss_kib - before.rss_kib, 32 * 1024 + kSanitizerSlackKib)
+  EXPECT_LT(after.rss_kib - before.rss_kib, 32 * 1024 + SanitizerSlackKib())
       << "RSS from " << before.rss_kib << " KiB to " << after.rss_kib << " KiB";
 
   // alice comes back on a well-behaved connection and is served.
@@ -788,12 +792,12 @@ TEST(ResourceLimitChurnTest, TenThousandConnectionsOpenedAndDroppedLeaveNothingB
   ExpectFdsBack(before, after);
   // Measured (RelWithDebInfo, 2 cores): a peak 3.7-4.3 MiB over the start, kept after; 40
   // rounds (80,000 connections) end 5 MiB over it.
-  EXPECT_LT(peak - before.rss_kib, 64 * 1024 + kSanitizerSlackKib)
+  EXPECT_LT(peak - before.rss_kib, 64 * 1024 + SanitizerSlackKib())
       << "RSS from " << before.rss_kib << " KiB to a peak of " << peak << " KiB";
-  EXPECT_LT(after.rss_kib - before.rss_kib, 32 * 1024 + kSanitizerSlackKib)
+  EXPECT_LT(after.rss_kib - before.rss_kib, 32 * 1024 + SanitizerSlackKib())
       << "RSS from " << before.rss_kib << " KiB to " << after.rss_kib << " KiB";
   // What a round frees serves the next: measured 1-2 MiB from the first round to the last.
-  EXPECT_LT(rss_after_round.back() - rss_after_round.front(), 16 * 1024 + kSanitizerSlackKib)
+  EXPECT_LT(rss_after_round.back() - rss_after_round.front(), 16 * 1024 + SanitizerSlackKib())
       << "RSS after the first round " << rss_after_round.front() << " KiB, after the last "
       << rss_after_round.back() << " KiB";
 

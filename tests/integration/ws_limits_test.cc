@@ -852,11 +852,8 @@ TEST_F(WsLimitsTest, SlowConsumerIsClosedWith1008AndServerMemoryStaysBounded) {
   RecordProperty("rss_growth_kib", static_cast<int>(rss_after - rss_before));
   // AddressSanitizer holds freed memory in a quarantine before reuse: 32 MiB as
   // scripts/test.sh runs it, 256 MiB by default (room for both).
-#if defined(MMCHAT_ASAN)
-  constexpr int64_t kAllowedGrowthKib = (100 + 300) * 1024;
-#else
-  constexpr int64_t kAllowedGrowthKib = 100 * 1024;
-#endif
+  const int64_t kAllowedGrowthKib =
+      (ServerSanitizer() == Sanitizer::kAddress ? 100 + 300 : 100) * 1024;
   EXPECT_LT(rss_after - rss_before, kAllowedGrowthKib)
       << "RSS grew from " << rss_before << " KiB to " << rss_after << " KiB after "
       << sent_bytes / 1'000'000 << " MB of events";
