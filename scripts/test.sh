@@ -87,12 +87,13 @@ ctest_sanitized() {  # ctest_sanitized DIR TEST_DIR [ctest args...]
 }
 
 # The integration tests of ./build (built by plain, or here when run alone) run against the
-# server of a sanitized build: their own code is a client, not what the sanitizer stages check,
-# so those builds do not compile it (a third of a build). harness.h, ServerBinary.
+# mmchat and mmchat-bench of a sanitized build: their own code is a client, not what the
+# sanitizer stages check, so those builds do not compile it (a third of a build).
+# tests/integration/harness.h, ServerBinary.
 integration_tests_against() {  # integration_tests_against DIR SANITIZER
   configure_packager_build
   ./scripts/build.sh mmchat_integration_tests  # nothing to do after the plain stage
-  export MMCHAT_TEST_BINARY="$PWD/$1/mmchat" MMCHAT_TEST_SANITIZER="$2"
+  export MMCHAT_TEST_BUILD="$PWD/$1" MMCHAT_TEST_SANITIZER="$2"
 }
 
 # ./build as a Debian packager builds it (README, "Debian package"): dpkg-buildflags' hardening
@@ -111,7 +112,7 @@ build_asan() {
   configure build-asan -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
     -DCMAKE_CXX_FLAGS_DEBUG="-gline-tables-only -O1" -DMMCHAT_SANITIZE=address,undefined \
     -DMMCHAT_FUZZ=ON
-  ninja -C build-asan mmchat mmchat_unit_tests mmchat_fuzz_targets
+  ninja -C build-asan mmchat mmchat-bench mmchat_unit_tests mmchat_fuzz_targets
 }
 
 ./scripts/setup.sh test
@@ -155,19 +156,19 @@ for stage in "${stages[@]}"; do
       ctest_sanitized build-asan build-asan -L '^unit$' "$@"
       ctest_sanitized build-asan build -L '^integration$' "$@"  # not pg.* and split.*
       [ $sanitized_runs -gt 0 ] || { echo "no test matches: $*" >&2; exit 1; }
-      unset MMCHAT_TEST_BINARY MMCHAT_TEST_SANITIZER
+      unset MMCHAT_TEST_BUILD MMCHAT_TEST_SANITIZER
       ;;
     tsan)
       configure build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
         -DMMCHAT_SANITIZE=thread
-      ninja -C build-tsan mmchat mmchat_unit_tests
+      ninja -C build-tsan mmchat mmchat-bench mmchat_unit_tests
       integration_tests_against build-tsan thread
       sanitized_runs=0
       ctest_sanitized build-tsan build-tsan -L '^unit$' -R "$tsan_tests" "$@"
       ctest_sanitized build-tsan build -L '^integration$' -R "$tsan_tests" "$@"
-      ctest_sanitized build-tsan build -R "$tsan_pg_tests" "$@"
+      ctest_sanitized build-tsan build -L '^integration_postgres$' -R "$tsan_pg_tests" "$@"
       [ $sanitized_runs -gt 0 ] || { echo "no test matches: $*" >&2; exit 1; }
-      unset MMCHAT_TEST_BINARY MMCHAT_TEST_SANITIZER
+      unset MMCHAT_TEST_BUILD MMCHAT_TEST_SANITIZER
       ;;
     fuzz)
       build_asan  # builds the fuzz targets (nothing to do after the asan stage)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # scripts/cluster.sh, end to end: two nodes behind HAProxy on a free port come up, answer
 # through it (REST, and a WebSocket upgrade with a real token), and SIGTERM stops every process
-# it started. Usage: cluster_script_test.sh MMCHAT_BINARY (MMCHAT_TEST_BINARY, when set, is the
-# binary instead, as for the integration tests: tests/integration/harness.h, ServerBinary).
+# it started. Usage: cluster_script_test.sh MMCHAT_BINARY (MMCHAT_TEST_BUILD/mmchat instead when
+# that is set, as for the integration tests: tests/integration/harness.h, ServerBinary).
 set -euo pipefail
-bin="${MMCHAT_TEST_BINARY:-$1}"
+bin="$1"
+[ -z "${MMCHAT_TEST_BUILD:-}" ] || bin="$MMCHAT_TEST_BUILD/mmchat"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 data="$(mktemp -d)"
 # cluster.sh uses PORT, PORT+2 and PORT+10 on: a block below the kernel's ephemeral range

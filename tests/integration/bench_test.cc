@@ -38,7 +38,7 @@ class BenchTest : public ::testing::Test {
   }
   RunResult Bench(std::vector<std::string> args) {
     args.insert(args.end(), {"--port", std::to_string(server_.port()), "--tokens", "tokens.txt"});
-    return RunProgram(MMCHAT_BENCH_BINARY, args, {}, server_.dir());
+    return RunProgram(BenchBinary(), args, {}, server_.dir());
   }
 
   TestServer server_{ServerOptions{.env = kNoAbuseLimits}};
@@ -240,7 +240,7 @@ TEST_F(BenchTest, IdleWithRefusedTokensEndsAndReportsTheFailures) {
   out << "1 nobody eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl\n";
   out.close();
   const RunResult r = RunProgram(
-      MMCHAT_BENCH_BINARY,
+      BenchBinary(),
       {"idle", "--port", std::to_string(server_.port()), "--tokens", "stale.txt", "--steps", "3,6",
        "--settle-sec", "0.1", "--server-pid", std::to_string(server_.pid())},
       {}, server_.dir());
@@ -254,7 +254,7 @@ TEST_F(BenchTest, IdleWithRefusedTokensEndsAndReportsTheFailures) {
 
 TEST_F(BenchTest, BadTokensFileIsRefused) {
   std::ofstream(server_.dir() / "empty.txt") << "";
-  const RunResult r = RunProgram(MMCHAT_BENCH_BINARY,
+  const RunResult r = RunProgram(BenchBinary(),
                                  {"idle", "--port", std::to_string(server_.port()), "--tokens",
                                   "empty.txt", "--server-pid", std::to_string(server_.pid())},
                                  {}, server_.dir());

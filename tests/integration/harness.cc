@@ -179,6 +179,11 @@ struct ApiRecorder {
   ApiRecorder() {
     const char* dir = std::getenv("MMCHAT_API_RECORD");
     if (dir == nullptr || *dir == '\0') return;
+    // The record is of this build's server (the api stage reads it); a run against another
+    // build's (MMCHAT_TEST_BUILD, a sanitizer stage) would only add to it.
+    if (const char* other = std::getenv("MMCHAT_TEST_BUILD"); other != nullptr && *other != '\0') {
+      return;
+    }
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     const auto path = std::filesystem::path(dir) / (std::to_string(getpid()) + ".jsonl");
@@ -566,11 +571,24 @@ bool SplitNodes() {
   return store != nullptr && std::string_view(store) == "split";
 }
 
+namespace {
+
+// MMCHAT_TEST_BUILD, or "" when unset.
+std::string TestBuild() {
+  const char* set = std::getenv("MMCHAT_TEST_BUILD");
+  return set != nullptr ? set : "";
+}
+
+}  // namespace
+
 const std::string& ServerBinary() {
-  static const std::string binary = [] {
-    const char* set = std::getenv("MMCHAT_TEST_BINARY");
-    return std::string(set != nullptr && *set != '\0' ? set : MMCHAT_BINARY);
-  }();
+  static const std::string binary = TestBuild().empty() ? MMCHAT_BINARY : TestBuild() + "/mmchat";
+  return binary;
+}
+
+const std::string& BenchBinary() {
+  static const std::string binary =
+      TestBuild().empty() ? MMCHAT_BENCH_BINARY : TestBuild() + "/mmchat-bench";
   return binary;
 }
 

@@ -189,13 +189,15 @@ class TestServer {
 bool OnPostgres();
 bool SplitNodes();
 
-// The mmchat binary under test (servers and commands): MMCHAT_TEST_BINARY when set, else the
-// one built beside these tests. scripts/test.sh's sanitizer stages run these tests, built
-// plainly, against their sanitized server: the tests' own code is a client, not what they check.
+// The binaries under test, mmchat (servers and commands) and mmchat-bench: those of the build
+// directory MMCHAT_TEST_BUILD when set, else the ones built beside these tests. scripts/test.sh's
+// sanitizer stages run these tests, built plainly, against their sanitized binaries: the tests'
+// own code is a client, not what they check.
 const std::string& ServerBinary();
-// The sanitizer the server under test is built with: MMCHAT_TEST_SANITIZER (address or thread)
-// beside MMCHAT_TEST_BINARY, else the tests' own (a server is built like the tests beside it).
-// A sanitizer raises a server's memory use, which some bounds allow for.
+const std::string& BenchBinary();
+// The sanitizer the binaries under test are built with: MMCHAT_TEST_SANITIZER (address or
+// thread) beside MMCHAT_TEST_BUILD, else the tests' own (a server is built like the tests beside
+// it). A sanitizer raises a server's memory use, which some bounds allow for.
 enum class Sanitizer { kNone, kAddress, kThread };
 Sanitizer ServerSanitizer();
 // The environment that points mmchat (a server, --migrate, user add) at the database of the
