@@ -501,6 +501,22 @@ void TestServer::CheckAtTeardown() {
   }
 }
 
+bool TestServer::WaitForBus(std::chrono::milliseconds timeout) const {
+  if (!ws_node_) return true;
+  auto metric = [](uint16_t port, const std::string& name) {
+    const HttpResult r = HttpClient(port).Get("/metrics");
+    return r.status == 200 ? MetricValue(r.body, name) : std::nullopt;
+  };
+  const auto published = metric(port_, "mmchat_bus_events_published_total");
+  if (!published) return false;
+  return Eventually(
+      [&] {
+        return metric(ws_node_->port(), "mmchat_bus_events_received_total").value_or(-1) >=
+               *published;
+      },
+      timeout);
+}
+
 bool TestServer::WaitForLog(const std::string& needle, std::chrono::milliseconds timeout) const {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {

@@ -146,6 +146,11 @@ class TestServer {
   // Waits until the log contains `needle`; false after `timeout`.
   bool WaitForLog(const std::string& needle,
                   std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+  // Under SplitNodes(): waits until the WebSocket node has taken from the bus every event the
+  // REST node published so far (their mmchat_bus_events_* counters), so that the news of a REST
+  // call just answered (a new conversation, say) does not reach a connection opened after this
+  // as if it were new. Always true when the server is one process; false after `timeout`.
+  bool WaitForBus(std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
   // The newest verification code logged for `email` (the log sender's line).
   std::optional<std::string> LatestCode(const std::string& email) const;
 

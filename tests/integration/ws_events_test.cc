@@ -117,6 +117,7 @@ class WsEventsFixture : public ::testing::Test {
   // only after registering, so the pong to a ping proves that every later event reaches it.
   // Frames before the pong may only be noise; they go to `early` when given.
   std::unique_ptr<WsClient> Connect(const Account& a, std::vector<Json>* early = nullptr) {
+    EXPECT_TRUE(server_.WaitForBus());
     auto ws = std::make_unique<WsClient>(server_.ws_port(), a.token);
     EXPECT_TRUE(ws->connected()) << ws->refusal().body;
     if (!ws->connected()) return ws;
@@ -128,8 +129,9 @@ class WsEventsFixture : public ::testing::Test {
         break;
       }
       if (Type(f) == "pong") break;
-      // Under SplitNodes() a conversation made over REST (the other node) just before may
-      // still be on the bus when this connection opens: its news can come after the 101.
+      // Under SplitNodes() the news of a conversation made over REST (the other node) just
+      // before may be taken from the bus (WaitForBus) but not yet handed to the hub when this
+      // connection opens: it can come after the 101.
       const bool in_flight = SplitNodes() && Type(f) == "conversation";
       EXPECT_TRUE(IsNoise(f) || in_flight) << "before the first pong: " << f.dump();
       if (early) early->push_back(f);
