@@ -169,6 +169,12 @@ namespace {
 constexpr int kApiRecordPerKey = 100;
 constexpr size_t kApiRecordMaxBytes = size_t{16} << 20;
 
+// MMCHAT_TEST_BUILD (harness.h, ServerBinary), or "" when unset.
+std::string TestBuild() {
+  const char* set = std::getenv("MMCHAT_TEST_BUILD");
+  return set != nullptr ? set : "";
+}
+
 struct ApiRecorder {
   std::mutex mu;
   bool enabled = false;  // set once, before any use: read without the lock
@@ -181,9 +187,7 @@ struct ApiRecorder {
     if (dir == nullptr || *dir == '\0') return;
     // The record is of this build's server (the api stage reads it); a run against another
     // build's (MMCHAT_TEST_BUILD, a sanitizer stage) would only add to it.
-    if (const char* other = std::getenv("MMCHAT_TEST_BUILD"); other != nullptr && *other != '\0') {
-      return;
-    }
+    if (!TestBuild().empty()) return;
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     const auto path = std::filesystem::path(dir) / (std::to_string(getpid()) + ".jsonl");
@@ -586,16 +590,6 @@ bool SplitNodes() {
   const char* store = std::getenv("MMCHAT_TEST_STORE");
   return store != nullptr && std::string_view(store) == "split";
 }
-
-namespace {
-
-// MMCHAT_TEST_BUILD, or "" when unset.
-std::string TestBuild() {
-  const char* set = std::getenv("MMCHAT_TEST_BUILD");
-  return set != nullptr ? set : "";
-}
-
-}  // namespace
 
 const std::string& ServerBinary() {
   static const std::string binary = TestBuild().empty() ? MMCHAT_BINARY : TestBuild() + "/mmchat";
