@@ -602,6 +602,20 @@ const std::string& BenchBinary() {
   return binary;
 }
 
+// MMCHAT_ASAN or MMCHAT_TSAN when the tests themselves are built with AddressSanitizer or
+// ThreadSanitizer. GCC defines __SANITIZE_*__; clang 14 only answers __has_feature.
+#if defined(__SANITIZE_ADDRESS__)
+#define MMCHAT_ASAN 1
+#elif defined(__SANITIZE_THREAD__)
+#define MMCHAT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MMCHAT_ASAN 1
+#elif __has_feature(thread_sanitizer)
+#define MMCHAT_TSAN 1
+#endif
+#endif
+
 Sanitizer ServerSanitizer() {
   static const Sanitizer sanitizer = [] {
     const char* set = std::getenv("MMCHAT_TEST_SANITIZER");
