@@ -532,8 +532,8 @@ class Session : public std::enable_shared_from_this<Session> {
     const bool close = force_close || !keep_alive_ || stopping_;
     res->keep_alive(!close);
     res->prepare_payload();
-    // A 304 says nothing of the length: a Content-Length there would be the 200's (RFC 9110).
-    if (r.status == 304) res->erase(bhttp::field::content_length);
+    // RFC 9110: a 204 must not carry a Content-Length, and a 304's would be the 200's.
+    if (r.status == 204 || r.status == 304) res->erase(bhttp::field::content_length);
     stream_.expires_after(server_->options_.read_timeout);  // a client that never reads
     bhttp::async_write(stream_, *res,
                        [self = shared_from_this(), res, close](beast::error_code ec, size_t) {

@@ -41,6 +41,7 @@ TEST_F(CorsTest, APreflightFromAListedOriginIsAnswered204WithWhatIsAllowed) {
     auto r = Preflight(target, kApp, method);
     EXPECT_EQ(r.status, 204) << r.body;
     EXPECT_TRUE(r.body.empty());
+    EXPECT_EQ(r.headers.count("content-length"), 0u) << "RFC 9110: none on a 204";
     EXPECT_EQ(r.headers["access-control-allow-origin"], kApp);
     EXPECT_EQ(r.headers["vary"], "Origin");
     EXPECT_NE(r.headers["access-control-allow-methods"].find(method), std::string::npos);

@@ -199,6 +199,7 @@ TEST_F(MessageChangesDeleteTest, ADeletedMessageKeepsItsPlaceAndLosesItsContent)
   auto r = Delete(bob_, id);
   EXPECT_EQ(r.status, 204) << r.body;
   EXPECT_TRUE(r.body.empty());
+  EXPECT_EQ(r.headers.count("content-length"), 0u) << "RFC 9110: none on a 204";
   const Json gone = Listed(alice_, group_, id);
   ASSERT_TRUE(gone.is_object()) << "a deleted message stays in the history";
   EXPECT_EQ(gone["content"], "");
