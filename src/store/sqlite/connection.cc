@@ -130,6 +130,10 @@ Status Connection::Error(std::string_view what) const {
   return Status::Unavailable("database error");
 }
 
+Status Connection::Run(Statement& st, std::string_view what) const {
+  return st.Step() == SQLITE_DONE ? Status::Ok() : Error(what);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Transaction
 // ---------------------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ class Connection {
   Status Exec(const std::string& sql);
   // The Status for the last error on this connection, for `what` ("insert user").
   Status Error(std::string_view what) const;
+  // Steps `st`, a statement that returns no rows, to its end.
+  Status Run(Statement& st, std::string_view what) const;
   int64_t LastInsertId() const { return sqlite3_last_insert_rowid(db_); }
   int Changes() const { return sqlite3_changes(db_); }
   sqlite3* raw() const { return db_; }

@@ -27,10 +27,6 @@ Status CollectMessages(Connection& c, Statement& st, std::vector<Message>* out) 
 }
 
 // Steps a statement that returns no rows.
-Status Run(Connection& c, Statement& st, std::string_view what) {
-  return st.Step() == SQLITE_DONE ? Status::Ok() : c.Error(what);
-}
-
 // A deleted account (UserStore::EraseUser) joins no conversation.
 Result<bool> UserExists(Connection& c, int64_t id) {
   auto st = c.Prepare("SELECT 1 FROM users WHERE id = ? AND status <> 'deleted'");
@@ -48,7 +44,7 @@ Status InsertParticipant(Connection& c, int64_t conversation_id, int64_t user_id
   if (!st.ok()) return st.status();
   (*st)->Bind(1, conversation_id).Bind(2, user_id).Bind(3, std::string_view(RoleName(role)));
   (*st)->Bind(4, now);
-  return Run(c, **st, "add participant");
+  return c.Run(**st, "add participant");
 }
 
 // Marks a change of the conversation; `members` when it changed who takes part.
@@ -59,7 +55,7 @@ Status Touch(Connection& c, int64_t conversation_id, TimeMs now, bool members = 
                                 "WHERE id = ?");
   if (!st.ok()) return st.status();
   (*st)->Bind(1, now).Bind(2, conversation_id);
-  return Run(c, **st, "touch conversation");
+  return c.Run(**st, "touch conversation");
 }
 
 }  // namespace
@@ -103,7 +99,7 @@ Result<std::pair<int64_t, bool>> SqliteStore::GetOrCreatePrivate(int64_t a, int6
         "VALUES ('private', NULL, ?, ?, ?, ?)");
     if (!ins.ok()) return ins.status();
     (*ins)->Bind(1, a).Bind(2, now).Bind(3, now).Bind(4, key);
-    if (Status st = Run(c, **ins, "create private conversation"); !st.ok()) return st;
+    if (Status st = c.Run(**ins, "create private conversation"); !st.ok()) return st;
     out = {c.LastInsertId(), true};
     for (int64_t user : {a, b}) {
       if (Status st = InsertParticipant(c, out.first, user, Role::kMember, now); !st.ok()) {
@@ -134,7 +130,7 @@ Result<domain::CreatedGroup> SqliteStore::CreateGroup(const std::string& name, i
         "VALUES ('group', ?, ?, ?, ?)");
     if (!ins.ok()) return ins.status();
     (*ins)->Bind(1, name).Bind(2, creator).Bind(3, now).Bind(4, now);
-    if (Status st = Run(c, **ins, "create group"); !st.ok()) return st;
+    if (Status st = c.Run(**ins, "create group"); !st.ok()) return st;
     out.id = c.LastInsertId();
     if (Status st = InsertParticipant(c, out.id, creator, Role::kAdmin, now); !st.ok()) return st;
     for (int64_t m : members) {
@@ -281,7 +277,7 @@ Status SqliteStore::Rename(int64_t conversation_id, const std::string& name, Tim
     auto st = c.Prepare("UPDATE conversations SET name = ? WHERE id = ?");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, name).Bind(2, conversation_id);
-    if (Status r = Run(c, **st, "rename"); !r.ok()) return r;
+    if (Status r = c.Run(**st, "rename"); !r.ok()) return r;
     return Touch(c, conversation_id, now);
   });
 }
@@ -303,7 +299,7 @@ Result<domain::MembershipOutcome> SqliteStore::AddParticipant(int64_t conversati
     if (!st.ok()) return st.status();
     (*st)->Bind(1, conversation_id).Bind(2, user_id).Bind(3, std::string_view(RoleName(role)));
     (*st)->Bind(4, now);
-    if (Status r = Run(c, **st, "add participant"); !r.ok()) return r;
+    if (Status r = c.Run(**st, "add participant"); !r.ok()) return r;
     if (c.Changes() == 0) {
       out = domain::MembershipOutcome::kAlreadyParticipant;
       return Status::Ok();
@@ -334,7 +330,7 @@ Result<domain::MembershipOutcome> SqliteStore::SetRole(int64_t conversation_id, 
         "AND role = 'admin' AND user_id != ?3))");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, std::string_view(RoleName(role))).Bind(2, conversation_id).Bind(3, user_id);
-    if (Status r = Run(c, **st, "set role"); !r.ok()) return r;
+    if (Status r = c.Run(**st, "set role"); !r.ok()) return r;
     if (c.Changes() == 0) {
       out = domain::MembershipOutcome::kWouldLeaveNoAdmin;
       return Status::Ok();
@@ -352,7 +348,7 @@ Result<domain::MembershipOutcome> SqliteStore::RemoveParticipant(int64_t convers
     auto del = c.Prepare("DELETE FROM participants WHERE conversation_id = ? AND user_id = ?");
     if (!del.ok()) return del.status();
     (*del)->Bind(1, conversation_id).Bind(2, user_id);
-    if (Status r = Run(c, **del, "remove participant"); !r.ok()) return r;
+    if (Status r = c.Run(**del, "remove participant"); !r.ok()) return r;
     if (c.Changes() == 0) {
       out = domain::MembershipOutcome::kNotParticipant;
       return Status::Ok();
@@ -365,7 +361,7 @@ Result<domain::MembershipOutcome> SqliteStore::RemoveParticipant(int64_t convers
         "ORDER BY joined_at, user_id LIMIT 1)");
     if (!promote.ok()) return promote.status();
     (*promote)->Bind(1, conversation_id);
-    if (Status r = Run(c, **promote, "promote admin"); !r.ok()) return r;
+    if (Status r = c.Run(**promote, "promote admin"); !r.ok()) return r;
     return Touch(c, conversation_id, now, /*members=*/true);
   });
   if (!s.ok()) return s;
@@ -413,7 +409,7 @@ GroupCommitWriter::Committed SqliteStore::CommitBatch(const std::vector<Write>& 
     auto up = c.Prepare("UPDATE id_counters SET last_id = ? WHERE name = 'messages'");
     if (!up.ok()) return up.status();
     (*up)->Bind(1, last_id);
-    return Run(c, **up, "move id counter");
+    return c.Run(**up, "move id counter");
   });
   out.committed = committed.ok();
   // Nobody hears "ok" unless the commit happened.
@@ -481,7 +477,7 @@ Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMess
   (*ins)->Bind(1, out.id).Bind(2, m.conversation_id).Bind(3, out.seq).Bind(4, m.sender_id);
   (*ins)->Bind(5, m.content).Bind(6, m.client_id).Bind(7, m.created_at).Bind(8, m.reply_to);
   (*ins)->Bind(9, EncodeAttachments(out.attachments));
-  if (Status s = Run(c, **ins, "insert message"); !s.ok()) return fail(s);
+  if (Status s = c.Run(**ins, "insert message"); !s.ok()) return fail(s);
   if (Status s = Reindex(c, out.id, "", m.content); !s.ok()) return fail(s);
 
   // Sending moves the sender's read marker to the new message.
@@ -490,7 +486,7 @@ Result<StoredAppend> SqliteStore::AppendOne(Connection& c, const domain::NewMess
       "WHERE conversation_id = ?3 AND user_id = ?4 AND read_marker < ?1");
   if (!read.ok()) return fail(read.status());
   (*read)->Bind(1, out.id).Bind(2, m.created_at).Bind(3, m.conversation_id).Bind(4, m.sender_id);
-  if (Status s = Run(c, **read, "move read marker"); !s.ok()) return fail(s);
+  if (Status s = c.Run(**read, "move read marker"); !s.ok()) return fail(s);
   if (Status s = c.Exec("RELEASE append"); !s.ok()) return fail(s);
 
   last_id = out.id;
@@ -523,7 +519,7 @@ Result<bool> SqliteStore::AttachUploads(Connection& c, const domain::NewMessage&
     a.size = (*st)->Int(2);
     a.created_at = (*st)->Int(3);
     out->push_back(std::move(a));
-    if ((*st)->Step() != SQLITE_DONE) return c.Error("attach upload");
+    if (Status s = c.Run(**st, "attach upload"); !s.ok()) return s;
   }
   return true;
 }
@@ -565,14 +561,14 @@ Result<domain::StoredChange> SqliteStore::ChangeOne(Connection& c,
   (*up)->Bind(1, m.id).Bind(2, m.content).Bind(3, m.edited_at).Bind(4, m.deleted_at);
   (*up)->Bind(5, EncodeReactions(m.reactions)).Bind(6, m.change_id);
   (*up)->Bind(7, EncodeAttachments(m.attachments));
-  if (Status s = Run(c, **up, "change message"); !s.ok()) return s;
+  if (Status s = c.Run(**up, "change message"); !s.ok()) return s;
   if (Status s = Reindex(c, m.id, old_content, m.content); !s.ok()) return s;
   if (change.kind == domain::MessageChange::Kind::kDelete) {
     // Its uploads can no longer be downloaded; the sweep removes their bytes.
     auto gone = c.Prepare("UPDATE uploads SET removed = 1 WHERE message_id = ?");
     if (!gone.ok()) return gone.status();
     (*gone)->Bind(1, m.id);
-    if (Status s = Run(c, **gone, "remove attachments"); !s.ok()) return s;
+    if (Status s = c.Run(**gone, "remove attachments"); !s.ok()) return s;
   }
   last_id = m.change_id;
   return domain::StoredChange{ChangeOutcome::kChanged, std::move(m)};
@@ -587,14 +583,14 @@ Status SqliteStore::Reindex(Connection& c, int64_t id, const std::string& old_co
         "INSERT INTO message_search(message_search, rowid, content) VALUES ('delete', ?, ?)");
     if (!del.ok()) return del.status();
     (*del)->Bind(1, id).Bind(2, old_content);
-    if (Status s = Run(c, **del, "unindex message"); !s.ok()) return s;
+    if (Status s = c.Run(**del, "unindex message"); !s.ok()) return s;
     search_unmerged_ = true;
   }
   if (new_content.empty()) return Status::Ok();
   auto ins = c.Prepare("INSERT INTO message_search(rowid, content) VALUES (?, ?)");
   if (!ins.ok()) return ins.status();
   (*ins)->Bind(1, id).Bind(2, new_content);
-  return Run(c, **ins, "index message");
+  return c.Run(**ins, "index message");
 }
 
 bool SqliteStore::TidySearchIndex() {
@@ -777,7 +773,7 @@ Result<std::optional<domain::ReadMark>> SqliteStore::MoveReadMarker(int64_t conv
         "WHERE conversation_id = ?3 AND user_id = ?4 AND read_marker < ?1");
     if (!up.ok()) return up.status();
     (*up)->Bind(1, message_id).Bind(2, now).Bind(3, conversation_id).Bind(4, user_id);
-    if (Status r = Run(c, **up, "move read marker"); !r.ok()) return r;
+    if (Status r = c.Run(**up, "move read marker"); !r.ok()) return r;
     const bool moved = c.Changes() == 1;
     auto sel = c.Prepare(
         "SELECT read_marker, read_at FROM participants WHERE conversation_id = ? AND user_id = ?");
@@ -802,7 +798,7 @@ Status SqliteStore::SaveDelivered(const std::vector<domain::Watermark>& marks) {
     for (const auto& m : marks) {
       (*st)->Reset();
       (*st)->Bind(1, m.message_id).Bind(2, m.conversation_id).Bind(3, m.user_id);
-      if (Status r = Run(c, **st, "save delivered"); !r.ok()) return r;
+      if (Status r = c.Run(**st, "save delivered"); !r.ok()) return r;
     }
     return Status::Ok();
   });

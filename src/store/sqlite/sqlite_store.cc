@@ -202,7 +202,7 @@ Status SqliteStore::ReplacePassword(int64_t id, const std::string& password_hash
         "failed_logins = 0, failed_window_start = 0 WHERE id = ?1");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, id).Bind(2, password_hash);
-    if ((*st)->Step() != SQLITE_DONE) return c.Error("replace password");
+    if (Status s = c.Run(**st, "replace password"); !s.ok()) return s;
     return c.Changes() == 1 ? Status::Ok() : Status::NotFound(domain::kUserNotFound);
   });
 }
@@ -216,7 +216,7 @@ Status SqliteStore::SetLastSeen(int64_t id, TimeMs at) {
         "ELSE MAX(COALESCE(last_seen, ?2), ?2) END WHERE id = ?1");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, id).Bind(2, at);
-    if ((*st)->Step() != SQLITE_DONE) return c.Error("set last seen");
+    if (Status s = c.Run(**st, "set last seen"); !s.ok()) return s;
     return c.Changes() == 1 ? Status::Ok() : Status::NotFound(domain::kUserNotFound);
   });
 }
@@ -247,7 +247,7 @@ Status SqliteStore::SetUserStatus(int64_t id, domain::UserStatus status) {
         "CASE WHEN ?2 = 'disabled' THEN 1 ELSE 0 END WHERE id = ?1 AND status <> 'deleted'");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, id).Bind(2, std::string_view(domain::UserStatusName(status)));
-    if ((*st)->Step() != SQLITE_DONE) return c.Error("set user status");
+    if (Status s = c.Run(**st, "set user status"); !s.ok()) return s;
     if (c.Changes() == 1) return Status::Ok();
     auto exists = c.Prepare("SELECT 1 FROM users WHERE id = ?");
     if (!exists.ok()) return exists.status();
@@ -309,7 +309,7 @@ Status SqliteStore::ClearLoginFailures(int64_t id) {
     auto st = c.Prepare("UPDATE users SET failed_logins = 0, failed_window_start = 0 WHERE id = ?");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, id);
-    return (*st)->Step() == SQLITE_DONE ? Status::Ok() : c.Error("clear login failures");
+    return c.Run(**st, "clear login failures");
   });
 }
 
@@ -354,7 +354,7 @@ Status SqliteStore::PutCode(const PendingCode& code) {
         .Bind(7, int64_t{code.used})
         .Bind(8, code.username)
         .Bind(9, code.password_hash);
-    return (*st)->Step() == SQLITE_DONE ? Status::Ok() : c.Error("put code");
+    return c.Run(**st, "put code");
   });
 }
 
@@ -363,7 +363,7 @@ Status SqliteStore::DeleteCode(CodePurpose purpose, std::string_view email) {
     auto st = c.Prepare("DELETE FROM verification_codes WHERE purpose = ? AND email = ?");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, std::string_view(PurposeName(purpose))).Bind(2, email);
-    return (*st)->Step() == SQLITE_DONE ? Status::Ok() : c.Error("delete code");
+    return c.Run(**st, "delete code");
   });
 }
 
@@ -385,7 +385,7 @@ Result<std::optional<PendingCode>> SqliteStore::ReserveCodeAttempt(CodePurpose p
     if (rc != SQLITE_ROW) return c.Error("reserve code attempt");
     out = ReadCode(**st, purpose, email);
     // Step to the end so the statement completes before the scope resets it.
-    return (*st)->Step() == SQLITE_DONE ? Status::Ok() : c.Error("reserve code attempt");
+    return c.Run(**st, "reserve code attempt");
   });
   if (!s.ok()) return s;
   return out;
@@ -396,7 +396,7 @@ Status SqliteStore::PurgeCodes(TimeMs sent_before) {
     auto st = c.Prepare("DELETE FROM verification_codes WHERE sent_at < ?");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, sent_before);
-    return (*st)->Step() == SQLITE_DONE ? Status::Ok() : c.Error("purge codes");
+    return c.Run(**st, "purge codes");
   });
 }
 
@@ -408,7 +408,7 @@ Result<bool> SqliteStore::ConsumeCode(CodePurpose purpose, std::string_view emai
         "WHERE purpose = ? AND email = ? AND sent_at = ? AND used = 0");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, std::string_view(PurposeName(purpose))).Bind(2, email).Bind(3, sent_at);
-    if ((*st)->Step() != SQLITE_DONE) return c.Error("consume code");
+    if (Status s = c.Run(**st, "consume code"); !s.ok()) return s;
     consumed = c.Changes() == 1;
     return Status::Ok();
   });
@@ -427,7 +427,7 @@ Result<std::string> SqliteStore::GetOrCreateSetting(std::string_view key,
     auto ins = c.Prepare("INSERT OR IGNORE INTO settings(key, value) VALUES (?, ?)");
     if (!ins.ok()) return ins.status();
     (*ins)->Bind(1, key).Bind(2, value_if_absent);
-    if ((*ins)->Step() != SQLITE_DONE) return c.Error("create setting");
+    if (Status s = c.Run(**ins, "create setting"); !s.ok()) return s;
     auto sel = c.Prepare("SELECT value FROM settings WHERE key = ?");
     if (!sel.ok()) return sel.status();
     (*sel)->Bind(1, key);

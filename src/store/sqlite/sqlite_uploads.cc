@@ -7,13 +7,6 @@
 #include "store/sqlite/sqlite_store.h"
 
 namespace mmchat::store::sqlite {
-namespace {
-
-Status Run(Connection& c, Statement& st, std::string_view what) {
-  return st.Step() == SQLITE_DONE ? Status::Ok() : c.Error(what);
-}
-
-}  // namespace
 
 Status SqliteStore::CreateUpload(const domain::Upload& upload) {
   return InTransaction([&](Connection& c) -> Status {
@@ -23,7 +16,7 @@ Status SqliteStore::CreateUpload(const domain::Upload& upload) {
     if (!st.ok()) return st.status();
     (*st)->Bind(1, upload.file.id).Bind(2, upload.uploader).Bind(3, upload.file.filename);
     (*st)->Bind(4, upload.file.content_type).Bind(5, upload.file.created_at);
-    return Run(c, **st, "create upload");
+    return c.Run(**st, "create upload");
   });
 }
 
@@ -32,7 +25,7 @@ Status SqliteStore::PutUploadChunk(const std::string& id, int64_t index, std::st
     auto st = c.Prepare("INSERT INTO upload_chunks(upload_id, idx, data) VALUES (?, ?, ?)");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, id).Bind(2, index).BindBlob(3, bytes);
-    return Run(c, **st, "write upload chunk");
+    return c.Run(**st, "write upload chunk");
   });
 }
 
@@ -41,7 +34,7 @@ Status SqliteStore::CompleteUpload(const std::string& id, int64_t size) {
     auto st = c.Prepare("UPDATE uploads SET complete = 1, size = ? WHERE id = ?");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, size).Bind(2, id);
-    return Run(c, **st, "complete upload");
+    return c.Run(**st, "complete upload");
   });
 }
 
@@ -53,11 +46,11 @@ Status SqliteStore::DeleteUpload(Connection& c, const std::string& id) {
   auto chunks = c.Prepare("DELETE FROM upload_chunks WHERE upload_id = ?");
   if (!chunks.ok()) return chunks.status();
   (*chunks)->Bind(1, id);
-  if (Status s = Run(c, **chunks, "remove upload chunks"); !s.ok()) return s;
+  if (Status s = c.Run(**chunks, "remove upload chunks"); !s.ok()) return s;
   auto row = c.Prepare("DELETE FROM uploads WHERE id = ?");
   if (!row.ok()) return row.status();
   (*row)->Bind(1, id);
-  return Run(c, **row, "remove upload");
+  return c.Run(**row, "remove upload");
 }
 
 Result<std::optional<domain::Upload>> SqliteStore::FindUpload(const std::string& id) {
