@@ -78,7 +78,8 @@ start_server() {
   for n in $(seq 0 $((nodes - 1))); do
     # No abuse limits: the tool sends from one address as fast as it can.
     (cd "$work/run" && exec env HTTP_ADDR="127.0.0.1:$((port + n))" MSG_RATE_PER_SEC=0 \
-      MAX_CONNS_PER_IP=0 WS_MAX_CONNS_PER_USER=0 WS_TYPING_RATE_PER_SEC=0 "${store_env[@]}" \
+      MAX_CONNS_PER_IP=0 WS_MAX_CONNS_PER_USER=0 WS_TYPING_RATE_PER_SEC=0 \
+      MAX_PENDING_UPLOAD_BYTES=0 "${store_env[@]}" \
       "${cluster_env[@]}" "$@" "$mmchat" >"server$n.log" 2>&1) &
     node_pids+=($!)
   done

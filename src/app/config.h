@@ -29,10 +29,13 @@ struct Config {
   std::string smtp_from = "mmchat@localhost";
   int64_t max_message_len = 4000;
   int64_t max_upload_bytes = 26214400;  // 25 MiB
-  std::string cors_allowed_origins;     // empty: no CORS (http::CorsPolicy::Parse reads it)
-  int64_t upload_sweep_sec = 60;        // how often orphaned and deleted uploads are removed
-  std::string database_url;             // empty: SQLite (sqlite_dsn); else a PostgreSQL URI
-  std::string redis_url;  // empty: one process; else a node of a cluster (the Redis bus)
+  // What one user's uploads that no message carries may add up to (0: no limit): 256 MiB,
+  // room for a message's ten largest attachments.
+  int64_t max_pending_upload_bytes = 268435456;
+  std::string cors_allowed_origins;  // empty: no CORS (http::CorsPolicy::Parse reads it)
+  int64_t upload_sweep_sec = 60;     // how often orphaned and deleted uploads are removed
+  std::string database_url;          // empty: SQLite (sqlite_dsn); else a PostgreSQL URI
+  std::string redis_url;             // empty: one process; else a node of a cluster (the Redis bus)
   int64_t cluster_node_ttl_sec = 15;  // a silent node's connections count this long
   // MmChat's own
   std::string admin_socket = "mmchat.sock";  // `mmchat user ...` tells the server here; "-": none

@@ -137,7 +137,8 @@ Result<std::unique_ptr<Services>> Services::Open(
       domain::UploadService::Deps{.uploads = s->store.get(),
                                   .access = s->conversations.get(),
                                   .new_id = [] { return crypto::RandomId(); },
-                                  .max_upload_bytes = config.max_upload_bytes});
+                                  .max_upload_bytes = config.max_upload_bytes,
+                                  .max_pending_bytes = config.max_pending_upload_bytes});
   s->presence =
       std::make_unique<domain::PresenceService>(s->store.get(), s->user_cache.get(), s->bus.get());
 

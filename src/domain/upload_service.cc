@@ -95,6 +95,12 @@ Status UploadWriter::Write(std::string_view piece) {
 }
 
 Status UploadWriter::Flush() {
+  // Checked per chunk, after the chunks stored so far (this upload's and any other arriving
+  // at once) count: uploads running side by side pass the limit by less than a chunk each.
+  if (Status s = service_->CheckPending(uploader_, static_cast<int64_t>(pending_.size()));
+      !s.ok()) {
+    return s;
+  }
   Status s = service_->d_.uploads->PutUploadChunk(file_.id, next_chunk_, pending_);
   if (!s.ok()) return s;
   ++next_chunk_;
@@ -136,8 +142,25 @@ Result<std::unique_ptr<UploadWriter>> UploadService::Begin(const UploadInput& in
   upload.file.content_type = input.content_type;
   upload.file.created_at = d_.now();
   upload.uploader = input.uploader;
+  if (input.declared_size) {
+    if (Status s = CheckPending(input.uploader, static_cast<int64_t>(*input.declared_size));
+        !s.ok()) {
+      return s;
+    }
+  }
   if (Status s = d_.uploads->CreateUpload(upload); !s.ok()) return s;
-  return std::unique_ptr<UploadWriter>(new UploadWriter(this, std::move(upload.file)));
+  return std::unique_ptr<UploadWriter>(
+      new UploadWriter(this, input.uploader, std::move(upload.file)));
+}
+
+Status UploadService::CheckPending(int64_t uploader, int64_t more) const {
+  if (d_.max_pending_bytes <= 0) return Status::Ok();
+  auto pending = d_.uploads->PendingUploadBytes(uploader);
+  if (!pending.ok()) return pending.status();
+  if (*pending + more <= d_.max_pending_bytes) return Status::Ok();
+  return Status::PayloadTooLarge("uploads not yet sent in a message are at most " +
+                                 std::to_string(d_.max_pending_bytes) +
+                                 " bytes per user: send or wait for the ones you have");
 }
 
 Result<Upload> UploadService::Find(int64_t caller, const std::string& id) {

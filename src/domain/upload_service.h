@@ -37,11 +37,12 @@ class UploadWriter {
 
  private:
   friend class UploadService;
-  UploadWriter(UploadService* service, Attachment file)
-      : service_(service), file_(std::move(file)) {}
+  UploadWriter(UploadService* service, int64_t uploader, Attachment file)
+      : service_(service), uploader_(uploader), file_(std::move(file)) {}
   Status Flush();
 
   UploadService* service_;
+  int64_t uploader_;
   Attachment file_;
   std::string pending_;  // less than one chunk
   int64_t next_chunk_ = 0;
@@ -54,11 +55,13 @@ class UploadService {
     ConversationService* access;  // is the caller a participant of the carrying conversation
     std::function<std::string()> new_id;  // an unguessable opaque id
     int64_t max_upload_bytes = 25 * 1024 * 1024;
+    // What one user's uploads that no message carries may add up to (0: no limit).
+    int64_t max_pending_bytes = 0;
     std::function<TimeMs()> now = NowMs;
   };
   explicit UploadService(Deps deps);
 
-  // Checks the upload's type, filename and declared size, and starts it.
+  // Checks the upload's type, filename and declared size (against both limits), and starts it.
   Result<std::unique_ptr<UploadWriter>> Begin(const UploadInput& input);
   // The upload as `caller` may see it: kNotFound for anyone but its uploader and the
   // participants of the conversation whose (not deleted) message carries it.
@@ -73,6 +76,8 @@ class UploadService {
 
  private:
   friend class UploadWriter;
+  // kPayloadTooLarge when `more` bytes would take `uploader` past max_pending_bytes.
+  Status CheckPending(int64_t uploader, int64_t more) const;
   Deps d_;
 };
 

@@ -31,6 +31,8 @@ class UploadStore {
   // A new upload, not yet complete: invisible until CompleteUpload.
   virtual Status CreateUpload(const Upload& upload) = 0;
   // Chunk `index` (0, 1, 2, ...) of an upload being written, in its own short transaction.
+  // The upload's size grows by the chunk's bytes with it, so that PendingUploadBytes counts
+  // an upload that is still arriving.
   virtual Status PutUploadChunk(const std::string& id, int64_t index, std::string_view bytes) = 0;
   // Every chunk is in: the upload has its size and may be downloaded and attached.
   virtual Status CompleteUpload(const std::string& id, int64_t size) = 0;
@@ -38,6 +40,8 @@ class UploadStore {
   virtual Status RemoveUpload(const std::string& id) = 0;
   // A complete upload that was not removed (with the conversation that may read it), or nullopt.
   virtual Result<std::optional<Upload>> FindUpload(const std::string& id) = 0;
+  // The bytes of `uploader`'s uploads that no message carries, complete or still arriving.
+  virtual Result<int64_t> PendingUploadBytes(int64_t uploader) = 0;
   // The bytes of chunk `index`, or nullopt when there is no such chunk.
   virtual Result<std::optional<std::string>> GetUploadChunk(const std::string& id,
                                                             int64_t index) = 0;

@@ -472,6 +472,29 @@ TEST_F(SmallUploadsTest, AnUploadOverMaxUploadBytesIs413) {
               "payload_too_large");
 }
 
+class PendingUploadsTest : public AttachmentsTest {
+ protected:
+  PendingUploadsTest() : AttachmentsTest({{"MAX_PENDING_UPLOAD_BYTES", "1000000"}}) {}
+};
+
+TEST_F(PendingUploadsTest, WhatNoMessageCarriesIsBoundedPerUser) {
+  const Json first = Uploaded(alice_, Bytes(600000));
+  // 600,000 more would take alice past 1,000,000: refused at the start (Content-Length)...
+  ExpectError(Upload(alice_, Bytes(600000, 2)), 413, "payload_too_large");
+  // ...and without a Content-Length as its bytes arrive, a chunk (256 KiB) at a time.
+  ExpectError(UploadChunked(server_.port(), alice_.token, Bytes(600000, 3)), 413,
+              "payload_too_large");
+  // What fits still goes in, and another user has room of its own.
+  EXPECT_EQ(Upload(alice_, Bytes(300000, 4)).status, 201);
+  EXPECT_EQ(Upload(bob_, Bytes(600000, 5)).status, 201);
+  // Sent in a message, an upload no longer counts.
+  ASSERT_EQ(Send(alice_, Json::array({first["id"]})).status, 201);
+  EXPECT_EQ(Upload(alice_, Bytes(600000, 6)).status, 201);
+  // Nothing of the refused ones was kept.
+  EXPECT_TRUE(Eventually(
+      [&] { return QueryStoreOne(server_.dir(), "SELECT count(*) FROM uploads") == "4"; }));
+}
+
 class SweptUploadsTest : public AttachmentsTest {
  protected:
   SweptUploadsTest() : AttachmentsTest({{"UPLOAD_SWEEP_SEC", "1"}}) {}

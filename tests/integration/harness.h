@@ -87,10 +87,12 @@ void RecordHttp(const std::string& method, const std::string& target, const Http
 
 // For load tests: every abuse limit off, as one address opens thousands of connections and
 // each user sends as fast as it can (scripts/bench.sh does the same).
-inline const std::map<std::string, std::string> kNoAbuseLimits = {{"MSG_RATE_PER_SEC", "0"},
-                                                                  {"MAX_CONNS_PER_IP", "0"},
-                                                                  {"WS_MAX_CONNS_PER_USER", "0"},
-                                                                  {"WS_TYPING_RATE_PER_SEC", "0"}};
+inline const std::map<std::string, std::string> kNoAbuseLimits = {
+    {"MSG_RATE_PER_SEC", "0"},
+    {"MAX_CONNS_PER_IP", "0"},
+    {"WS_MAX_CONNS_PER_USER", "0"},
+    {"WS_TYPING_RATE_PER_SEC", "0"},
+    {"MAX_PENDING_UPLOAD_BYTES", "0"}};
 
 struct ServerOptions {
   std::map<std::string, std::string> env;  // added to (and overriding) the defaults

@@ -224,12 +224,15 @@ TEST(LoadConfigTest, ReadsEveryApiVariableFromDotEnv) {
 }
 
 TEST(LoadConfigTest, ReadsOwnVariables) {
+  EXPECT_EQ(Load({})->max_pending_upload_bytes, 268435456);  // 256 MiB
   auto c = Load({{"HTTP_THREADS", "3"},
                  {"WORKER_THREADS", "5"},
                  {"HTTP_READ_TIMEOUT_SEC", "7"},
                  {"SQLITE_SYNCHRONOUS", "FULL"},
-                 {"LOG_LEVEL", "debug"}});
+                 {"LOG_LEVEL", "debug"},
+                 {"MAX_PENDING_UPLOAD_BYTES", "0"}});
   ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->max_pending_upload_bytes, 0);
   EXPECT_EQ(c->http_threads, 3);
   EXPECT_EQ(c->worker_threads, 5);
   EXPECT_EQ(c->http_read_timeout_sec, 7);
@@ -298,6 +301,7 @@ TEST(LoadConfigTest, InvalidValuesNameTheVariable) {
       {{{"HTTP_THREADS", "0"}}, "HTTP_THREADS"},
       {{{"WORKER_THREADS", "x"}}, "WORKER_THREADS"},
       {{{"HTTP_READ_TIMEOUT_SEC", "-1"}}, "HTTP_READ_TIMEOUT_SEC"},
+      {{{"MAX_PENDING_UPLOAD_BYTES", "-1"}}, "MAX_PENDING_UPLOAD_BYTES"},
       {{{"SQLITE_SYNCHRONOUS", "OFF"}}, "SQLITE_SYNCHRONOUS"},
       {{{"LOG_LEVEL", "loud"}}, "LOG_LEVEL"},
   };

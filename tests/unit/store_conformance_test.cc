@@ -1798,6 +1798,14 @@ TYPED_TEST(StoreConformance, UploadsAreStoredInChunksAttachedOnceAndSwept) {
   found = this->store_->FindUpload("partial");
   ASSERT_TRUE(found.ok());
   EXPECT_FALSE(found->has_value());
+  // What no message carries, per uploader: the partial one's stored bytes count too.
+  auto pending = [&](int64_t uploader) {
+    auto r = this->store_->PendingUploadBytes(uploader);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? *r : -1;
+  };
+  EXPECT_EQ(pending(a), 10 + 1 + 1);
+  EXPECT_EQ(pending(b), 1);
 
   // One batch: only the sender's own complete, free uploads attach, each once.
   auto with = [&](int64_t sender, std::vector<std::string> ids) {
@@ -1825,6 +1833,7 @@ TYPED_TEST(StoreConformance, UploadsAreStoredInChunksAttachedOnceAndSwept) {
   ASSERT_EQ(attached->message.attachments.size(), 1u);
   EXPECT_EQ(attached->message.attachments[0].id, "mine");
   EXPECT_EQ(attached->message.attachments[0].size, 10);
+  EXPECT_EQ(pending(a), 2);  // carried by a message now
   EXPECT_EQ(attached->message.attachments[0].content_type, "application/octet-stream");
   auto stored = this->store_->GetMessage(attached->message.id);
   ASSERT_TRUE(stored.ok() && stored->has_value());

@@ -186,6 +186,10 @@ ALTER TABLE upload_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'active'
   CHECK (status IN ('active', 'disabled', 'deleted'));
 )sql"},
+      // A user's uploads that no message carries, summed for MAX_PENDING_UPLOAD_BYTES.
+      {8, "pending_uploads", R"sql(
+CREATE INDEX uploads_pending ON uploads(uploader) WHERE message_id IS NULL AND NOT removed;
+)sql"},
   };
   return kAll;
 }

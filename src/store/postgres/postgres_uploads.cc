@@ -10,6 +10,7 @@ namespace {
 
 constexpr const char* kPutChunk =
     "INSERT INTO upload_chunks(upload_id, idx, data) VALUES ($1, $2, $3)";
+constexpr const char* kGrowUpload = "UPDATE uploads SET size = size + $2 WHERE id = $1";
 
 // Removes one upload and its chunks when it is still one to sweep; the row lock keeps a
 // message writer from attaching it meanwhile (and waits for one that is).
@@ -45,6 +46,7 @@ Status PostgresStore::PutUploadChunk(const std::string& id, int64_t index, std::
     auto r = c.Pipeline({{"BEGIN", {}},
                          {"SET LOCAL synchronous_commit = off", {}},
                          {kPutChunk, Params().Add(id).Add(index).AddBytes(bytes)},
+                         {kGrowUpload, Params().Add(id).Add(static_cast<int64_t>(bytes.size()))},
                          {"COMMIT", {}}});
     if (!r.ok() && !c.broken() && c.InTransaction()) c.Exec("ROLLBACK");
     return r.ok() ? Status::Ok() : r.status();
@@ -64,6 +66,15 @@ Status PostgresStore::RemoveUpload(const std::string& id) {
     auto row = c.Query("DELETE FROM uploads WHERE id = $1", Params().Add(id));
     return row.ok() ? Status::Ok() : row.status();
   });
+}
+
+Result<int64_t> PostgresStore::PendingUploadBytes(int64_t uploader) {
+  auto r = Query(
+      "SELECT COALESCE(SUM(size), 0)::bigint FROM uploads "
+      "WHERE uploader = $1 AND message_id IS NULL AND NOT removed",
+      Params().Add(uploader));
+  if (!r.ok()) return r.status();
+  return r->Int(0, 0);
 }
 
 Result<std::optional<domain::Upload>> PostgresStore::FindUpload(const std::string& id) {

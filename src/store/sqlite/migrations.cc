@@ -163,6 +163,10 @@ CREATE TABLE upload_chunks (
 ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'active'
   CHECK (status IN ('active', 'disabled', 'deleted'));
 )sql"},
+      // A user's uploads that no message carries, summed for MAX_PENDING_UPLOAD_BYTES.
+      {8, "pending_uploads", R"sql(
+CREATE INDEX uploads_pending ON uploads(uploader) WHERE message_id IS NULL AND removed = 0;
+)sql"},
   };
   return kAll;
 }

@@ -114,6 +114,7 @@ class SqliteStore final : public Store {
   Status CreateUpload(const domain::Upload& upload) override;
   Status PutUploadChunk(const std::string& id, int64_t index, std::string_view bytes) override;
   Status CompleteUpload(const std::string& id, int64_t size) override;
+  Result<int64_t> PendingUploadBytes(int64_t uploader) override;
   Status RemoveUpload(const std::string& id) override;
   Result<std::optional<domain::Upload>> FindUpload(const std::string& id) override;
   Result<std::optional<std::string>> GetUploadChunk(const std::string& id, int64_t index) override;

@@ -25,7 +25,11 @@ Status SqliteStore::PutUploadChunk(const std::string& id, int64_t index, std::st
     auto st = c.Prepare("INSERT INTO upload_chunks(upload_id, idx, data) VALUES (?, ?, ?)");
     if (!st.ok()) return st.status();
     (*st)->Bind(1, id).Bind(2, index).BindBlob(3, bytes);
-    return c.Run(**st, "write upload chunk");
+    if (Status s = c.Run(**st, "write upload chunk"); !s.ok()) return s;
+    auto grow = c.Prepare("UPDATE uploads SET size = size + ? WHERE id = ?");
+    if (!grow.ok()) return grow.status();
+    (*grow)->Bind(1, static_cast<int64_t>(bytes.size())).Bind(2, id);
+    return c.Run(**grow, "count upload chunk");
   });
 }
 
@@ -51,6 +55,22 @@ Status SqliteStore::DeleteUpload(Connection& c, const std::string& id) {
   if (!row.ok()) return row.status();
   (*row)->Bind(1, id);
   return c.Run(**row, "remove upload");
+}
+
+Result<int64_t> SqliteStore::PendingUploadBytes(int64_t uploader) {
+  int64_t out = 0;
+  Status s = WithReader([&](Connection& c) -> Status {
+    auto st = c.Prepare(
+        "SELECT COALESCE(SUM(size), 0) FROM uploads "
+        "WHERE uploader = ? AND message_id IS NULL AND removed = 0");
+    if (!st.ok()) return st.status();
+    (*st)->Bind(1, uploader);
+    if ((*st)->Step() != SQLITE_ROW) return c.Error("sum pending uploads");
+    out = (*st)->Int(0);
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
 }
 
 Result<std::optional<domain::Upload>> SqliteStore::FindUpload(const std::string& id) {
