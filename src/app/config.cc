@@ -61,9 +61,9 @@ const std::vector<ConfigVar>& ConfigVars() {
       {"SMTP_FROM", "mmchat@localhost", "sender address"},
       {"MAX_MESSAGE_LEN", "4000", "characters per message"},
       {"MAX_UPLOAD_BYTES", "26214400", "largest upload (25 MiB); over it `413`"},
-      {"MAX_PENDING_UPLOAD_BYTES", "268435456",
-       "what one user's uploads that no message carries yet may add up to (256 MiB; `0`: no "
-       "limit); an upload that would pass it is `413`"},
+      {"MAX_PENDING_UPLOAD_BYTES", "10 × MAX_UPLOAD_BYTES",
+       "what one user's uploads that no message carries yet may add up to (`0`: no limit; else "
+       "at least `MAX_UPLOAD_BYTES`); an upload that would pass it is `413`"},
       {"CORS_ALLOWED_ORIGINS", "-",
        "comma-separated origins (`https://app.example.com,http://localhost:5173`) whose pages "
        "may call the API from a browser; `*` allows any; unset, no CORS headers are sent"},
@@ -266,10 +266,16 @@ Result<Config> LoadConfig(const std::function<std::optional<std::string>(const c
   if (Status s = int_var("MAX_UPLOAD_BYTES", 1, int64_t{1} << 40, &c.max_upload_bytes); !s.ok()) {
     return s;
   }
+  c.max_pending_upload_bytes = 10 * c.max_upload_bytes;
   if (Status s =
           int_var("MAX_PENDING_UPLOAD_BYTES", 0, int64_t{1} << 50, &c.max_pending_upload_bytes);
       !s.ok()) {
     return s;
+  }
+  if (c.max_pending_upload_bytes != 0 && c.max_pending_upload_bytes < c.max_upload_bytes) {
+    // Else an upload the contract allows (up to MAX_UPLOAD_BYTES) would be refused.
+    return Invalid("MAX_PENDING_UPLOAD_BYTES", "must be 0 or at least MAX_UPLOAD_BYTES",
+                   std::to_string(c.max_pending_upload_bytes));
   }
   if (Status s = int_var("UPLOAD_SWEEP_SEC", 1, 86400, &c.upload_sweep_sec); !s.ok()) return s;
   if (auto v = get("CORS_ALLOWED_ORIGINS")) {

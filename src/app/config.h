@@ -29,9 +29,9 @@ struct Config {
   std::string smtp_from = "mmchat@localhost";
   int64_t max_message_len = 4000;
   int64_t max_upload_bytes = 26214400;  // 25 MiB
-  // What one user's uploads that no message carries may add up to (0: no limit): 256 MiB,
-  // room for a message's ten largest attachments.
-  int64_t max_pending_upload_bytes = 268435456;
+  // What one user's uploads that no message carries may add up to (0: no limit); unset, ten
+  // times max_upload_bytes: room for a message's ten largest attachments.
+  int64_t max_pending_upload_bytes = 10 * 26214400;
   std::string cors_allowed_origins;  // empty: no CORS (http::CorsPolicy::Parse reads it)
   int64_t upload_sweep_sec = 60;     // how often orphaned and deleted uploads are removed
   std::string database_url;          // empty: SQLite (sqlite_dsn); else a PostgreSQL URI

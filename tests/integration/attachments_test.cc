@@ -474,7 +474,9 @@ TEST_F(SmallUploadsTest, AnUploadOverMaxUploadBytesIs413) {
 
 class PendingUploadsTest : public AttachmentsTest {
  protected:
-  PendingUploadsTest() : AttachmentsTest({{"MAX_PENDING_UPLOAD_BYTES", "1000000"}}) {}
+  PendingUploadsTest()
+      : AttachmentsTest({{"MAX_UPLOAD_BYTES", "700000"}, {"MAX_PENDING_UPLOAD_BYTES", "1000000"}}) {
+  }
 };
 
 TEST_F(PendingUploadsTest, WhatNoMessageCarriesIsBoundedPerUser) {
@@ -484,6 +486,10 @@ TEST_F(PendingUploadsTest, WhatNoMessageCarriesIsBoundedPerUser) {
   // ...and without a Content-Length as its bytes arrive, a chunk (256 KiB) at a time.
   ExpectError(UploadChunked(server_.port(), alice_.token, Bytes(600000, 3)), 413,
               "payload_too_large");
+  // Its first chunk was stored, and stops counting once the refused upload is removed (just
+  // after the answer).
+  ASSERT_TRUE(Eventually(
+      [&] { return QueryStoreOne(server_.dir(), "SELECT count(*) FROM uploads") == "1"; }));
   // What fits still goes in, and another user has room of its own.
   EXPECT_EQ(Upload(alice_, Bytes(300000, 4)).status, 201);
   EXPECT_EQ(Upload(bob_, Bytes(600000, 5)).status, 201);

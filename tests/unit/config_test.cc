@@ -224,7 +224,8 @@ TEST(LoadConfigTest, ReadsEveryApiVariableFromDotEnv) {
 }
 
 TEST(LoadConfigTest, ReadsOwnVariables) {
-  EXPECT_EQ(Load({})->max_pending_upload_bytes, 268435456);  // 256 MiB
+  EXPECT_EQ(Load({})->max_pending_upload_bytes, 10 * 26214400);  // ten of the largest
+  EXPECT_EQ(Load({{"MAX_UPLOAD_BYTES", "1000"}})->max_pending_upload_bytes, 10000);
   auto c = Load({{"HTTP_THREADS", "3"},
                  {"WORKER_THREADS", "5"},
                  {"HTTP_READ_TIMEOUT_SEC", "7"},
@@ -302,6 +303,7 @@ TEST(LoadConfigTest, InvalidValuesNameTheVariable) {
       {{{"WORKER_THREADS", "x"}}, "WORKER_THREADS"},
       {{{"HTTP_READ_TIMEOUT_SEC", "-1"}}, "HTTP_READ_TIMEOUT_SEC"},
       {{{"MAX_PENDING_UPLOAD_BYTES", "-1"}}, "MAX_PENDING_UPLOAD_BYTES"},
+      {{{"MAX_PENDING_UPLOAD_BYTES", "26214399"}}, "MAX_PENDING_UPLOAD_BYTES"},
       {{{"SQLITE_SYNCHRONOUS", "OFF"}}, "SQLITE_SYNCHRONOUS"},
       {{{"LOG_LEVEL", "loud"}}, "LOG_LEVEL"},
   };

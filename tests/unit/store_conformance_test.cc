@@ -1781,6 +1781,8 @@ TYPED_TEST(StoreConformance, UploadsAreStoredInChunksAttachedOnceAndSwept) {
   upload("bobs", b, {"x"});
   upload("partial", a, {"x"}, /*complete=*/false);
   upload("old", a, {"x"}, true, /*at=*/10);
+  upload("dropped", b, {"abc"}, /*complete=*/false);
+  ASSERT_TRUE(this->store_->RemoveUpload("dropped").ok());  // an upload cut short
 
   auto found = this->store_->FindUpload("mine");
   ASSERT_TRUE(found.ok() && found->has_value());
@@ -1847,7 +1849,9 @@ TYPED_TEST(StoreConformance, UploadsAreStoredInChunksAttachedOnceAndSwept) {
   // Nothing is swept yet but the old orphan and the incomplete one (created at 1000).
   auto swept = this->store_->SweepUploads(/*orphaned_before=*/1001, 100);
   ASSERT_TRUE(swept.ok());
-  EXPECT_EQ(*swept, 3);  // old, partial, bobs
+  EXPECT_EQ(*swept, 3);      // old, partial, bobs
+  EXPECT_EQ(pending(a), 0);  // swept uploads free their room
+  EXPECT_EQ(pending(b), 0);
   for (std::string id : {"old", "partial", "bobs"}) {
     auto gone = this->store_->GetUploadChunk(id, 0);
     ASSERT_TRUE(gone.ok());

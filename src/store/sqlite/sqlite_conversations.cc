@@ -26,7 +26,6 @@ Status CollectMessages(Connection& c, Statement& st, std::vector<Message>* out) 
   return rc == SQLITE_DONE ? Status::Ok() : c.Error("list messages");
 }
 
-// Steps a statement that returns no rows.
 // A deleted account (UserStore::EraseUser) joins no conversation.
 Result<bool> UserExists(Connection& c, int64_t id) {
   auto st = c.Prepare("SELECT 1 FROM users WHERE id = ? AND status <> 'deleted'");
