@@ -62,6 +62,25 @@ HttpResult UploadChunked(uint16_t port, const std::string& token, const std::str
   return ToResult(res);
 }
 
+// POST /api/uploads with `Expect: 100-continue` and only the headers: the first answer, which is
+// the `100` when the server would take the body, or its refusal from the headers alone.
+HttpResult UploadHeadersOnly(uint16_t port, const std::string& token, size_t content_length) {
+  namespace net = boost::asio;
+  namespace bhttp = boost::beast::http;
+  net::io_context io;
+  net::ip::tcp::socket socket(io);
+  socket.connect({net::ip::make_address("127.0.0.1"), port});
+  net::write(socket,
+             net::buffer("POST /api/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
+                         "\r\nContent-Type: text/plain\r\nExpect: 100-continue\r\n"
+                         "Content-Length: " +
+                         std::to_string(content_length) + "\r\n\r\n"));
+  boost::beast::flat_buffer buffer;
+  bhttp::response<bhttp::string_body> res;
+  bhttp::read(socket, buffer, res);
+  return ToResult(res);
+}
+
 class AttachmentsTest : public ::testing::Test {
  protected:
   explicit AttachmentsTest(std::map<std::string, std::string> env = {})
@@ -481,8 +500,11 @@ class PendingUploadsTest : public AttachmentsTest {
 
 TEST_F(PendingUploadsTest, WhatNoMessageCarriesIsBoundedPerUser) {
   const Json first = Uploaded(alice_, Bytes(600000));
-  // 600,000 more would take alice past 1,000,000: refused at the start (Content-Length)...
+  // 600,000 more would take alice past 1,000,000: refused at the start (Content-Length), before
+  // the 100 that asks for the body...
   ExpectError(Upload(alice_, Bytes(600000, 2)), 413, "payload_too_large");
+  ExpectError(UploadHeadersOnly(server_.port(), alice_.token, 600000), 413, "payload_too_large");
+  EXPECT_EQ(UploadHeadersOnly(server_.port(), alice_.token, 300000).status, 100);
   // ...and without a Content-Length as its bytes arrive, a chunk (256 KiB) at a time.
   ExpectError(UploadChunked(server_.port(), alice_.token, Bytes(600000, 3)), 413,
               "payload_too_large");
